@@ -1,0 +1,223 @@
+package azuresim
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/nsgrules"
+)
+
+// Counters is a snapshot of the server's request counters.
+type Counters struct {
+	// Requests counts requests by "METHOD kind", e.g. "PUT rule",
+	// "GET operation", "POST token".
+	Requests map[string]int64 `json:"requests"`
+	// Responses counts answers by "METHOD kind STATUS", e.g. "PUT rule 201";
+	// status 0 is a connection reset.
+	Responses map[string]int64 `json:"responses"`
+	// ByStatus counts answers by status code.
+	ByStatus map[int]int64 `json:"byStatus"`
+	// Throttled counts writes refused by the subscription write limit.
+	Throttled int64 `json:"throttled"`
+	// Busy counts writes refused because their NSG was busy.
+	Busy int64 `json:"busy"`
+	// Faults counts injected faults by kind (see the Fault* constants).
+	Faults map[string]int64 `json:"faults"`
+	// FaultsInjected is the sum of Faults.
+	FaultsInjected int64 `json:"faultsInjected"`
+}
+
+type counterState struct {
+	requests  map[string]int64
+	responses map[string]int64
+	byStatus  map[int]int64
+	throttled int64
+	busy      int64
+	faults    map[string]int64
+}
+
+func newCounterState() counterState {
+	return counterState{
+		requests: map[string]int64{}, responses: map[string]int64{},
+		byStatus: map[int]int64{}, faults: map[string]int64{},
+	}
+}
+
+func (s *Server) countRequest(method, kind string, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counters.requests[method+" "+kind]++
+	s.counters.responses[method+" "+kind+" "+strconv.Itoa(status)]++
+	s.counters.byStatus[status]++
+}
+
+// Counters returns a snapshot of the request counters.
+func (s *Server) Counters() Counters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := Counters{
+		Requests:  copyMap(s.counters.requests),
+		Responses: copyMap(s.counters.responses),
+		ByStatus:  copyMap(s.counters.byStatus),
+		Throttled: s.counters.throttled,
+		Busy:      s.counters.busy,
+		Faults:    copyMap(s.counters.faults),
+	}
+	for _, n := range c.Faults {
+		c.FaultsInjected += n
+	}
+	return c
+}
+
+// ResetCounters zeroes the request counters.
+func (s *Server) ResetCounters() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counters = newCounterState()
+}
+
+func copyMap[K comparable, V any](m map[K]V) map[K]V {
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// Event is one accepted write of an NSG or a security rule.
+type Event struct {
+	Seq int64 `json:"seq"`
+	// Operation is Azure's operation name: PutSecurityRuleOperation,
+	// DeleteSecurityRuleOperation, PutNetworkSecurityGroupOperation or
+	// DeleteNetworkSecurityGroupOperation.
+	Operation string `json:"operation"`
+	NSGID     string `json:"nsgId"`
+	// RuleName and Rule describe the rule written or deleted; empty for
+	// NSG operations.
+	RuleName string        `json:"ruleName,omitempty"`
+	Rule     *RuleSnapshot `json:"rule,omitempty"`
+	// Accepted is when the write was accepted, Completed when its
+	// operation finished (zero while it runs).
+	Accepted  time.Time `json:"accepted"`
+	Completed time.Time `json:"completed,omitzero"`
+	// Result is InProgress, Succeeded or Failed (the change was not applied).
+	Result string `json:"result"`
+}
+
+// RuleSnapshot is a security rule's decisive fields at the time of a write.
+type RuleSnapshot struct {
+	Priority            int32    `json:"priority"`
+	Direction           string   `json:"direction"`
+	Access              string   `json:"access"`
+	Protocol            string   `json:"protocol"`
+	SourcePrefixes      []string `json:"sourcePrefixes"`
+	SourcePorts         []string `json:"sourcePorts"`
+	DestinationPrefixes []string `json:"destinationPrefixes"`
+	DestinationPorts    []string `json:"destinationPorts"`
+	Description         string   `json:"description,omitempty"`
+}
+
+func snapshotRule(p *ruleProperties) *RuleSnapshot {
+	r := toNSGRule("", p)
+	return &RuleSnapshot{
+		Priority: r.Priority, Direction: r.Direction, Access: r.Access, Protocol: r.Protocol,
+		SourcePrefixes: cloneStrings(r.SourcePrefixes), SourcePorts: cloneStrings(r.SourcePorts),
+		DestinationPrefixes: cloneStrings(r.DestinationPrefixes), DestinationPorts: cloneStrings(r.DestinationPorts),
+		Description: r.Description,
+	}
+}
+
+// Events returns the write events so far, in order.
+func (s *Server) Events() []Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settleAll()
+	out := make([]Event, len(s.events))
+	copy(out, s.events)
+	return out
+}
+
+// Flow is a connection attempt for VerifyFlow, as Network Watcher's IP flow
+// verify takes it, across the NSGs on the path.
+type Flow struct {
+	// NSGIDs are the NSGs in evaluation order (inbound: the subnet's NSG,
+	// then the NIC's).
+	NSGIDs          []string `json:"nsgIds"`
+	Direction       string   `json:"direction"` // "Inbound" (default) or "Outbound"
+	Protocol        string   `json:"protocol"`  // "Tcp", "Udp", "Icmp"
+	Source          string   `json:"source"`
+	SourcePort      int      `json:"sourcePort"` // 0: an ephemeral port
+	Destination     string   `json:"destination"`
+	DestinationPort int      `json:"destinationPort"`
+}
+
+// Verdict is VerifyFlow's answer.
+type Verdict struct {
+	Allowed bool `json:"allowed"`
+	// NSGID is the NSG whose rule decided: the first that denies, or the
+	// last that allows.
+	NSGID    string `json:"nsgId"`
+	RuleName string `json:"ruleName"`
+	Priority int32  `json:"priority"`
+}
+
+// ephemeralPort stands for the client's source port when none is given.
+const ephemeralPort = 49152
+
+// errUnknownNSG reports a flow through an NSG that does not exist.
+var errUnknownNSG = errors.New("network security group not found")
+
+// VerifyFlow judges a flow against the committed rules of the NSGs on its
+// path, as Azure's data plane would: an operation still running has not
+// taken effect yet.
+func (s *Server) VerifyFlow(f Flow) (Verdict, error) {
+	if len(f.NSGIDs) == 0 {
+		return Verdict{}, errors.New("verify flow: no network security group ids given")
+	}
+	nf := nsgrules.Flow{
+		Direction: f.Direction, Protocol: f.Protocol, Source: f.Source, SourcePort: f.SourcePort,
+		Destination: f.Destination, DestinationPort: f.DestinationPort,
+	}
+	if nf.Direction == "" {
+		nf.Direction = "Inbound"
+	}
+	if nf.SourcePort == 0 {
+		nf.SourcePort = ephemeralPort
+	}
+	if err := nf.Validate(); err != nil {
+		return Verdict{}, fmt.Errorf("verify flow: %w", err)
+	}
+	s.mu.Lock()
+	paths := make([][]nsgrules.Rule, len(f.NSGIDs))
+	ids := make([]string, len(f.NSGIDs))
+	for i, id := range f.NSGIDs {
+		st, err := s.committedNSG(id)
+		if err != nil {
+			s.mu.Unlock()
+			return Verdict{}, fmt.Errorf("verify flow through %s: %w", id, err)
+		}
+		ids[i] = st.id
+		for _, r := range st.rules {
+			paths[i] = append(paths[i], toNSGRule(r.name, &r.props))
+		}
+	}
+	s.mu.Unlock()
+	i, m := nsgrules.EvaluatePath(paths, nf, nsgrules.Env{})
+	return Verdict{Allowed: m.Allowed, NSGID: ids[i], RuleName: m.RuleName, Priority: m.Priority}, nil
+}
+
+// committedNSG finds an NSG by id. Callers hold s.mu.
+func (s *Server) committedNSG(id string) (*nsgState, error) {
+	q := parseARMPath("GET", id)
+	if q.kind != "nsg" || !strings.EqualFold(q.sub, s.subscriptionID) {
+		return nil, fmt.Errorf("%q is not a network security group id in subscription %s: %w", id, s.subscriptionID, errUnknownNSG)
+	}
+	e := s.entry(nsgKey(q.rg, q.nsg))
+	if e == nil || e.state == nil {
+		return nil, errUnknownNSG
+	}
+	return e.state, nil
+}

@@ -1,0 +1,213 @@
+package azuresim
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/nsgrules"
+)
+
+func notFoundRule(w http.ResponseWriter, st *nsgState, name string) {
+	writeARMError(w, http.StatusNotFound, "NotFound",
+		fmt.Sprintf("Resource %s not found.", nsgrules.RuleID(st.id, name)))
+}
+
+func (s *Server) getRule(w http.ResponseWriter, q armRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entry(nsgKey(q.rg, q.nsg))
+	if e == nil {
+		notFoundNSG(w, q)
+		return
+	}
+	st := e.visible()
+	i := st.findRule(q.rule)
+	if i < 0 {
+		notFoundRule(w, st, q.rule)
+		return
+	}
+	w.Header().Set("ETag", st.etag)
+	writeJSON(w, http.StatusOK, ruleJSON(st, st.rules[i]))
+}
+
+func (s *Server) listRules(w http.ResponseWriter, r *http.Request, q armRequest) {
+	s.mu.Lock()
+	e := s.entry(nsgKey(q.rg, q.nsg))
+	if e == nil {
+		s.mu.Unlock()
+		notFoundNSG(w, q)
+		return
+	}
+	st := e.visible()
+	items := make([]any, len(st.rules))
+	for i, rule := range st.rules {
+		items[i] = ruleJSON(st, rule)
+	}
+	pageSize := s.pageSize
+	s.mu.Unlock()
+	writePage(w, r, items, pageSize)
+}
+
+func (s *Server) getDefaultRule(w http.ResponseWriter, q armRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entry(nsgKey(q.rg, q.nsg))
+	if e == nil {
+		notFoundNSG(w, q)
+		return
+	}
+	st := e.visible()
+	for _, d := range defaultRulesJSON(st) {
+		if strings.EqualFold(d.Name, q.rule) {
+			writeJSON(w, http.StatusOK, d)
+			return
+		}
+	}
+	writeARMError(w, http.StatusNotFound, "NotFound",
+		fmt.Sprintf("Resource %s/defaultSecurityRules/%s not found.", st.id, q.rule))
+}
+
+func (s *Server) listDefaultRules(w http.ResponseWriter, r *http.Request, q armRequest) {
+	s.mu.Lock()
+	e := s.entry(nsgKey(q.rg, q.nsg))
+	if e == nil {
+		s.mu.Unlock()
+		notFoundNSG(w, q)
+		return
+	}
+	defaults := defaultRulesJSON(e.visible())
+	pageSize := s.pageSize
+	s.mu.Unlock()
+	items := make([]any, len(defaults))
+	for i, d := range defaults {
+		items[i] = d
+	}
+	writePage(w, r, items, pageSize)
+}
+
+// putRule creates or updates one security rule: validated as Azure does,
+// then applied by a long-running operation during which the NSG is busy.
+func (s *Server) putRule(w http.ResponseWriter, r *http.Request, q armRequest) {
+	var body securityRule
+	if !readBody(w, r, &body) {
+		return
+	}
+	if body.Name != "" && !strings.EqualFold(body.Name, q.rule) {
+		writeARMError(w, http.StatusBadRequest, "InvalidRequestFormat",
+			fmt.Sprintf("Resource name '%s' in the request body does not match the name '%s' in the request URI.", body.Name, q.rule))
+		return
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := nsgKey(q.rg, q.nsg)
+	e := s.entry(key)
+	if e == nil {
+		notFoundNSG(w, q)
+		return
+	}
+	cur := e.visible()
+	i := cur.findRule(q.rule)
+	etag := ""
+	if i >= 0 {
+		etag = cur.etag
+	}
+	if !checkPreconditions(w, r, etag) {
+		return
+	}
+	if e.op != nil {
+		s.writeBusy(w, r, q, e.op, "PutSecurityRuleOperation")
+		return
+	}
+
+	next := e.state.clone()
+	props := body.Properties.clone()
+	props.ProvisioningState = ""
+	name := q.rule
+	if i >= 0 {
+		name = next.rules[i].name // ids keep the case the rule was created with
+		next.rules[i].props = props
+	} else {
+		next.rules = append(next.rules, &ruleEntry{name: name, props: props})
+	}
+	if err := s.validateRulePut(next, name); err != nil {
+		writeARMErrorBody(w, http.StatusBadRequest, err)
+		return
+	}
+	next.etag = newETag()
+	visible := next.clone()
+	visible.rules[visible.findRule(name)].props.ProvisioningState = "Updating"
+	next.rules[next.findRule(name)].props.ProvisioningState = statusSucceeded
+
+	op := s.startOperation(key, e, "PutSecurityRuleOperation", nsgrules.RuleID(next.id, name), next.location, visible, next,
+		Event{Operation: "PutSecurityRuleOperation", NSGID: next.id, RuleName: name, Rule: snapshotRule(&props)}, q.failLRO)
+	status := http.StatusOK
+	if i < 0 {
+		status = http.StatusCreated
+	}
+	vs := visible.rules[visible.findRule(name)]
+	s.writeAccepted(w, r, q, op, status, ruleJSON(visible, vs))
+}
+
+// validateRulePut validates the rule named name against the others in st
+// and the NSG-wide limits on the result.
+func (s *Server) validateRulePut(st *nsgState, name string) *armError {
+	var target nsgrules.Rule
+	all := make([]nsgrules.Rule, 0, len(st.rules))
+	others := make([]nsgrules.Rule, 0, len(st.rules))
+	for _, r := range st.rules {
+		nr := toNSGRule(r.name, &r.props)
+		all = append(all, nr)
+		if strings.EqualFold(r.name, name) {
+			target = nr
+		} else {
+			others = append(others, nr)
+		}
+	}
+	if err := nsgrules.ValidateRule(st.id, target, others); err != nil {
+		return fromNSGRulesError(err)
+	}
+	if err := nsgrules.ValidateLimits(st.id, all); err != nil {
+		return fromNSGRulesError(err)
+	}
+	return nil
+}
+
+// deleteRule deletes one security rule through a long-running operation;
+// deleting a rule that does not exist answers 204 at once.
+func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request, q armRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := nsgKey(q.rg, q.nsg)
+	e := s.entry(key)
+	if e == nil {
+		notFoundNSG(w, q)
+		return
+	}
+	cur := e.visible()
+	i := cur.findRule(q.rule)
+	if i < 0 {
+		if checkPreconditions(w, r, "") {
+			w.WriteHeader(http.StatusNoContent)
+		}
+		return
+	}
+	if !checkPreconditions(w, r, cur.etag) {
+		return
+	}
+	if e.op != nil {
+		s.writeBusy(w, r, q, e.op, "DeleteSecurityRuleOperation")
+		return
+	}
+	old := e.state.rules[i]
+	next := e.state.clone()
+	next.rules = append(next.rules[:i], next.rules[i+1:]...)
+	next.etag = newETag()
+	visible := e.state.clone()
+	visible.etag = next.etag
+	visible.rules[i].props.ProvisioningState = "Deleting"
+	op := s.startOperation(key, e, "DeleteSecurityRuleOperation", nsgrules.RuleID(next.id, old.name), next.location, visible, next,
+		Event{Operation: "DeleteSecurityRuleOperation", NSGID: next.id, RuleName: old.name, Rule: snapshotRule(&old.props)}, q.failLRO)
+	s.writeDeleteAccepted(w, r, q, op)
+}

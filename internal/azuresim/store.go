@@ -1,0 +1,336 @@
+package azuresim
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// resourceGroup is a group a client created or one that holds an NSG.
+// Groups are implicit: creating an NSG in a group creates the group.
+type resourceGroup struct {
+	name     string
+	location string
+	tags     json.RawMessage
+}
+
+// nsgEntry is one NSG: its committed state and the operation, if any, that
+// is changing it. Only one operation runs per NSG, as on Azure.
+type nsgEntry struct {
+	state *nsgState  // committed; nil while the NSG is being created
+	op    *operation // running write; nil when idle
+}
+
+// visible is what reads return: the state as the running operation shows
+// it (provisioningState Updating or Deleting), else the committed one.
+func (e *nsgEntry) visible() *nsgState {
+	if e.op != nil {
+		return e.op.visible
+	}
+	return e.state
+}
+
+// nsgState is a network security group as stored.
+type nsgState struct {
+	id                string // as the client created it
+	rg, name          string
+	location          string
+	etag              string // shared by the NSG and its rules, as on Azure
+	guid              string
+	provisioningState string
+	// top and props hold what this package does not model (tags,
+	// flushConnection, …) verbatim, so clients read back what they wrote.
+	top   map[string]json.RawMessage
+	props map[string]json.RawMessage
+	rules []*ruleEntry // in creation order, as Azure lists them
+}
+
+type ruleEntry struct {
+	name  string
+	props ruleProperties
+}
+
+func (st *nsgState) clone() *nsgState {
+	c := *st
+	c.top = cloneRaw(st.top)
+	c.props = cloneRaw(st.props)
+	c.rules = make([]*ruleEntry, len(st.rules))
+	for i, r := range st.rules {
+		c.rules[i] = &ruleEntry{name: r.name, props: r.props.clone()}
+	}
+	return &c
+}
+
+// findRule returns the index of the rule named name (case-insensitively).
+func (st *nsgState) findRule(name string) int {
+	return slices.IndexFunc(st.rules, func(r *ruleEntry) bool { return strings.EqualFold(r.name, name) })
+}
+
+// withProvisioningState sets the state on the NSG and all its rules.
+func (st *nsgState) withProvisioningState(ps string) *nsgState {
+	st.provisioningState = ps
+	for _, r := range st.rules {
+		r.props.ProvisioningState = ps
+	}
+	return st
+}
+
+func cloneRaw(m map[string]json.RawMessage) map[string]json.RawMessage {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]json.RawMessage, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// nsgKey is the case-insensitive identity of an NSG.
+func nsgKey(rg, name string) string { return strings.ToLower(rg) + "/" + strings.ToLower(name) }
+
+// nsgID builds an NSG id in the case the client used.
+func (s *Server) nsgID(rg, name string) string {
+	return "/subscriptions/" + s.subscriptionID + "/resourceGroups/" + rg +
+		"/providers/Microsoft.Network/networkSecurityGroups/" + name
+}
+
+// operation is one long-running write. It completes at due; completion is
+// applied lazily by settle, so no goroutine or timer runs per operation and
+// a zero latency completes at the first look.
+type operation struct {
+	id         string
+	name       string // PutSecurityRuleOperation, DeleteSecurityRuleOperation, …
+	key        string // the NSG's key
+	resourceID string
+	location   string
+	accepted   time.Time
+	due        time.Time
+	fail       bool
+	visible    *nsgState // what reads show meanwhile; nil: nothing
+	next       *nsgState // committed on success; nil deletes the NSG
+	status     string    // InProgress, Succeeded, Failed
+	err        *armError
+	event      int // index into Server.events
+}
+
+// Operation status values as ARM reports them.
+const (
+	statusInProgress = "InProgress"
+	statusSucceeded  = "Succeeded"
+	statusFailed     = "Failed"
+)
+
+// entry returns the NSG at key with any due operation settled; nil when
+// there is no such NSG at all.
+func (s *Server) entry(key string) *nsgEntry {
+	e := s.nsgs[key]
+	if e == nil {
+		return nil
+	}
+	s.settle(key, e)
+	if e.state == nil && e.op == nil {
+		return nil
+	}
+	return e
+}
+
+// settle completes e's operation if it is due. Callers hold s.mu.
+func (s *Server) settle(key string, e *nsgEntry) {
+	op := e.op
+	if op == nil || s.now().Before(op.due) {
+		return
+	}
+	e.op = nil
+	ev := &s.events[op.event]
+	ev.Completed = op.due
+	if op.fail {
+		op.status = statusFailed
+		op.err = &armError{Code: "InternalServerError", Message: "An error occurred while processing the operation. The changes were not applied."}
+		ev.Result = statusFailed
+	} else {
+		op.status = statusSucceeded
+		e.state = op.next
+		ev.Result = statusSucceeded
+	}
+	if e.state == nil {
+		delete(s.nsgs, key)
+	}
+}
+
+// settleAll settles every NSG; used before snapshots of the whole store.
+func (s *Server) settleAll() {
+	for k, e := range s.nsgs {
+		s.settle(k, e)
+	}
+}
+
+// startOperation records a write that Azure would run asynchronously and
+// marks the NSG busy until it completes.
+func (s *Server) startOperation(key string, e *nsgEntry, name, resourceID, location string, visible, next *nsgState, ev Event, fail bool) *operation {
+	now := s.now()
+	ev.Seq = s.nextEventSeq()
+	ev.Accepted = now
+	ev.Result = statusInProgress
+	s.events = append(s.events, ev)
+	op := &operation{
+		id: newUUID(), name: name, key: key, resourceID: resourceID,
+		location: normaliseLocation(location),
+		accepted: now, due: now.Add(s.writeLatency), fail: fail,
+		visible: visible, next: next, status: statusInProgress,
+		event: len(s.events) - 1,
+	}
+	e.op = op
+	s.pruneOperations(now)
+	s.ops[op.id] = op
+	return op
+}
+
+func (s *Server) nextEventSeq() int64 {
+	s.eventSeq++
+	return s.eventSeq
+}
+
+// pruneOperations forgets finished operations an hour old once many have
+// accumulated, so a long-running simulator does not grow without bound.
+func (s *Server) pruneOperations(now time.Time) {
+	if len(s.ops) < 10000 {
+		return
+	}
+	for id, op := range s.ops {
+		if op.status != statusInProgress && now.Sub(op.due) > time.Hour {
+			delete(s.ops, id)
+		}
+	}
+}
+
+// asyncURLs are the polling URLs of op, on the host the client used.
+func (s *Server) asyncURLs(r *http.Request, op *operation, apiVersion string) (asyncOp, location string) {
+	base := s.baseURL(r) + "/subscriptions/" + s.subscriptionID + "/providers/Microsoft.Network/locations/" + op.location
+	v := "?api-version=" + apiVersion
+	return base + "/operations/" + op.id + v, base + "/operationResults/" + op.id + v
+}
+
+// setRetryAfter tells the client when op will be done: Retry-After in whole
+// seconds as ARM sends it, and retry-after-ms, which azcore prefers, so
+// clients poll right when the operation completes rather than a second late.
+func setRetryAfter(h http.Header, remaining time.Duration) {
+	if remaining <= 0 {
+		return
+	}
+	h.Set("Retry-After", strconv.Itoa(int(math.Ceil(remaining.Seconds()))))
+	h.Set("retry-after-ms", strconv.FormatInt(int64(math.Ceil(float64(remaining)/float64(time.Millisecond))), 10))
+}
+
+// writeBusy refuses a write to an NSG whose operation op is still running,
+// as Azure does: 429 RetryableErrorDueToAnotherOperation (which SDKs retry)
+// or 409 AnotherOperationInProgress (which they do not).
+func (s *Server) writeBusy(w http.ResponseWriter, r *http.Request, q armRequest, op *operation, attempted string) {
+	s.counters.busy++
+	setRetryAfter(w.Header(), op.due.Sub(s.now()))
+	asyncOp, _ := s.asyncURLs(r, op, q.apiVersion)
+	if s.busyStatus == http.StatusConflict {
+		writeARMError(w, http.StatusConflict, "AnotherOperationInProgress",
+			fmt.Sprintf("Another operation on this or dependent resource is in progress. To retrieve status of the operation use uri: %s.", asyncOp))
+		return
+	}
+	writeARMError(w, http.StatusTooManyRequests, "RetryableErrorDueToAnotherOperation",
+		fmt.Sprintf("Operation %s (%s) is retryable because another operation %s (%s) on the resource %s is in progress.",
+			attempted, newUUID(), op.name, op.id, s.nsgIDForKey(op)))
+}
+
+func (s *Server) nsgIDForKey(op *operation) string {
+	if e := s.nsgs[op.key]; e != nil {
+		if st := e.visible(); st != nil {
+			return st.id
+		}
+	}
+	return op.resourceID
+}
+
+// checkPreconditions applies If-Match and If-None-Match to the current ETag
+// (empty when the resource does not exist). It answers 412 on failure.
+func checkPreconditions(w http.ResponseWriter, r *http.Request, etag string) bool {
+	if m := r.Header.Get("If-Match"); m != "" {
+		ok := false
+		for _, t := range strings.Split(m, ",") {
+			t = strings.TrimSpace(t)
+			ok = ok || (etag != "" && (t == "*" || t == etag))
+		}
+		if !ok {
+			writeARMError(w, http.StatusPreconditionFailed, "PreconditionFailed",
+				fmt.Sprintf("The condition specified using HTTP conditional header(s) is not met. If-Match: %s.", m))
+			return false
+		}
+	}
+	if m := r.Header.Get("If-None-Match"); m != "" {
+		fail := false
+		for _, t := range strings.Split(m, ",") {
+			t = strings.TrimSpace(t)
+			fail = fail || (etag != "" && (t == "*" || t == etag))
+		}
+		if fail {
+			writeARMError(w, http.StatusPreconditionFailed, "PreconditionFailed",
+				fmt.Sprintf("The condition specified using HTTP conditional header(s) is not met. If-None-Match: %s.", m))
+			return false
+		}
+	}
+	return true
+}
+
+func newETag() string { return `W/"` + newUUID() + `"` }
+
+// normaliseLocation turns "West Europe" into "westeurope", as ARM does.
+func normaliseLocation(l string) string {
+	return strings.ToLower(strings.ReplaceAll(l, " ", ""))
+}
+
+// serveOperation answers the Azure-AsyncOperation URL (status document)
+// and the Location URL (202 until done, then 204 or the error).
+func (s *Server) serveOperation(w http.ResponseWriter, r *http.Request, q armRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	op := s.ops[strings.ToLower(q.operation)]
+	if op == nil || !strings.EqualFold(op.location, q.location) {
+		writeARMError(w, http.StatusNotFound, "NotFound", fmt.Sprintf("Operation %s was not found in location %s.", q.operation, q.location))
+		return
+	}
+	if e := s.nsgs[op.key]; e != nil {
+		s.settle(op.key, e)
+	}
+	remaining := op.due.Sub(s.now())
+	if q.kind == "operation-result" {
+		switch op.status {
+		case statusInProgress:
+			_, loc := s.asyncURLs(r, op, q.apiVersion)
+			w.Header().Set("Location", loc)
+			setRetryAfter(w.Header(), remaining)
+			w.WriteHeader(http.StatusAccepted)
+		case statusSucceeded:
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			writeARMErrorBody(w, http.StatusInternalServerError, op.err)
+		}
+		return
+	}
+	body := map[string]any{
+		"id":        strings.TrimSuffix(r.URL.Path, "/"),
+		"name":      op.id,
+		"status":    op.status,
+		"startTime": op.accepted.UTC().Format(time.RFC3339Nano),
+	}
+	if op.status == statusInProgress {
+		setRetryAfter(w.Header(), remaining)
+	} else {
+		body["endTime"] = op.due.UTC().Format(time.RFC3339Nano)
+	}
+	if op.err != nil {
+		body["error"] = op.err
+	}
+	writeJSON(w, http.StatusOK, body)
+}

@@ -1,0 +1,283 @@
+// Package provider is the jit Terraform provider: the schema of its
+// configuration, resources, data sources and functions, and their mapping to
+// the domain (internal/jit) and the Azure client (internal/azure). Logic that
+// is not about Terraform lives in those packages.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/provider"
+	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+)
+
+var _ provider.Provider = (*jitProvider)(nil)
+
+// jitProvider is the provider implementation. version and commit identify the
+// build in the User-Agent Azure sees.
+type jitProvider struct {
+	version string
+	commit  string
+
+	// getenv reads the ARM_* fallbacks; tests replace it so they never depend
+	// on the environment of the machine running them.
+	getenv func(string) string
+}
+
+// New returns a constructor of the provider, as providerserver.Serve expects.
+func New(version, commit string) func() provider.Provider {
+	return func() provider.Provider {
+		return &jitProvider{version: version, commit: commit, getenv: os.Getenv}
+	}
+}
+
+// providerModel is the provider block. Every attribute falls back to the
+// environment variable the azurerm provider reads, so a shell or CI job set up
+// for azurerm needs nothing new.
+type providerModel struct {
+	SubscriptionID    types.String `tfsdk:"subscription_id"`
+	TenantID          types.String `tfsdk:"tenant_id"`
+	ClientID          types.String `tfsdk:"client_id"`
+	ClientSecret      types.String `tfsdk:"client_secret"`
+	UseOIDC           types.Bool   `tfsdk:"use_oidc"`
+	OIDCToken         types.String `tfsdk:"oidc_token"`
+	OIDCTokenFilePath types.String `tfsdk:"oidc_token_file_path"`
+	OIDCRequestURL    types.String `tfsdk:"oidc_request_url"`
+	OIDCRequestToken  types.String `tfsdk:"oidc_request_token"`
+	UseMSI            types.Bool   `tfsdk:"use_msi"`
+	UseCLI            types.Bool   `tfsdk:"use_cli"`
+	Environment       types.String `tfsdk:"environment"`
+	MetadataHost      types.String `tfsdk:"metadata_host"`
+}
+
+// providerData is what Configure hands to resources and data sources.
+type providerData struct {
+	client *azure.Client
+	config azure.Config
+}
+
+func (p *jitProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
+	resp.TypeName = "jit"
+	resp.Version = p.version
+}
+
+func (p *jitProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *provider.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "Just-in-time network access to Azure virtual machines, as reviewed Terraform. " +
+			"Authentication and cloud selection follow the `azurerm` provider: every argument may instead be set " +
+			"through the `ARM_*` environment variable named in its description.",
+		Attributes: map[string]schema.Attribute{
+			"subscription_id": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "The subscription used for requests that do not name one in a resource id. Environment: `ARM_SUBSCRIPTION_ID`.",
+			},
+			"tenant_id": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "The Microsoft Entra tenant to authenticate against. Environment: `ARM_TENANT_ID`.",
+			},
+			"client_id": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "The client (application) id of the service principal or user-assigned managed identity. Environment: `ARM_CLIENT_ID`.",
+			},
+			"client_secret": schema.StringAttribute{
+				Optional:            true,
+				Sensitive:           true,
+				MarkdownDescription: "A client secret of the service principal. Prefer OIDC or a managed identity in CI. Environment: `ARM_CLIENT_SECRET`.",
+			},
+			"use_oidc": schema.BoolAttribute{
+				Optional:            true,
+				MarkdownDescription: "Authenticate with an OpenID Connect token federated to the service principal (workload identity federation). Environment: `ARM_USE_OIDC`.",
+			},
+			"oidc_token": schema.StringAttribute{
+				Optional:            true,
+				Sensitive:           true,
+				MarkdownDescription: "The OIDC token itself. Environment: `ARM_OIDC_TOKEN`.",
+			},
+			"oidc_token_file_path": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "A file holding the OIDC token, read again whenever a new access token is needed (it may rotate). Environment: `ARM_OIDC_TOKEN_FILE_PATH`.",
+			},
+			"oidc_request_url": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "The URL to request an OIDC token from, as GitHub Actions provides. Environment: `ARM_OIDC_REQUEST_URL` or `ACTIONS_ID_TOKEN_REQUEST_URL`.",
+			},
+			"oidc_request_token": schema.StringAttribute{
+				Optional:            true,
+				Sensitive:           true,
+				MarkdownDescription: "The bearer token for `oidc_request_url`. Environment: `ARM_OIDC_REQUEST_TOKEN` or `ACTIONS_ID_TOKEN_REQUEST_TOKEN`.",
+			},
+			"use_msi": schema.BoolAttribute{
+				Optional:            true,
+				MarkdownDescription: "Authenticate with the managed identity of the machine, container or job running Terraform. Environment: `ARM_USE_MSI`.",
+			},
+			"use_cli": schema.BoolAttribute{
+				Optional:            true,
+				MarkdownDescription: "Authenticate with the signed-in Azure CLI when no other method applies. Defaults to `true`. Environment: `ARM_USE_CLI`.",
+			},
+			"environment": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "The Azure cloud: `public` (default), `usgovernment` or `china`. Environment: `ARM_ENVIRONMENT`.",
+			},
+			"metadata_host": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "A host name serving Azure's cloud metadata (`https://<host>/metadata/endpoints`), for Azure Stack " +
+					"and other custom clouds; the endpoints found there are used instead of `environment`'s. Environment: `ARM_METADATA_HOSTNAME`.",
+			},
+		},
+	}
+}
+
+func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureRequest, resp *provider.ConfigureResponse) {
+	var model providerModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &model)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+
+	cfg, err := azure.ConfigFromEnv(p.getenv)
+	if err != nil {
+		resp.Diagnostics.AddError("Invalid Azure Environment Variable", err.Error())
+		return
+	}
+	overlayConfig(&cfg, model, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if err := cfg.Validate(); err != nil {
+		addConfigErrors(&resp.Diagnostics, err)
+		return
+	}
+
+	ctx = tflog.SetField(ctx, "subscription_id", cfg.SubscriptionID)
+	tflog.Debug(ctx, "Configuring Azure client", map[string]any{
+		"environment":   cfg.Environment,
+		"metadata_host": cfg.MetadataHost,
+		"auth_methods":  authMethods(cfg),
+	})
+
+	client, err := azure.NewClient(ctx, cfg, azure.ClientOptions{
+		UserAgent: fmt.Sprintf("terraform-provider-jit/%s terraform/%s", p.version, req.TerraformVersion),
+	})
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to Create Azure Client",
+			"The provider could not set up its connection to Azure from its configuration.\n\n"+
+				"Check `environment` / `metadata_host` and the credentials (or their ARM_* environment variables).\n\n"+
+				"Original Error: "+err.Error())
+		return
+	}
+	cloud := client.Cloud()
+	tflog.Info(ctx, "Configured Azure client", map[string]any{
+		"cloud":            cloud.Name,
+		"resource_manager": cloud.ResourceManagerEndpoint,
+	})
+
+	data := &providerData{client: client, config: cfg}
+	resp.DataSourceData = data
+	resp.ResourceData = data
+}
+
+// overlayConfig lets every attribute set in the provider block win over its
+// environment variable. An unknown value (from a resource not yet created)
+// cannot configure a connection, so it is an error on that attribute.
+func overlayConfig(cfg *azure.Config, m providerModel, diags *diag.Diagnostics) {
+	str := func(name string, v types.String, dst *string) {
+		switch {
+		case v.IsUnknown():
+			diags.AddAttributeError(path.Root(name), "Unknown Provider Configuration Value",
+				fmt.Sprintf("The provider cannot connect to Azure while %q is unknown. Set it to a value known at plan time, "+
+					"or leave it unset and use its environment variable.", name))
+		case !v.IsNull():
+			*dst = v.ValueString()
+		}
+	}
+	boolean := func(name string, v types.Bool, dst *bool) {
+		switch {
+		case v.IsUnknown():
+			diags.AddAttributeError(path.Root(name), "Unknown Provider Configuration Value",
+				fmt.Sprintf("The provider cannot connect to Azure while %q is unknown.", name))
+		case !v.IsNull():
+			*dst = v.ValueBool()
+		}
+	}
+	str("subscription_id", m.SubscriptionID, &cfg.SubscriptionID)
+	str("tenant_id", m.TenantID, &cfg.TenantID)
+	str("client_id", m.ClientID, &cfg.ClientID)
+	str("client_secret", m.ClientSecret, &cfg.ClientSecret)
+	boolean("use_oidc", m.UseOIDC, &cfg.UseOIDC)
+	str("oidc_token", m.OIDCToken, &cfg.OIDCToken)
+	str("oidc_token_file_path", m.OIDCTokenFilePath, &cfg.OIDCTokenFilePath)
+	str("oidc_request_url", m.OIDCRequestURL, &cfg.OIDCRequestURL)
+	str("oidc_request_token", m.OIDCRequestToken, &cfg.OIDCRequestToken)
+	boolean("use_msi", m.UseMSI, &cfg.UseMSI)
+	boolean("use_cli", m.UseCLI, &cfg.UseCLI)
+	str("environment", m.Environment, &cfg.Environment)
+	str("metadata_host", m.MetadataHost, &cfg.MetadataHost)
+}
+
+// addConfigErrors turns the configuration's validation errors into one
+// diagnostic per attribute, each saying which argument or variable to set.
+func addConfigErrors(diags *diag.Diagnostics, err error) {
+	var problems []error
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		problems = joined.Unwrap()
+	} else {
+		problems = []error{err}
+	}
+	for _, problem := range problems {
+		var ce *azure.ConfigError
+		if errors.As(problem, &ce) && ce.Field != "" {
+			diags.AddAttributeError(path.Root(ce.Field), "Invalid Provider Configuration", configErrorDetail(ce))
+			continue
+		}
+		diags.AddError("Invalid Provider Configuration", problem.Error())
+	}
+}
+
+func configErrorDetail(ce *azure.ConfigError) string {
+	detail := ce.Message
+	if ce.EnvVar != "" {
+		detail += fmt.Sprintf("\n\nSet %q in the provider block or the environment variable %s.", ce.Field, ce.EnvVar)
+	}
+	return detail
+}
+
+func (p *jitProvider) Resources(context.Context) []func() resource.Resource {
+	return nil
+}
+
+func (p *jitProvider) DataSources(context.Context) []func() datasource.DataSource {
+	return []func() datasource.DataSource{
+		newClientConfigDataSource,
+		newNetworkSecurityGroupDataSource,
+	}
+}
+
+// authMethods lists the enabled kinds of credential for the logs, never the
+// credentials themselves.
+func authMethods(cfg azure.Config) []string {
+	var methods []string
+	if cfg.ClientID != "" && cfg.ClientSecret != "" {
+		methods = append(methods, "client_secret")
+	}
+	if cfg.UseOIDC {
+		methods = append(methods, "oidc")
+	}
+	if cfg.UseMSI {
+		methods = append(methods, "msi")
+	}
+	if cfg.UseCLI {
+		methods = append(methods, "cli")
+	}
+	return methods
+}
