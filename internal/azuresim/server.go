@@ -107,6 +107,12 @@ type Server struct {
 	rng          *mrand.Rand
 	bucket       tokenBucket
 	pageSize     int
+
+	// fresh holds connections that have not sent a request yet. Shutdown
+	// leaves such connections open for seconds (clients open spare ones), so
+	// Close closes them itself.
+	connMu sync.Mutex
+	fresh  map[net.Conn]bool
 }
 
 // Start starts a local Azure. It is listening and serving when it returns.
@@ -195,6 +201,7 @@ func Start(opts Options) (*Server, error) {
 		// connection, which HTTP/2 does not allow.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnState:    s.trackConn,
 	}
 	tlsLn := tls.NewListener(ln, s.http.TLSConfig)
 	go func() {
@@ -210,10 +217,32 @@ func Start(opts Options) (*Server, error) {
 func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.http.Shutdown(ctx); err != nil {
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- s.http.Shutdown(ctx) }()
+	// Shutdown has closed the listener and idle connections; connections that
+	// never sent a request would keep it waiting, so close them now.
+	s.connMu.Lock()
+	for c := range s.fresh {
+		_ = c.Close()
+	}
+	s.connMu.Unlock()
+	if err := <-shutdown; err != nil {
 		return fmt.Errorf("shut down local Azure: %w", err)
 	}
 	return nil
+}
+
+func (s *Server) trackConn(c net.Conn, state http.ConnState) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if state == http.StateNew {
+		if s.fresh == nil {
+			s.fresh = map[net.Conn]bool{}
+		}
+		s.fresh[c] = true
+		return
+	}
+	delete(s.fresh, c)
 }
 
 // URL is the server's base URL, "https://127.0.0.1:PORT".
