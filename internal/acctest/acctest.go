@@ -37,6 +37,8 @@ type Env struct {
 
 	nsgs  *armnetwork.SecurityGroupsClient
 	rules *armnetwork.SecurityRulesClient
+	vnets *armnetwork.VirtualNetworksClient
+	nics  *armnetwork.InterfacesClient
 }
 
 // New starts a local Azure for t and closes it when t ends.
@@ -63,6 +65,8 @@ func New(t testing.TB, opts azuresim.Options) *Env {
 		Sim:   sim,
 		nsgs:  factory.NewSecurityGroupsClient(),
 		rules: factory.NewSecurityRulesClient(),
+		vnets: factory.NewVirtualNetworksClient(),
+		nics:  factory.NewInterfacesClient(),
 	}
 }
 

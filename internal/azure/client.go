@@ -66,8 +66,10 @@ type Client struct {
 // subscriptionClients are the armnetwork clients of one subscription:
 // armnetwork binds a client to a subscription, and ids may name any.
 type subscriptionClients struct {
-	rules  *armnetwork.SecurityRulesClient
-	groups *armnetwork.SecurityGroupsClient
+	rules      *armnetwork.SecurityRulesClient
+	groups     *armnetwork.SecurityGroupsClient
+	interfaces *armnetwork.InterfacesClient
+	subnets    *armnetwork.SubnetsClient
 }
 
 // NewClient validates c, resolves the cloud and builds the credential
@@ -243,7 +245,15 @@ func (c *Client) subscription(id string) (*subscriptionClients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the security groups client for subscription %s: %w", id, err)
 	}
-	sc := &subscriptionClients{rules: rules, groups: groups}
+	interfaces, err := armnetwork.NewInterfacesClient(id, c.cred, c.armOptions)
+	if err != nil {
+		return nil, fmt.Errorf("creating the network interfaces client for subscription %s: %w", id, err)
+	}
+	subnets, err := armnetwork.NewSubnetsClient(id, c.cred, c.armOptions)
+	if err != nil {
+		return nil, fmt.Errorf("creating the subnets client for subscription %s: %w", id, err)
+	}
+	sc := &subscriptionClients{rules: rules, groups: groups, interfaces: interfaces, subnets: subnets}
 	c.clients[key] = sc
 	return sc, nil
 }

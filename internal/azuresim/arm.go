@@ -16,6 +16,9 @@ type armRequest struct {
 	lro        bool
 	sub, rg    string
 	nsg, rule  string
+	vnet       string
+	subnet     string
+	nic        string
 	provider   string
 	location   string
 	operation  string
@@ -56,6 +59,10 @@ func parseARMPath(method, path string) armRequest {
 		q.kind, q.provider = "provider-register", seg[3]
 	case n == 5 && is(2, "providers") && is(3, "microsoft.network") && is(4, "networksecuritygroups"):
 		q.kind = "nsg-list"
+	case n == 5 && is(2, "providers") && is(3, "microsoft.network") && is(4, "virtualnetworks"):
+		q.kind = "vnet-list"
+	case n == 5 && is(2, "providers") && is(3, "microsoft.network") && is(4, "networkinterfaces"):
+		q.kind = "nic-list"
 	case n == 8 && is(2, "providers") && is(3, "microsoft.network") && is(4, "locations") && is(6, "operations"):
 		q.kind, q.location, q.operation = "operation", seg[5], seg[7]
 	case n == 8 && is(2, "providers") && is(3, "microsoft.network") && is(4, "locations") && is(6, "operationresults"):
@@ -82,6 +89,9 @@ func parseARMPath(method, path string) armRequest {
 		case n == 10 && is(8, "defaultsecurityrules"):
 			q.kind, q.nsg, q.rule = "default-rule", seg[7], seg[9]
 		}
+	case n >= 7 && is(2, "resourcegroups") && is(4, "providers") && is(5, "microsoft.network"):
+		q.rg = seg[3]
+		parseNetworkPath(&q, method, seg, lower)
 	}
 	return q
 }
@@ -121,6 +131,9 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) string {
 }
 
 func (s *Server) dispatchARM(w http.ResponseWriter, r *http.Request, q armRequest) {
+	if s.serveNetwork(w, r, q) {
+		return
+	}
 	m := r.Method
 	switch {
 	case q.kind == "subscription-list" && m == http.MethodGet:
@@ -193,7 +206,7 @@ func (s *Server) checkAPIVersion(w http.ResponseWriter, q armRequest) bool {
 		return false
 	}
 	network := strings.HasPrefix(q.kind, "nsg") || strings.HasPrefix(q.kind, "rule") ||
-		strings.HasPrefix(q.kind, "default-rule") || strings.HasPrefix(q.kind, "operation")
+		strings.HasPrefix(q.kind, "default-rule") || strings.HasPrefix(q.kind, "operation") || networkKinds[q.kind]
 	if network && m[1] < "2017" {
 		writeARMError(w, http.StatusBadRequest, "NoRegisteredProviderFound",
 			fmt.Sprintf("No registered resource provider found for location 'global' and API version '%s' for type 'networkSecurityGroups'. The supported api-versions are '%s'.", q.apiVersion, networkAPIVersions))
@@ -322,6 +335,9 @@ func (s *Server) providerDoc(namespace string) map[string]any {
 		doc["namespace"] = "Microsoft.Network"
 		doc["resourceTypes"] = []any{
 			map[string]any{"resourceType": "networkSecurityGroups", "locations": []string{"West Europe", "North Europe", "East US"}, "apiVersions": strings.Split(networkAPIVersions, ", ")},
+			map[string]any{"resourceType": "virtualNetworks", "locations": []string{"West Europe", "North Europe", "East US"}, "apiVersions": strings.Split(networkAPIVersions, ", ")},
+			map[string]any{"resourceType": "networkInterfaces", "locations": []string{"West Europe", "North Europe", "East US"}, "apiVersions": strings.Split(networkAPIVersions, ", ")},
+			map[string]any{"resourceType": "networkWatchers", "locations": []string{"West Europe", "North Europe", "East US"}, "apiVersions": strings.Split(networkAPIVersions, ", ")},
 			map[string]any{"resourceType": "locations/operations", "locations": []string{}, "apiVersions": strings.Split(networkAPIVersions, ", ")},
 			map[string]any{"resourceType": "locations/operationResults", "locations": []string{}, "apiVersions": strings.Split(networkAPIVersions, ", ")},
 		}

@@ -1,6 +1,9 @@
 // Package azuresim is a local stand-in for the parts of Azure this project
 // talks to: the cloud metadata endpoint, Entra ID's token endpoints and Azure
-// Resource Manager for network security groups and their security rules.
+// Resource Manager for network security groups and their security rules, and
+// for the network around a VM: virtual networks, subnets and network
+// interfaces with their NSG associations and private addresses, and Network
+// Watcher's IP flow verify.
 //
 // It is a real HTTPS server, so the unmodified azidentity and armnetwork
 // clients (and other ARM clients such as the Azure CLI or the azurerm
@@ -8,7 +11,8 @@
 // It reproduces the Azure behaviour that matters to JIT access: long-running
 // operations, ETags, Azure's validation errors, one write at a time per NSG,
 // subscription write throttling and injected faults. Tests assert real
-// reachability with VerifyFlow, a Network Watcher style flow check.
+// reachability with VerifyFlow, a Network Watcher style flow check, through
+// given NSGs or through a network interface's subnet and NIC NSGs.
 //
 // Its own endpoints live under /_sim/:
 //

@@ -121,6 +121,7 @@ func (s *Server) nsgJSON(st *nsgState) map[string]any {
 	props["defaultSecurityRules"] = defaultRulesJSON(st)
 	props["provisioningState"] = st.provisioningState
 	props["resourceGuid"] = st.guid
+	s.addNSGReferences(props, st.id)
 	doc := make(map[string]any, len(st.top)+6)
 	for k, v := range st.top {
 		doc[k] = v
@@ -380,6 +381,10 @@ func (s *Server) deleteNSG(w http.ResponseWriter, r *http.Request, q armRequest)
 	}
 	if e.op != nil {
 		s.writeBusy(w, r, q, e.op, "DeleteNetworkSecurityGroupOperation")
+		return
+	}
+	if err := s.nsgInUse(e.state); err != nil {
+		writeARMErrorBody(w, http.StatusBadRequest, err)
 		return
 	}
 	visible := e.state.clone()

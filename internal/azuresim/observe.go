@@ -145,20 +145,29 @@ func (s *Server) Events() []Event {
 type Flow struct {
 	// NSGIDs are the NSGs in evaluation order (inbound: the subnet's NSG,
 	// then the NIC's).
-	NSGIDs          []string `json:"nsgIds"`
-	Direction       string   `json:"direction"` // "Inbound" (default) or "Outbound"
-	Protocol        string   `json:"protocol"`  // "Tcp", "Udp", "Icmp"
-	Source          string   `json:"source"`
-	SourcePort      int      `json:"sourcePort"` // 0: an ephemeral port
-	Destination     string   `json:"destination"`
-	DestinationPort int      `json:"destinationPort"`
+	NSGIDs []string `json:"nsgIds"`
+	// NetworkInterfaceID, used when NSGIDs is empty, names the VM's network
+	// interface instead: the path is then the NSG of the subnet of the IP
+	// configuration holding the local address (Destination inbound, Source
+	// outbound; else the primary configuration) and the NIC's own NSG, in
+	// Azure's order for the direction, and an empty local address becomes
+	// that configuration's private address. With no NSG at either level the
+	// flow is allowed, as on Azure.
+	NetworkInterfaceID string `json:"networkInterfaceId,omitempty"`
+	Direction          string `json:"direction"` // "Inbound" (default) or "Outbound"
+	Protocol           string `json:"protocol"`  // "Tcp", "Udp", "Icmp"
+	Source             string `json:"source"`
+	SourcePort         int    `json:"sourcePort"` // 0: an ephemeral port
+	Destination        string `json:"destination"`
+	DestinationPort    int    `json:"destinationPort"`
 }
 
 // Verdict is VerifyFlow's answer.
 type Verdict struct {
 	Allowed bool `json:"allowed"`
 	// NSGID is the NSG whose rule decided: the first that denies, or the
-	// last that allows.
+	// last that allows. It and RuleName are empty when a network
+	// interface's path has no NSG at all.
 	NSGID    string `json:"nsgId"`
 	RuleName string `json:"ruleName"`
 	Priority int32  `json:"priority"`
@@ -174,8 +183,16 @@ var errUnknownNSG = errors.New("network security group not found")
 // path, as Azure's data plane would: an operation still running has not
 // taken effect yet.
 func (s *Server) VerifyFlow(f Flow) (Verdict, error) {
-	if len(f.NSGIDs) == 0 {
-		return Verdict{}, errors.New("verify flow: no network security group ids given")
+	unguarded := false
+	switch {
+	case len(f.NSGIDs) == 0 && f.NetworkInterfaceID != "":
+		var err error
+		if f, err = s.flowThroughNIC(f); err != nil {
+			return Verdict{}, fmt.Errorf("verify flow: %w", err)
+		}
+		unguarded = len(f.NSGIDs) == 0
+	case len(f.NSGIDs) == 0:
+		return Verdict{}, errors.New("verify flow: no network security group ids or network interface id given")
 	}
 	nf := nsgrules.Flow{
 		Direction: f.Direction, Protocol: f.Protocol, Source: f.Source, SourcePort: f.SourcePort,
@@ -189,6 +206,9 @@ func (s *Server) VerifyFlow(f Flow) (Verdict, error) {
 	}
 	if err := nf.Validate(); err != nil {
 		return Verdict{}, fmt.Errorf("verify flow: %w", err)
+	}
+	if unguarded {
+		return Verdict{Allowed: true}, nil
 	}
 	s.mu.Lock()
 	paths := make([][]nsgrules.Rule, len(f.NSGIDs))

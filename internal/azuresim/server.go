@@ -97,6 +97,8 @@ type Server struct {
 
 	mu           sync.Mutex
 	nsgs         map[string]*nsgEntry // by lower-case NSG id
+	vnets        map[string]*netEntry[vnetState]
+	nics         map[string]*netEntry[nicState]
 	groups       map[string]*resourceGroup
 	ops          map[string]*operation // by lower-case operation id
 	events       []Event
@@ -126,6 +128,8 @@ func Start(opts Options) (*Server, error) {
 		clientSecret:   orDefault(opts.ClientSecret, DefaultClientSecret),
 		busyStatus:     opts.BusyStatus,
 		nsgs:           make(map[string]*nsgEntry),
+		vnets:          make(map[string]*netEntry[vnetState]),
+		nics:           make(map[string]*netEntry[nicState]),
 		groups:         make(map[string]*resourceGroup),
 		ops:            make(map[string]*operation),
 		counters:       newCounterState(),

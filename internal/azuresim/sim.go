@@ -2,7 +2,6 @@ package azuresim
 
 import (
 	"crypto/subtle"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -54,7 +53,7 @@ func (s *Server) serveVerifyFlow(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := s.VerifyFlow(f)
 	switch {
-	case errors.Is(err, errUnknownNSG):
+	case errorsIsUnknown(err):
 		writeARMError(w, http.StatusNotFound, "NotFound", err.Error())
 	case err != nil:
 		writeARMError(w, http.StatusBadRequest, "InvalidFlow", err.Error())

@@ -116,7 +116,11 @@ type operation struct {
 	next       *nsgState // committed on success; nil deletes the NSG
 	status     string    // InProgress, Succeeded, Failed
 	err        *armError
-	event      int // index into Server.events
+	event      int // index into Server.events; -1 for operations that are not NSG writes
+	// result is what the Location URL answers once the operation
+	// succeeded, for actions that return a result (ipFlowVerify); nil
+	// answers 204.
+	result any
 }
 
 // Operation status values as ARM reports them.
@@ -303,6 +307,7 @@ func (s *Server) serveOperation(w http.ResponseWriter, r *http.Request, q armReq
 	if e := s.nsgs[op.key]; e != nil {
 		s.settle(op.key, e)
 	}
+	s.settleNetworkOperation(op)
 	remaining := op.due.Sub(s.now())
 	if q.kind == "operation-result" {
 		switch op.status {
@@ -312,6 +317,10 @@ func (s *Server) serveOperation(w http.ResponseWriter, r *http.Request, q armReq
 			setRetryAfter(w.Header(), remaining)
 			w.WriteHeader(http.StatusAccepted)
 		case statusSucceeded:
+			if op.result != nil {
+				writeJSON(w, http.StatusOK, op.result)
+				return
+			}
 			w.WriteHeader(http.StatusNoContent)
 		default:
 			writeARMErrorBody(w, http.StatusInternalServerError, op.err)

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 var _ provider.Provider = (*jitProvider)(nil)
@@ -33,12 +34,15 @@ type jitProvider struct {
 	// getenv reads the ARM_* fallbacks; tests replace it so they never depend
 	// on the environment of the machine running them.
 	getenv func(string) string
+
+	// clock tells grant expiry; tests replace it to move time.
+	clock jit.Clock
 }
 
 // New returns a constructor of the provider, as providerserver.Serve expects.
 func New(version, commit string) func() provider.Provider {
 	return func() provider.Provider {
-		return &jitProvider{version: version, commit: commit, getenv: os.Getenv}
+		return &jitProvider{version: version, commit: commit, getenv: os.Getenv, clock: jit.SystemClock{}}
 	}
 }
 
@@ -65,6 +69,10 @@ type providerModel struct {
 type providerData struct {
 	client *azure.Client
 	config azure.Config
+	// rules reads each NSG at most once per Terraform run (one provider
+	// process), however many resources ask.
+	rules *cachedRules
+	clock jit.Clock
 }
 
 func (p *jitProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -182,7 +190,11 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 		"resource_manager": cloud.ResourceManagerEndpoint,
 	})
 
-	data := &providerData{client: client, config: cfg}
+	clock := p.clock
+	if clock == nil {
+		clock = jit.SystemClock{}
+	}
+	data := &providerData{client: client, config: cfg, rules: newCachedRules(client), clock: clock}
 	resp.DataSourceData = data
 	resp.ResourceData = data
 }
@@ -253,13 +265,16 @@ func configErrorDetail(ce *azure.ConfigError) string {
 }
 
 func (p *jitProvider) Resources(context.Context) []func() resource.Resource {
-	return nil
+	return []func() resource.Resource{
+		newPolicyResource,
+	}
 }
 
 func (p *jitProvider) DataSources(context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
 		newClientConfigDataSource,
 		newNetworkSecurityGroupDataSource,
+		newNetworkInterfacesDataSource,
 	}
 }
 

@@ -1,0 +1,36 @@
+# Onboard a VM with one reference: its NIC- and subnet-level NSGs and its
+# private IPs.
+data "jit_network_interfaces" "web" {
+  ids = [azurerm_network_interface.web.id]
+}
+
+# SSH and RDP on the web VM are closed to everyone by default. Only the
+# office and VPN ranges may ever ask for access, SSH for at most 4 hours and
+# RDP for at most 1 hour.
+resource "jit_policy" "web_admin" {
+  name                         = "web-admin"
+  network_security_group_ids   = data.jit_network_interfaces.web.network_security_group_ids
+  destination_address_prefixes = data.jit_network_interfaces.web.private_ip_addresses
+
+  allowed_source_address_prefixes = [
+    "203.0.113.0/24", # office
+    "2001:db8:100::/48",
+    "198.51.100.32/27", # VPN egress
+  ]
+
+  ports = [
+    { port = 22, protocol = "Tcp", max_duration = "4h" },
+    { port = 3389, protocol = "Tcp", max_duration = "1h" },
+  ]
+
+  # The NSG priorities this policy owns; must not overlap another policy's.
+  priority_band = { start = 100, end = 199 }
+
+  # Fail the plan if a pre-existing rule (say "Allow 22 from Internet" at
+  # priority 90) would keep a protected port open.
+  fail_on_bypass = true
+}
+
+output "not_really_closed" {
+  value = jit_policy.web_admin.bypassing_rules
+}

@@ -1,0 +1,177 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// fakeStore is an in-memory NSG for fast tests of the write ordering. It
+// records every call in order.
+type fakeStore struct {
+	mu    sync.Mutex
+	rules map[string]map[string]jit.SecurityRule // nsg -> name -> rule
+	calls []string
+	lists int
+	fail  string // a call ("put <name>" / "delete <name>") that fails
+}
+
+func newFakeStore() *fakeStore { return &fakeStore{rules: map[string]map[string]jit.SecurityRule{}} }
+
+func (f *fakeStore) ListRules(_ context.Context, nsgID string) ([]jit.SecurityRule, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	nsg, ok := f.rules[nsgID]
+	if !ok {
+		return nil, &azure.Error{Kind: azure.KindNotFound, StatusCode: 404}
+	}
+	var out []jit.SecurityRule
+	for _, r := range nsg {
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (f *fakeStore) PutRule(_ context.Context, nsgID string, r jit.SecurityRule) (jit.SecurityRule, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	call := "put " + r.Name
+	f.calls = append(f.calls, call)
+	if call == f.fail {
+		return jit.SecurityRule{}, errors.New("injected failure")
+	}
+	if f.rules[nsgID] == nil {
+		f.rules[nsgID] = map[string]jit.SecurityRule{}
+	}
+	f.rules[nsgID][r.Name] = r
+	return r, nil
+}
+
+func (f *fakeStore) DeleteRule(_ context.Context, nsgID, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	call := "delete " + name
+	f.calls = append(f.calls, call)
+	if call == f.fail {
+		return errors.New("injected failure")
+	}
+	delete(f.rules[nsgID], name)
+	return nil
+}
+
+func mustPolicy(t *testing.T, ports ...jit.PortInput) jit.Policy {
+	t.Helper()
+	p, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"},
+		AllowedSources: []string{"203.0.113.0/24"}, Ports: ports, BandStart: 100, BandEnd: 199})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestApplyPolicyWritesDenyFirstAndRemovesLast(t *testing.T) {
+	const nsg = "nsg"
+	ctx := context.Background()
+	store := newFakeStore()
+	foreign := jit.SecurityRule{Name: "AllowHTTPS", Priority: 300, Direction: jit.Inbound, Access: jit.Allow,
+		Protocol: jit.ProtocolTCP, SourcePrefixes: []string{"*"}, SourcePorts: []string{"*"},
+		DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"443"}}
+	store.rules[nsg] = map[string]jit.SecurityRule{foreign.Name: foreign}
+
+	tcp := jit.PortInput{Number: 22, Protocol: "Tcp", MaxDuration: "3h"}
+	udp := jit.PortInput{Number: 53, Protocol: "Udp", MaxDuration: "1h"}
+
+	steps := []struct {
+		policy jit.Policy
+		want   []string // calls in order
+	}{
+		{mustPolicy(t, tcp), []string{"put jit-web-deny-tcp", "put jit-web-guard-tcp"}},
+		{mustPolicy(t, tcp, udp), []string{"put jit-web-deny-udp", "put jit-web-guard-udp"}},
+		{mustPolicy(t, tcp), []string{"delete jit-web-guard-udp", "delete jit-web-deny-udp"}},
+		{mustPolicy(t, tcp), nil}, // nothing to do: no write at all
+	}
+	for i, step := range steps {
+		store.calls = nil
+		rules, _ := store.ListRules(ctx, nsg)
+		if _, err := applyPolicyToNSG(ctx, store, nsg, step.policy, rules); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if strings.Join(store.calls, ",") != strings.Join(step.want, ",") {
+			t.Errorf("step %d: calls %v, want %v", i, store.calls, step.want)
+		}
+		if store.rules[nsg]["AllowHTTPS"].Name == "" {
+			t.Fatalf("step %d: the foreign rule was removed", i)
+		}
+	}
+}
+
+func TestRemovePolicyTouchesOnlyItsRules(t *testing.T) {
+	const nsg = "nsg"
+	ctx := context.Background()
+	store := newFakeStore()
+	p := mustPolicy(t, jit.PortInput{Number: 22, Protocol: "Tcp", MaxDuration: "3h"})
+	other, err := jit.NewPolicy(jit.PolicyInput{Name: "web-db", DestinationPrefixes: []string{"*"},
+		AllowedSources: []string{"*"}, Ports: []jit.PortInput{{Number: 5432, Protocol: "Tcp", MaxDuration: "1h"}},
+		BandStart: 300, BandEnd: 399})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range append(p.Rules(), other.Rules()...) {
+		_, _ = store.PutRule(ctx, nsg, r)
+	}
+	store.calls = nil
+	if err := removePolicyFromNSG(ctx, store, nsg, "web", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range p.Rules() {
+		if _, ok := store.rules[nsg][r.Name]; ok {
+			t.Errorf("%s survived", r.Name)
+		}
+	}
+	for _, r := range other.Rules() {
+		if _, ok := store.rules[nsg][r.Name]; !ok {
+			t.Errorf("another policy's rule %s was removed", r.Name)
+		}
+	}
+	if err := removePolicyFromNSG(ctx, store, "missing-nsg", "web", nil); err != nil {
+		t.Errorf("a missing NSG has nothing to remove: %v", err)
+	}
+}
+
+func TestCachedRulesListsOncePerNSGUntilWritten(t *testing.T) {
+	ctx := context.Background()
+	store := newFakeStore()
+	store.rules["a"] = map[string]jit.SecurityRule{}
+	c := newCachedRules(store)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if _, err := c.ListRules(ctx, "a"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if store.lists != 1 {
+		t.Fatalf("20 concurrent reads made %d list calls, want 1", store.lists)
+	}
+	if _, err := c.PutRule(ctx, "a", jit.SecurityRule{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	rules, err := c.ListRules(ctx, "a")
+	if err != nil || len(rules) != 1 || store.lists != 2 {
+		t.Fatalf("after a write: %d rules, %d lists, %v; want the write seen through a fresh list", len(rules), store.lists, err)
+	}
+	if _, err := c.ListRules(ctx, "missing"); !errors.Is(err, azure.ErrNotFound) {
+		t.Fatalf("missing NSG: %v", err)
+	}
+	if _, err := c.ListRules(ctx, "missing"); err == nil || store.lists != 4 {
+		t.Fatalf("a failed list must not be cached: %d lists", store.lists)
+	}
+}

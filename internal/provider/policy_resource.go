@@ -1,0 +1,803 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/provider/validators"
+)
+
+var (
+	_ resource.ResourceWithConfigure      = (*policyResource)(nil)
+	_ resource.ResourceWithImportState    = (*policyResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*policyResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*policyResource)(nil)
+)
+
+func newPolicyResource() resource.Resource { return &policyResource{} }
+
+// policyResource is jit_policy: which ports of which destinations behind
+// which NSGs are closed by default, who may ever ask for them and for how
+// long. All of it is written onto the NSGs as rules, so any workspace (and
+// jitd) reads the same policy back from Azure.
+type policyResource struct {
+	data *providerData
+}
+
+const (
+	defaultBandStart = 100
+	defaultBandEnd   = 199
+	policyIDSep      = "@"
+)
+
+type policyModel struct {
+	ID                  types.String   `tfsdk:"id"`
+	Name                types.String   `tfsdk:"name"`
+	NSGIDs              types.Set      `tfsdk:"network_security_group_ids"`
+	DestinationPrefixes types.List     `tfsdk:"destination_address_prefixes"`
+	AllowedSources      types.List     `tfsdk:"allowed_source_address_prefixes"`
+	Ports               types.List     `tfsdk:"ports"`
+	Band                types.Object   `tfsdk:"priority_band"`
+	FailOnBypass        types.Bool     `tfsdk:"fail_on_bypass"`
+	RuleNames           types.List     `tfsdk:"rule_names"`
+	BypassingRules      types.List     `tfsdk:"bypassing_rules"`
+	Timeouts            timeouts.Value `tfsdk:"timeouts"`
+}
+
+type portModel struct {
+	Port        types.Int64  `tfsdk:"port"`
+	Protocol    types.String `tfsdk:"protocol"`
+	MaxDuration types.String `tfsdk:"max_duration"`
+}
+
+type bandModel struct {
+	Start types.Int64 `tfsdk:"start"`
+	End   types.Int64 `tfsdk:"end"`
+}
+
+type bypassModel struct {
+	NSGID    types.String `tfsdk:"network_security_group_id"`
+	Name     types.String `tfsdk:"name"`
+	Priority types.Int64  `tfsdk:"priority"`
+	Port     types.Int64  `tfsdk:"port"`
+	Protocol types.String `tfsdk:"protocol"`
+	Reason   types.String `tfsdk:"reason"`
+}
+
+var (
+	portAttrTypes = map[string]attr.Type{
+		"port": types.Int64Type, "protocol": types.StringType, "max_duration": types.StringType,
+	}
+	bandAttrTypes   = map[string]attr.Type{"start": types.Int64Type, "end": types.Int64Type}
+	bypassAttrTypes = map[string]attr.Type{
+		"network_security_group_id": types.StringType, "name": types.StringType, "priority": types.Int64Type,
+		"port": types.Int64Type, "protocol": types.StringType, "reason": types.StringType,
+	}
+)
+
+func (r *policyResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_policy"
+}
+
+func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "Closes management ports behind one or more network security groups by default, and " +
+			"records on each NSG who may ever ask for access and for how long. Creating it writes a deny-all rule " +
+			"(and, unless any source may ask, a guard rule denying every source outside `allowed_source_address_prefixes`) " +
+			"per protocol into the policy's priority band; `jit_access_grant` resources then open single ports " +
+			"for single addresses between them. Rules outside the `jit-` namespace are never modified.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "`<name>@<nsg id>[,<nsg id>...]`: the policy's name and its NSGs, all a grant needs to find it on Azure.",
+			},
+			"name": schema.StringAttribute{
+				Required: true,
+				MarkdownDescription: "The policy's name, part of every rule name (`jit-<name>-...`): 1–40 lowercase letters, digits and " +
+					"hyphens, starting with a letter. Changing it replaces the policy.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"network_security_group_ids": schema.SetAttribute{
+				Required:    true,
+				ElementType: types.StringType,
+				MarkdownDescription: "The NSGs to enforce on: the VM's NIC-level NSG and/or its subnet-level NSG " +
+					"(see the `jit_network_interfaces` data source).",
+				Validators: []validator.Set{
+					setvalidator.SizeBetween(1, 100),
+					setvalidator.ValueStringsAre(validators.NetworkSecurityGroupID()),
+				},
+			},
+			"destination_address_prefixes": schema.ListAttribute{
+				Optional:            true,
+				Computed:            true,
+				ElementType:         types.StringType,
+				MarkdownDescription: "The protected addresses: the VMs' private IPs or CIDRs. Defaults to `[\"*\"]`, every address behind the NSGs.",
+				Default:             listdefault.StaticValue(types.ListValueMust(types.StringType, []attr.Value{types.StringValue("*")})),
+				Validators:          []validator.List{listvalidator.SizeAtLeast(1)},
+			},
+			"allowed_source_address_prefixes": schema.ListAttribute{
+				Required:    true,
+				ElementType: types.StringType,
+				MarkdownDescription: "The addresses that may ever be granted access (IPs or CIDRs, IPv4 and IPv6). Azure itself refuses " +
+					"any grant from elsewhere: a guard rule denies every other source. `[\"*\"]` lets any source ask.",
+				Validators: []validator.List{listvalidator.SizeAtLeast(1)},
+			},
+			"ports": schema.ListNestedAttribute{
+				Required:            true,
+				MarkdownDescription: "The protected ports, each with its protocol and the longest grant allowed.",
+				Validators:          []validator.List{listvalidator.SizeAtLeast(1)},
+				NestedObject: schema.NestedAttributeObject{
+					Attributes: map[string]schema.Attribute{
+						"port": schema.Int64Attribute{
+							Required:            true,
+							MarkdownDescription: "The port, 1–65535.",
+						},
+						"protocol": schema.StringAttribute{
+							Optional:            true,
+							Computed:            true,
+							Default:             stringdefault.StaticString("Tcp"),
+							MarkdownDescription: "`Tcp` (default), `Udp` or `*` (both).",
+						},
+						"max_duration": schema.StringAttribute{
+							Required:            true,
+							MarkdownDescription: "The longest grant for this port, in Go duration syntax (`30m`, `4h`): between 5m and 24h.",
+						},
+					},
+				},
+			},
+			"priority_band": schema.SingleNestedAttribute{
+				Optional: true,
+				Computed: true,
+				MarkdownDescription: "The NSG priorities this policy owns on every target NSG. Guard rules take the top six, deny-all " +
+					"rules the bottom six, grants the rest. Bands of policies on the same NSG must not overlap, and no other rule " +
+					"may sit inside it. Defaults to 100–199.",
+				Default: objectdefault.StaticValue(types.ObjectValueMust(bandAttrTypes, map[string]attr.Value{
+					"start": types.Int64Value(defaultBandStart), "end": types.Int64Value(defaultBandEnd),
+				})),
+				Attributes: map[string]schema.Attribute{
+					"start": schema.Int64Attribute{Required: true, MarkdownDescription: "The first (highest-precedence) priority, ≥ 100."},
+					"end":   schema.Int64Attribute{Required: true, MarkdownDescription: "The last priority, ≤ 4096; at least start + 12."},
+				},
+			},
+			"fail_on_bypass": schema.BoolAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+				MarkdownDescription: "Fail the plan when a rule outside the policy (for example a pre-existing `Allow 22 from Internet` " +
+					"at a higher precedence) would still let a protected port in. By default it is a warning and listed in `bypassing_rules`.",
+			},
+			"rule_names": schema.ListAttribute{
+				Computed:            true,
+				ElementType:         types.StringType,
+				MarkdownDescription: "The names of the policy's guard and deny-all rules, the same on every NSG.",
+			},
+			"bypassing_rules": schema.ListNestedAttribute{
+				Computed: true,
+				MarkdownDescription: "Rules outside the policy that let a protected port in from a source the policy does not allow, " +
+					"ahead of its rules: while any is listed, the ports are not really closed. They are never modified.",
+				NestedObject: schema.NestedAttributeObject{
+					Attributes: map[string]schema.Attribute{
+						"network_security_group_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The NSG holding the rule."},
+						"name":                      schema.StringAttribute{Computed: true, MarkdownDescription: "The rule's name."},
+						"priority":                  schema.Int64Attribute{Computed: true, MarkdownDescription: "The rule's priority."},
+						"port":                      schema.Int64Attribute{Computed: true, MarkdownDescription: "The protected port it lets in."},
+						"protocol":                  schema.StringAttribute{Computed: true, MarkdownDescription: "The protected port's protocol."},
+						"reason":                    schema.StringAttribute{Computed: true, MarkdownDescription: "Why it bypasses the policy."},
+					},
+				},
+			},
+			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+func (r *policyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.data = configureData(req.ProviderData, &resp.Diagnostics)
+}
+
+// ValidateConfig checks everything that needs no Azure call, so that
+// `terraform validate` and every plan report it with the attribute's line.
+func (r *policyResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var m policyModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	in, known := policyInput(ctx, m, &resp.Diagnostics)
+	if !known || resp.Diagnostics.HasError() {
+		return
+	}
+	if _, err := jit.NewPolicy(in); err != nil {
+		addFieldErrors(&resp.Diagnostics, "Invalid JIT Policy", err)
+	}
+}
+
+// ModifyPlan checks the policy against what is on its NSGs now — other
+// policies' bands, foreign rules in the band, Azure's limits, rules that
+// would bypass it — so that a problem fails the plan and nothing is written.
+func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if r.data == nil {
+		return
+	}
+	if req.Plan.Raw.IsNull() {
+		r.checkDestroy(ctx, req, resp)
+		return
+	}
+	var plan policyModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	in, known := policyInput(ctx, plan, &resp.Diagnostics)
+	if !known || resp.Diagnostics.HasError() {
+		return
+	}
+	p, err := jit.NewPolicy(in)
+	if err != nil {
+		return // ValidateConfig reported it
+	}
+	nsgIDs := setStrings(ctx, plan.NSGIDs, &resp.Diagnostics)
+	creating := req.State.Raw.IsNull()
+
+	plan.ID = types.StringValue(policyID(p.Name, nsgIDs))
+	plan.RuleNames = stringList(p.GuardAndDenyNames())
+
+	var bypasses []nsgBypass
+	for _, nsgID := range nsgIDs {
+		rules, err := r.data.rules.ListRules(ctx, nsgID)
+		if err != nil {
+			if errors.Is(err, azure.ErrNotFound) {
+				resp.Diagnostics.AddAttributeError(path.Root("network_security_group_ids"), "Network Security Group Not Found",
+					fmt.Sprintf("The network security group %q does not exist, or the identity Terraform runs as cannot read it.", nsgID))
+				continue
+			}
+			resp.Diagnostics.AddError("Unable to Read Network Security Group", azureErrorDetail("read the rules of", nsgID, err))
+			continue
+		}
+		view := jit.ReadNSG(rules)
+		if existing, ok := view.Policies[p.Name]; ok && creating {
+			resp.Diagnostics.AddAttributeError(path.Root("name"), "JIT Policy Already Exists",
+				fmt.Sprintf("A JIT policy named %q is already on %s (rules %s), written by another configuration or left behind. "+
+					"Import it (terraform import <address> '%s') or choose another name.",
+					p.Name, nsgID, strings.Join(existing.RuleNames, ", "), policyID(p.Name, nsgIDs)))
+			continue
+		}
+		if err := jit.Conflicts(p, nsgID, rules); err != nil {
+			addFieldErrors(&resp.Diagnostics, "JIT Policy Conflicts With Network Security Group", err)
+		}
+		if !creating {
+			r.checkGrantsFitBand(p, nsgID, view, &resp.Diagnostics)
+		}
+		for _, b := range p.Bypasses(rules) {
+			bypasses = append(bypasses, nsgBypass{nsgID: nsgID, Bypass: b})
+		}
+	}
+	if len(bypasses) > 0 {
+		summary, detail := bypassDiagnostic(p.Name, bypasses)
+		if plan.FailOnBypass.ValueBool() {
+			resp.Diagnostics.AddAttributeError(path.Root("fail_on_bypass"), summary, detail+
+				"\n\nfail_on_bypass is true, so nothing was written. Remove or narrow those rules, or set fail_on_bypass = false.")
+		} else {
+			resp.Diagnostics.AddWarning(summary, detail)
+		}
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+// checkDestroy refuses, at plan time, to destroy a policy that still has
+// active grants: destroying it would leave their allow rules behind with
+// nothing closing the port after them.
+func (r *policyResource) checkDestroy(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	var state policyModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	active, err := r.activeGrants(ctx, state.Name.ValueString(), setStrings(ctx, state.NSGIDs, &resp.Diagnostics))
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to Read Network Security Group", err.Error())
+		return
+	}
+	if len(active) > 0 {
+		resp.Diagnostics.AddError("JIT Policy Has Active Grants", activeGrantsDetail(state.Name.ValueString(), active))
+	}
+}
+
+func (r *policyResource) checkGrantsFitBand(p jit.Policy, nsgID string, view jit.NSGView, diags *diag.Diagnostics) {
+	lo, hi := p.Band.GrantRange()
+	for _, g := range view.Grants {
+		if g.Policy != p.Name || (g.Rule.Priority >= lo && g.Rule.Priority <= hi) {
+			continue
+		}
+		if !g.ExpiresAt.After(r.data.clock.Now()) {
+			continue
+		}
+		diags.AddAttributeError(path.Root("priority_band"), "Active Grant Outside the New Band",
+			fmt.Sprintf("Grant %s (rule %s, priority %d, by %s, until %s) on %s would fall outside the new grant range %d–%d. "+
+				"Wait until it expires or remove it, then change the band.",
+				g.ID, g.Rule.Name, g.Rule.Priority, g.Requester, g.ExpiresAt.UTC().Format(time.RFC3339), nsgID, lo, hi))
+	}
+}
+
+func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan policyModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Create(ctx, 30*time.Minute)
+	resp.Diagnostics.Append(diags...)
+	p, nsgIDs := r.policyFromModel(ctx, plan, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ctx = tflog.SetField(ctx, "policy", p.Name)
+
+	// Checked again at apply: another workspace may have written since the plan.
+	for _, nsgID := range nsgIDs {
+		rules, err := r.data.rules.ListRules(ctx, nsgID)
+		if err != nil {
+			resp.Diagnostics.AddError("Unable to Create JIT Policy", azureErrorDetail("read the rules of", nsgID, err))
+			return
+		}
+		if err := jit.Conflicts(p, nsgID, rules); err != nil {
+			addFieldErrors(&resp.Diagnostics, "JIT Policy Conflicts With Network Security Group", err)
+			return
+		}
+	}
+
+	written := map[string][]string{}
+	for _, nsgID := range nsgIDs {
+		rules, err := r.data.rules.ListRules(ctx, nsgID)
+		if err == nil {
+			var created []string
+			created, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules)
+			written[nsgID] = created
+		}
+		if err != nil {
+			r.rollback(ctx, written)
+			resp.Diagnostics.AddError("Unable to Create JIT Policy",
+				azureErrorDetail("write the policy's rules on", nsgID, err)+
+					"\n\nThe rules this apply had written were removed again; the NSGs are as they were before.")
+			return
+		}
+		tflog.Info(ctx, "Policy rules written", map[string]any{"nsg_id": nsgID, "rules": p.GuardAndDenyNames()})
+	}
+
+	plan.ID = types.StringValue(policyID(p.Name, nsgIDs))
+	plan.RuleNames = stringList(p.GuardAndDenyNames())
+	plan.BypassingRules = r.bypassList(ctx, p, nsgIDs, &resp.Diagnostics)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+// rollback removes the rules a failed create wrote, so that a failure leaves
+// no half-written policy behind. Only rules this apply created are removed.
+func (r *policyResource) rollback(ctx context.Context, written map[string][]string) {
+	ctx = context.WithoutCancel(ctx)
+	for nsgID, names := range written {
+		for _, name := range names {
+			if err := r.data.rules.DeleteRule(ctx, nsgID, name); err != nil {
+				tflog.Warn(ctx, "Rollback could not delete a rule", map[string]any{"nsg_id": nsgID, "rule": name, "error": err.Error()})
+			}
+		}
+	}
+}
+
+func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state policyModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := state.Timeouts.Read(ctx, 5*time.Minute)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	name := state.Name.ValueString()
+	nsgIDs := setStrings(ctx, state.NSGIDs, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	// What the state says, when it is complete (not right after an import).
+	var want *jit.Policy
+	if in, known := policyInput(ctx, state, &resp.Diagnostics); known && !state.Ports.IsNull() {
+		if p, err := jit.NewPolicy(in); err == nil {
+			want = &p
+		}
+	}
+
+	var intact []string
+	var found *jit.Policy
+	for _, nsgID := range nsgIDs {
+		rules, err := r.data.rules.ListRules(ctx, nsgID)
+		if errors.Is(err, azure.ErrNotFound) {
+			tflog.Warn(ctx, "NSG of a policy no longer exists", map[string]any{"nsg_id": nsgID})
+			continue
+		}
+		if err != nil {
+			resp.Diagnostics.AddError("Unable to Read JIT Policy", azureErrorDetail("read the rules of", nsgID, err))
+			return
+		}
+		decoded, ok := jit.ReadNSG(rules).Policies[name]
+		switch {
+		case !ok:
+			tflog.Warn(ctx, "Policy rules missing from NSG", map[string]any{"nsg_id": nsgID, "policy": name})
+		case decoded.Problem != "":
+			tflog.Warn(ctx, "Policy rules on NSG are inconsistent", map[string]any{"nsg_id": nsgID, "policy": name, "problem": decoded.Problem})
+		case want != nil && !decoded.Policy.Equal(*want):
+			tflog.Warn(ctx, "Policy rules on NSG differ from the configuration", map[string]any{"nsg_id": nsgID, "policy": name})
+		default:
+			if found == nil {
+				p := decoded.Policy
+				found = &p
+			}
+			if found.Equal(decoded.Policy) {
+				intact = append(intact, nsgID)
+			}
+		}
+	}
+	if found == nil {
+		if want == nil {
+			resp.Diagnostics.AddError("JIT Policy Not Found",
+				fmt.Sprintf("No intact JIT policy named %q was found on %s.", name, strings.Join(nsgIDs, ", ")))
+			return
+		}
+		// Every NSG lost or changed the policy. Keep the resource, with no
+		// NSG in it: the plan then rewrites the rules on every NSG of the
+		// configuration, rather than forgetting the policy.
+		found = want
+	}
+	if want == nil {
+		// After an import: everything comes from Azure.
+		setPolicyAttributes(&state, *found)
+		state.FailOnBypass = types.BoolValue(false)
+	}
+	state.NSGIDs = stringSet(intact)
+	state.ID = types.StringValue(policyID(name, nsgIDs))
+	state.RuleNames = stringList(found.GuardAndDenyNames())
+	state.BypassingRules = r.bypassList(ctx, *found, intact, &resp.Diagnostics)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, state policyModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Update(ctx, 30*time.Minute)
+	resp.Diagnostics.Append(diags...)
+	p, nsgIDs := r.policyFromModel(ctx, plan, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ctx = tflog.SetField(ctx, "policy", p.Name)
+
+	// NSGs leaving the policy: refuse while grants are active there, as for a destroy.
+	oldIDs := setStrings(ctx, state.NSGIDs, &resp.Diagnostics)
+	var leaving []string
+	for _, id := range oldIDs {
+		if !containsFold(nsgIDs, id) {
+			leaving = append(leaving, id)
+		}
+	}
+	if active, err := r.activeGrants(ctx, p.Name, leaving); err != nil {
+		resp.Diagnostics.AddError("Unable to Update JIT Policy", err.Error())
+		return
+	} else if len(active) > 0 {
+		resp.Diagnostics.AddAttributeError(path.Root("network_security_group_ids"), "JIT Policy Has Active Grants",
+			activeGrantsDetail(p.Name, active))
+		return
+	}
+
+	for _, nsgID := range nsgIDs {
+		rules, err := r.data.rules.ListRules(ctx, nsgID)
+		if err == nil {
+			err = jit.Conflicts(p, nsgID, rules)
+			if err != nil {
+				addFieldErrors(&resp.Diagnostics, "JIT Policy Conflicts With Network Security Group", err)
+				return
+			}
+			_, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules)
+		}
+		if err != nil {
+			resp.Diagnostics.AddError("Unable to Update JIT Policy", azureErrorDetail("write the policy's rules on", nsgID, err)+
+				"\n\nRun apply again to finish: the policy's deny rules are always written before anything is removed, "+
+				"so no protected port was opened by this failure.")
+			return
+		}
+	}
+	for _, nsgID := range leaving {
+		grants, err := r.policyGrants(ctx, p.Name, nsgID)
+		if err == nil {
+			err = removePolicyFromNSG(ctx, r.data.rules, nsgID, p.Name, grants)
+		}
+		if err != nil {
+			resp.Diagnostics.AddError("Unable to Update JIT Policy", azureErrorDetail("remove the policy's rules from", nsgID, err))
+			return
+		}
+	}
+
+	plan.ID = types.StringValue(policyID(p.Name, nsgIDs))
+	plan.RuleNames = stringList(p.GuardAndDenyNames())
+	plan.BypassingRules = r.bypassList(ctx, p, nsgIDs, &resp.Diagnostics)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *policyResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state policyModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := state.Timeouts.Delete(ctx, 30*time.Minute)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	name := state.Name.ValueString()
+	// The state may have lost NSGs to drift; the id still names them all.
+	_, nsgIDs, _ := parsePolicyID(state.ID.ValueString())
+	if len(nsgIDs) == 0 {
+		nsgIDs = setStrings(ctx, state.NSGIDs, &resp.Diagnostics)
+	}
+	active, err := r.activeGrants(ctx, name, nsgIDs)
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to Delete JIT Policy", err.Error())
+		return
+	}
+	if len(active) > 0 {
+		resp.Diagnostics.AddError("JIT Policy Has Active Grants", activeGrantsDetail(name, active))
+		return
+	}
+	for _, nsgID := range nsgIDs {
+		grants, err := r.policyGrants(ctx, name, nsgID)
+		if err == nil {
+			err = removePolicyFromNSG(ctx, r.data.rules, nsgID, name, grants)
+		}
+		if err != nil {
+			resp.Diagnostics.AddError("Unable to Delete JIT Policy", azureErrorDetail("remove the policy's rules from", nsgID, err))
+			return
+		}
+		tflog.Info(ctx, "Policy rules removed", map[string]any{"nsg_id": nsgID, "policy": name})
+	}
+}
+
+func (r *policyResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	name, nsgIDs, err := parsePolicyID(req.ID)
+	if err != nil {
+		resp.Diagnostics.AddError("Invalid Import ID", err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), policyID(name, nsgIDs))...)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("name"), name)...)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("network_security_group_ids"), nsgIDs)...)
+}
+
+// activeGrant is a grant rule of a policy that has not expired yet.
+type activeGrant struct {
+	nsgID string
+	grant jit.GrantRule
+}
+
+func (r *policyResource) policyGrants(ctx context.Context, policy, nsgID string) ([]jit.GrantRule, error) {
+	rules, err := r.data.rules.ListRules(ctx, nsgID)
+	if errors.Is(err, azure.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the rules of %s: %w", nsgID, err)
+	}
+	var out []jit.GrantRule
+	for _, g := range jit.ReadNSG(rules).Grants {
+		if g.Policy == policy {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}
+
+func (r *policyResource) activeGrants(ctx context.Context, policy string, nsgIDs []string) ([]activeGrant, error) {
+	now := r.data.clock.Now()
+	var active []activeGrant
+	for _, nsgID := range nsgIDs {
+		grants, err := r.policyGrants(ctx, policy, nsgID)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range grants {
+			if g.ExpiresAt.After(now) {
+				active = append(active, activeGrant{nsgID: nsgID, grant: g})
+			}
+		}
+	}
+	return active, nil
+}
+
+func activeGrantsDetail(policy string, active []activeGrant) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Policy %q still has %d active grant(s); removing it would leave their allow rules with no deny rule after them:\n", policy, len(active))
+	for _, a := range active {
+		fmt.Fprintf(&b, "  - grant %s (rule %s) by %s, until %s, on %s\n", a.grant.ID, a.grant.Rule.Name, a.grant.Requester,
+			a.grant.ExpiresAt.UTC().Format(time.RFC3339), a.nsgID)
+	}
+	b.WriteString("\nRemove those jit_access_grant resources (or wait until they expire and jitd closes them), then apply again.")
+	return b.String()
+}
+
+type nsgBypass struct {
+	nsgID string
+	jit.Bypass
+}
+
+func bypassDiagnostic(policy string, bypasses []nsgBypass) (string, string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "These rules let ports that policy %q protects in from sources it does not allow, ahead of its deny rules, "+
+		"so those ports are NOT closed:\n", policy)
+	for _, x := range bypasses {
+		fmt.Fprintf(&b, "  - %s (priority %d) on %s: port %d/%s: %s\n", x.Rule.Name, x.Rule.Priority, x.nsgID,
+			x.Port.Number, x.Port.Protocol, x.Reason)
+	}
+	b.WriteString("\nThe provider never modifies rules outside the jit- namespace. Remove or narrow them, or move them below the policy's band.")
+	return "Protected Ports Are Still Reachable", b.String()
+}
+
+func (r *policyResource) bypassList(ctx context.Context, p jit.Policy, nsgIDs []string, diags *diag.Diagnostics) types.List {
+	var items []attr.Value
+	for _, nsgID := range nsgIDs {
+		rules, err := r.data.rules.ListRules(ctx, nsgID)
+		if err != nil {
+			diags.AddWarning("Unable to Check for Bypassing Rules", azureErrorDetail("read the rules of", nsgID, err))
+			continue
+		}
+		for _, b := range p.Bypasses(rules) {
+			items = append(items, types.ObjectValueMust(bypassAttrTypes, map[string]attr.Value{
+				"network_security_group_id": types.StringValue(nsgID),
+				"name":                      types.StringValue(b.Rule.Name),
+				"priority":                  types.Int64Value(int64(b.Rule.Priority)),
+				"port":                      types.Int64Value(int64(b.Port.Number)),
+				"protocol":                  types.StringValue(string(b.Port.Protocol)),
+				"reason":                    types.StringValue(b.Reason),
+			}))
+		}
+	}
+	return types.ListValueMust(types.ObjectType{AttrTypes: bypassAttrTypes}, nonNilValues(items))
+}
+
+// policyFromModel builds the domain policy from a known plan.
+func (r *policyResource) policyFromModel(ctx context.Context, m policyModel, diags *diag.Diagnostics) (jit.Policy, []string) {
+	in, known := policyInput(ctx, m, diags)
+	if !known {
+		diags.AddError("Unknown Policy Value", "The policy's arguments must be known when it is applied.")
+		return jit.Policy{}, nil
+	}
+	p, err := jit.NewPolicy(in)
+	if err != nil {
+		addFieldErrors(diags, "Invalid JIT Policy", err)
+		return jit.Policy{}, nil
+	}
+	return p, setStrings(ctx, m.NSGIDs, diags)
+}
+
+// policyInput reads the policy's arguments; known is false while any of
+// them is unknown (it depends on a resource not created yet).
+func policyInput(ctx context.Context, m policyModel, diags *diag.Diagnostics) (jit.PolicyInput, bool) {
+	var in jit.PolicyInput
+	if m.Name.IsUnknown() || m.DestinationPrefixes.IsUnknown() || m.AllowedSources.IsUnknown() ||
+		m.Ports.IsUnknown() || m.Band.IsUnknown() {
+		return in, false
+	}
+	in.Name = m.Name.ValueString()
+	if !m.DestinationPrefixes.IsNull() {
+		diags.Append(m.DestinationPrefixes.ElementsAs(ctx, &in.DestinationPrefixes, false)...)
+	} else {
+		in.DestinationPrefixes = []string{"*"}
+	}
+	if slices.Contains(m.DestinationPrefixes.Elements(), attr.Value(types.StringUnknown())) ||
+		slices.Contains(m.AllowedSources.Elements(), attr.Value(types.StringUnknown())) {
+		return in, false
+	}
+	diags.Append(m.AllowedSources.ElementsAs(ctx, &in.AllowedSources, false)...)
+	var ports []portModel
+	diags.Append(m.Ports.ElementsAs(ctx, &ports, false)...)
+	for _, pm := range ports {
+		if pm.Port.IsUnknown() || pm.Protocol.IsUnknown() || pm.MaxDuration.IsUnknown() {
+			return in, false
+		}
+		protocol := pm.Protocol.ValueString()
+		if pm.Protocol.IsNull() {
+			protocol = "Tcp"
+		}
+		in.Ports = append(in.Ports, jit.PortInput{Number: pm.Port.ValueInt64(), Protocol: protocol, MaxDuration: pm.MaxDuration.ValueString()})
+	}
+	in.BandStart, in.BandEnd = defaultBandStart, defaultBandEnd
+	if !m.Band.IsNull() {
+		var band bandModel
+		diags.Append(m.Band.As(ctx, &band, basetypes.ObjectAsOptions{})...)
+		if band.Start.IsUnknown() || band.End.IsUnknown() {
+			return in, false
+		}
+		in.BandStart, in.BandEnd = band.Start.ValueInt64(), band.End.ValueInt64()
+	}
+	return in, true
+}
+
+// setPolicyAttributes writes a policy read from Azure into the model.
+func setPolicyAttributes(m *policyModel, p jit.Policy) {
+	m.Name = types.StringValue(p.Name)
+	m.DestinationPrefixes = stringList(p.DestinationPrefixes)
+	m.AllowedSources = stringList(p.AllowedSources)
+	ports := make([]attr.Value, 0, len(p.Ports))
+	for _, port := range p.Ports {
+		ports = append(ports, types.ObjectValueMust(portAttrTypes, map[string]attr.Value{
+			"port":         types.Int64Value(int64(port.Number)),
+			"protocol":     types.StringValue(string(port.Protocol)),
+			"max_duration": types.StringValue(formatDuration(port.MaxDuration)),
+		}))
+	}
+	m.Ports = types.ListValueMust(types.ObjectType{AttrTypes: portAttrTypes}, ports)
+	m.Band = types.ObjectValueMust(bandAttrTypes, map[string]attr.Value{
+		"start": types.Int64Value(int64(p.Band.Start)), "end": types.Int64Value(int64(p.Band.End)),
+	})
+}
+
+// policyID is "<name>@<nsg id>,<nsg id>..." with the NSG ids sorted, so the
+// id does not depend on the order they were listed in.
+func policyID(name string, nsgIDs []string) string {
+	ids := slices.Clone(nsgIDs)
+	sort.Slice(ids, func(i, j int) bool { return strings.ToLower(ids[i]) < strings.ToLower(ids[j]) })
+	return name + policyIDSep + strings.Join(ids, ",")
+}
+
+func parsePolicyID(id string) (string, []string, error) {
+	name, rest, ok := strings.Cut(id, policyIDSep)
+	if !ok || name == "" || rest == "" {
+		return "", nil, fmt.Errorf("%q is not a JIT policy id: expected <name>@<nsg id>[,<nsg id>...]", id)
+	}
+	ids := strings.Split(rest, ",")
+	for _, nsgID := range ids {
+		if err := validators.CheckNetworkSecurityGroupID(nsgID); err != nil {
+			return "", nil, fmt.Errorf("%q is not a JIT policy id: %w", id, err)
+		}
+	}
+	return name, ids, nil
+}
+
+func containsFold(list []string, s string) bool {
+	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, s) })
+}

@@ -1,0 +1,77 @@
+package provider
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// ruleStore is what the resources need of Azure: the rules of an NSG, and
+// writing or deleting one of them. *azure.Client implements it; unit tests
+// use a fake.
+type ruleStore interface {
+	ListRules(ctx context.Context, nsgID string) ([]jit.SecurityRule, error)
+	PutRule(ctx context.Context, nsgID string, r jit.SecurityRule) (jit.SecurityRule, error)
+	DeleteRule(ctx context.Context, nsgID, name string) error
+}
+
+// cachedRules lists each NSG's rules at most once per provider process —
+// that is, once per Terraform plan or apply — however many resources read
+// them, and forgets an NSG's rules as soon as this process writes to it.
+type cachedRules struct {
+	store ruleStore
+
+	mu      sync.Mutex
+	entries map[string]*cacheEntry // by lower-case NSG id
+}
+
+type cacheEntry struct {
+	once  sync.Once
+	rules []jit.SecurityRule
+	err   error
+}
+
+func newCachedRules(store ruleStore) *cachedRules {
+	return &cachedRules{store: store, entries: map[string]*cacheEntry{}}
+}
+
+func (c *cachedRules) ListRules(ctx context.Context, nsgID string) ([]jit.SecurityRule, error) {
+	key := strings.ToLower(nsgID)
+	c.mu.Lock()
+	e := c.entries[key]
+	if e == nil {
+		e = &cacheEntry{}
+		c.entries[key] = e
+	}
+	c.mu.Unlock()
+
+	e.once.Do(func() { e.rules, e.err = c.store.ListRules(ctx, nsgID) })
+	if e.err != nil {
+		// A failure is not worth remembering: the next caller tries again.
+		c.forget(nsgID, e)
+		return nil, e.err
+	}
+	return append([]jit.SecurityRule(nil), e.rules...), nil
+}
+
+func (c *cachedRules) PutRule(ctx context.Context, nsgID string, r jit.SecurityRule) (jit.SecurityRule, error) {
+	defer c.forget(nsgID, nil)
+	return c.store.PutRule(ctx, nsgID, r)
+}
+
+func (c *cachedRules) DeleteRule(ctx context.Context, nsgID, name string) error {
+	defer c.forget(nsgID, nil)
+	return c.store.DeleteRule(ctx, nsgID, name)
+}
+
+// forget drops the NSG's entry (only if it is still e, when e is given).
+func (c *cachedRules) forget(nsgID string, e *cacheEntry) {
+	key := strings.ToLower(nsgID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e == nil || c.entries[key] == e {
+		delete(c.entries, key)
+	}
+}

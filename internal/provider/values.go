@@ -1,0 +1,122 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// stringList is a known list of strings ([] rather than null when empty).
+func stringList(s []string) types.List {
+	values := make([]attr.Value, 0, len(s))
+	for _, v := range s {
+		values = append(values, types.StringValue(v))
+	}
+	return types.ListValueMust(types.StringType, values)
+}
+
+// stringSet is a known set of strings.
+func stringSet(s []string) types.Set {
+	values := make([]attr.Value, 0, len(s))
+	for _, v := range s {
+		values = append(values, types.StringValue(v))
+	}
+	return types.SetValueMust(types.StringType, values)
+}
+
+// setStrings reads a known set of strings.
+func setStrings(ctx context.Context, s types.Set, diags *diag.Diagnostics) []string {
+	var out []string
+	if s.IsNull() || s.IsUnknown() {
+		return out
+	}
+	diags.Append(s.ElementsAs(ctx, &out, false)...)
+	return out
+}
+
+func nonNilValues(v []attr.Value) []attr.Value {
+	if v == nil {
+		return []attr.Value{}
+	}
+	return v
+}
+
+// formatDuration writes a duration the way people do: 3h, 90m → 1h30m, not
+// 3h0m0s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// addFieldErrors reports the domain's validation errors on the attributes
+// they name, so Terraform points at the offending line.
+func addFieldErrors(diags *diag.Diagnostics, summary string, err error) {
+	var problems []error
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		problems = joined.Unwrap()
+	} else {
+		problems = []error{err}
+	}
+	for _, problem := range problems {
+		var fe *jit.FieldError
+		if errors.As(problem, &fe) {
+			// The message starts with the attribute: Terraform points at
+			// the line, but an attribute left at its default has none.
+			if p, ok := attributePath(fe.Path); ok {
+				diags.AddAttributeError(p, summary, fe.Path+": "+fe.Message)
+				continue
+			}
+		}
+		diags.AddError(summary, problem.Error())
+	}
+}
+
+// attributePath turns "ports[1].max_duration" into a path.Path.
+func attributePath(s string) (path.Path, bool) {
+	if s == "" {
+		return path.Empty(), false
+	}
+	var p path.Path
+	first := true
+	for _, part := range strings.Split(s, ".") {
+		name, rest, hasIndex := strings.Cut(part, "[")
+		if name == "" {
+			return path.Empty(), false
+		}
+		if first {
+			p = path.Root(name)
+			first = false
+		} else {
+			p = p.AtName(name)
+		}
+		for hasIndex {
+			idx, after, ok := strings.Cut(rest, "]")
+			if !ok {
+				return path.Empty(), false
+			}
+			n, err := strconv.Atoi(idx)
+			if err != nil {
+				return path.Empty(), false
+			}
+			p = p.AtListIndex(n)
+			rest = strings.TrimPrefix(after, "[")
+			hasIndex = strings.HasPrefix(after, "[")
+		}
+	}
+	return p, true
+}
