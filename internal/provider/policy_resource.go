@@ -245,8 +245,9 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	if r.data == nil {
 		return
 	}
+	// A destroy is checked in Delete, not here: at plan time the grants of
+	// this policy may be planned for destruction in the same run.
 	if req.Plan.Raw.IsNull() {
-		r.checkDestroy(ctx, req, resp)
 		return
 	}
 	var plan policyModel
@@ -265,7 +266,12 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	nsgIDs := setStrings(ctx, plan.NSGIDs, &resp.Diagnostics)
 	creating := req.State.Raw.IsNull()
 
-	plan.ID = types.StringValue(policyID(p.Name, nsgIDs))
+	// On create the id stays unknown until apply: a grant in the same
+	// configuration then waits for the policy to exist before it is checked
+	// against it, instead of finding no policy on the NSG at plan time.
+	if !creating {
+		plan.ID = types.StringValue(policyID(p.Name, nsgIDs))
+	}
 	plan.RuleNames = stringList(p.GuardAndDenyNames())
 
 	var bypasses []nsgBypass
@@ -311,25 +317,6 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 		return
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
-}
-
-// checkDestroy refuses, at plan time, to destroy a policy that still has
-// active grants: destroying it would leave their allow rules behind with
-// nothing closing the port after them.
-func (r *policyResource) checkDestroy(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	var state policyModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	active, err := r.activeGrants(ctx, state.Name.ValueString(), setStrings(ctx, state.NSGIDs, &resp.Diagnostics))
-	if err != nil {
-		resp.Diagnostics.AddError("Unable to Read Network Security Group", err.Error())
-		return
-	}
-	if len(active) > 0 {
-		resp.Diagnostics.AddError("JIT Policy Has Active Grants", activeGrantsDetail(state.Name.ValueString(), active))
-	}
 }
 
 func (r *policyResource) checkGrantsFitBand(p jit.Policy, nsgID string, view jit.NSGView, diags *diag.Diagnostics) {

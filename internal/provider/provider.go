@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/audit"
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -63,6 +64,7 @@ type providerModel struct {
 	UseCLI            types.Bool   `tfsdk:"use_cli"`
 	Environment       types.String `tfsdk:"environment"`
 	MetadataHost      types.String `tfsdk:"metadata_host"`
+	AuditLogPath      types.String `tfsdk:"audit_log_path"`
 }
 
 // providerData is what Configure hands to resources and data sources.
@@ -73,6 +75,12 @@ type providerData struct {
 	// process), however many resources ask.
 	rules *cachedRules
 	clock jit.Clock
+	// audit receives one event per grant opened, closed, refused or found
+	// drifted.
+	audit audit.Sink
+	// nsgLocks serialises this process's grant writes per NSG, so that its
+	// own grants never race each other for a priority.
+	nsgLocks *keyedMutex
 }
 
 func (p *jitProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -137,6 +145,12 @@ func (p *jitProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *
 				Optional:            true,
 				MarkdownDescription: "The Azure cloud: `public` (default), `usgovernment` or `china`. Environment: `ARM_ENVIRONMENT`.",
 			},
+			"audit_log_path": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "A file to append audit events to, one JSON object per line (the same schema `jitd` writes): every " +
+					"grant opened, closed, refused or found expired or revoked. Events are also logged through Terraform's logs. " +
+					"Environment: `JIT_AUDIT_LOG_PATH`.",
+			},
 			"metadata_host": schema.StringAttribute{
 				Optional: true,
 				MarkdownDescription: "A host name serving Azure's cloud metadata (`https://<host>/metadata/endpoints`), for Azure Stack " +
@@ -194,7 +208,23 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 	if clock == nil {
 		clock = jit.SystemClock{}
 	}
-	data := &providerData{client: client, config: cfg, rules: newCachedRules(client), clock: clock}
+	var sink audit.Sink = audit.Discard{}
+	auditPath := p.getenv("JIT_AUDIT_LOG_PATH")
+	if !model.AuditLogPath.IsNull() {
+		auditPath = model.AuditLogPath.ValueString()
+	}
+	if auditPath != "" {
+		file, err := audit.OpenFile(auditPath)
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("audit_log_path"), "Unable to Open Audit Log",
+				fmt.Sprintf("The audit log %q cannot be appended to: %s. Fix the path or its permissions; "+
+					"grants are never opened without an audit trail.", auditPath, err))
+			return
+		}
+		sink = file
+	}
+	data := &providerData{client: client, config: cfg, rules: newCachedRules(client), clock: clock,
+		audit: sink, nsgLocks: newKeyedMutex()}
 	resp.DataSourceData = data
 	resp.ResourceData = data
 }
@@ -267,6 +297,7 @@ func configErrorDetail(ce *azure.ConfigError) string {
 func (p *jitProvider) Resources(context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		newPolicyResource,
+		newGrantResource,
 	}
 }
 

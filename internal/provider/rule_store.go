@@ -75,3 +75,9 @@ func (c *cachedRules) forget(nsgID string, e *cacheEntry) {
 		delete(c.entries, key)
 	}
 }
+
+// ListRulesFresh lists the NSG's rules from Azure, bypassing the cache: for
+// choosing a free priority, where a stale read means a conflict.
+func (c *cachedRules) ListRulesFresh(ctx context.Context, nsgID string) ([]jit.SecurityRule, error) {
+	return c.store.ListRules(ctx, nsgID)
+}

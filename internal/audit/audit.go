@@ -1,0 +1,180 @@
+// Package audit is the one schema for audit events, written by the provider
+// and by jitd alike: every open, close, refusal and finding is one JSON
+// object on one line, so a log pipeline can join both sides by grant id.
+//
+// Events carry who, what, where and until when; never a credential, token
+// or secret.
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Action is what happened.
+type Action string
+
+// Actions recorded by the provider and the daemon.
+const (
+	ActionOpen   Action = "open"   // a grant's allow rule was written
+	ActionClose  Action = "close"  // a grant's allow rule was deleted (expiry, destroy, revocation, tampering)
+	ActionRefuse Action = "refuse" // a grant request was refused
+	ActionDrift  Action = "drift"  // Read found a grant expired or revoked out of band
+	ActionFind   Action = "find"   // jitd found something it reports but does not change
+)
+
+// Result says whether the action succeeded.
+type Result string
+
+// Results.
+const (
+	ResultSuccess Result = "success"
+	ResultFailure Result = "failure"
+	ResultDenied  Result = "denied"
+	ResultDryRun  Result = "dry_run"
+)
+
+// Event is one audit record. Fields that do not apply are omitted.
+type Event struct {
+	Time              time.Time `json:"time"`
+	Action            Action    `json:"action"`
+	Result            Result    `json:"result"`
+	Actor             string    `json:"actor"` // "terraform-provider-jit" or "jitd"
+	GrantID           string    `json:"grant_id,omitempty"`
+	Policy            string    `json:"policy,omitempty"`
+	NSGIDs            []string  `json:"nsg_ids,omitempty"`
+	RuleName          string    `json:"rule_name,omitempty"`
+	Ports             []string  `json:"ports,omitempty"` // "22/Tcp"
+	Source            string    `json:"source,omitempty"`
+	Requester         string    `json:"requester,omitempty"`
+	Justification     string    `json:"justification,omitempty"`
+	ApprovalReference string    `json:"approval_reference,omitempty"`
+	ExpiresAt         time.Time `json:"expires_at,omitzero"`
+	Reason            string    `json:"reason,omitempty"` // why: "expired", "revoked", the refusal, the finding
+	Kind              string    `json:"kind,omitempty"`   // finding kind (jitd): "bypass", "missing_deny", "tampered", …
+}
+
+// Sink receives events. Implementations must be safe for concurrent use.
+type Sink interface {
+	Emit(ctx context.Context, e Event) error
+}
+
+// Discard drops every event.
+type Discard struct{}
+
+// Emit implements Sink.
+func (Discard) Emit(context.Context, Event) error { return nil }
+
+// Writer writes events as JSON lines to w, one Write per event so that
+// concurrent writers appending to one file do not interleave lines.
+type Writer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewWriter returns a sink writing JSON lines to w.
+func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
+
+// Emit implements Sink.
+func (s *Writer) Emit(_ context.Context, e Event) error {
+	line, err := Marshal(e)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.w.Write(line); err != nil {
+		return fmt.Errorf("write audit event: %w", err)
+	}
+	return nil
+}
+
+// Marshal is an event as one JSON line (with the trailing newline), time in UTC.
+func Marshal(e Event) ([]byte, error) {
+	e.Time = e.Time.UTC()
+	if !e.ExpiresAt.IsZero() {
+		e.ExpiresAt = e.ExpiresAt.UTC()
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode audit event: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// File appends events to a file, opened for each event so that log
+// rotation (rename and recreate) needs no signal, and several processes
+// (parallel Terraform runs, jitd replicas) can share one file: every event
+// is a single append.
+type File struct {
+	path string
+	mu   sync.Mutex
+}
+
+// OpenFile checks that path can be appended to and returns a sink for it.
+func OpenFile(path string) (*File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	return &File{path: path}, nil
+}
+
+// Emit implements Sink.
+func (s *File) Emit(_ context.Context, e Event) error {
+	line, err := Marshal(e)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	_, werr := f.Write(line)
+	return errors.Join(werr, f.Close())
+}
+
+// Multi sends each event to every sink and returns every error.
+type Multi []Sink
+
+// Emit implements Sink.
+func (m Multi) Emit(ctx context.Context, e Event) error {
+	var errs []error
+	for _, s := range m {
+		if err := s.Emit(ctx, e); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReadFile reads back every event of a JSON-lines audit file (for tests and
+// tools).
+func ReadFile(path string) ([]Event, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var out []Event
+	for dec.More() {
+		var e Event
+		if err := dec.Decode(&e); err != nil {
+			return out, fmt.Errorf("decode audit event %d: %w", len(out)+1, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
