@@ -16,7 +16,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
-	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/acctest"
@@ -65,26 +64,19 @@ resource "jit_policy" "web" {
 }
 `
 
-// grantBlock is a jit_access_grant on jit_policy.web for one source.
-func grantBlock(name, source, duration string, ports ...int) string {
-	if len(ports) == 0 {
-		ports = []int{22}
-	}
-	var ps []string
-	for _, p := range ports {
-		ps = append(ps, fmt.Sprint(p))
-	}
+// grantBlock is a jit_access_grant of port 22 on jit_policy.web for one source.
+func grantBlock(name, source, duration string) string {
 	return fmt.Sprintf(`
 resource "jit_access_grant" %q {
   policy_id             = jit_policy.web.id
-  ports                 = [%s]
+  ports                 = [22]
   source_address_prefix = %q
   duration              = %q
   requester             = "%s@example.com"
   justification         = "incident INC-42: inspect the web tier"
   approval_reference    = "https://github.com/example/access/pull/42"
 }
-`, name, strings.Join(ps, ", "), source, duration, name)
+`, name, source, duration, name)
 }
 
 func ssh(src string) acctest.Flow { return acctest.Flow{Source: src, Destination: vm, Port: 22} }
@@ -434,7 +426,7 @@ resource "jit_access_grant" "team" {
 			}},
 		})
 	}
-	var afterApply func(*terraform.State) error = env.ExpectUnchanged(nsgID, before)
+	afterApply := env.ExpectUnchanged(nsgID, before)
 	t.Run("race", func(t *testing.T) {
 		t.Run("workspace-a", func(t *testing.T) { t.Parallel(); workspace(t, 10) })
 		t.Run("workspace-b", func(t *testing.T) { t.Parallel(); workspace(t, 40) })

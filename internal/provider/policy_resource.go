@@ -81,15 +81,6 @@ type bandModel struct {
 	End   types.Int64 `tfsdk:"end"`
 }
 
-type bypassModel struct {
-	NSGID    types.String `tfsdk:"network_security_group_id"`
-	Name     types.String `tfsdk:"name"`
-	Priority types.Int64  `tfsdk:"priority"`
-	Port     types.Int64  `tfsdk:"port"`
-	Protocol types.String `tfsdk:"protocol"`
-	Reason   types.String `tfsdk:"reason"`
-}
-
 var (
 	portAttrTypes = map[string]attr.Type{
 		"port": types.Int64Type, "protocol": types.StringType, "max_duration": types.StringType,
@@ -382,10 +373,16 @@ func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest,
 		tflog.Info(ctx, "Policy rules written", map[string]any{"nsg_id": nsgID, "rules": p.GuardAndDenyNames()})
 	}
 
-	plan.ID = types.StringValue(policyID(p.Name, nsgIDs))
-	plan.RuleNames = stringList(p.GuardAndDenyNames())
-	plan.BypassingRules = r.bypassList(ctx, p, nsgIDs, &resp.Diagnostics)
+	r.setComputed(ctx, &plan, p, nsgIDs, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+// setComputed fills in what an apply computes: the id, the rule names and
+// the bypassing rules found on the NSGs now.
+func (r *policyResource) setComputed(ctx context.Context, m *policyModel, p jit.Policy, nsgIDs []string, diags *diag.Diagnostics) {
+	m.ID = types.StringValue(policyID(p.Name, nsgIDs))
+	m.RuleNames = stringList(p.GuardAndDenyNames())
+	m.BypassingRules = r.bypassList(ctx, p, nsgIDs, diags)
 }
 
 // rollback removes the rules a failed create wrote, so that a failure leaves
@@ -540,9 +537,7 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 		}
 	}
 
-	plan.ID = types.StringValue(policyID(p.Name, nsgIDs))
-	plan.RuleNames = stringList(p.GuardAndDenyNames())
-	plan.BypassingRules = r.bypassList(ctx, p, nsgIDs, &resp.Diagnostics)
+	r.setComputed(ctx, &plan, p, nsgIDs, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 

@@ -270,13 +270,7 @@ func overlayConfig(cfg *azure.Config, m providerModel, diags *diag.Diagnostics) 
 // addConfigErrors turns the configuration's validation errors into one
 // diagnostic per attribute, each saying which argument or variable to set.
 func addConfigErrors(diags *diag.Diagnostics, err error) {
-	var problems []error
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		problems = joined.Unwrap()
-	} else {
-		problems = []error{err}
-	}
-	for _, problem := range problems {
+	for _, problem := range unjoin(err) {
 		var ce *azure.ConfigError
 		if errors.As(problem, &ce) && ce.Field != "" {
 			diags.AddAttributeError(path.Root(ce.Field), "Invalid Provider Configuration", configErrorDetail(ce))

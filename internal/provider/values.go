@@ -66,13 +66,7 @@ func formatDuration(d time.Duration) string {
 // addFieldErrors reports the domain's validation errors on the attributes
 // they name, so Terraform points at the offending line.
 func addFieldErrors(diags *diag.Diagnostics, summary string, err error) {
-	var problems []error
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		problems = joined.Unwrap()
-	} else {
-		problems = []error{err}
-	}
-	for _, problem := range problems {
+	for _, problem := range unjoin(err) {
 		var fe *jit.FieldError
 		if errors.As(problem, &fe) {
 			// The message starts with the attribute: Terraform points at
@@ -119,4 +113,13 @@ func attributePath(s string) (path.Path, bool) {
 		}
 	}
 	return p, true
+}
+
+// unjoin returns the errors joined in err (errors.Join), or err alone.
+func unjoin(err error) []error {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		return joined.Unwrap()
+	}
+	return []error{err}
 }
