@@ -87,10 +87,11 @@ func ResolveCloud(ctx context.Context, c Config, hc *http.Client) (Cloud, error)
 // newHTTPClient returns a client with http.DefaultTransport's settings (so
 // proxies and SSL_CERT_FILE apply) and an overall timeout.
 func newHTTPClient() *http.Client {
-	return &http.Client{
-		Transport: http.DefaultTransport.(*http.Transport).Clone(),
-		Timeout:   metadataTimeout,
+	rt := http.DefaultTransport
+	if t, ok := rt.(*http.Transport); ok {
+		rt = t.Clone()
 	}
+	return &http.Client{Transport: rt, Timeout: metadataTimeout}
 }
 
 // discovery fetches one metadata host's endpoints.

@@ -197,8 +197,10 @@ func (n simNetwork) vnet(name, space string, subnets ...*armnetwork.Subnet) {
 	n.wait(err, func() error { _, err := p.PollUntilDone(context.Background(), simPoll); return err })
 }
 
-func (n simNetwork) subnetID(vnet, name string) string {
-	return n.base + "/providers/Microsoft.Network/virtualNetworks/" + vnet + "/subnets/" + name
+// appSubnetID returns the id of a subnet of vnet-app, the virtual network
+// the tests create.
+func (n simNetwork) appSubnetID(name string) string {
+	return n.base + "/providers/Microsoft.Network/virtualNetworks/vnet-app/subnets/" + name
 }
 
 // nic creates a NIC with one dynamic IP configuration per subnet and
@@ -248,8 +250,8 @@ func TestLocalAzureNetworkInterface(t *testing.T) {
 	webNSG := n.nsg("nsg-subnet")
 	guardNSG := n.nsg("nsg-nic")
 	n.vnet("vnet-app", "10.20.0.0/16", simSubnet("web", "10.20.1.0/24", webNSG), simSubnet("open", "10.20.2.0/24", ""))
-	guardedID, guardedIPs := n.nic("nic-guarded", guardNSG, n.subnetID("vnet-app", "web"), n.subnetID("vnet-app", "open"))
-	openID, _ := n.nic("nic-open", "", n.subnetID("vnet-app", "open"))
+	guardedID, guardedIPs := n.nic("nic-guarded", guardNSG, n.appSubnetID("web"), n.appSubnetID("open"))
+	openID, _ := n.nic("nic-open", "", n.appSubnetID("open"))
 
 	ctx := context.Background()
 	srv.ResetCounters()
@@ -260,8 +262,8 @@ func TestLocalAzureNetworkInterface(t *testing.T) {
 	want := NetworkInterface{
 		ID: guardedID, Name: "nic-guarded", Location: "westeurope", NSGID: guardNSG,
 		IPConfigurations: []IPConfiguration{
-			{Name: "ipconfig1", PrivateIP: "10.20.1.4", SubnetID: n.subnetID("vnet-app", "web"), SubnetNSGID: webNSG, Primary: true},
-			{Name: "ipconfig2", PrivateIP: "10.20.2.4", SubnetID: n.subnetID("vnet-app", "open")},
+			{Name: "ipconfig1", PrivateIP: "10.20.1.4", SubnetID: n.appSubnetID("web"), SubnetNSGID: webNSG, Primary: true},
+			{Name: "ipconfig2", PrivateIP: "10.20.2.4", SubnetID: n.appSubnetID("open")},
 		},
 	}
 	if !reflect.DeepEqual(nic, want) {

@@ -41,37 +41,33 @@ func shouldRetry(resp *http.Response, err error) bool {
 		}
 		return !isCertificateError(err)
 	}
-	if _, busy := busyCode(resp); busy {
+	if isBusy(resp) {
 		return false
 	}
 	return retryableStatus[resp.StatusCode]
 }
 
-// busyCode returns the error code of a response that says the NSG is busy
-// with another write: 409 AnotherOperationInProgress or 429
+// isBusy reports whether a response says the NSG is busy with another
+// write: 409 AnotherOperationInProgress or 429
 // RetryableErrorDueToAnotherOperation. ARM serialises writes per NSG, so
 // such a write succeeds once the other one ends.
-func busyCode(resp *http.Response) (string, bool) {
+func isBusy(resp *http.Response) bool {
 	if resp == nil || (resp.StatusCode != http.StatusConflict && resp.StatusCode != http.StatusTooManyRequests) {
-		return "", false
+		return false
 	}
 	code := resp.Header.Get("x-ms-error-code")
 	if code == "" {
 		body, err := runtime.Payload(resp)
 		if err != nil {
-			return "", false
+			return false
 		}
 		var env armErrorBody
 		if json.Unmarshal(body, &env) != nil || env.Error == nil {
-			return "", false
+			return false
 		}
 		code = env.Error.Code
 	}
-	switch code {
-	case codeAnotherOperationInProgress, codeRetryableErrorDueToAnotherOperation:
-		return code, true
-	}
-	return "", false
+	return code == codeAnotherOperationInProgress || code == codeRetryableErrorDueToAnotherOperation
 }
 
 // busyRetryPolicy retries writes that Azure refused because another write
@@ -95,7 +91,7 @@ func (p *busyRetryPolicy) Do(req *policy.Request) (*http.Response, error) {
 		if err != nil || attempt >= p.maxRetries {
 			return resp, err
 		}
-		if _, busy := busyCode(resp); !busy {
+		if !isBusy(resp) {
 			return resp, nil
 		}
 		delay, ok := p.backoff.delay(resp, attempt)

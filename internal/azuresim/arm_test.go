@@ -146,21 +146,21 @@ func TestDeleteLocationProtocol(t *testing.T) {
 
 	// A running operation: the Location URL answers 202 with Retry-After.
 	srv.SetWriteLatency(time.Hour)
-	resp, _ := raw.must(http.MethodDelete, rulePath(srv, "nsg-loc", "a"), nil, nil)
+	resp, _ := raw.must(http.MethodDelete, rulePath(srv, "nsg-loc", "a"), nil)
 	loc := resp.Header.Get("Location")
 	if resp.StatusCode != http.StatusAccepted || loc == "" || resp.Header.Get("Azure-AsyncOperation") == "" {
 		t.Fatalf("DELETE: %d, Location %q", resp.StatusCode, loc)
 	}
-	resp, _ = raw.must(http.MethodGet, loc, nil, nil)
+	resp, _ = raw.must(http.MethodGet, loc, nil)
 	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Retry-After") == "" || resp.Header.Get("retry-after-ms") == "" {
 		t.Errorf("Location while running: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	resp, b := raw.must(http.MethodGet, rulePath(srv, "nsg-loc", "a"), nil, nil)
+	resp, b := raw.must(http.MethodGet, rulePath(srv, "nsg-loc", "a"), nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"provisioningState":"Deleting"`) {
 		t.Errorf("rule while deleting: %d %s", resp.StatusCode, b)
 	}
 	// Another write to the busy NSG is refused with Azure's retryable error.
-	resp, b = raw.must(http.MethodDelete, rulePath(srv, "nsg-loc", "b"), nil, nil)
+	resp, b = raw.must(http.MethodDelete, rulePath(srv, "nsg-loc", "b"), nil)
 	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), "RetryableErrorDueToAnotherOperation") ||
 		!strings.Contains(string(b), "DeleteSecurityRuleOperation") || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("write to busy NSG: %d %s", resp.StatusCode, b)
@@ -171,11 +171,11 @@ func TestDeleteLocationProtocol(t *testing.T) {
 	c2 := newClients(t, srv2, nil, 3)
 	createNSG(t, c2, "nsg-loc", tcpRule("a", 200, armnetwork.SecurityRuleAccessAllow, "10.0.0.1", "22"))
 	raw2 := newRawClient(t, srv2)
-	resp, _ = raw2.must(http.MethodDelete, rulePath(srv2, "nsg-loc", "a"), nil, nil)
-	if resp, _ = raw2.must(http.MethodGet, resp.Header.Get("Location"), nil, nil); resp.StatusCode != http.StatusNoContent {
+	resp, _ = raw2.must(http.MethodDelete, rulePath(srv2, "nsg-loc", "a"), nil)
+	if resp, _ = raw2.must(http.MethodGet, resp.Header.Get("Location"), nil); resp.StatusCode != http.StatusNoContent {
 		t.Errorf("Location when done: %d, want 204", resp.StatusCode)
 	}
-	if resp, _ = raw2.must(http.MethodDelete, rulePath(srv2, "nsg-loc", "a"), nil, nil); resp.StatusCode != http.StatusNoContent {
+	if resp, _ = raw2.must(http.MethodDelete, rulePath(srv2, "nsg-loc", "a"), nil); resp.StatusCode != http.StatusNoContent {
 		t.Errorf("DELETE of a missing rule: %d, want 204", resp.StatusCode)
 	}
 }
@@ -364,7 +364,7 @@ func TestAuthenticationFailures(t *testing.T) {
 	for name, tok := range map[string]string{"foreign key": foreign, "expired": expired, "wrong audience": wrongAudience, "missing": ""} {
 		t.Run(name, func(t *testing.T) {
 			c := &rawClient{t: t, srv: srv, token: tok}
-			resp, b := c.must(http.MethodGet, path, nil, nil)
+			resp, b := c.must(http.MethodGet, path, nil)
 			var e struct {
 				Error struct{ Code string } `json:"error"`
 			}
@@ -392,7 +392,7 @@ func TestIfMatch(t *testing.T) {
 	if _, err := putRule(ctx, c, "nsg-e", tcpRule("r1", 201, armnetwork.SecurityRuleAccessAllow, "10.0.0.1", "22")); err != nil {
 		t.Fatal(err)
 	}
-	stale := runtime.WithHTTPHeader(ctx, http.Header{"If-Match": {*first.Etag}})
+	stale := policy.WithHTTPHeader(ctx, http.Header{"If-Match": {*first.Etag}})
 	_, err = c.rules.BeginCreateOrUpdate(stale, testRG, "nsg-e", "r1", *tcpRule("r1", 202, armnetwork.SecurityRuleAccessAllow, "10.0.0.1", "22"), nil)
 	if status, code := errorCode(err); status != http.StatusPreconditionFailed || code != "PreconditionFailed" {
 		t.Errorf("stale If-Match PUT: %d %s", status, code)
@@ -401,7 +401,7 @@ func TestIfMatch(t *testing.T) {
 	if status, _ := errorCode(err); status != http.StatusPreconditionFailed {
 		t.Errorf("stale If-Match DELETE: %v", err)
 	}
-	create := runtime.WithHTTPHeader(ctx, http.Header{"If-None-Match": {"*"}})
+	create := policy.WithHTTPHeader(ctx, http.Header{"If-None-Match": {"*"}})
 	_, err = c.rules.BeginCreateOrUpdate(create, testRG, "nsg-e", "r1", *tcpRule("r1", 203, armnetwork.SecurityRuleAccessAllow, "10.0.0.1", "22"), nil)
 	if status, _ := errorCode(err); status != http.StatusPreconditionFailed {
 		t.Errorf("If-None-Match: * on an existing rule: %v", err)
@@ -410,7 +410,7 @@ func TestIfMatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh := runtime.WithHTTPHeader(ctx, http.Header{"If-Match": {*cur.Etag}})
+	fresh := policy.WithHTTPHeader(ctx, http.Header{"If-Match": {*cur.Etag}})
 	if _, err := putRule(fresh, c, "nsg-e", tcpRule("r1", 204, armnetwork.SecurityRuleAccessAllow, "10.0.0.1", "22")); err != nil {
 		t.Errorf("current If-Match: %v", err)
 	}
@@ -474,7 +474,7 @@ func TestThrottling(t *testing.T) {
 	var statuses []int
 	var remaining []string
 	for range 3 {
-		resp, b := raw.must(http.MethodPut, "/subscriptions/"+srv.SubscriptionID()+"/resourcegroups/rg-t?api-version=2022-09-01", map[string]any{"location": "westeurope"}, nil)
+		resp, b := raw.must(http.MethodPut, "/subscriptions/"+srv.SubscriptionID()+"/resourcegroups/rg-t?api-version=2022-09-01", map[string]any{"location": "westeurope"})
 		statuses = append(statuses, resp.StatusCode)
 		remaining = append(remaining, resp.Header.Get("x-ms-ratelimit-remaining-subscription-writes"))
 		if resp.StatusCode == http.StatusTooManyRequests && (!strings.Contains(string(b), "SubscriptionRequestsThrottled") || resp.Header.Get("Retry-After") == "") {
@@ -485,7 +485,7 @@ func TestThrottling(t *testing.T) {
 		t.Errorf("statuses %v, remaining writes %v", statuses, remaining)
 	}
 	// Reads are not limited.
-	if resp, _ := raw.must(http.MethodGet, "/subscriptions/"+srv.SubscriptionID()+"/resourcegroups/rg-t?api-version=2022-09-01", nil, nil); resp.StatusCode != http.StatusOK {
+	if resp, _ := raw.must(http.MethodGet, "/subscriptions/"+srv.SubscriptionID()+"/resourcegroups/rg-t?api-version=2022-09-01", nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("read after throttling: %d", resp.StatusCode)
 	}
 	if srv.Counters().Throttled != 1 {
@@ -543,7 +543,7 @@ func TestFailedOperationLeavesNoRule(t *testing.T) {
 	if asyncURL == "" {
 		t.Fatal("no write was accepted with a failing operation")
 	}
-	_, b := raw.must(http.MethodGet, asyncURL, nil, nil)
+	_, b := raw.must(http.MethodGet, asyncURL, nil)
 	var st struct {
 		Status string
 		Error  struct{ Code string }
@@ -610,8 +610,11 @@ func TestManagedIdentityAndFederatedCredentials(t *testing.T) {
 			}
 			defer resp.Body.Close()
 			var body struct{ Value string }
-			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Value == "" {
-				return "", fmt.Errorf("id token answer %d: %v", resp.StatusCode, err)
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				return "", fmt.Errorf("id token answer %d: %w", resp.StatusCode, err)
+			}
+			if body.Value == "" {
+				return "", fmt.Errorf("id token answer %d: no token", resp.StatusCode)
 			}
 			return body.Value, nil
 		})
@@ -663,7 +666,7 @@ func TestVerifyFlowThroughTwoNSGs(t *testing.T) {
 
 	// The same over HTTP.
 	raw := &rawClient{t: t, srv: srv}
-	resp, b := raw.must(http.MethodPost, "/_sim/flow/verify", flow, nil)
+	resp, b := raw.must(http.MethodPost, "/_sim/flow/verify", flow)
 	var hv azuresim.Verdict
 	if err := json.Unmarshal(b, &hv); err != nil || resp.StatusCode != http.StatusOK || !hv.Allowed {
 		t.Errorf("POST /_sim/flow/verify: %d %s", resp.StatusCode, b)
@@ -703,26 +706,26 @@ func TestSeedFile(t *testing.T) {
 func TestControlEndpoints(t *testing.T) {
 	srv := simtest.Start(t, azuresim.Options{})
 	raw := &rawClient{t: t, srv: srv}
-	resp, b := raw.must(http.MethodPut, "/_sim/config", map[string]any{"writeLatency": "40ms", "faultRate": 0.25}, nil)
+	resp, b := raw.must(http.MethodPut, "/_sim/config", map[string]any{"writeLatency": "40ms", "faultRate": 0.25})
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"writeLatency":"40ms"`) || !strings.Contains(string(b), `"faultRate":0.25`) {
 		t.Errorf("PUT /_sim/config: %d %s", resp.StatusCode, b)
 	}
-	if resp, _ := raw.must(http.MethodPut, "/_sim/config", map[string]any{"faultRate": 2}, nil); resp.StatusCode != http.StatusBadRequest {
+	if resp, _ := raw.must(http.MethodPut, "/_sim/config", map[string]any{"faultRate": 2}); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("fault rate 2 accepted: %d", resp.StatusCode)
 	}
-	raw.must(http.MethodGet, "/metadata/endpoints", nil, nil)
-	_, b = raw.must(http.MethodGet, "/_sim/counters", nil, nil)
+	raw.must(http.MethodGet, "/metadata/endpoints", nil)
+	_, b = raw.must(http.MethodGet, "/_sim/counters", nil)
 	var cnt azuresim.Counters
 	if err := json.Unmarshal(b, &cnt); err != nil || cnt.Requests["GET metadata"] != 1 || cnt.Responses["GET metadata 200"] != 1 {
 		t.Errorf("counters: %s", b)
 	}
-	if resp, _ := raw.must(http.MethodPost, "/_sim/counters/reset", nil, nil); resp.StatusCode != http.StatusNoContent {
+	if resp, _ := raw.must(http.MethodPost, "/_sim/counters/reset", nil); resp.StatusCode != http.StatusNoContent {
 		t.Errorf("reset counters: %d", resp.StatusCode)
 	}
 	if got := srv.Counters().Requests["GET metadata"]; got != 0 {
 		t.Errorf("after reset, GET metadata = %d", got)
 	}
-	_, b = raw.must(http.MethodGet, "/_sim/events", nil, nil)
+	_, b = raw.must(http.MethodGet, "/_sim/events", nil)
 	if !strings.Contains(string(b), `"events":[]`) {
 		t.Errorf("events of a fresh server: %s", b)
 	}

@@ -208,9 +208,9 @@ func (c *rawClient) doText(method, path, body string) (*http.Response, []byte, e
 	return resp, b, err
 }
 
-func (c *rawClient) must(method, path string, body any, header http.Header) (*http.Response, []byte) {
+func (c *rawClient) must(method, path string, body any) (*http.Response, []byte) {
 	c.t.Helper()
-	resp, b, err := c.do(method, path, body, header)
+	resp, b, err := c.do(method, path, body, nil)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -238,7 +238,7 @@ func TestMetadataEndpoint(t *testing.T) {
 	srv := simtest.Start(t, azuresim.Options{})
 	c := &rawClient{t: t, srv: srv}
 
-	_, b := c.must(http.MethodGet, "/metadata/endpoints?api-version=2022-09-01", nil, nil)
+	_, b := c.must(http.MethodGet, "/metadata/endpoints?api-version=2022-09-01", nil)
 	var doc struct {
 		Name            string `json:"name"`
 		ResourceManager string `json:"resourceManager"`
@@ -259,13 +259,13 @@ func TestMetadataEndpoint(t *testing.T) {
 		t.Errorf("document lacks audiences, resource ids or suffixes: %s", b)
 	}
 
-	_, b = c.must(http.MethodGet, "/metadata/endpoints?api-version=2019-05-01", nil, nil)
+	_, b = c.must(http.MethodGet, "/metadata/endpoints?api-version=2019-05-01", nil)
 	var list []map[string]any
 	if err := json.Unmarshal(b, &list); err != nil || len(list) != 1 || list[0]["resourceManager"] != srv.URL()+"/" {
 		t.Errorf("2019-05-01 answer is not an array of one environment: %v: %s", err, b)
 	}
 
-	_, b = c.must(http.MethodGet, "/metadata/endpoints?api-version=2015-01-01", nil, nil)
+	_, b = c.must(http.MethodGet, "/metadata/endpoints?api-version=2015-01-01", nil)
 	var legacy struct {
 		GalleryEndpoint string `json:"galleryEndpoint"`
 		Authentication  struct {

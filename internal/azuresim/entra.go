@@ -60,7 +60,7 @@ func (s *Server) serveEntra(w http.ResponseWriter, r *http.Request) string {
 		return "unknown"
 	}
 	tenant, rest := parts[0], strings.ToLower(strings.Join(parts[1:], "/"))
-	kind := "entra"
+	var kind string
 	switch rest {
 	case "v2.0/.well-known/openid-configuration":
 		kind = "openid"

@@ -87,16 +87,6 @@ func settleNet[T any](s *Server, m map[string]*netEntry[T], key string) *netEntr
 	return e
 }
 
-// settleAllNetwork settles every network resource. Callers hold s.mu.
-func (s *Server) settleAllNetwork() {
-	for k := range s.vnets {
-		settleNet(s, s.vnets, k)
-	}
-	for k := range s.nics {
-		settleNet(s, s.nics, k)
-	}
-}
-
 // settleNetworkOperation settles the resource a network operation writes, so
 // that polling its status shows the outcome.
 func (s *Server) settleNetworkOperation(op *operation) {
@@ -126,13 +116,6 @@ func startNetOperation[T any](s *Server, key string, e *netEntry[T], name, resou
 // resourceRef is ARM's reference to another resource: {"id": "..."}.
 type resourceRef struct {
 	ID string `json:"id"`
-}
-
-func refOrNil(id string) any {
-	if id == "" {
-		return nil
-	}
-	return resourceRef{ID: id}
 }
 
 // vnetState is a virtual network as stored.
@@ -300,10 +283,10 @@ func parseNetworkPath(q *armRequest, method string, seg, lower []string) {
 			q.kind, q.vnet, q.subnet, q.lro = "subnet", seg[7], seg[9], write
 		}
 	case "networkinterfaces":
-		switch {
-		case n == 7:
+		switch n {
+		case 7:
 			q.kind = "nic-list"
-		case n == 8:
+		case 8:
 			q.kind, q.nic, q.lro = "nic", seg[7], write
 		}
 	case "networkwatchers":

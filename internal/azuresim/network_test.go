@@ -41,9 +41,11 @@ func newVMNetwork(t *testing.T, srv *azuresim.Server) vmNetwork {
 	}
 }
 
-func (n vmNetwork) subnetID(vnet, subnet string) string {
+// appSubnetID returns the id of a subnet of vnet-app, the virtual network
+// the tests create.
+func (n vmNetwork) appSubnetID(subnet string) string {
 	return "/subscriptions/" + n.srv.SubscriptionID() + "/resourceGroups/" + testRG +
-		"/providers/Microsoft.Network/virtualNetworks/" + vnet + "/subnets/" + subnet
+		"/providers/Microsoft.Network/virtualNetworks/vnet-app/subnets/" + subnet
 }
 
 func (n vmNetwork) createVNet(ctx context.Context, name, space string, subnets ...*armnetwork.Subnet) (armnetwork.VirtualNetwork, error) {
@@ -138,10 +140,12 @@ func (n vmNetwork) deleteNSG(ctx context.Context, name string) error {
 	return err
 }
 
-func wantCode(t *testing.T, what string, err error, status int, code string) {
+// wantBadRequest checks that err is a 400 answer with the given ARM error
+// code.
+func wantBadRequest(t *testing.T, what string, err error, code string) {
 	t.Helper()
-	if gotStatus, gotCode := errorCode(err); gotStatus != status || gotCode != code {
-		t.Errorf("%s: got %d %s (%v), want %d %s", what, gotStatus, gotCode, err, status, code)
+	if gotStatus, gotCode := errorCode(err); gotStatus != http.StatusBadRequest || gotCode != code {
+		t.Errorf("%s: got %d %s (%v), want %d %s", what, gotStatus, gotCode, err, http.StatusBadRequest, code)
 	}
 }
 
@@ -174,12 +178,12 @@ func TestVirtualNetworksAndInterfaces(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create subnet: %v", err)
 	}
-	if db.Properties.NetworkSecurityGroup != nil || *db.ID != n.subnetID("vnet-app", "db") {
+	if db.Properties.NetworkSecurityGroup != nil || *db.ID != n.appSubnetID("db") {
 		t.Errorf("subnet db = %s with NSG %v", *db.ID, db.Properties.NetworkSecurityGroup)
 	}
 
 	// Dynamic addresses come from the subnet after Azure's four reserved ones.
-	web := n.subnetID("vnet-app", "web")
+	web := n.appSubnetID("web")
 	first, err := n.createNIC(ctx, "nic-1", nicSpec{subnetID: web})
 	if err != nil {
 		t.Fatalf("create NIC: %v", err)
@@ -277,37 +281,37 @@ func TestVirtualNetworksAndInterfaces(t *testing.T) {
 
 	t.Run("validation", func(t *testing.T) {
 		_, err := n.createNIC(ctx, "nic-x", nicSpec{subnetID: web, ip: "10.10.1.5"})
-		wantCode(t, "static address taken", err, 400, "PrivateIPAddressIsAllocated")
+		wantBadRequest(t, "static address taken", err, "PrivateIPAddressIsAllocated")
 		_, err = n.createNIC(ctx, "nic-x", nicSpec{subnetID: web, ip: "10.10.1.3"})
-		wantCode(t, "reserved address", err, 400, "PrivateIPAddressInReservedRange")
+		wantBadRequest(t, "reserved address", err, "PrivateIPAddressInReservedRange")
 		_, err = n.createNIC(ctx, "nic-x", nicSpec{subnetID: web, ip: "10.10.1.255"})
-		wantCode(t, "broadcast address", err, 400, "PrivateIPAddressInReservedRange")
+		wantBadRequest(t, "broadcast address", err, "PrivateIPAddressInReservedRange")
 		_, err = n.createNIC(ctx, "nic-x", nicSpec{subnetID: web, ip: "10.10.2.9"})
-		wantCode(t, "address outside the subnet", err, 400, "PrivateIPAddressNotInSubnet")
-		_, err = n.createNIC(ctx, "nic-x", nicSpec{subnetID: n.subnetID("vnet-app", "nope")})
-		wantCode(t, "missing subnet", err, 400, "InvalidResourceReference")
+		wantBadRequest(t, "address outside the subnet", err, "PrivateIPAddressNotInSubnet")
+		_, err = n.createNIC(ctx, "nic-x", nicSpec{subnetID: n.appSubnetID("nope")})
+		wantBadRequest(t, "missing subnet", err, "InvalidResourceReference")
 		_, err = n.createNIC(ctx, "nic-x", nicSpec{subnetID: web, nsgID: nsgPath(srv, "nsg-nope")})
-		wantCode(t, "missing NSG", err, 400, "InvalidResourceReference")
+		wantBadRequest(t, "missing NSG", err, "InvalidResourceReference")
 		_, err = n.createNIC(ctx, "nic-x", nicSpec{subnetID: web, location: "eastus"})
-		wantCode(t, "subnet in another region", err, 400, "InvalidResourceReference")
+		wantBadRequest(t, "subnet in another region", err, "InvalidResourceReference")
 		_, err = n.createVNet(ctx, "vnet-bad", "10.20.0.0/16", subnet("a", "10.30.0.0/24", ""))
-		wantCode(t, "subnet outside the address space", err, 400, "NetcfgSubnetRangeOutsideVnet")
+		wantBadRequest(t, "subnet outside the address space", err, "NetcfgSubnetRangeOutsideVnet")
 		_, err = n.createVNet(ctx, "vnet-bad", "10.20.0.0/16", subnet("a", "10.20.0.0/24", ""), subnet("b", "10.20.0.128/25", ""))
-		wantCode(t, "overlapping subnets", err, 400, "NetcfgSubnetRangesOverlap")
+		wantBadRequest(t, "overlapping subnets", err, "NetcfgSubnetRangesOverlap")
 		_, err = n.createVNet(ctx, "vnet-bad", "10.20.0.0/16", subnet("a", "10.20.0.1/24", ""))
-		wantCode(t, "prefix with host bits", err, 400, "InvalidCIDRNotation")
+		wantBadRequest(t, "prefix with host bits", err, "InvalidCIDRNotation")
 		if _, err := n.nics.Get(ctx, testRG, "nic-x", nil); err == nil {
 			t.Error("a refused NIC exists")
 		}
 	})
 
 	t.Run("in use", func(t *testing.T) {
-		wantCode(t, "delete subnet with NICs", n.deleteSubnet(ctx, "vnet-app", "web"), 400, "InUseSubnetCannotBeDeleted")
-		wantCode(t, "delete virtual network with NICs", n.deleteVNet(ctx, "vnet-app"), 400, "InUseSubnetCannotBeDeleted")
+		wantBadRequest(t, "delete subnet with NICs", n.deleteSubnet(ctx, "vnet-app", "web"), "InUseSubnetCannotBeDeleted")
+		wantBadRequest(t, "delete virtual network with NICs", n.deleteVNet(ctx, "vnet-app"), "InUseSubnetCannotBeDeleted")
 		_, err := n.createVNet(ctx, "vnet-app", "10.10.0.0/16") // would drop subnet web
-		wantCode(t, "virtual network PUT without a used subnet", err, 400, "InUseSubnetCannotBeDeleted")
-		wantCode(t, "delete subnet NSG", n.deleteNSG(ctx, "nsg-subnet"), 400, "InUseNetworkSecurityGroupCannotBeDeleted")
-		wantCode(t, "delete NIC NSG", n.deleteNSG(ctx, "nsg-nic"), 400, "InUseNetworkSecurityGroupCannotBeDeleted")
+		wantBadRequest(t, "virtual network PUT without a used subnet", err, "InUseSubnetCannotBeDeleted")
+		wantBadRequest(t, "delete subnet NSG", n.deleteNSG(ctx, "nsg-subnet"), "InUseNetworkSecurityGroupCannotBeDeleted")
+		wantBadRequest(t, "delete NIC NSG", n.deleteNSG(ctx, "nsg-nic"), "InUseNetworkSecurityGroupCannotBeDeleted")
 
 		for _, nic := range []string{"nic-1", "nic-2", "nic-static"} {
 			if err := n.deleteNIC(ctx, nic); err != nil {
@@ -349,15 +353,15 @@ func TestFlowThroughNetworkInterface(t *testing.T) {
 		subnet("web", "10.10.1.0/24", *subnetNSG.ID), subnet("open", "10.10.2.0/24", "")); err != nil {
 		t.Fatal(err)
 	}
-	guarded, err := n.createNIC(ctx, "nic-guarded", nicSpec{subnetID: n.subnetID("vnet-app", "web"), nsgID: *nicNSG.ID})
+	guarded, err := n.createNIC(ctx, "nic-guarded", nicSpec{subnetID: n.appSubnetID("web"), nsgID: *nicNSG.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	subnetOnly, err := n.createNIC(ctx, "nic-subnet-only", nicSpec{subnetID: n.subnetID("vnet-app", "web")})
+	subnetOnly, err := n.createNIC(ctx, "nic-subnet-only", nicSpec{subnetID: n.appSubnetID("web")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	open, err := n.createNIC(ctx, "nic-open", nicSpec{subnetID: n.subnetID("vnet-app", "open")})
+	open, err := n.createNIC(ctx, "nic-open", nicSpec{subnetID: n.appSubnetID("open")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,19 +441,19 @@ func TestNetworkInterfaceWriteIsLongRunning(t *testing.T) {
 	nicPath := "/subscriptions/" + srv.SubscriptionID() + "/resourceGroups/" + testRG +
 		"/providers/Microsoft.Network/networkInterfaces/nic-slow?api-version=2025-05-01"
 	body := map[string]any{"location": testLocation, "properties": map[string]any{"ipConfigurations": []any{
-		map[string]any{"name": "ipconfig1", "properties": map[string]any{"subnet": map[string]any{"id": n.subnetID("vnet-app", "web")}}},
+		map[string]any{"name": "ipconfig1", "properties": map[string]any{"subnet": map[string]any{"id": n.appSubnetID("web")}}},
 	}}}
 
 	srv.SetWriteLatency(time.Hour)
-	resp, b := raw.must(http.MethodPut, nicPath, body, nil)
+	resp, b := raw.must(http.MethodPut, nicPath, body)
 	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Azure-AsyncOperation") == "" || !strings.Contains(string(b), `"provisioningState":"Updating"`) {
 		t.Fatalf("PUT NIC: %d %s", resp.StatusCode, b)
 	}
-	if resp, b = raw.must(http.MethodPut, nicPath, body, nil); resp.StatusCode != http.StatusTooManyRequests ||
+	if resp, b = raw.must(http.MethodPut, nicPath, body); resp.StatusCode != http.StatusTooManyRequests ||
 		!strings.Contains(string(b), "RetryableErrorDueToAnotherOperation") {
 		t.Errorf("second PUT while the first runs: %d %s", resp.StatusCode, b)
 	}
-	if resp, b = raw.must(http.MethodGet, nicPath, nil, nil); resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"provisioningState":"Updating"`) {
+	if resp, b = raw.must(http.MethodGet, nicPath, nil); resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"provisioningState":"Updating"`) {
 		t.Errorf("GET while running: %d %s", resp.StatusCode, b)
 	}
 	// The address is taken at once, so a second NIC cannot get it meanwhile.

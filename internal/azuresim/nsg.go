@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -508,14 +509,15 @@ func (s *Server) serveResourceGroup(w http.ResponseWriter, r *http.Request, q ar
 
 func (s *Server) listResourceGroups(w http.ResponseWriter) {
 	s.mu.Lock()
+	// Ids share their prefix, so sorting by name sorts by id.
+	groups := slices.SortedFunc(maps.Values(s.groups), func(a, b *resourceGroup) int {
+		return strings.Compare(a.name, b.name)
+	})
 	var out []any
-	for _, g := range s.groups {
+	for _, g := range groups {
 		out = append(out, s.groupJSON(g))
 	}
 	s.mu.Unlock()
-	slices.SortFunc(out, func(a, b any) int {
-		return strings.Compare(a.(map[string]any)["id"].(string), b.(map[string]any)["id"].(string))
-	})
 	writeJSON(w, http.StatusOK, map[string]any{"value": out})
 }
 

@@ -131,7 +131,7 @@ func formatSources(prefixes []netip.Prefix, families []int) []string {
 	var out []string
 	for _, f := range []int{IPv4, IPv6} {
 		cover := Cover(prefixes, f)
-		if slices.Contains(families, f) && !(len(cover) == 1 && cover[0].Bits() == 0) {
+		if slices.Contains(families, f) && (len(cover) != 1 || cover[0].Bits() != 0) {
 			whole = false
 		}
 		for _, c := range cover {
@@ -220,7 +220,9 @@ func FieldErrors(err error) []*FieldError {
 		if e == nil {
 			return
 		}
-		if fe, ok := e.(*FieldError); ok {
+		// The walk visits every node of the tree, so each node is checked
+		// on its own: errors.As would stop at the first *FieldError.
+		if fe, ok := e.(*FieldError); ok { //nolint:errorlint // per-node check while walking the tree
 			out = append(out, fe)
 			return
 		}

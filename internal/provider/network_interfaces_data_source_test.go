@@ -159,7 +159,10 @@ func readNetworkInterfaces(t *testing.T, client *azure.Client, ids ...string) (d
 	if diags := sresp.Schema.ValidateImplementation(ctx); diags.HasError() {
 		t.Fatalf("schema: %v", diags)
 	}
-	typ := sresp.Schema.Type().TerraformType(ctx).(tftypes.Object)
+	typ, ok := sresp.Schema.Type().TerraformType(ctx).(tftypes.Object)
+	if !ok {
+		t.Fatalf("schema type is %T, want tftypes.Object", sresp.Schema.Type().TerraformType(ctx))
+	}
 	values := map[string]tftypes.Value{}
 	for name, at := range typ.AttributeTypes {
 		values[name] = tftypes.NewValue(at, nil)

@@ -26,15 +26,22 @@ import (
 )
 
 func main() {
+	os.Exit(runMain())
+}
+
+// runMain runs the command and returns its exit code, so that deferred
+// cleanup has run before main exits.
+func runMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
+			return 0
 		}
 		fmt.Fprintln(os.Stderr, "azuresim:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // hostnames collects the repeatable -hostname flag.
