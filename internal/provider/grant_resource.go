@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -611,8 +610,8 @@ func setGrantFromRule(m *grantModel, g jit.GrantRule) {
 
 // grantInput reads the request; known is false while any part is unknown.
 func grantInput(ctx context.Context, m grantModel, diags *diag.Diagnostics) (jit.GrantInput, bool) {
-	if m.Ports.IsUnknown() || m.Protocol.IsUnknown() || m.Source.IsUnknown() || m.Duration.IsUnknown() ||
-		m.Requester.IsUnknown() || slices.ContainsFunc(m.Ports.Elements(), func(v attr.Value) bool { return v.IsUnknown() }) {
+	if hasUnknownElement(m.Ports) || m.Protocol.IsUnknown() || m.Source.IsUnknown() || m.Duration.IsUnknown() ||
+		m.Requester.IsUnknown() {
 		return jit.GrantInput{}, false
 	}
 	in := jit.GrantInput{Protocol: m.Protocol.ValueString(), Source: m.Source.ValueString(),

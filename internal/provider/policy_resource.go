@@ -260,7 +260,7 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	// On create the id stays unknown until apply: a grant in the same
 	// configuration then waits for the policy to exist before it is checked
 	// against it, instead of finding no policy on the NSG at plan time.
-	if !creating {
+	if !creating && !hasUnknownElement(plan.NSGIDs) {
 		plan.ID = types.StringValue(policyID(p.Name, nsgIDs))
 	}
 	plan.RuleNames = stringList(p.GuardAndDenyNames())
@@ -704,15 +704,14 @@ func policyInput(ctx context.Context, m policyModel, diags *diag.Diagnostics) (j
 		m.Ports.IsUnknown() || m.Band.IsUnknown() {
 		return in, false
 	}
+	if hasUnknownElement(m.DestinationPrefixes) || hasUnknownElement(m.AllowedSources) {
+		return in, false
+	}
 	in.Name = m.Name.ValueString()
 	if !m.DestinationPrefixes.IsNull() {
 		diags.Append(m.DestinationPrefixes.ElementsAs(ctx, &in.DestinationPrefixes, false)...)
 	} else {
 		in.DestinationPrefixes = []string{"*"}
-	}
-	if slices.Contains(m.DestinationPrefixes.Elements(), attr.Value(types.StringUnknown())) ||
-		slices.Contains(m.AllowedSources.Elements(), attr.Value(types.StringUnknown())) {
-		return in, false
 	}
 	diags.Append(m.AllowedSources.ElementsAs(ctx, &in.AllowedSources, false)...)
 	var ports []portModel

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+	"github.com/hashicorp/terraform-plugin-testing/config"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
@@ -431,5 +432,40 @@ resource "jit_policy" "web" {
 				},
 			},
 		},
+	})
+}
+
+// Arguments from variables are unknown while Terraform validates the
+// configuration; the policy is checked once they are known.
+func TestAccPolicy_argumentsFromVariables(t *testing.T) {
+	env := acctest.New(t, azuresim.Options{})
+	nsgID := env.CreateNSG("nsg-web", acctest.AllowRule("AllowSSHFromInternet", 300, "Internet", "22"))
+	before := env.Snapshot(nsgID)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: providerFactories(noEnv),
+		CheckDestroy:             env.ExpectUnchanged(nsgID, before),
+		Steps: []resource.TestStep{{
+			ConfigVariables: config.Variables{
+				"nsg_id": config.StringVariable(nsgID),
+				"vm_ip":  config.StringVariable(vm),
+				"office": config.StringVariable("203.0.113.0/24"),
+			},
+			Config: env.ProviderBlock() + `
+variable "nsg_id" { type = string }
+variable "vm_ip" { type = string }
+variable "office" { type = string }
+
+resource "jit_policy" "web" {
+  name                            = "web"
+  network_security_group_ids      = [var.nsg_id]
+  destination_address_prefixes    = [var.vm_ip]
+  allowed_source_address_prefixes = [var.office]
+  ports                           = [{ port = 22, max_duration = "1h" }]
+}
+`,
+			ConfigStateChecks: []statecheck.StateCheck{
+				env.ExpectReachable([]string{nsgID}, false, acctest.Flow{Source: stranger, Destination: vm, Port: 22}),
+			},
+		}},
 	})
 }

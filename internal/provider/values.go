@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,10 +34,22 @@ func stringSet(s []string) types.Set {
 	return types.SetValueMust(types.StringType, values)
 }
 
-// setStrings reads a known set of strings.
+// hasUnknownElement reports whether a list (or set) is unknown or holds an
+// unknown element, such as a variable during `terraform validate`.
+func hasUnknownElement(v interface {
+	IsUnknown() bool
+	Elements() []attr.Value
+}) bool {
+	if v.IsUnknown() {
+		return true
+	}
+	return slices.ContainsFunc(v.Elements(), func(e attr.Value) bool { return e.IsUnknown() })
+}
+
+// setStrings reads a set of strings; unknown elements are left out.
 func setStrings(ctx context.Context, s types.Set, diags *diag.Diagnostics) []string {
 	var out []string
-	if s.IsNull() || s.IsUnknown() {
+	if s.IsNull() || hasUnknownElement(s) {
 		return out
 	}
 	diags.Append(s.ElementsAs(ctx, &out, false)...)
