@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The quickstart on a local Azure: no Azure account, nothing downloaded.
+# The whole story on a local Azure: no Azure account, nothing downloaded.
 #
 #   make demo            (builds the binaries, then runs this script)
 #
-# It starts the local Azure with one NSG whose port 22 is open to the
-# Internet, installs the provider through a filesystem mirror so that a plain
-# `terraform init` works, reads the NSG with the provider, and proves with the
-# local Azure's flow verification what can reach the VM before and after a
-# deny rule is written through Azure Resource Manager.
+# 1. A VM's NSG has SSH open to the Internet.
+# 2. The platform team applies a jit_policy: SSH is closed to everyone.
+# 3. A pull request adds a jit_access_grant for Alice; applied, SSH opens for
+#    her address only, for one minute.
+# 4. jitd, the companion daemon, deletes the rule when the minute is up.
+# 5. The next plan reports the grant as expired and re-opens nothing.
+#
+# Reachability is asked of the local Azure's flow verification at each step,
+# rather than read off rule shapes.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -19,21 +23,26 @@ VERSION="${VERSION:-0.1.0}"
 for tool in "$TERRAFORM" curl; do
 	command -v "$tool" >/dev/null || { echo "demo: $tool is required but not on PATH" >&2; exit 1; }
 done
-for bin in terraform-provider-jit azuresim; do
+for bin in terraform-provider-jit azuresim jitd; do
 	[ -x "$BIN/$bin" ] || { echo "demo: $BIN/$bin missing: run 'make build' first" >&2; exit 1; }
 done
 
 work="$(mktemp -d)"
 sim_pid=""
+jitd_pid=""
 cleanup() {
-	if [ -n "$sim_pid" ]; then kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; fi
+	for pid in $jitd_pid $sim_pid; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+bold() { printf '\033[1m%s\033[0m\n' "$*"; }
+step() { printf '\n'; bold "==> $*"; }
 
-step "Starting the local Azure (Entra ID + Resource Manager over HTTPS)"
+step "Starting the local Azure (Microsoft Entra ID + Resource Manager over HTTPS)"
 "$BIN/azuresim" -listen 127.0.0.1:0 -env-file "$work/azure.env" -seed-file "$here/seed.json" -log-level warn &
 sim_pid=$!
 for _ in $(seq 1 100); do
@@ -45,9 +54,9 @@ done
 # shellcheck disable=SC1091
 . "$work/azure.env"
 export ARM_USE_CLI=false
-echo "ARM_METADATA_HOSTNAME=$ARM_METADATA_HOSTNAME (the provider discovers every endpoint from it)"
+echo "ARM_METADATA_HOSTNAME=$ARM_METADATA_HOSTNAME: the provider and jitd discover every endpoint from it"
 
-step "Installing terraform-provider-jit $VERSION into a filesystem mirror"
+step "Installing terraform-provider-jit $VERSION through a filesystem mirror (terraform init works offline)"
 platform="$(go env GOOS)_$(go env GOARCH)"
 plugin_dir="$work/mirror/registry.terraform.io/jitaccess/jit/$VERSION/$platform"
 mkdir -p "$plugin_dir"
@@ -61,44 +70,84 @@ provider_installation {
 }
 EOF
 export TF_CLI_CONFIG_FILE="$work/terraformrc" CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1
-mkdir -p "$work/quickstart"
-cp "$here/main.tf" "$work/quickstart/"
-tf() { "$TERRAFORM" -chdir="$work/quickstart" "$@"; }
+export JIT_AUDIT_LOG_PATH="$work/audit.jsonl"
+repo="$work/access-repo"
+mkdir -p "$repo"
+cp "$here/main.tf" "$repo/"
+tf() { "$TERRAFORM" -chdir="$repo" "$@"; }
+nsg_id="/subscriptions/$ARM_SUBSCRIPTION_ID/resourceGroups/rg-demo/providers/Microsoft.Network/networkSecurityGroups/nsg-web"
+export TF_VAR_nsg_id="$nsg_id"
 tf init -input=false -no-color | grep -E 'Installing|Installed|successfully' || true
 
-nsg_id="/subscriptions/$ARM_SUBSCRIPTION_ID/resourceGroups/rg-demo/providers/Microsoft.Network/networkSecurityGroups/nsg-web"
-
-can_reach() { # can_reach SOURCE PORT: asks the local Azure's flow verification
-	curl -sS --fail --cacert "$SSL_CERT_FILE" -X POST "$AZURESIM_URL/_sim/flow/verify" \
+reach() { # reach SOURCE PORT: "open (rule)" or "closed (rule)", from flow verification
+	local out
+	out="$(curl -sS --fail --cacert "$SSL_CERT_FILE" -X POST "$AZURESIM_URL/_sim/flow/verify" \
 		-H 'Content-Type: application/json' \
-		-d "{\"nsgIds\":[\"$nsg_id\"],\"protocol\":\"Tcp\",\"source\":\"$1\",\"destination\":\"10.0.1.4\",\"destinationPort\":$2}" |
-		sed -E 's/.*"allowed":(true|false).*"ruleName":"([^"]*)".*/\1 (decided by rule \2)/'
+		-d "{\"nsgIds\":[\"$nsg_id\"],\"protocol\":\"Tcp\",\"source\":\"$1\",\"destination\":\"10.0.1.4\",\"destinationPort\":$2}")"
+	case "$out" in
+	*'"allowed":true'*) printf 'open   (rule %s)' "$(sed -E 's/.*"ruleName":"([^"]*)".*/\1/' <<<"$out")" ;;
+	*) printf 'closed (rule %s)' "$(sed -E 's/.*"ruleName":"([^"]*)".*/\1/' <<<"$out")" ;;
+	esac
+}
+show_reach() {
+	echo "  alice    203.0.113.7  -> VM:22   $(reach 203.0.113.7 22)"
+	echo "  stranger 198.51.100.9 -> VM:22   $(reach 198.51.100.9 22)"
+	echo "  stranger 198.51.100.9 -> VM:443  $(reach 198.51.100.9 443)"
 }
 
-step "Reading the NSG with the provider (terraform apply of data sources only)"
-tf apply -input=false -auto-approve -no-color -var "nsg_id=$nsg_id" | sed -n '/^Outputs:/,$p'
+step "1. Before: the VM's SSH port is open to the whole Internet"
+show_reach
 
-step "What can reach the VM (10.0.1.4) now?"
-echo "203.0.113.7 -> 22/tcp:  $(can_reach 203.0.113.7 22)"
-echo "203.0.113.7 -> 443/tcp: $(can_reach 203.0.113.7 443)"
+step "2. The platform team applies jit_policy.web_ssh"
+tf apply -input=false -auto-approve -no-color | sed -n '/^Apply complete/,$p'
+show_reach
 
-step "Closing port 22 with a deny rule, written through Azure Resource Manager"
-token="$(curl -sS --fail --cacert "$SSL_CERT_FILE" -X POST "$AZURESIM_URL/$ARM_TENANT_ID/oauth2/v2.0/token" \
-	--data-urlencode grant_type=client_credentials --data-urlencode "client_id=$ARM_CLIENT_ID" \
-	--data-urlencode "client_secret=$ARM_CLIENT_SECRET" --data-urlencode "scope=https://management.core.windows.net//.default" |
-	sed -E 's/.*"access_token":"([^"]*)".*/\1/')"
-curl -sS --fail -o /dev/null --cacert "$SSL_CERT_FILE" -X PUT \
-	"$AZURESIM_URL$nsg_id/securityRules/DenySSHInbound?api-version=2025-05-01" \
-	-H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-	-d '{"properties":{"priority":200,"direction":"Inbound","access":"Deny","protocol":"Tcp","sourceAddressPrefix":"*","sourcePortRange":"*","destinationAddressPrefix":"*","destinationPortRange":"22","description":"closed by the quickstart"}}'
-echo "PUT DenySSHInbound (priority 200) accepted"
-echo "203.0.113.7 -> 22/tcp:  $(can_reach 203.0.113.7 22)"
-echo "203.0.113.7 -> 443/tcp: $(can_reach 203.0.113.7 443)"
+step "   jitd starts watching the NSG (it closes grants at expiry, whoever runs Terraform or not)"
+"$BIN/jitd" -nsg "$nsg_id" -audit-log "$work/jitd-audit.jsonl" -log-level warn &
+jitd_pid=$!
+echo "  jitd running (pid $jitd_pid): full resync every 5m, NSGs with a policy re-read every 30s, a timer at each expiry"
 
-step "The provider sees the change (terraform apply again)"
-tf apply -input=false -auto-approve -no-color -var "nsg_id=$nsg_id" | sed -n '/^Outputs:/,$p'
+step "3. A pull request adds requests/alice-ssh.tf; CI plans it"
+cp "$here/requests/alice-ssh.tf" "$repo/"
+tf plan -input=false -no-color | grep -E '^\s+# |^Plan:|duration|source_address_prefix|requester' || true
+step "   Reviewed and merged: CI applies it"
+tf apply -input=false -auto-approve -no-color | grep -E '^Apply complete|alice_expires_at' || true
+show_reach
+expires_at="$(tf output -raw alice_expires_at)"
+expires_epoch="$(date -d "$expires_at" +%s)"
 
-step "Requests the local Azure served"
-curl -sS --fail --cacert "$SSL_CERT_FILE" "$AZURESIM_URL/_sim/counters" | tr ',' '\n' | grep -E '"(GET|PUT|POST|DELETE) [a-z-]+"' | tr -d '{}"' | sed 's/^ *requests://; s/^/  /' || true
+step "4. Nobody runs Terraform: jitd closes the grant when its minute is up"
+closed=""
+# On a terminal the countdown rewrites one line; in a log, one line per 10s.
+if [ -t 1 ]; then cr='\r'; else cr=''; fi
+while :; do
+	now="$(date +%s)"
+	left=$((expires_epoch - now))
+	state="$(reach 203.0.113.7 22)"
+	if [ -n "$cr" ] || [ $((left % 10)) -eq 0 ] || [ "$left" -le 0 ]; then
+		if [ "$left" -gt 0 ]; then
+			printf "${cr}  waiting for the grant to expire at %s: %3ds left; alice -> VM:22 %s   " "$expires_at" "$left" "${state%% *}"
+		else
+			printf "${cr}  expired %2ds ago; waiting for jitd to close it; alice -> VM:22 %s            " "$((-left))" "${state%% *}"
+		fi
+		[ -n "$cr" ] || printf '\n'
+	fi
+	case "$state" in closed*) if [ "$left" -le 0 ]; then closed="$now"; break; fi ;; esac
+	if [ "$left" -lt -60 ]; then echo; echo "demo: jitd did not close the grant within 60s of expiry" >&2; exit 1; fi
+	sleep 1
+done
+printf '\n  closed by jitd about %ds after expiry\n' "$((closed - expires_epoch))"
+show_reach
+echo "  jitd's audit event:"
+grep '"action":"close"' "$work/jitd-audit.jsonl" | head -n1 | sed 's/^/    /'
 
-step "Done: the local Azure stops and the work directory is removed"
+step "5. The next plan reports the expiry and re-opens nothing"
+tf plan -input=false -no-color 2>&1 | grep -E 'Warning:|expired at|No changes|Plan:' | sed 's/^/  /' || true
+
+step "6. The request file is removed and everything destroyed: the NSG is as it was"
+rm "$repo/alice-ssh.tf"
+tf destroy -input=false -auto-approve -no-color | grep -E '^Destroy complete' || true
+show_reach
+echo "  provider audit log: $(grep -c . "$JIT_AUDIT_LOG_PATH") events ($(grep -o '"action":"[a-z]*"' "$JIT_AUDIT_LOG_PATH" | sort | uniq -c | tr -s ' ' | tr '\n' ' '))"
+
+step "Done: jitd and the local Azure stop, and the work directory is removed"

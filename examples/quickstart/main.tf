@@ -1,7 +1,9 @@
-# Quickstart: point the provider at an NSG and see what is really open.
+# Quickstart: close SSH on a VM by default, and let reviewed requests open it
+# for one address at a time.
 #
-# `make demo` runs this against a local Azure; against real Azure, set the
-# usual ARM_* variables and pass -var nsg_id=<your NSG's id>.
+# `make demo` runs this against a local Azure. Against real Azure, set the
+# usual ARM_* variables and pass -var nsg_id=<the VM's NSG id>
+# -var vm_ip=<its private IP>.
 
 terraform {
   required_version = ">= 1.8"
@@ -19,23 +21,45 @@ variable "nsg_id" {
   type        = string
 }
 
-data "jit_client_config" "current" {}
-
-data "jit_network_security_group" "web" {
-  id = var.nsg_id
+variable "vm_ip" {
+  description = "The VM's private IP address."
+  type        = string
+  default     = "10.0.1.4"
 }
 
-output "terraform_runs_as" {
-  value = "${data.jit_client_config.current.client_id} in tenant ${data.jit_client_config.current.tenant_id} (${data.jit_client_config.current.environment})"
+# The platform team's policy: SSH on the VM is closed to everyone; only the
+# office range may ever ask, for at most an hour.
+resource "jit_policy" "web_ssh" {
+  name                            = "web-ssh"
+  network_security_group_ids      = [var.nsg_id]
+  destination_address_prefixes    = [var.vm_ip]
+  allowed_source_address_prefixes = ["203.0.113.0/24"]
+  ports = [
+    { port = 22, max_duration = "1h" },
+  ]
+}
+
+data "jit_network_security_group" "web" {
+  id         = var.nsg_id
+  depends_on = [jit_policy.web_ssh]
+}
+
+output "policy_id" {
+  value = jit_policy.web_ssh.id
+}
+
+output "not_really_closed" {
+  description = "Rules that would still let a protected port in (none here)."
+  value       = jit_policy.web_ssh.bypassing_rules
 }
 
 output "inbound_rules" {
   description = "The NSG's inbound rules, by priority: the first match decides."
   value = [
     for r in data.jit_network_security_group.web.security_rules :
-    format("%4d %-5s %-4s from %-12s to port %-5s %s%s",
+    format("%4d %-5s %-4s from %-22s to port %-5s %s",
       r.priority, r.access, r.protocol, join(",", r.source_address_prefixes),
-    join(",", r.destination_port_ranges), r.name, r.jit_managed ? " (jit)" : "")
+    join(",", r.destination_port_ranges), r.name)
     if r.direction == "Inbound"
   ]
 }

@@ -1,0 +1,225 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// hookServer answers webhook POSTs with the statuses given, in turn (the
+// last one repeating), and keeps the bodies.
+type hookServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	statuses []int
+	bodies   []map[string]any
+	entered  chan struct{} // receives on every request, if not nil
+	block    chan struct{} // requests wait for it, if not nil
+}
+
+func newHookServer(t *testing.T, statuses ...int) *hookServer {
+	h := &hookServer{statuses: statuses}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.entered != nil {
+			h.entered <- struct{}{}
+		}
+		if h.block != nil {
+			<-h.block
+		}
+		var body map[string]any
+		b, _ := io.ReadAll(r.Body)
+		if err := json.Unmarshal(b, &body); err != nil || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("webhook body %q (%s): %v", b, r.Header.Get("Content-Type"), err)
+		}
+		h.mu.Lock()
+		h.bodies = append(h.bodies, body)
+		status := h.statuses[min(len(h.bodies), len(h.statuses))-1]
+		h.mu.Unlock()
+		if status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "0")
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+func (h *hookServer) received() []map[string]any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]map[string]any(nil), h.bodies...)
+}
+
+// errorLog collects OnError reports.
+type errorLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *errorLog) add(err error) { l.mu.Lock(); l.errs = append(l.errs, err); l.mu.Unlock() }
+func (l *errorLog) all() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]error(nil), l.errs...)
+}
+
+var closeEvent = Event{
+	Time: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), Action: ActionClose, Result: ResultSuccess, Actor: "jitd",
+	GrantID: "a1b2", Policy: "web-ssh", RuleName: "jit-web-ssh-g-a1b2",
+	NSGIDs: []string{"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/web-nsg"},
+	Ports:  []string{"22/Tcp"}, Source: "203.0.113.7", Requester: "alice@example.com",
+	ExpiresAt: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), Reason: "expired",
+}
+
+func fastOptions(l *errorLog) WebhookOptions {
+	return WebhookOptions{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, OnError: l.add}
+}
+
+func closeWebhook(t *testing.T, w *Webhook) {
+	t.Helper()
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWebhookRetriesTransientFailures(t *testing.T) {
+	srv := newHookServer(t, http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusOK)
+	var errs errorLog
+	w, err := NewWebhook(srv.URL+"/hook", fastOptions(&errs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Emit(context.Background(), closeEvent); err != nil {
+		t.Fatal(err)
+	}
+	closeWebhook(t, w) // delivers what is queued
+
+	bodies := srv.received()
+	if len(bodies) != 3 {
+		t.Fatalf("attempts = %d, want 3 (503, 429, then 200)", len(bodies))
+	}
+	last := bodies[2]
+	for k, want := range map[string]any{"action": "close", "grant_id": "a1b2", "actor": "jitd", "reason": "expired",
+		"text": "jitd closed grant a1b2 of policy web-ssh (rule jit-web-ssh-g-a1b2) on NSG web-nsg for alice@example.com, ports 22/Tcp from 203.0.113.7: expired"} {
+		if last[k] != want {
+			t.Errorf("body[%q] = %v, want %v", k, last[k], want)
+		}
+	}
+	if got := errs.all(); len(got) != 0 {
+		t.Errorf("OnError called: %v", got)
+	}
+}
+
+func TestWebhookGivesUpOnRefusalWithoutLeakingTheURL(t *testing.T) {
+	srv := newHookServer(t, http.StatusBadRequest)
+	var errs errorLog
+	w, err := NewWebhook(srv.URL+"/services/T000/B000/s3cr3t", fastOptions(&errs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Emit(context.Background(), closeEvent); err != nil {
+		t.Fatal(err)
+	}
+	closeWebhook(t, w)
+	if n := len(srv.received()); n != 1 {
+		t.Errorf("attempts = %d, want 1: a 400 is not retried", n)
+	}
+	got := errs.all()
+	if len(got) != 1 || !strings.Contains(got[0].Error(), "400") || strings.Contains(got[0].Error(), "s3cr3t") {
+		t.Errorf("OnError = %v, want one error naming the status and not the URL", got)
+	}
+}
+
+func TestWebhookUnreachableErrorOmitsTheURL(t *testing.T) {
+	srv := newHookServer(t, http.StatusOK)
+	url := srv.URL + "/hook/s3cr3t"
+	srv.Close() // nothing listens any more
+	var errs errorLog
+	o := fastOptions(&errs)
+	o.MaxAttempts = 2
+	w, err := NewWebhook(url, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Emit(context.Background(), closeEvent)
+	closeWebhook(t, w)
+	got := errs.all()
+	if len(got) != 1 || strings.Contains(got[0].Error(), "s3cr3t") {
+		t.Errorf("OnError = %v, want one error without the URL's secret", got)
+	}
+}
+
+func TestWebhookNeverBlocksEmit(t *testing.T) {
+	srv := newHookServer(t, http.StatusOK)
+	srv.entered, srv.block = make(chan struct{}, 10), make(chan struct{})
+	var errs errorLog
+	o := fastOptions(&errs)
+	o.QueueSize = 1
+	w, err := NewWebhook(srv.URL, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Emit(context.Background(), closeEvent); err != nil {
+		t.Fatal(err)
+	}
+	<-srv.entered // the first event is in delivery, stuck at the server
+	if err := w.Emit(context.Background(), closeEvent); err != nil {
+		t.Fatalf("second event (fills the queue): %v", err)
+	}
+	if err := w.Emit(context.Background(), closeEvent); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("third event = %v, want ErrQueueFull at once", err)
+	}
+	close(srv.block)
+	closeWebhook(t, w)
+	if n := len(srv.received()); n != 2 {
+		t.Errorf("delivered %d events, want the 2 accepted", n)
+	}
+	if err := w.Emit(context.Background(), closeEvent); err == nil {
+		t.Error("Emit after Close succeeded")
+	}
+}
+
+func TestWebhookCloseAbandonsRetriesWhenItsContextEnds(t *testing.T) {
+	srv := newHookServer(t, http.StatusServiceUnavailable)
+	srv.entered = make(chan struct{}, 10)
+	var errs errorLog
+	w, err := NewWebhook(srv.URL, WebhookOptions{Backoff: time.Hour, MaxBackoff: time.Hour, OnError: errs.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Emit(context.Background(), closeEvent)
+	<-srv.entered // first attempt failed; the next one is an hour away
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := w.Close(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Close = %v, want context.Canceled", err)
+	}
+	if got := errs.all(); len(got) != 1 || !strings.Contains(got[0].Error(), "abandoned") {
+		t.Errorf("OnError = %v, want the abandoned delivery reported", got)
+	}
+}
+
+func TestNewWebhookRejectsBadURLs(t *testing.T) {
+	for _, u := range []string{"", "hooks.example.com/x", "ftp://example.com/x", "https://"} {
+		if _, err := NewWebhook(u, WebhookOptions{}); err == nil {
+			t.Errorf("NewWebhook(%q) succeeded", u)
+		}
+	}
+}
+
+func TestTextOfAFinding(t *testing.T) {
+	e := Event{Action: ActionFind, Actor: "jitd", Kind: "bypass", Policy: "web-ssh", RuleName: "allow-ssh",
+		NSGIDs: []string{"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/web-nsg"},
+		Reason: "22/Tcp: allows * before the deny-all", Result: ResultSuccess}
+	want := "jitd found bypass on policy web-ssh (rule allow-ssh) on NSG web-nsg: 22/Tcp: allows * before the deny-all"
+	if got := Text(e); got != want {
+		t.Errorf("Text = %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,701 @@
+package main
+
+// End-to-end tests with real processes: the local Azure (azuresim) and jitd
+// are built and run as binaries; the test plants policies and grants
+// through the Azure SDK and watches the local Azure's event log and flow
+// verification for jitd's effect. Skipped with -short.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/audit"
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// localAzure is the azuresim process shared by the tests of this binary
+// (Go reads SSL_CERT_FILE once per process, so one CA, so one server), and
+// the built jitd binary. Each test works in a resource group of its own.
+type localAzure struct {
+	dir    string
+	jitd   string
+	env    map[string]string
+	url    string
+	cmd    *exec.Cmd
+	client *azure.Client
+	groups *armnetwork.SecurityGroupsClient
+	rules  *armnetwork.SecurityRulesClient
+	http   *http.Client
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *localAzure
+	sharedErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil && shared.cmd.Process != nil {
+		_ = shared.cmd.Process.Signal(syscall.SIGTERM)
+		_ = shared.cmd.Wait()
+	}
+	if shared != nil {
+		_ = os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// startLocalAzure builds the binaries and starts the local Azure, once.
+func startLocalAzure(t *testing.T) *localAzure {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test with real processes; skipped with -short")
+	}
+	sharedOnce.Do(func() { shared, sharedErr = setUpLocalAzure() })
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return shared
+}
+
+func setUpLocalAzure() (*localAzure, error) {
+	dir, err := os.MkdirTemp("", "jitd-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	la := &localAzure{dir: dir, jitd: filepath.Join(dir, "jitd")}
+	sim := filepath.Join(dir, "azuresim")
+	for bin, pkg := range map[string]string{la.jitd: ".", sim: "../azuresim"} {
+		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		if err != nil {
+			return la, fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+		}
+	}
+	envFile := filepath.Join(dir, "azure.env")
+	la.cmd = exec.Command(sim, "-listen", "127.0.0.1:0", "-env-file", envFile, "-log-level", "warn")
+	la.cmd.Stdout, la.cmd.Stderr = io.Discard, os.Stderr
+	if err := la.cmd.Start(); err != nil {
+		return la, fmt.Errorf("start azuresim: %w", err)
+	}
+	var raw []byte
+	if err := poll(60*time.Second, func() bool {
+		raw, err = os.ReadFile(envFile)
+		return err == nil
+	}); err != nil {
+		return la, fmt.Errorf("azuresim wrote no env file: %w", err)
+	}
+	la.env = parseExports(raw)
+	la.url = la.env["AZURESIM_URL"]
+	// Trust the local Azure's CA in this process too, before its first
+	// TLS connection.
+	if err := os.Setenv("SSL_CERT_FILE", la.env["SSL_CERT_FILE"]); err != nil {
+		return la, err
+	}
+	la.http = &http.Client{Timeout: 30 * time.Second}
+
+	ctx := context.Background()
+	cfg, err := azure.ConfigFromEnv(la.getenv)
+	if err != nil {
+		return la, err
+	}
+	if la.client, err = azure.NewClient(ctx, cfg, azure.ClientOptions{PollFrequency: 100 * time.Millisecond}); err != nil {
+		return la, err
+	}
+	cl := la.client.Cloud()
+	cloudCfg := policy.ClientOptions{Cloud: cloudConfiguration(cl)}
+	cred, err := azidentity.NewClientSecretCredential(cfg.TenantID, cfg.ClientID, cfg.ClientSecret,
+		&azidentity.ClientSecretCredentialOptions{ClientOptions: cloudCfg, DisableInstanceDiscovery: true})
+	if err != nil {
+		return la, err
+	}
+	factory, err := armnetwork.NewClientFactory(cfg.SubscriptionID, cred, &arm.ClientOptions{ClientOptions: cloudCfg})
+	if err != nil {
+		return la, err
+	}
+	la.groups, la.rules = factory.NewSecurityGroupsClient(), factory.NewSecurityRulesClient()
+	return la, nil
+}
+
+func (la *localAzure) getenv(k string) string {
+	if v, ok := la.env[k]; ok {
+		return v
+	}
+	if k == "ARM_USE_CLI" {
+		return "false"
+	}
+	return ""
+}
+
+func (la *localAzure) subscription() string { return la.env["ARM_SUBSCRIPTION_ID"] }
+
+// parseExports reads azuresim's `export K='v'` lines.
+func parseExports(b []byte) map[string]string {
+	env := map[string]string{}
+	for line := range strings.Lines(string(b)) {
+		k, v, ok := strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, "export ")), "=")
+		if ok {
+			env[k] = strings.ReplaceAll(strings.Trim(v, "'"), `'\''`, "'")
+		}
+	}
+	return env
+}
+
+// poll checks cond every 50ms until it holds or the deadline passes: the
+// way to wait for another process's effect.
+func poll(deadline time.Duration, cond func() bool) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	end := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(end) {
+			return fmt.Errorf("condition not met within %s", deadline)
+		}
+		<-tick.C
+	}
+	return nil
+}
+
+// webPolicy protects port 22 of 10.0.1.4 for sources in 203.0.113.0/24,
+// grants up to an hour.
+func webPolicy(t *testing.T, bandStart int64) jit.Policy {
+	t.Helper()
+	p, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"},
+		AllowedSources: []string{"203.0.113.0/24"}, BandStart: bandStart, BandEnd: bandStart + 99,
+		Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "1h"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// createNSG creates an NSG with the given rules in one PUT, through the
+// SDK, as an administrator (or Terraform) would.
+func (la *localAzure) createNSG(t *testing.T, rg, name string, rules ...jit.SecurityRule) string {
+	t.Helper()
+	var arm []*armnetwork.SecurityRule
+	for _, r := range rules {
+		arm = append(arm, toARM(r))
+	}
+	ctx := t.Context()
+	poller, err := la.groups.BeginCreateOrUpdate(ctx, rg, name, armnetwork.SecurityGroup{
+		Location: to("westeurope"), Properties: &armnetwork.SecurityGroupPropertiesFormat{SecurityRules: arm},
+	}, nil)
+	if err == nil {
+		_, err = poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
+	}
+	if err != nil {
+		t.Fatalf("create NSG %s/%s: %v", rg, name, err)
+	}
+	return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Network/networkSecurityGroups/%s", la.subscription(), rg, name)
+}
+
+// putRuleSDK writes one rule through the armnetwork SDK directly.
+func (la *localAzure) putRuleSDK(t *testing.T, rg, nsg string, r jit.SecurityRule) {
+	t.Helper()
+	poller, err := la.rules.BeginCreateOrUpdate(t.Context(), rg, nsg, r.Name, *toARM(r), nil)
+	if err == nil {
+		_, err = poller.PollUntilDone(t.Context(), &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
+	}
+	if err != nil {
+		t.Fatalf("put rule %s: %v", r.Name, err)
+	}
+}
+
+func (la *localAzure) ruleNames(t *testing.T, nsgID string) []string {
+	t.Helper()
+	rules, err := la.client.ListRules(t.Context(), nsgID)
+	if err != nil {
+		t.Fatalf("list rules of %s: %v", nsgID, err)
+	}
+	var names []string
+	for _, r := range rules {
+		names = append(names, r.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// simEvent is the part of the local Azure's write events the tests use.
+type simEvent struct {
+	Operation string    `json:"operation"`
+	NSGID     string    `json:"nsgId"`
+	RuleName  string    `json:"ruleName"`
+	Accepted  time.Time `json:"accepted"`
+	Completed time.Time `json:"completed"`
+	Result    string    `json:"result"`
+}
+
+func (la *localAzure) deleteEvents(t *testing.T) map[string]simEvent {
+	t.Helper()
+	resp, err := la.http.Get(la.url + "/_sim/events")
+	if err != nil {
+		t.Fatalf("local Azure events: %v", err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Events []simEvent }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("local Azure events: %v", err)
+	}
+	out := map[string]simEvent{}
+	for _, e := range body.Events {
+		if e.Operation == "DeleteSecurityRuleOperation" && e.Result == "Succeeded" {
+			out[strings.ToLower(e.NSGID)+"/"+e.RuleName] = e
+		}
+	}
+	return out
+}
+
+// reachable asks the local Azure's flow verification whether src may reach
+// 10.0.1.4:22/TCP through the NSG.
+func (la *localAzure) reachable(t *testing.T, nsgID, src string) bool {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"nsgIds": []string{nsgID}, "protocol": "Tcp", "source": src,
+		"destination": "10.0.1.4", "destinationPort": 22})
+	resp, err := la.http.Post(la.url+"/_sim/flow/verify", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("flow verify: %v", err)
+	}
+	defer resp.Body.Close()
+	var v struct{ Allowed bool }
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("flow verify: %d %v", resp.StatusCode, err)
+	}
+	return v.Allowed
+}
+
+// jitdProcess is a running jitd.
+type jitdProcess struct {
+	cmd      *exec.Cmd
+	addr     string // health and metrics address
+	auditLog string
+	logs     *bytes.Buffer
+	logMu    *sync.Mutex
+	exited   chan error
+}
+
+// startJitd starts jitd with the local Azure's environment and waits until
+// it serves /readyz.
+func (la *localAzure) startJitd(t *testing.T, auditLog string, args ...string) *jitdProcess {
+	t.Helper()
+	args = append([]string{"--listen", "127.0.0.1:0", "--audit-log", auditLog}, args...)
+	cmd := exec.Command(la.jitd, args...)
+	for k, v := range la.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, "ARM_USE_CLI=false", "PATH="+os.Getenv("PATH"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &jitdProcess{cmd: cmd, auditLog: auditLog, logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, exited: make(chan error, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Bytes()
+			p.logMu.Lock()
+			p.logs.Write(append(line, '\n'))
+			p.logMu.Unlock()
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal(line, &rec) == nil && rec.Msg == "serving health and metrics" {
+				addr <- rec.Addr
+			}
+		}
+	}()
+	go func() { p.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("jitd logs:\n%s", p.logText())
+		}
+	})
+	select {
+	case p.addr = <-addr:
+	case err := <-p.exited:
+		t.Fatalf("jitd exited at startup: %v\n%s", err, p.logText())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("jitd did not start serving\n%s", p.logText())
+	}
+	if err := poll(60*time.Second, func() bool { return p.get("/readyz") == http.StatusOK }); err != nil {
+		t.Fatalf("jitd not ready: %v\n%s", err, p.logText())
+	}
+	return p
+}
+
+func (p *jitdProcess) logText() string {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	return p.logs.String()
+}
+
+func (p *jitdProcess) get(path string) int {
+	code, _ := p.getBody(path)
+	return code
+}
+
+func (p *jitdProcess) getBody(path string) (int, string) {
+	resp, err := http.Get("http://" + p.addr + path)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// metric returns the value of an unlabelled metric.
+func (p *jitdProcess) metric(name string) float64 {
+	_, body := p.getBody("/metrics")
+	for line := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (p *jitdProcess) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Errorf("jitd exited with %v after SIGTERM, want 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("jitd did not exit after SIGTERM")
+	}
+}
+
+func TestEndToEndClosesGrantsAtExpiry(t *testing.T) {
+	la := startLocalAzure(t)
+	p := webPolicy(t, 100)
+	const rg, nsgs, perNSG = "e2e-expiry", 4, 5
+	type planted struct {
+		nsgID, rule, source string
+		exp                 time.Time
+	}
+	var grants []planted
+	var ids []string
+	for i := range nsgs {
+		ids = append(ids, la.createNSG(t, rg, fmt.Sprintf("nsg-%d", i), p.Rules()...))
+	}
+	// Expiries spread over whole seconds a few seconds ahead: enough for
+	// jitd to start and see them first.
+	base := time.Now().Truncate(time.Second).Add(5 * time.Second)
+	lo, _ := p.Band.GrantRange()
+	for i := range nsgs * perNSG {
+		src := fmt.Sprintf("203.0.113.%d", 10+i)
+		spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: src, Duration: "5m", Requester: "e2e@example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp := base.Add(time.Duration(i%4) * time.Second)
+		r := p.GrantRule(fmt.Sprintf("g%d", i), spec, exp, lo+int32(i/nsgs))
+		nsgID := ids[i%nsgs]
+		if _, err := la.client.PutRule(t.Context(), nsgID, r); err != nil {
+			t.Fatal(err)
+		}
+		grants = append(grants, planted{nsgID, r.Name, src, exp})
+	}
+	for _, g := range grants {
+		if !la.reachable(t, g.nsgID, g.source) {
+			t.Fatalf("grant %s does not open %s → 10.0.1.4:22", g.rule, g.source)
+		}
+	}
+
+	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
+	d := la.startJitd(t, auditLog, "--resource-group", la.subscription()+"/"+rg, "--interval", "5m")
+	if time.Now().After(base) {
+		t.Fatal("the first grant expired before jitd was ready; the test machine is too slow for its timing")
+	}
+
+	if err := poll(60*time.Second, func() bool {
+		for _, g := range grants {
+			if la.reachable(t, g.nsgID, g.source) {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("grants still reachable after expiry: %v", err)
+	}
+
+	deletes := la.deleteEvents(t)
+	var lags []time.Duration
+	for _, g := range grants {
+		e, ok := deletes[strings.ToLower(g.nsgID)+"/"+g.rule]
+		if !ok {
+			t.Errorf("no delete of %s in the local Azure's event log", g.rule)
+			continue
+		}
+		if slices.Contains(la.ruleNames(t, g.nsgID), g.rule) {
+			t.Errorf("%s still on its NSG", g.rule)
+		}
+		lags = append(lags, e.Completed.Sub(g.exp))
+	}
+	slices.Sort(lags)
+	if len(lags) > 0 {
+		t.Logf("expiry-to-close lag over %d grants (local Azure event log, delete completed - expiry): median %s, max %s, min %s",
+			len(lags), lags[len(lags)/2], lags[len(lags)-1], lags[0])
+	}
+
+	events, err := audit.ReadFile(auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := 0
+	for _, e := range events {
+		if e.Action == audit.ActionClose && e.Result == audit.ResultSuccess && e.Reason == "expired" && e.Actor == "jitd" {
+			closed++
+		}
+	}
+	if closed != len(grants) {
+		t.Errorf("audit log has %d expiry closes, want %d", closed, len(grants))
+	}
+	d.stop(t)
+}
+
+func TestEndToEndKill9WhileGrantsExpire(t *testing.T) {
+	la := startLocalAzure(t)
+	p := webPolicy(t, 100)
+	const rg = "e2e-kill"
+	nsgA := la.createNSG(t, rg, "nsg-a", p.Rules()...)
+	nsgB := la.createNSG(t, rg, "nsg-b", p.Rules()...)
+	exp := time.Now().Truncate(time.Second).Add(6 * time.Second)
+	lo, _ := p.Band.GrantRange()
+	var rules []string
+	for i, nsg := range []string{nsgA, nsgB, nsgA, nsgB} {
+		spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: fmt.Sprintf("203.0.113.%d", 50+i), Duration: "5m", Requester: "e2e"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := p.GrantRule(fmt.Sprintf("k%d", i), spec, exp, lo+int32(i))
+		if _, err := la.client.PutRule(t.Context(), nsg, r); err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, r.Name)
+	}
+
+	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
+	scope := []string{"--resource-group", la.subscription() + "/" + rg, "--interval", "1h"}
+	first := la.startJitd(t, auditLog, scope...)
+	if got := first.metric("jitd_active_grants"); got != 4 {
+		t.Fatalf("jitd_active_grants = %v, want 4 armed before the kill", got)
+	}
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first.exited; err == nil {
+		t.Fatal("jitd exited cleanly after SIGKILL")
+	}
+	if time.Now().After(exp) {
+		t.Fatal("the grants expired before jitd was killed; the test machine is too slow for its timing")
+	}
+
+	// Wait out the expiry with nobody watching: the rules stay open.
+	<-time.After(time.Until(exp) + 500*time.Millisecond)
+	open := append(la.ruleNames(t, nsgA), la.ruleNames(t, nsgB)...)
+	for _, r := range rules {
+		if !slices.Contains(open, r) {
+			t.Fatalf("%s was closed while jitd was dead", r)
+		}
+	}
+
+	second := la.startJitd(t, auditLog, scope...)
+	if err := poll(30*time.Second, func() bool {
+		left := append(la.ruleNames(t, nsgA), la.ruleNames(t, nsgB)...)
+		return !slices.ContainsFunc(rules, func(r string) bool { return slices.Contains(left, r) })
+	}); err != nil {
+		t.Fatalf("expired grants not closed after restart: %v", err)
+	}
+	if la.reachable(t, nsgA, "203.0.113.50") {
+		t.Error("203.0.113.50 still reaches 10.0.1.4:22 after the restart closed its grant")
+	}
+	second.stop(t)
+}
+
+func TestEndToEndOnceReportsBypassAndClosesTamperedRule(t *testing.T) {
+	la := startLocalAzure(t)
+	p := webPolicy(t, 300)
+	const rg = "e2e-once"
+	nsgID := la.createNSG(t, rg, "nsg", p.Rules()...)
+	lo, _ := p.Band.GrantRange()
+	spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: "203.0.113.7", Duration: "30m", Requester: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := p.GrantRule("ok1", spec, time.Now().Add(30*time.Minute), lo)
+	// Tampered: someone stretched the expiry to ten hours on a policy
+	// whose maximum is one.
+	tampered := p.GrantRule("tmp1", spec, time.Now().Add(10*time.Hour), lo+1)
+	bypass := jit.SecurityRule{Name: "allow-ssh-anywhere", Priority: 150, Direction: jit.Inbound, Access: jit.Allow,
+		Protocol: jit.ProtocolTCP, SourcePrefixes: []string{"*"}, SourcePorts: []string{"*"},
+		DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"22"}}
+	for _, r := range []jit.SecurityRule{valid, tampered, bypass} {
+		la.putRuleSDK(t, rg, "nsg", r)
+	}
+
+	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
+	cmd := exec.Command(la.jitd, "--once", "--nsg", nsgID, "--audit-log", auditLog)
+	for k, v := range la.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, "ARM_USE_CLI=false")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("jitd --once: %v\n%s", err, out)
+	}
+
+	names := la.ruleNames(t, nsgID)
+	if slices.Contains(names, tampered.Name) {
+		t.Errorf("tampered rule %s still present", tampered.Name)
+	}
+	for _, keep := range []string{valid.Name, bypass.Name} {
+		if !slices.Contains(names, keep) {
+			t.Errorf("%s was deleted; jitd must leave it alone", keep)
+		}
+	}
+	events, err := audit.ReadFile(auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range events {
+		got = append(got, string(e.Action)+" "+e.Kind+" "+e.RuleName)
+	}
+	slices.Sort(got)
+	want := []string{"close over_max " + tampered.Name, "find bypass allow-ssh-anywhere"}
+	if !slices.Equal(got, want) {
+		t.Errorf("audit events = %q, want %q", got, want)
+	}
+}
+
+func TestEndToEndRefusesAScopeItCannotRead(t *testing.T) {
+	la := startLocalAzure(t)
+	missing := fmt.Sprintf("/subscriptions/%s/resourceGroups/nowhere/providers/Microsoft.Network/networkSecurityGroups/none", la.subscription())
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"--once", "--nsg", missing}, la.getenv, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("run = %v, want a refusal naming the NSG", err)
+	}
+}
+
+func cloudConfiguration(c azure.Cloud) cloud.Configuration {
+	return cloud.Configuration{
+		ActiveDirectoryAuthorityHost: c.AuthorityHost,
+		Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
+			cloud.ResourceManager: {Endpoint: c.ResourceManagerEndpoint, Audience: c.ResourceManagerAudience},
+		},
+	}
+}
+
+func toARM(r jit.SecurityRule) *armnetwork.SecurityRule {
+	one := func(v []string) (*string, []*string) {
+		if len(v) == 1 {
+			return to(v[0]), nil
+		}
+		var many []*string
+		for _, s := range v {
+			many = append(many, to(s))
+		}
+		return nil, many
+	}
+	p := &armnetwork.SecurityRulePropertiesFormat{
+		Priority:  to(r.Priority),
+		Direction: to(armnetwork.SecurityRuleDirection(r.Direction)),
+		Access:    to(armnetwork.SecurityRuleAccess(r.Access)),
+		Protocol:  to(armnetwork.SecurityRuleProtocol(r.Protocol)),
+	}
+	p.SourceAddressPrefix, p.SourceAddressPrefixes = one(r.SourcePrefixes)
+	p.SourcePortRange, p.SourcePortRanges = one(r.SourcePorts)
+	p.DestinationAddressPrefix, p.DestinationAddressPrefixes = one(r.DestinationPrefixes)
+	p.DestinationPortRange, p.DestinationPortRanges = one(r.DestinationPorts)
+	if r.Description != "" {
+		p.Description = to(r.Description)
+	}
+	return &armnetwork.SecurityRule{Name: to(r.Name), Properties: p}
+}
+
+func to[T any](v T) *T { return &v }
+
+// TestEndToEndScale reports jitd's memory watching many NSGs (each with a
+// policy and an active grant). It runs only when JITD_E2E_SCALE names the
+// number of NSGs, e.g. JITD_E2E_SCALE=1000.
+func TestEndToEndScale(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("JITD_E2E_SCALE"))
+	if n <= 0 {
+		t.Skip("set JITD_E2E_SCALE=<number of NSGs> to measure jitd at scale")
+	}
+	la := startLocalAzure(t)
+	p := webPolicy(t, 100)
+	spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: "203.0.113.7", Duration: "1h", Requester: "scale"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, _ := p.Band.GrantRange()
+	rules := append(p.Rules(), p.GrantRule("s1", spec, time.Now().Add(time.Hour), lo))
+	const rg = "e2e-scale"
+	created := time.Now()
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			la.createNSG(t, rg, fmt.Sprintf("nsg-%04d", i), rules...)
+		})
+	}
+	wg.Wait()
+	t.Logf("created %d NSGs in %s", n, time.Since(created).Round(time.Millisecond))
+
+	started := time.Now()
+	d := la.startJitd(t, filepath.Join(t.TempDir(), "audit.jsonl"), "--resource-group", la.subscription()+"/"+rg, "--interval", "1h")
+	ready := time.Since(started)
+	if got := d.metric("jitd_active_grants"); got != float64(n) {
+		t.Errorf("jitd_active_grants = %v, want %d", got, n)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mem []string
+	for line := range strings.Lines(string(status)) {
+		if strings.HasPrefix(line, "VmRSS") || strings.HasPrefix(line, "VmHWM") {
+			mem = append(mem, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	t.Logf("jitd watching %d NSGs: ready (first full pass) after %s; %s; heap in use %.1f MiB",
+		n, ready.Round(time.Millisecond), strings.Join(mem, ", "), d.metric("go_memstats_heap_inuse_bytes")/(1<<20))
+	d.stop(t)
+}

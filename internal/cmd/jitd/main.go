@@ -1,0 +1,274 @@
+// Command jitd is the companion daemon of terraform-provider-jit: it watches
+// the network security groups in a scope and closes JIT grant rules the
+// moment they expire (and at once when they have been tampered with),
+// between Terraform runs. See examples/daemon/README.md.
+//
+//	jitd --subscription 00000000-0000-0000-0000-000000000000 --listen :9090
+//	jitd --resource-group prod-network --once      # cron and CI schedules
+//
+// Credentials and endpoints come from the same ARM_* environment variables
+// as the provider (and the azurerm provider).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/audit"
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/daemon"
+)
+
+// version is set by the release build (goreleaser ldflags).
+var version = "dev"
+
+// EnvWebhookURL may carry the webhook URL instead of --webhook-url: such
+// URLs embed a secret, and command lines are visible to every local user.
+const EnvWebhookURL = "JITD_WEBHOOK_URL"
+
+func main() { os.Exit(mainCode()) }
+
+// mainCode is main with an exit code, so that deferred cleanup runs.
+func mainCode() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "jitd:", err)
+		return 1
+	}
+	return 0
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	if v = strings.TrimSpace(v); v == "" {
+		return errors.New("empty value")
+	}
+	*l = append(*l, v)
+	return nil
+}
+
+// options are the parsed command line.
+type options struct {
+	subscriptions, resourceGroups, nsgs listFlag
+
+	interval    time.Duration
+	watch       time.Duration
+	once        bool
+	dryRun      bool
+	listen      string
+	auditLog    string
+	webhookURL  string
+	logLevel    slog.Level
+	concurrency int
+	showVersion bool
+
+	// Overrides of the ARM_* variables of the same names.
+	subscriptionID, tenantID, clientID, environment, metadataHost string
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("jitd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: jitd [flags]\n\njitd closes expired and tampered JIT grant rules on Azure network security groups.\nCredentials come from the ARM_* environment variables, as for the provider.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	fs.Var(&o.subscriptions, "subscription", "watch every NSG of this subscription id (repeatable)")
+	fs.Var(&o.resourceGroups, "resource-group", "watch every NSG of this resource group: <subscription id>/<name>, or a name in the default subscription (repeatable)")
+	fs.Var(&o.nsgs, "nsg", "watch this NSG, by resource id (repeatable)")
+	fs.DurationVar(&o.interval, "interval", 5*time.Minute, "period of the full resync (discovers NSGs, reads all); expiries are handled by a timer in between")
+	fs.DurationVar(&o.watch, "watch-interval", 30*time.Second, "how often NSGs holding a JIT policy are read between resyncs, so new grants are seen before they expire; keep it under 1m (the shortest grant); 0 turns it off")
+	fs.BoolVar(&o.once, "once", false, "run one full pass and exit; the exit code is 1 if anything failed (for cron jobs and CI schedules)")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "report what would be closed, delete nothing")
+	fs.StringVar(&o.listen, "listen", "", "serve /healthz, /readyz and /metrics on this address (e.g. :9090); off when empty")
+	fs.StringVar(&o.auditLog, "audit-log", "", "append audit events (JSON lines) to this file instead of stdout")
+	fs.StringVar(&o.webhookURL, "webhook-url", "", "also POST every audit event to this URL (generic JSON with a Slack/Teams text field); default $"+EnvWebhookURL)
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.IntVar(&o.concurrency, "concurrency", 8, "NSGs reconciled at once")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.StringVar(&o.subscriptionID, "subscription-id", "", "default subscription (overrides $"+azure.EnvSubscriptionID+")")
+	fs.StringVar(&o.tenantID, "tenant-id", "", "tenant (overrides $"+azure.EnvTenantID+")")
+	fs.StringVar(&o.clientID, "client-id", "", "client id of the service principal or managed identity (overrides $"+azure.EnvClientID+")")
+	fs.StringVar(&o.environment, "environment", "", "cloud: public, usgovernment or china (overrides $"+azure.EnvEnvironment+")")
+	fs.StringVar(&o.metadataHost, "metadata-host", "", "discover endpoints from this host (overrides $"+azure.EnvMetadataHost+")")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.webhookURL == "" {
+		// Read after parsing so that the URL's secret never shows up as a
+		// flag default in the usage text.
+		o.webhookURL = strings.TrimSpace(getenv(EnvWebhookURL))
+	}
+	switch {
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	case o.interval < time.Second:
+		return o, fmt.Errorf("--interval %s is too short: use at least 1s", o.interval)
+	case o.watch < 0 || (o.watch > 0 && o.watch < time.Second):
+		return o, fmt.Errorf("--watch-interval %s must be 0 (off) or at least 1s", o.watch)
+	case o.concurrency < 1:
+		return o, fmt.Errorf("--concurrency must be at least 1, not %d", o.concurrency)
+	}
+	return o, nil
+}
+
+// run is jitd: parse, connect, check the scope, then reconcile until ctx
+// ends (or once).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if o.showVersion {
+		fmt.Fprintln(stdout, "jitd", version)
+		return nil
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+
+	cfg, err := azure.ConfigFromEnv(getenv)
+	if err != nil {
+		return fmt.Errorf("azure configuration: %w", err)
+	}
+	override(&cfg.SubscriptionID, o.subscriptionID)
+	override(&cfg.TenantID, o.tenantID)
+	override(&cfg.ClientID, o.clientID)
+	override(&cfg.Environment, o.environment)
+	override(&cfg.MetadataHost, o.metadataHost)
+
+	sc, err := newScope(o, cfg.SubscriptionID)
+	if err != nil {
+		return err
+	}
+	client, err := azure.NewClient(ctx, cfg, azure.ClientOptions{UserAgent: "jitd/" + version})
+	if err != nil {
+		return err
+	}
+	sc.client = client
+
+	checkCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = sc.check(checkCtx)
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	sink, closeSinks, err := auditSinks(o, stdout, log)
+	if err != nil {
+		return err
+	}
+	defer closeSinks()
+
+	d, err := daemon.New(daemon.Options{
+		Rules: client, Scope: sc, Interval: o.interval, Watch: watchOption(o.watch), Concurrency: o.concurrency,
+		DryRun: o.dryRun, Audit: sink, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("starting", "version", version, "scope", sc.String(), "interval", o.interval.String(),
+		"once", o.once, "dry_run", o.dryRun)
+
+	if o.listen != "" {
+		stopServer, err := serve(o.listen, d.Handler(), log)
+		if err != nil {
+			return err
+		}
+		defer stopServer()
+	}
+
+	if o.once {
+		sum := d.Pass(ctx)
+		if err := sum.Err(); err != nil {
+			return fmt.Errorf("the pass had %d failure(s): %w", len(sum.Errors), err)
+		}
+		if ctx.Err() != nil {
+			return errors.New("interrupted before the pass completed")
+		}
+		return nil
+	}
+	return d.Run(ctx)
+}
+
+func override(dst *string, v string) {
+	if v = strings.TrimSpace(v); v != "" {
+		*dst = v
+	}
+}
+
+// auditSinks builds the audit sink: stdout or a file, and the webhook.
+// The returned func flushes the webhook for a few seconds at exit.
+func auditSinks(o options, stdout io.Writer, log *slog.Logger) (audit.Sink, func(), error) {
+	var primary audit.Sink = audit.NewWriter(stdout)
+	if o.auditLog != "" {
+		f, err := audit.OpenFile(o.auditLog)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--audit-log: %w", err)
+		}
+		primary = f
+	}
+	if o.webhookURL == "" {
+		return primary, func() {}, nil
+	}
+	wh, err := audit.NewWebhook(o.webhookURL, audit.WebhookOptions{
+		OnError: func(err error) { log.Error("webhook delivery failed", "error", err) },
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("--webhook-url: %w", err)
+	}
+	closeWebhook := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := wh.Close(ctx); err != nil {
+			log.Warn("webhook not fully flushed", "error", err)
+		}
+	}
+	return audit.Multi{primary, wh}, closeWebhook, nil
+}
+
+// serve starts the health and metrics server; the returned func stops it.
+func serve(addr string, h http.Handler, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("serving health and metrics", "addr", ln.Addr().String())
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("health and metrics server failed", "error", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// watchOption maps the flag (0 = off) to daemon.Options.Watch (negative = off).
+func watchOption(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// scopeClient is what the scope needs of *azure.Client.
+type scopeClient interface {
+	ListNSGIDs(ctx context.Context, subscriptionID, resourceGroup string) ([]string, error)
+	ListRules(ctx context.Context, nsgID string) ([]jit.SecurityRule, error)
+}
+
+// resourceGroupRef is a resource group of a subscription.
+type resourceGroupRef struct{ subscription, name string }
+
+func (r resourceGroupRef) String() string { return r.subscription + "/" + r.name }
+
+// scope is what jitd watches: whole subscriptions, resource groups and
+// single NSGs. It implements daemon.Scope.
+type scope struct {
+	client         scopeClient
+	subscriptions  []string
+	resourceGroups []resourceGroupRef
+	nsgs           []string
+}
+
+// newScope builds the scope from the flags. With no scope flag it is the
+// default subscription, as for the provider.
+func newScope(o options, defaultSubscription string) (*scope, error) {
+	s := &scope{subscriptions: o.subscriptions, nsgs: o.nsgs}
+	for _, v := range o.resourceGroups {
+		sub, name, ok := strings.Cut(v, "/")
+		if !ok {
+			sub, name = defaultSubscription, v
+			if sub == "" {
+				return nil, fmt.Errorf("--resource-group %q names no subscription and there is no default one: write <subscription id>/%s or set %s", v, v, azure.EnvSubscriptionID)
+			}
+		}
+		if sub == "" || name == "" || strings.Contains(name, "/") {
+			return nil, fmt.Errorf("--resource-group %q: want <subscription id>/<resource group> or a resource group name", v)
+		}
+		s.resourceGroups = append(s.resourceGroups, resourceGroupRef{sub, name})
+	}
+	for _, id := range s.nsgs {
+		if _, err := azure.ParseNSGID(id); err != nil {
+			return nil, fmt.Errorf("--nsg: %w", err)
+		}
+	}
+	if len(s.subscriptions)+len(s.resourceGroups)+len(s.nsgs) == 0 {
+		if defaultSubscription == "" {
+			return nil, fmt.Errorf("nothing to watch: give --subscription, --resource-group or --nsg, or set %s", azure.EnvSubscriptionID)
+		}
+		s.subscriptions = []string{defaultSubscription}
+	}
+	return s, nil
+}
+
+func (s *scope) String() string {
+	var parts []string
+	for _, v := range s.subscriptions {
+		parts = append(parts, "subscription "+v)
+	}
+	for _, v := range s.resourceGroups {
+		parts = append(parts, "resource group "+v.String())
+	}
+	for _, v := range s.nsgs {
+		parts = append(parts, "nsg "+v)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// check reads every part of the scope once, so that jitd refuses to start
+// on a scope it cannot read (a typo, a missing role assignment) instead of
+// logging errors forever.
+func (s *scope) check(ctx context.Context) error {
+	var errs []error
+	for _, sub := range s.subscriptions {
+		if _, err := s.client.ListNSGIDs(ctx, sub, ""); err != nil {
+			errs = append(errs, fmt.Errorf("cannot read --subscription %s: %w (jitd needs Microsoft.Network/networkSecurityGroups/read there)", sub, err))
+		}
+	}
+	for _, rg := range s.resourceGroups {
+		if _, err := s.client.ListNSGIDs(ctx, rg.subscription, rg.name); err != nil {
+			errs = append(errs, fmt.Errorf("cannot read --resource-group %s: %w (jitd needs Microsoft.Network/networkSecurityGroups/read there)", rg, err))
+		}
+	}
+	for _, id := range s.nsgs {
+		if _, err := s.client.ListRules(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("cannot read --nsg %s: %w (jitd needs Microsoft.Network/networkSecurityGroups/securityRules/read there)", id, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("refusing to start on a scope it cannot read:\n%w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// NSGIDs implements daemon.Scope: every NSG of every part of the scope,
+// each once (ARM ids are case-insensitive). A part that cannot be listed is
+// an error; the others are still returned.
+func (s *scope) NSGIDs(ctx context.Context) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	add := func(ids ...string) {
+		for _, id := range ids {
+			if k := strings.ToLower(id); !seen[k] {
+				seen[k] = true
+				out = append(out, id)
+			}
+		}
+	}
+	var errs []error
+	for _, sub := range s.subscriptions {
+		ids, err := s.client.ListNSGIDs(ctx, sub, "")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("subscription %s: %w", sub, err))
+		}
+		add(ids...)
+	}
+	for _, rg := range s.resourceGroups {
+		ids, err := s.client.ListNSGIDs(ctx, rg.subscription, rg.name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resource group %s: %w", rg, err))
+		}
+		add(ids...)
+	}
+	add(s.nsgs...)
+	return out, errors.Join(errs...)
+}

@@ -1,0 +1,515 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/audit"
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// Actor names jitd in audit events.
+const Actor = "jitd"
+
+// RuleClient reads and deletes NSG rules; *azure.Client is one. DeleteRule
+// must treat a rule that does not exist as deleted.
+type RuleClient interface {
+	ListRules(ctx context.Context, nsgID string) ([]jit.SecurityRule, error)
+	DeleteRule(ctx context.Context, nsgID, name string) error
+}
+
+// Scope lists the NSGs to watch. It is asked at every full resync, so NSGs
+// created in a watched subscription or resource group are picked up. On a
+// partial failure it returns the NSGs it could list with the error.
+type Scope interface {
+	NSGIDs(ctx context.Context) ([]string, error)
+}
+
+// Options configure a Daemon. Rules and Scope are required.
+type Options struct {
+	Rules RuleClient
+	Scope Scope
+	// Interval is the period of the full resync. Default 5m.
+	Interval time.Duration
+	// Watch is how often an NSG holding a JIT policy is read again between
+	// full resyncs, so that a grant written after the last read is seen
+	// before it expires and closed by the expiry timer. It must be shorter
+	// than the shortest grant (jit.MinGrantDuration, 1m). Default 30s;
+	// negative turns watching off (grants written between resyncs are then
+	// closed at the next resync).
+	Watch time.Duration
+	// RetryDelay is how soon an NSG whose reconcile failed is tried again,
+	// rather than waiting for the next full resync. Default 10s.
+	RetryDelay time.Duration
+	// Concurrency bounds the NSGs reconciled at once. Default 8.
+	Concurrency int
+	// DryRun plans and reports but deletes nothing.
+	DryRun bool
+	// DeleteTimeout bounds a delete that is already under way when the
+	// daemon is asked to stop: it is finished rather than abandoned, so a
+	// rule is never left half-closed. Default 30s.
+	DeleteTimeout time.Duration
+	Audit         audit.Sink   // default audit.Discard
+	Metrics       *Metrics     // default NewMetrics()
+	Logger        *slog.Logger // default discards
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Daemon closes expired and invalid grant rules in a scope. Run and Pass
+// must not be called concurrently; Ready and Handler may be used from any
+// goroutine.
+type Daemon struct {
+	rules       RuleClient
+	scope       Scope
+	interval    time.Duration
+	watch       time.Duration
+	retryDelay  time.Duration
+	concurrency int
+	dryRun      bool
+	delTimeout  time.Duration
+	audit       audit.Sink
+	metrics     *Metrics
+	log         *slog.Logger
+	now         func() time.Time
+
+	// State of the loop, touched only by the goroutine running Run or Pass.
+	nsgs     []string                      // scope at the last full resync
+	due      map[string]time.Time          // by NSG: when it must be reconciled next
+	active   map[string]int                // by NSG: active grants
+	reported map[string]map[string]Finding // by NSG: findings already reported, by key
+
+	lastSuccess atomic.Int64 // unix nanoseconds of the last full resync without error
+}
+
+// New returns a daemon; it starts nothing.
+func New(o Options) (*Daemon, error) {
+	if o.Rules == nil || o.Scope == nil {
+		return nil, errors.New("daemon: a rule client and a scope are required")
+	}
+	d := &Daemon{
+		rules: o.Rules, scope: o.Scope,
+		interval: o.Interval, watch: o.Watch, retryDelay: o.RetryDelay, concurrency: o.Concurrency,
+		dryRun: o.DryRun, delTimeout: o.DeleteTimeout,
+		audit: o.Audit, metrics: o.Metrics, log: o.Logger, now: o.Now,
+		due: map[string]time.Time{}, active: map[string]int{}, reported: map[string]map[string]Finding{},
+	}
+	if d.interval <= 0 {
+		d.interval = 5 * time.Minute
+	}
+	if d.watch == 0 {
+		d.watch = 30 * time.Second
+	}
+	if d.retryDelay <= 0 {
+		d.retryDelay = 10 * time.Second
+	}
+	if d.concurrency <= 0 {
+		d.concurrency = 8
+	}
+	if d.delTimeout <= 0 {
+		d.delTimeout = 30 * time.Second
+	}
+	if d.audit == nil {
+		d.audit = audit.Discard{}
+	}
+	if d.metrics == nil {
+		d.metrics = NewMetrics()
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	return d, nil
+}
+
+// Summary is the outcome of a full pass.
+type Summary struct {
+	NSGs         int // NSGs in scope
+	Closed       int // rules deleted (or, in a dry run, that would have been)
+	Findings     int // findings reported for the first time
+	ActiveGrants int // grants left open
+	Errors       []error
+}
+
+// Err joins the pass's errors; nil when everything succeeded.
+func (s Summary) Err() error { return errors.Join(s.Errors...) }
+
+// Run reconciles the scope until ctx ends: a full pass at once and then
+// every Interval, and in between each NSG again at its next grant expiry
+// (or RetryDelay after a failure). It returns nil when ctx ends; a delete
+// under way at that moment is finished first.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.Pass(ctx)
+	resync := time.NewTicker(d.interval)
+	defer resync.Stop()
+	timer := time.NewTimer(0)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		var wake <-chan time.Time
+		if at, ok := d.nextWake(); ok {
+			timer.Reset(max(0, at.Sub(d.now())))
+			wake = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopping")
+			return nil
+		case <-resync.C:
+			d.Pass(ctx)
+		case <-wake:
+			d.reconcileDue(ctx)
+		}
+		timer.Stop()
+	}
+}
+
+// nextWake is the earliest time an NSG is due.
+func (d *Daemon) nextWake() (time.Time, bool) {
+	var at time.Time
+	for _, t := range d.due {
+		if at.IsZero() || t.Before(at) {
+			at = t
+		}
+	}
+	return at, !at.IsZero()
+}
+
+// Pass runs one full resync: discover the scope, reconcile every NSG in
+// it. The summary's Err is non-nil if anything failed; Pass never stops at
+// the first failure.
+func (d *Daemon) Pass(ctx context.Context) Summary {
+	start := d.now()
+	var sum Summary
+	ids, err := d.scope.NSGIDs(ctx)
+	if err != nil {
+		d.metrics.errors.WithLabelValues(opDiscover).Inc()
+		d.log.Error("listing the network security groups in scope failed", "error", err)
+		sum.Errors = append(sum.Errors, fmt.Errorf("discover network security groups: %w", err))
+		// Keep watching what we knew: a transient listing failure must not
+		// drop NSGs whose grants are about to expire.
+		ids = union(ids, d.nsgs)
+	}
+	d.forget(ids)
+	d.nsgs = ids
+	d.metrics.nsgs.Set(float64(len(ids)))
+
+	results := d.reconcile(ctx, ids)
+	for _, r := range results {
+		sum.Closed += r.closed
+		sum.Errors = append(sum.Errors, r.errs...)
+		sum.Findings += d.record(ctx, r)
+	}
+	for _, n := range d.active {
+		sum.ActiveGrants += n
+	}
+	sum.NSGs = len(ids)
+	elapsed := d.now().Sub(start)
+	d.metrics.observeDuration("full", elapsed)
+	if len(sum.Errors) == 0 && ctx.Err() == nil {
+		end := d.now()
+		d.lastSuccess.Store(end.UnixNano())
+		d.metrics.lastSuccess.Set(float64(end.UnixNano()) / 1e9)
+	}
+	d.log.Info("full resync done", "nsgs", sum.NSGs, "closed", sum.Closed, "new_findings", sum.Findings,
+		"active_grants", sum.ActiveGrants, "errors", len(sum.Errors), "duration", elapsed.String())
+	return sum
+}
+
+// reconcileDue reconciles the NSGs whose time has come.
+func (d *Daemon) reconcileDue(ctx context.Context) {
+	start := d.now()
+	var ids []string
+	for id, t := range d.due {
+		if !t.After(start) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, r := range d.reconcile(ctx, ids) {
+		d.record(ctx, r)
+	}
+	d.metrics.observeDuration("nsg", d.now().Sub(start))
+}
+
+// forget drops the state of NSGs no longer in scope.
+func (d *Daemon) forget(ids []string) {
+	keep := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		keep[id] = true
+	}
+	for id := range d.due {
+		if !keep[id] {
+			delete(d.due, id)
+		}
+	}
+	for id := range d.active {
+		if !keep[id] {
+			delete(d.active, id)
+		}
+	}
+	for id := range d.reported {
+		if !keep[id] {
+			delete(d.reported, id)
+		}
+	}
+	d.updateGauges()
+}
+
+// nsgResult is the outcome of reconciling one NSG.
+type nsgResult struct {
+	nsgID  string
+	listed bool // the rules were read and planned
+	gone   bool // the NSG no longer exists
+	plan   NSGPlan
+	closed int
+	failed bool // a delete failed
+	errs   []error
+}
+
+// reconcile observes, plans and applies the NSGs, at most Concurrency at a
+// time, and returns their results in the order given.
+func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
+	results := make([]nsgResult, len(ids))
+	sem := make(chan struct{}, d.concurrency)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		if ctx.Err() != nil {
+			results[i] = nsgResult{nsgID: id}
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			results[i] = d.reconcileNSG(ctx, id)
+		})
+	}
+	wg.Wait()
+	return results
+}
+
+// reconcileNSG is one reconcile step of one NSG: observe, plan, apply.
+func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string) nsgResult {
+	res := nsgResult{nsgID: nsgID}
+	rules, err := d.rules.ListRules(ctx, nsgID)
+	switch {
+	case errors.Is(err, azure.ErrNotFound):
+		d.log.Warn("network security group no longer exists", "nsg_id", nsgID)
+		res.gone = true
+		return res
+	case err != nil:
+		if ctx.Err() == nil {
+			d.metrics.errors.WithLabelValues(opList).Inc()
+			d.log.Error("listing rules failed", "nsg_id", nsgID, "error", err)
+			res.errs = append(res.errs, fmt.Errorf("list rules of %s: %w", nsgID, err))
+		}
+		return res
+	}
+	res.listed = true
+	res.plan = PlanNSG(nsgID, rules, d.now())
+	for _, c := range res.plan.Closes {
+		// Stop starting deletes once asked to stop; the next run closes
+		// what is left.
+		if ctx.Err() != nil {
+			break
+		}
+		if err := d.close(ctx, nsgID, c); err != nil {
+			res.failed = true
+			res.errs = append(res.errs, err)
+			continue
+		}
+		res.closed++
+	}
+	return res
+}
+
+// close deletes one rule (unless dry-running) and reports it.
+func (d *Daemon) close(ctx context.Context, nsgID string, c Close) error {
+	log := d.log.With("nsg_id", nsgID, "rule", c.Rule.Name, "reason", string(c.Reason))
+	if c.Detail != "" {
+		log = log.With("detail", c.Detail)
+	}
+	if d.dryRun {
+		log.Info("would close rule (dry run)")
+		d.metrics.closes.WithLabelValues(string(c.Reason), string(audit.ResultDryRun)).Inc()
+		d.emit(ctx, closeEvent(d.now(), nsgID, c, audit.ResultDryRun, nil))
+		return nil
+	}
+	// A delete that has started is finished even if ctx ends meanwhile:
+	// SIGTERM must not leave the outcome of a close unknown.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.delTimeout)
+	defer cancel()
+	err := d.rules.DeleteRule(dctx, nsgID, c.Rule.Name)
+	done := d.now()
+	if err != nil {
+		d.metrics.errors.WithLabelValues(opDelete).Inc()
+		d.metrics.closes.WithLabelValues(string(c.Reason), string(audit.ResultFailure)).Inc()
+		log.Error("closing rule failed", "error", err)
+		d.emit(ctx, closeEvent(done, nsgID, c, audit.ResultFailure, err))
+		return fmt.Errorf("close %s on %s: %w", c.Rule.Name, nsgID, err)
+	}
+	d.metrics.closes.WithLabelValues(string(c.Reason), string(audit.ResultSuccess)).Inc()
+	attrs := []any{}
+	if c.Grant != nil && c.Reason == ReasonExpired {
+		lag := done.Sub(c.Grant.ExpiresAt)
+		d.metrics.closeLag.Observe(lag.Seconds())
+		attrs = append(attrs, "expired_at", c.Grant.ExpiresAt, "lag", lag.String())
+	}
+	log.Info("closed rule", attrs...)
+	d.emit(ctx, closeEvent(done, nsgID, c, audit.ResultSuccess, nil))
+	return nil
+}
+
+// record folds one NSG's result into the loop state: when it is due next,
+// its active grants, and its findings (reporting the new ones). It returns
+// the number of new findings.
+func (d *Daemon) record(ctx context.Context, r nsgResult) int {
+	defer d.updateGauges()
+	now := d.now()
+	switch {
+	case r.gone:
+		delete(d.due, r.nsgID)
+		delete(d.active, r.nsgID)
+		delete(d.reported, r.nsgID)
+		return 0
+	case !r.listed:
+		if len(r.errs) > 0 {
+			d.due[r.nsgID] = now.Add(d.retryDelay)
+		}
+		return 0
+	}
+	d.active[r.nsgID] = len(r.plan.Active)
+	next := r.plan.NextExpiry
+	if r.plan.Protected && d.watch > 0 {
+		if watch := now.Add(d.watch); next.IsZero() || watch.Before(next) {
+			next = watch
+		}
+	}
+	if r.failed {
+		if retry := now.Add(d.retryDelay); next.IsZero() || retry.Before(next) {
+			next = retry
+		}
+	}
+	if next.IsZero() {
+		delete(d.due, r.nsgID)
+	} else {
+		d.due[r.nsgID] = next
+	}
+
+	current := make(map[string]Finding, len(r.plan.Findings))
+	seen := d.reported[r.nsgID]
+	added := 0
+	for _, f := range r.plan.Findings {
+		k := f.key()
+		current[k] = f
+		if _, old := seen[k]; old {
+			continue
+		}
+		added++
+		d.metrics.findings.WithLabelValues(string(f.Kind)).Inc()
+		d.log.Warn("finding", "nsg_id", r.nsgID, "kind", string(f.Kind), "policy", f.Policy, "rule", f.RuleName, "detail", f.Detail)
+		d.emit(ctx, findingEvent(now, r.nsgID, f))
+	}
+	d.reported[r.nsgID] = current
+	return added
+}
+
+// updateGauges recomputes the gauges from the loop state.
+func (d *Daemon) updateGauges() {
+	total := 0
+	for _, n := range d.active {
+		total += n
+	}
+	d.metrics.activeGrants.Set(float64(total))
+	byKind := map[FindingKind]int{FindingBypass: 0, FindingMissingDeny: 0, FindingMalformedPolicy: 0, FindingMalformedRule: 0}
+	for _, fs := range d.reported {
+		for _, f := range fs {
+			byKind[f.Kind]++
+		}
+	}
+	for k, n := range byKind {
+		d.metrics.openFindings.WithLabelValues(string(k)).Set(float64(n))
+	}
+}
+
+// emit sends an audit event. Enforcement never waits on auditing beyond
+// the sink's own write, and a failed write is logged and counted, not
+// fatal: the rule is closed either way.
+func (d *Daemon) emit(ctx context.Context, e audit.Event) {
+	if err := d.audit.Emit(context.WithoutCancel(ctx), e); err != nil {
+		d.metrics.errors.WithLabelValues(opAudit).Inc()
+		d.log.Error("writing audit event failed", "error", err, "action", string(e.Action), "rule", e.RuleName)
+	}
+}
+
+// Ready reports whether a full resync has succeeded recently: within three
+// intervals, so that one slow or failed pass does not flap readiness.
+func (d *Daemon) Ready() (bool, string) {
+	last := d.lastSuccess.Load()
+	if last == 0 {
+		return false, "no full resync has succeeded yet"
+	}
+	age := d.now().Sub(time.Unix(0, last))
+	if age > 3*d.interval {
+		return false, fmt.Sprintf("the last successful full resync was %s ago", age.Truncate(time.Second))
+	}
+	return true, "ok"
+}
+
+func closeEvent(at time.Time, nsgID string, c Close, result audit.Result, err error) audit.Event {
+	e := audit.Event{
+		Time: at, Action: audit.ActionClose, Result: result, Actor: Actor,
+		NSGIDs: []string{nsgID}, RuleName: c.Rule.Name, Ports: portStrings(c.Rule),
+		Source: strings.Join(c.Rule.SourcePrefixes, ","), Reason: string(c.Reason),
+	}
+	if c.Reason != ReasonExpired {
+		// Fail-closed closes carry their reason as the kind too, so a log
+		// pipeline can group them with findings.
+		e.Kind = string(c.Reason)
+		e.Reason = string(c.Reason) + ": " + c.Detail
+	}
+	if c.Grant != nil {
+		e.GrantID, e.Policy, e.Requester, e.ExpiresAt = c.Grant.ID, c.Grant.Policy, c.Grant.Requester, c.Grant.ExpiresAt
+	}
+	if err != nil {
+		e.Reason += " (delete failed: " + err.Error() + ")"
+	}
+	return e
+}
+
+func findingEvent(at time.Time, nsgID string, f Finding) audit.Event {
+	return audit.Event{
+		Time: at, Action: audit.ActionFind, Result: audit.ResultSuccess, Actor: Actor,
+		NSGIDs: []string{nsgID}, Policy: f.Policy, RuleName: f.RuleName, Kind: string(f.Kind), Reason: f.Detail,
+	}
+}
+
+// portStrings formats a rule's ports as the audit schema wants: "22/Tcp".
+func portStrings(r jit.SecurityRule) []string {
+	out := make([]string, len(r.DestinationPorts))
+	for i, p := range r.DestinationPorts {
+		out[i] = p + "/" + string(r.Protocol)
+	}
+	return out
+}
+
+// union returns a's elements followed by b's that are not in a.
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,398 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/audit"
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// fakeAzure is an in-memory Azure for the loop: NSGs with rules, and a log
+// of deletions stamped with the (bubble's) time.
+type fakeAzure struct {
+	mu        sync.Mutex
+	nsgs      map[string][]jit.SecurityRule
+	listErr   map[string]error // by NSG: the next list fails with this
+	deletions []deletion
+	lists     int
+	// onDelete, when set, runs inside DeleteRule before the rule goes.
+	onDelete func(ctx context.Context)
+}
+
+type deletion struct {
+	nsg, rule string
+	at        time.Time
+}
+
+func newFakeAzure() *fakeAzure {
+	return &fakeAzure{nsgs: map[string][]jit.SecurityRule{}, listErr: map[string]error{}}
+}
+
+func (f *fakeAzure) put(nsg string, rules ...jit.SecurityRule) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nsgs[nsg] = append(f.nsgs[nsg], rules...)
+}
+
+func (f *fakeAzure) ListRules(_ context.Context, nsg string) ([]jit.SecurityRule, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	if err := f.listErr[nsg]; err != nil {
+		delete(f.listErr, nsg)
+		return nil, err
+	}
+	rules, ok := f.nsgs[nsg]
+	if !ok {
+		return nil, &azure.Error{Kind: azure.KindNotFound, Op: "list", ResourceID: nsg}
+	}
+	return slices.Clone(rules), nil
+}
+
+func (f *fakeAzure) DeleteRule(ctx context.Context, nsg, name string) error {
+	if f.onDelete != nil {
+		f.onDelete(ctx)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nsgs[nsg] = slices.DeleteFunc(f.nsgs[nsg], func(r jit.SecurityRule) bool { return r.Name == name })
+	f.deletions = append(f.deletions, deletion{nsg, name, time.Now()})
+	return nil
+}
+
+func (f *fakeAzure) NSGIDs(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ids := make([]string, 0, len(f.nsgs))
+	for id := range f.nsgs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func (f *fakeAzure) deleted() []deletion {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.deletions)
+}
+
+// recorder is an audit sink that keeps events.
+type recorder struct {
+	mu     sync.Mutex
+	events []audit.Event
+}
+
+func (r *recorder) Emit(_ context.Context, e audit.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+	return nil
+}
+
+func (r *recorder) all() []audit.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+func newTestDaemon(t *testing.T, az *fakeAzure, o Options) (*Daemon, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	o.Rules, o.Scope, o.Audit = az, az, rec
+	d, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, rec
+}
+
+// startRun runs the daemon in the bubble and returns a func that stops it
+// and waits for Run to return.
+func startRun(t *testing.T, d *Daemon) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	}
+}
+
+func TestRunClosesAtExpiryByTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		soon, later := start.Add(90*time.Second).Truncate(time.Second), start.Add(4*time.Minute).Truncate(time.Second)
+		az.put("nsg-a", append(web.Rules(), grantRule(t, web, "soon", soon))...)
+		az.put("nsg-b", append(web.Rules(), grantRule(t, web, "later", later))...)
+		d, rec := newTestDaemon(t, az, Options{Interval: time.Hour})
+		stop := startRun(t, d)
+		defer stop()
+
+		synctest.Wait()
+		if got := az.deleted(); len(got) != 0 {
+			t.Fatalf("deleted before any expiry: %+v", got)
+		}
+		time.Sleep(time.Until(soon))
+		synctest.Wait()
+		got := az.deleted()
+		if len(got) != 1 || got[0].rule != "jit-web-g-soon" || !got[0].at.Equal(soon) {
+			t.Fatalf("deletions at the first expiry = %+v, want jit-web-g-soon at %v", got, soon)
+		}
+		time.Sleep(time.Until(later))
+		synctest.Wait()
+		got = az.deleted()
+		if len(got) != 2 || got[1].rule != "jit-web-g-later" || got[1].nsg != "nsg-b" || !got[1].at.Equal(later) {
+			t.Fatalf("deletions at the second expiry = %+v, want jit-web-g-later on nsg-b at %v", got, later)
+		}
+
+		events := rec.all()
+		if len(events) != 2 {
+			t.Fatalf("audit events = %+v, want two closes", events)
+		}
+		e := events[0]
+		if e.Action != audit.ActionClose || e.Result != audit.ResultSuccess || e.Actor != Actor || e.GrantID != "soon" ||
+			e.Policy != "web" || e.Requester != "alice@example.com" || e.Reason != "expired" || !e.ExpiresAt.Equal(soon) ||
+			!slices.Equal(e.NSGIDs, []string{"nsg-a"}) || !slices.Equal(e.Ports, []string{"22/Tcp"}) || e.Source != "203.0.113.7" {
+			t.Errorf("close event = %+v", e)
+		}
+	})
+}
+
+// A grant written after the daemon read its NSG is still closed at its
+// expiry, not at the next resync: NSGs holding a policy are watched every
+// Watch (30s), shorter than the shortest grant (1m).
+func TestRunWatchesProtectedNSGsForNewGrants(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		az.put("nsg-a", web.Rules()...)
+		d, _ := newTestDaemon(t, az, Options{Interval: 5 * time.Minute})
+		stop := startRun(t, d)
+		defer stop()
+		synctest.Wait()
+
+		// The shortest grant there is, written right after the daemon's read.
+		exp := start.Add(jit.MinGrantDuration)
+		az.put("nsg-a", grantRule(t, web, "new", exp))
+		time.Sleep(time.Until(exp) - time.Nanosecond)
+		synctest.Wait()
+		if got := az.deleted(); len(got) != 0 {
+			t.Fatalf("deleted before expiry: %+v", got)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		got := az.deleted()
+		if len(got) != 1 || got[0].rule != "jit-web-g-new" || !got[0].at.Equal(exp) {
+			t.Fatalf("deletions = %+v, want jit-web-g-new at its expiry %v", got, exp)
+		}
+	})
+}
+
+// An NSG that held no policy at the last resync is not watched; a policy
+// and grant written there later are found by the next resync, which closes
+// an already expired grant at once.
+func TestRunResyncCatchesGrantsOnNewlyProtectedNSGs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		az.put("nsg-a")
+		d, _ := newTestDaemon(t, az, Options{Interval: 5 * time.Minute})
+		stop := startRun(t, d)
+		defer stop()
+		synctest.Wait()
+
+		exp := start.Add(time.Minute).Truncate(time.Second)
+		az.put("nsg-a", append(web.Rules(), grantRule(t, web, "new", exp))...)
+		time.Sleep(5*time.Minute - time.Nanosecond)
+		synctest.Wait()
+		if got := az.deleted(); len(got) != 0 {
+			t.Fatalf("deleted before the resync: %+v", got)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		got := az.deleted()
+		if len(got) != 1 || got[0].rule != "jit-web-g-new" || !got[0].at.Equal(start.Add(5*time.Minute)) {
+			t.Fatalf("deletions = %+v, want jit-web-g-new at the resync %v", got, start.Add(5*time.Minute))
+		}
+	})
+}
+
+func TestRunRetriesAFailedNSGBeforeTheResync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		exp := start.Add(30 * time.Second).Truncate(time.Second)
+		az.put("nsg-a", append(web.Rules(), grantRule(t, web, "g1", exp))...)
+		d, _ := newTestDaemon(t, az, Options{Interval: time.Hour, RetryDelay: 10 * time.Second})
+		stop := startRun(t, d)
+		defer stop()
+		synctest.Wait()
+
+		az.mu.Lock()
+		az.listErr["nsg-a"] = &azure.Error{Kind: azure.KindThrottled, Op: "list"}
+		az.mu.Unlock()
+		time.Sleep(time.Until(exp))
+		synctest.Wait()
+		if got := az.deleted(); len(got) != 0 {
+			t.Fatalf("deleted although the list failed: %+v", got)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if got := az.deleted(); len(got) != 1 || !got[0].at.Equal(exp.Add(10*time.Second)) {
+			t.Fatalf("deletions = %+v, want one at the retry %v", got, exp.Add(10*time.Second))
+		}
+	})
+}
+
+func TestRunFinishesTheInFlightDeleteOnShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		exp := start.Add(-time.Second).Truncate(time.Second)
+		az.put("nsg-a", append(web.Rules(), grantRule(t, web, "g1", exp), grantRule(t, web, "g22", exp))...)
+		entered, release := make(chan struct{}), make(chan struct{})
+		var first sync.Once
+		var deleteCtxErr error
+		az.onDelete = func(ctx context.Context) {
+			first.Do(func() {
+				close(entered)
+				<-release
+				deleteCtxErr = ctx.Err()
+			})
+		}
+		d, _ := newTestDaemon(t, az, Options{})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+
+		<-entered
+		cancel() // SIGTERM while the first delete is under way
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+		if deleteCtxErr != nil {
+			t.Errorf("the in-flight delete saw its context end: %v", deleteCtxErr)
+		}
+		if got := az.deleted(); len(got) != 1 || got[0].rule != "jit-web-g-g1" {
+			t.Fatalf("deletions = %+v, want only the in-flight one finished", got)
+		}
+	})
+}
+
+func TestPassReportsFindingsOnceAndDryRunDeletesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		bypass := jit.SecurityRule{Name: "allow-ssh", Priority: 90, Direction: jit.Inbound, Access: jit.Allow, Protocol: jit.ProtocolTCP,
+			SourcePrefixes: []string{"*"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"22"}}
+		az.put("nsg-a", append(web.Rules(), bypass, grantRule(t, web, "old", time.Now().Add(-time.Minute)))...)
+		d, rec := newTestDaemon(t, az, Options{DryRun: true})
+
+		for pass := 1; pass <= 2; pass++ {
+			sum := d.Pass(t.Context())
+			if sum.Err() != nil || sum.Closed != 1 || sum.NSGs != 1 {
+				t.Fatalf("pass %d: %+v", pass, sum)
+			}
+			if wantNew := map[int]int{1: 1, 2: 0}[pass]; sum.Findings != wantNew {
+				t.Errorf("pass %d: new findings = %d, want %d", pass, sum.Findings, wantNew)
+			}
+		}
+		if got := az.deleted(); len(got) != 0 {
+			t.Fatalf("dry run deleted %+v", got)
+		}
+		var kinds []string
+		for _, e := range rec.all() {
+			kinds = append(kinds, string(e.Action)+"/"+string(e.Result)+"/"+e.Kind+"/"+e.RuleName)
+		}
+		want := []string{"close/dry_run//jit-web-g-old", "find/success/bypass/allow-ssh", "close/dry_run//jit-web-g-old"}
+		if !slices.Equal(kinds, want) {
+			t.Errorf("audit events = %q, want %q", kinds, want)
+		}
+	})
+}
+
+func TestPassReportsErrorsAndKeepsGoing(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	az := newFakeAzure()
+	az.put("nsg-a", web.Rules()...)
+	az.put("nsg-b", append(web.Rules(), grantRule(t, web, "old", time.Now().Add(-time.Minute)))...)
+	az.listErr["nsg-a"] = errors.New("connection reset")
+	d, _ := newTestDaemon(t, az, Options{})
+	sum := d.Pass(t.Context())
+	if sum.Err() == nil || !strings.Contains(sum.Err().Error(), "nsg-a") {
+		t.Errorf("Err = %v, want the failure of nsg-a", sum.Err())
+	}
+	if sum.Closed != 1 {
+		t.Errorf("closed = %d, want nsg-b's expired grant closed despite nsg-a failing", sum.Closed)
+	}
+	if ok, _ := d.Ready(); ok {
+		t.Error("ready after a pass with errors and none before")
+	}
+}
+
+func TestHandler(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	az := newFakeAzure()
+	az.put("nsg-a", append(web.Rules(), grantRule(t, web, "old", time.Now().Add(-time.Minute)), grantRule(t, web, "new", time.Now().Add(time.Hour)))...)
+	d, _ := newTestDaemon(t, az, Options{})
+	h := d.Handler()
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		body, _ := io.ReadAll(rec.Result().Body)
+		return rec.Code, string(body)
+	}
+
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no full resync") {
+		t.Errorf("/readyz before the first pass = %d %q", code, body)
+	}
+	if sum := d.Pass(t.Context()); sum.Err() != nil {
+		t.Fatal(sum.Err())
+	}
+	if code, _ := get("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz after a pass = %d", code)
+	}
+	code, metrics := get("/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		"jitd_active_grants 1",
+		`jitd_closes_total{reason="expired",result="success"} 1`,
+		"jitd_expiry_to_close_lag_seconds_count 1",
+		`jitd_reconcile_duration_seconds_count{scope="full"} 1`,
+		"jitd_watched_nsgs 1",
+		`jitd_errors_total{op="list"} 0`,
+		"jitd_last_successful_pass_timestamp_seconds ",
+		"go_goroutines ",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

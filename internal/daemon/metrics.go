@@ -1,0 +1,94 @@
+package daemon
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are jitd's Prometheus metrics, on a registry of their own so that
+// nothing registered globally by a library leaks into /metrics.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	activeGrants      prometheus.Gauge
+	nsgs              prometheus.Gauge
+	closes            *prometheus.CounterVec
+	findings          *prometheus.CounterVec
+	openFindings      *prometheus.GaugeVec
+	reconcileDuration *prometheus.HistogramVec
+	lastSuccess       prometheus.Gauge
+	closeLag          prometheus.Histogram
+	errors            *prometheus.CounterVec
+}
+
+// Operations counted by jitd_errors_total.
+const (
+	opDiscover = "discover"
+	opList     = "list"
+	opDelete   = "delete"
+	opAudit    = "audit"
+)
+
+// NewMetrics registers jitd's metrics, with the Go runtime and process
+// collectors, on a new registry.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		activeGrants: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jitd_active_grants",
+			Help: "Grant rules open and valid in scope, as of each NSG's last reconcile.",
+		}),
+		nsgs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jitd_watched_nsgs",
+			Help: "Network security groups in scope at the last full resync.",
+		}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitd_closes_total",
+			Help: "Grant rules closed, by reason (expired or a fail-closed reason) and result (success, failure, dry_run).",
+		}, []string{"reason", "result"}),
+		findings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitd_findings_total",
+			Help: "Findings reported (each counted once while it persists), by kind.",
+		}, []string{"kind"}),
+		openFindings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "jitd_open_findings",
+			Help: "Findings present at each NSG's last reconcile, by kind.",
+		}, []string{"kind"}),
+		reconcileDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "jitd_reconcile_duration_seconds",
+			Help:    "Duration of reconcile passes: full resyncs (scope=full) and timer-driven reconciles of single NSGs (scope=nsg).",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"scope"}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jitd_last_successful_pass_timestamp_seconds",
+			Help: "Unix time of the end of the last full resync that had no error.",
+		}),
+		closeLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "jitd_expiry_to_close_lag_seconds",
+			Help:    "Time from a grant's expiry to the completed deletion of its rule.",
+			Buckets: []float64{.1, .25, .5, 1, 2, 5, 10, 30, 60, 300, 900},
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitd_errors_total",
+			Help: "Failed operations, by operation (discover, list, delete, audit).",
+		}, []string{"op"}),
+	}
+	m.registry.MustRegister(m.activeGrants, m.nsgs, m.closes, m.findings, m.openFindings,
+		m.reconcileDuration, m.lastSuccess, m.closeLag, m.errors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Pre-create the error series so that rate() and alerts see zeros
+	// rather than absent series.
+	for _, op := range []string{opDiscover, opList, opDelete, opAudit} {
+		m.errors.WithLabelValues(op)
+	}
+	return m
+}
+
+// Registry returns the registry the metrics live on.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+func (m *Metrics) observeDuration(scope string, d time.Duration) {
+	m.reconcileDuration.WithLabelValues(scope).Observe(d.Seconds())
+}

@@ -1,0 +1,240 @@
+package daemon
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+var planNow = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func testPolicy(t *testing.T, name string, bandStart int64) jit.Policy {
+	t.Helper()
+	p, err := jit.NewPolicy(jit.PolicyInput{
+		Name:                name,
+		DestinationPrefixes: []string{"10.0.1.4"},
+		AllowedSources:      []string{"203.0.113.0/24"},
+		Ports:               []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "3h"}, {Number: 3389, Protocol: "Tcp", MaxDuration: "1h"}},
+		BandStart:           bandStart,
+		BandEnd:             bandStart + 99,
+	})
+	if err != nil {
+		t.Fatalf("policy: %v", err)
+	}
+	return p
+}
+
+// grantRule is the rule the provider writes for a grant of port 22 from
+// 203.0.113.7 expiring at exp.
+func grantRule(t *testing.T, p jit.Policy, id string, exp time.Time) jit.SecurityRule {
+	t.Helper()
+	spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: "203.0.113.7", Duration: "1h", Requester: "alice@example.com"})
+	if err != nil {
+		t.Fatalf("grant: %v", err)
+	}
+	lo, _ := p.Band.GrantRange()
+	return p.GrantRule(id, spec, exp, lo+int32(len(id)))
+}
+
+func TestPlanNSG(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	base := web.Rules()
+	active := grantRule(t, web, "a1", planNow.Add(time.Hour))
+	with := func(extra ...jit.SecurityRule) []jit.SecurityRule { return append(slices.Clone(base), extra...) }
+	modified := func(r jit.SecurityRule, mod func(*jit.SecurityRule)) jit.SecurityRule {
+		r.SourcePrefixes = slices.Clone(r.SourcePrefixes)
+		r.DestinationPrefixes = slices.Clone(r.DestinationPrefixes)
+		r.DestinationPorts = slices.Clone(r.DestinationPorts)
+		mod(&r)
+		return r
+	}
+	withoutDeny := func() []jit.SecurityRule {
+		var out []jit.SecurityRule
+		for _, r := range base {
+			if !strings.Contains(r.Name, "-deny-") {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	foreignBypass := jit.SecurityRule{Name: "allow-ssh-anywhere", Priority: 90, Direction: jit.Inbound, Access: jit.Allow,
+		Protocol: jit.ProtocolTCP, SourcePrefixes: []string{"*"}, SourcePorts: []string{"*"},
+		DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"22"}}
+
+	tests := []struct {
+		name         string
+		rules        []jit.SecurityRule
+		closes       map[string]Reason // rule name → reason
+		findings     []string          // "kind rule-or-policy"
+		active       int
+		nextExpiryIn time.Duration // 0: none
+	}{
+		{name: "active grant stays open and arms the timer", rules: with(active),
+			active: 1, nextExpiryIn: time.Hour},
+		{name: "expired at exactly now", rules: with(grantRule(t, web, "e1", planNow)),
+			closes: map[string]Reason{"jit-web-g-e1": ReasonExpired}},
+		{name: "expired long ago", rules: with(grantRule(t, web, "e2", planNow.Add(-48*time.Hour))),
+			closes: map[string]Reason{"jit-web-g-e2": ReasonExpired}},
+		{name: "earliest of several expiries", rules: with(active, grantRule(t, web, "b22", planNow.Add(10*time.Minute))),
+			active: 2, nextExpiryIn: 10 * time.Minute},
+		{name: "malformed description", rules: with(modified(active, func(r *jit.SecurityRule) { r.Description = "jit:v1 role=grant id=a1 exp=soon by=alice" })),
+			closes: map[string]Reason{"jit-web-g-a1": ReasonMalformed}},
+		{name: "description of another grant", rules: with(modified(active, func(r *jit.SecurityRule) { r.Description = strings.Replace(r.Description, "id=a1", "id=zz", 1) })),
+			closes: map[string]Reason{"jit-web-g-a1": ReasonMalformed}},
+		{name: "unknown format version", rules: with(modified(active, func(r *jit.SecurityRule) { r.Description = strings.Replace(r.Description, "jit:v1", "jit:v2", 1) })),
+			closes: map[string]Reason{"jit-web-g-a1": ReasonUnknownVersion}},
+		{name: "expiry beyond the policy maximum", rules: with(grantRule(t, web, "o1", planNow.Add(5*time.Hour))),
+			closes: map[string]Reason{"jit-web-g-o1": ReasonOverMax}},
+		{name: "expiry beyond the tighter maximum of one of its ports", rules: with(modified(grantRule(t, web, "o2", planNow.Add(2*time.Hour)), func(r *jit.SecurityRule) {
+			r.DestinationPorts = []string{"22", "3389"}
+		})), closes: map[string]Reason{"jit-web-g-o2": ReasonOverMax}},
+		{name: "expiry at the maximum plus clock skew stays", rules: with(grantRule(t, web, "s1", planNow.Add(3*time.Hour+ClockSkew))),
+			active: 1, nextExpiryIn: 3*time.Hour + ClockSkew},
+		{name: "source outside the allowed sources", rules: with(modified(active, func(r *jit.SecurityRule) { r.SourcePrefixes = []string{"198.51.100.7"} })),
+			closes: map[string]Reason{"jit-web-g-a1": ReasonSourceNotAllowed}},
+		{name: "source anywhere", rules: with(modified(active, func(r *jit.SecurityRule) { r.SourcePrefixes = []string{"*"} })),
+			closes: map[string]Reason{"jit-web-g-a1": ReasonSourceNotAllowed}},
+		{name: "two sources", rules: with(modified(active, func(r *jit.SecurityRule) { r.SourcePrefixes = []string{"203.0.113.7", "198.51.100.7"} })),
+			closes: map[string]Reason{"jit-web-g-a1": ReasonSourceNotAllowed}},
+		{name: "port the policy does not protect", rules: with(modified(active, func(r *jit.SecurityRule) { r.DestinationPorts = []string{"443"} })),
+			closes: map[string]Reason{"jit-web-g-a1": ReasonOutsidePolicy}},
+		{name: "port range", rules: with(modified(active, func(r *jit.SecurityRule) { r.DestinationPorts = []string{"1-65535"} })),
+			closes: map[string]Reason{"jit-web-g-a1": ReasonOutsidePolicy}},
+		{name: "protocol the policy does not protect", rules: with(modified(active, func(r *jit.SecurityRule) { r.Protocol = jit.ProtocolUDP })),
+			closes: map[string]Reason{"jit-web-g-a1": ReasonOutsidePolicy}},
+		{name: "destination the policy does not protect", rules: with(modified(active, func(r *jit.SecurityRule) { r.DestinationPrefixes = []string{"*"} })),
+			closes: map[string]Reason{"jit-web-g-a1": ReasonOutsidePolicy}},
+		{name: "priority outside the grant range", rules: with(modified(active, func(r *jit.SecurityRule) { r.Priority = 90 })),
+			closes: map[string]Reason{"jit-web-g-a1": ReasonOutsideRange}},
+		{name: "orphan: the policy is not on the NSG", rules: []jit.SecurityRule{active},
+			closes: map[string]Reason{"jit-web-g-a1": ReasonOrphan}},
+		{name: "expired orphan is closed as expired", rules: []jit.SecurityRule{grantRule(t, web, "e3", planNow.Add(-time.Minute))},
+			closes: map[string]Reason{"jit-web-g-e3": ReasonExpired}},
+		{name: "missing deny-all rules: reported, grants fail closed", rules: append(withoutDeny(), active),
+			closes:   map[string]Reason{"jit-web-g-a1": ReasonPolicyMalformed},
+			findings: []string{"missing_deny web"}},
+		{name: "one deny-all rule missing", rules: func() []jit.SecurityRule {
+			rs := slices.DeleteFunc(with(active), func(r jit.SecurityRule) bool { return r.Name == "jit-web-deny-tcp" })
+			return rs
+		}(), closes: map[string]Reason{"jit-web-g-a1": ReasonPolicyMalformed}, findings: []string{"missing_deny web"}},
+		{name: "tampered deny-all rule is reported, never deleted", rules: func() []jit.SecurityRule {
+			rs := with(active)
+			for i, r := range rs {
+				if r.Name == "jit-web-deny-tcp" {
+					rs[i] = modified(r, func(r *jit.SecurityRule) { r.Priority-- })
+				}
+			}
+			return rs
+		}(), closes: map[string]Reason{"jit-web-g-a1": ReasonPolicyMalformed}, findings: []string{"malformed_policy web"}},
+		{name: "deny-all rule turned into an allow is closed", rules: func() []jit.SecurityRule {
+			rs := with()
+			for i, r := range rs {
+				if r.Name == "jit-web-deny-tcp" {
+					rs[i] = modified(r, func(r *jit.SecurityRule) { r.Access = jit.Allow })
+				}
+			}
+			return rs
+		}(), closes: map[string]Reason{"jit-web-deny-tcp": ReasonMalformed}, findings: []string{"missing_deny web"}},
+		{name: "allow rule in the namespace with a name no grant has", rules: with(modified(active, func(r *jit.SecurityRule) { r.Name = "jit-web-backdoor" })),
+			closes: map[string]Reason{"jit-web-backdoor": ReasonMalformed}},
+		{name: "stray deny rule in the namespace is reported, not deleted", rules: with(jit.SecurityRule{Name: "jit-stray", Priority: 4000,
+			Direction: jit.Inbound, Access: jit.Deny, Protocol: jit.ProtocolAny, SourcePrefixes: []string{"*"}, SourcePorts: []string{"*"},
+			DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"*"}}),
+			findings: []string{"malformed_rule jit-stray"}},
+		{name: "foreign bypass is reported and left alone", rules: with(active, foreignBypass),
+			active: 1, nextExpiryIn: time.Hour, findings: []string{"bypass allow-ssh-anywhere"}},
+		{name: "foreign rules that do not bypass are ignored", rules: with(modified(foreignBypass, func(r *jit.SecurityRule) {
+			r.Name, r.Priority, r.Description = "allow-https", 90, "jit:v1 role=grant id=x exp=1 by=y"
+			r.DestinationPorts = []string{"443"}
+		}))},
+		{name: "grants of two policies judged each by its own", rules: func() []jit.SecurityRule {
+			db := testPolicy(t, "db", 300)
+			return append(with(active), append(db.Rules(), grantRule(t, db, "d1", planNow.Add(-time.Second)))...)
+		}(), active: 1, nextExpiryIn: time.Hour, closes: map[string]Reason{"jit-db-g-d1": ReasonExpired}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := PlanNSG("nsg-1", tc.rules, planNow)
+
+			got := map[string]Reason{}
+			for _, c := range plan.Closes {
+				got[c.Rule.Name] = c.Reason
+				if !strings.HasPrefix(c.Rule.Name, jit.RuleNamePrefix) || !strings.EqualFold(string(c.Rule.Access), "Allow") {
+					t.Errorf("plan closes %s (access %s): only Allow rules in the jit- namespace may be deleted", c.Rule.Name, c.Rule.Access)
+				}
+				if c.Reason != ReasonExpired && c.Detail == "" {
+					t.Errorf("close of %s for %s has no detail", c.Rule.Name, c.Reason)
+				}
+			}
+			want := tc.closes
+			if want == nil {
+				want = map[string]Reason{}
+			}
+			if !mapsEqual(got, want) {
+				t.Errorf("closes = %v, want %v", got, want)
+				for _, c := range plan.Closes {
+					t.Logf("  %s: %s", c.Rule.Name, c.Detail)
+				}
+			}
+
+			var findings []string
+			for _, f := range plan.Findings {
+				subject := f.RuleName
+				if subject == "" {
+					subject = f.Policy
+				}
+				findings = append(findings, string(f.Kind)+" "+subject)
+				if f.Detail == "" {
+					t.Errorf("finding %s %s has no detail", f.Kind, subject)
+				}
+			}
+			if !slices.Equal(findings, tc.findings) {
+				t.Errorf("findings = %q, want %q", findings, tc.findings)
+				for _, f := range plan.Findings {
+					t.Logf("  %s: %s", f.Kind, f.Detail)
+				}
+			}
+
+			if len(plan.Active) != tc.active {
+				t.Errorf("active grants = %d, want %d", len(plan.Active), tc.active)
+			}
+			var wantNext time.Time
+			if tc.nextExpiryIn != 0 {
+				wantNext = planNow.Add(tc.nextExpiryIn)
+			}
+			if !plan.NextExpiry.Equal(wantNext) {
+				t.Errorf("next expiry = %v, want %v", plan.NextExpiry, wantNext)
+			}
+		})
+	}
+}
+
+func TestPlanNSGIsPure(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	rules := append(web.Rules(), grantRule(t, web, "a1", planNow.Add(time.Minute)))
+	before := slices.Clone(rules)
+	if got := PlanNSG("n", rules, planNow); len(got.Closes) != 0 {
+		t.Fatalf("a grant a minute before expiry was closed: %+v", got.Closes)
+	}
+	if got := PlanNSG("n", rules, planNow.Add(time.Minute)); len(got.Closes) != 1 || got.Closes[0].Reason != ReasonExpired {
+		t.Fatalf("the same rules a minute later: closes = %+v, want the grant closed as expired", got.Closes)
+	}
+	if !slices.EqualFunc(rules, before, func(a, b jit.SecurityRule) bool { return a.Name == b.Name && a.Description == b.Description }) {
+		t.Fatal("PlanNSG modified its input")
+	}
+}
+
+func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
