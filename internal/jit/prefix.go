@@ -2,6 +2,7 @@ package jit
 
 import (
 	"cmp"
+	"errors"
 	"math/bits"
 	"net/netip"
 	"slices"
@@ -250,6 +251,17 @@ func parseAddressPrefix(s string) (netip.Prefix, error) {
 	}
 	if p.Masked() != p {
 		return netip.Prefix{}, &hostBitsError{p}
+	}
+	return p, nil
+}
+
+// ParseAddressPrefix reads an IP address or CIDR as this project accepts it
+// everywhere (no zones, no IPv4-mapped IPv6, no host bits set): a plain IP
+// is a single-address prefix.
+func ParseAddressPrefix(s string) (netip.Prefix, error) {
+	p, err := parseAddressPrefix(s)
+	if err != nil {
+		return netip.Prefix{}, errors.New(describePrefixError(s, err, pathGrantSource))
 	}
 	return p, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/function"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
@@ -24,7 +25,10 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-var _ provider.Provider = (*jitProvider)(nil)
+var (
+	_ provider.Provider              = (*jitProvider)(nil)
+	_ provider.ProviderWithFunctions = (*jitProvider)(nil)
+)
 
 // jitProvider is the provider implementation. version and commit identify the
 // build in the User-Agent Azure sees.
@@ -292,6 +296,14 @@ func (p *jitProvider) Resources(context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		newPolicyResource,
 		newGrantResource,
+	}
+}
+
+func (p *jitProvider) Functions(context.Context) []func() function.Function {
+	return []func() function.Function{
+		newCIDRContainsFunction,
+		newDurationSecondsFunction,
+		newPolicyIDFunction,
 	}
 }
 
