@@ -58,9 +58,11 @@ type Client struct {
 	armOptions     *arm.ClientOptions
 	pollFrequency  time.Duration
 
-	mu      sync.Mutex
-	clients map[string]*subscriptionClients // by lower-cased subscription id
-	locks   map[string]chan struct{}        // by lower-cased NSG id
+	mu       sync.Mutex
+	clients  map[string]*subscriptionClients // by lower-cased subscription id
+	locks    map[string]chan struct{}        // by lower-cased NSG id
+	batchers map[string]*batcher             // by lower-cased NSG id
+	raw      *arm.Client                     // for whole-NSG reads and writes as raw JSON
 }
 
 // subscriptionClients are the armnetwork clients of one subscription:

@@ -55,9 +55,6 @@ const (
 const (
 	grantIDSep = "#"
 	actor      = "terraform-provider-jit"
-	// conflictRetries bounds how often a grant looks for another priority
-	// after another writer took the one it chose.
-	conflictRetries = 20
 )
 
 type grantModel struct {
@@ -332,37 +329,33 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 
-// openOn writes the grant's allow rule on one NSG at a free priority of the
-// policy's grant range. This process takes its grants on an NSG one at a
-// time; another process (another workspace) may take the same priority at
-// the same moment, in which case Azure answers SecurityRuleConflict and the
-// grant tries the next free priority.
+// openOn writes the grant's allow rule on one NSG at the lowest free
+// priority of the policy's grant range, chosen against the NSG as it is at
+// the moment of the write: grants applied at the same time are written
+// together in one NSG write, and a write that raced another process's (a
+// stale ETag) is read and chosen again, so two grants never take the same
+// priority.
 func (r *grantResource) openOn(ctx context.Context, policy jit.Policy, nsgID, id string, spec jit.GrantSpec, expires time.Time) error {
-	unlock := r.data.nsgLocks.Lock(nsgID)
-	defer unlock()
-	var lastErr error
-	for attempt := range conflictRetries {
-		rules, err := r.data.rules.ListRulesFresh(ctx, nsgID)
-		if err != nil {
-			return errors.New(azureErrorDetail("read the rules of", nsgID, err))
-		}
-		priority, ok := policy.FreeGrantPriority(rules, nil)
+	var full string
+	choose := func(current []jit.SecurityRule) (jit.SecurityRule, error) {
+		priority, ok := policy.FreeGrantPriority(current, nil)
 		if !ok {
-			return errors.New(fullBandDetail(policy, nsgID, rules))
+			full = fullBandDetail(policy, nsgID, current)
+			return jit.SecurityRule{}, errors.New(full)
 		}
-		rule := policy.GrantRule(id, spec, expires, priority)
-		tflog.Debug(ctx, "Opening grant rule", map[string]any{"nsg_id": nsgID, "rule": rule.Name, "priority": priority, "attempt": attempt + 1})
-		_, err = r.data.rules.PutRule(ctx, nsgID, rule)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, azure.ErrConflict) {
-			return errors.New(azureErrorDetail("write the grant's rule on", nsgID, err))
-		}
-		lastErr = err
-		tflog.Info(ctx, "Priority taken by another writer; choosing another", map[string]any{"nsg_id": nsgID, "priority": priority})
+		return policy.GrantRule(id, spec, expires, priority), nil
 	}
-	return errors.New(azureErrorDetail(fmt.Sprintf("find a free priority after %d conflicts on", conflictRetries), nsgID, lastErr))
+	written, err := r.data.rules.ApplyRuleChanges(ctx, nsgID, []azure.RuleChange{{Choose: choose}})
+	switch {
+	case full != "" && err != nil:
+		return errors.New(full)
+	case err != nil:
+		return errors.New(azureErrorDetail("write the grant's rule on", nsgID, err))
+	}
+	if len(written) == 1 {
+		tflog.Debug(ctx, "Opened grant rule", map[string]any{"nsg_id": nsgID, "rule": written[0].Name, "priority": written[0].Priority})
+	}
+	return nil
 }
 
 func fullBandDetail(policy jit.Policy, nsgID string, rules []jit.SecurityRule) string {
@@ -387,7 +380,7 @@ func (r *grantResource) closeOn(ctx context.Context, nsgIDs []string, ruleName s
 	ctx = context.WithoutCancel(ctx)
 	var errs []error
 	for _, nsgID := range nsgIDs {
-		err := r.data.rules.DeleteRule(ctx, nsgID, ruleName)
+		_, err := r.data.rules.ApplyRuleChanges(ctx, nsgID, []azure.RuleChange{{Delete: ruleName}})
 		if err != nil && !errors.Is(err, azure.ErrNotFound) {
 			errs = append(errs, errors.New(azureErrorDetail("delete rule "+ruleName+" from", nsgID, err)))
 		}

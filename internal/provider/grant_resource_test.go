@@ -388,8 +388,9 @@ func distinctGrantPriorities(env *acctest.Env, nsgID string, want int) statechec
 }
 
 // Two workspaces (two provider instances, sharing nothing) apply grants on
-// the same policy band at the same time: Azure refuses one of two writers
-// that pick the same priority, and that writer takes the next free one.
+// the same policy band at the same time: a whole-NSG write whose ETag went
+// stale because the other workspace wrote first is refused (412), read
+// again and its priorities chosen again, so both succeed.
 func TestAccGrant_twoWorkspacesRaceForTheBand(t *testing.T) {
 	env := acctest.New(t, azuresim.Options{WriteLatency: 20 * time.Millisecond})
 	nsgID := env.CreateNSG("nsg-web")
@@ -436,6 +437,6 @@ resource "jit_access_grant" "team" {
 		t.Fatal(err)
 	}
 	c := env.Sim.Counters()
-	t.Logf("rule writes refused: %d as SecurityRuleConflict (same priority), %d as busy NSG",
-		c.Responses["PUT rule 400"], c.Busy)
+	t.Logf("12 grants opened and closed by two workspaces: %d NSG writes, %d refused for a stale ETag (the other workspace wrote first), %d for a busy NSG",
+		c.Requests["PUT nsg"], c.Responses["PUT nsg 412"], c.Busy)
 }

@@ -34,65 +34,47 @@ func policyRuleNames(policy string) []string {
 }
 
 // applyPolicyToNSG makes the policy's guard and deny-all rules on one NSG
-// exactly p.Rules(): deny-all rules first, so a newly protected port is
-// closed before anything else changes; then guards; then the rules of this
-// policy that p no longer has (a protocol or address family dropped), which
-// is the only step that opens anything, as the configuration asks. It returns
-// the names of the rules it created (not updated), for a rollback.
+// exactly p.Rules(): the rules that differ are written and the rules of this
+// policy that p no longer has (a protocol or address family dropped) are
+// deleted, all in one NSG write, so there is no moment in between where a
+// newly protected port is still open or a guard is missing. It returns the
+// names of the rules it created (not updated), for a rollback.
 func applyPolicyToNSG(ctx context.Context, store ruleStore, nsgID string, p jit.Policy, existing []jit.SecurityRule) (created []string, err error) {
 	current := map[string]jit.SecurityRule{}
 	for _, r := range existing {
 		current[strings.ToLower(r.Name)] = r
 	}
-	// Deny-all rules first, then guards: policyRuleNames lists guards before
-	// deny-all rules.
-	names := policyRuleNames(p.Name)
-	isDeny := map[string]bool{}
-	for _, n := range names[6:] {
-		isDeny[n] = true
-	}
-	desired := p.Rules()
-	ordered := make([]jit.SecurityRule, 0, len(desired))
-	for _, deny := range []bool{true, false} {
-		for _, r := range desired {
-			if isDeny[strings.ToLower(r.Name)] == deny {
-				ordered = append(ordered, r)
-			}
-		}
-	}
+	var changes []azure.RuleChange
 	want := map[string]bool{}
-	for _, r := range ordered {
+	for _, r := range p.Rules() {
 		want[strings.ToLower(r.Name)] = true
 		old, exists := current[strings.ToLower(r.Name)]
 		if exists && sameRule(old, r) {
 			continue
 		}
-		tflog.Debug(ctx, "Writing policy rule", map[string]any{"nsg_id": nsgID, "rule": r.Name, "priority": r.Priority})
-		if _, err := store.PutRule(ctx, nsgID, r); err != nil {
-			return created, fmt.Errorf("write rule %s on %s: %w", r.Name, nsgID, err)
-		}
+		changes = append(changes, azure.RuleChange{Put: &r})
 		if !exists {
 			created = append(created, r.Name)
 		}
 	}
-	for _, name := range names {
-		if want[name] {
-			continue
+	for _, name := range policyRuleNames(p.Name) {
+		if old, exists := current[name]; exists && !want[name] {
+			changes = append(changes, azure.RuleChange{Delete: old.Name})
 		}
-		if _, exists := current[name]; !exists {
-			continue
-		}
-		tflog.Debug(ctx, "Deleting policy rule no longer needed", map[string]any{"nsg_id": nsgID, "rule": name})
-		if err := store.DeleteRule(ctx, nsgID, current[name].Name); err != nil {
-			return created, fmt.Errorf("delete rule %s on %s: %w", name, nsgID, err)
-		}
+	}
+	if len(changes) == 0 {
+		return nil, nil
+	}
+	tflog.Debug(ctx, "Writing policy rules", map[string]any{"nsg_id": nsgID, "changes": len(changes)})
+	if _, err := store.ApplyRuleChanges(ctx, nsgID, changes); err != nil {
+		return nil, fmt.Errorf("write the policy's rules on %s: %w", nsgID, err)
 	}
 	return created, nil
 }
 
-// removePolicyFromNSG deletes the policy's rules from one NSG: its (expired)
-// grant rules first, then guards, then deny-all rules. Rules outside the
-// policy's names are never touched. A missing NSG has nothing to remove.
+// removePolicyFromNSG deletes the policy's rules from one NSG, its (expired)
+// grant rules with them, in one NSG write. Rules outside the policy's names
+// are never touched. A missing NSG has nothing to remove.
 func removePolicyFromNSG(ctx context.Context, store ruleStore, nsgID, policy string, grants []jit.GrantRule) error {
 	rules, err := store.ListRules(ctx, nsgID)
 	if errors.Is(err, azure.ErrNotFound) {
@@ -105,22 +87,23 @@ func removePolicyFromNSG(ctx context.Context, store ruleStore, nsgID, policy str
 	for _, r := range rules {
 		present[strings.ToLower(r.Name)] = r.Name
 	}
-	var order []string
+	var names []string
 	for _, g := range grants {
-		order = append(order, strings.ToLower(g.Rule.Name))
+		names = append(names, strings.ToLower(g.Rule.Name))
 	}
-	names := policyRuleNames(policy)
-	order = append(order, names[:6]...) // guards
-	order = append(order, names[6:]...) // deny-all
-	for _, name := range order {
-		actual, ok := present[name]
-		if !ok {
-			continue
+	names = append(names, policyRuleNames(policy)...)
+	var changes []azure.RuleChange
+	for _, name := range names {
+		if actual, ok := present[name]; ok {
+			changes = append(changes, azure.RuleChange{Delete: actual})
 		}
-		tflog.Debug(ctx, "Deleting policy rule", map[string]any{"nsg_id": nsgID, "rule": actual})
-		if err := store.DeleteRule(ctx, nsgID, actual); err != nil {
-			return fmt.Errorf("delete rule %s on %s: %w", actual, nsgID, err)
-		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	tflog.Debug(ctx, "Deleting policy rules", map[string]any{"nsg_id": nsgID, "rules": len(changes)})
+	if _, err := store.ApplyRuleChanges(ctx, nsgID, changes); err != nil && !errors.Is(err, azure.ErrNotFound) {
+		return fmt.Errorf("delete the policy's rules on %s: %w", nsgID, err)
 	}
 	return nil
 }

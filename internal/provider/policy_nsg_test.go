@@ -38,31 +38,47 @@ func (f *fakeStore) ListRules(_ context.Context, nsgID string) ([]jit.SecurityRu
 	return out, nil
 }
 
-func (f *fakeStore) PutRule(_ context.Context, nsgID string, r jit.SecurityRule) (jit.SecurityRule, error) {
+// ApplyRuleChanges applies the changes in order, as one write, recorded as
+// one call: "put a,delete b".
+func (f *fakeStore) ApplyRuleChanges(_ context.Context, nsgID string, changes []azure.RuleChange) ([]jit.SecurityRule, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	call := "put " + r.Name
+	next := map[string]jit.SecurityRule{}
+	for k, v := range f.rules[nsgID] {
+		next[k] = v
+	}
+	var ops []string
+	var written []jit.SecurityRule
+	for _, ch := range changes {
+		switch {
+		case ch.Put != nil || ch.Choose != nil:
+			r := ch.Put
+			if r == nil {
+				current := make([]jit.SecurityRule, 0, len(next))
+				for _, x := range next {
+					current = append(current, x)
+				}
+				chosen, err := ch.Choose(current)
+				if err != nil {
+					return nil, err
+				}
+				r = &chosen
+			}
+			ops = append(ops, "put "+r.Name)
+			next[r.Name] = *r
+			written = append(written, *r)
+		default:
+			ops = append(ops, "delete "+ch.Delete)
+			delete(next, ch.Delete)
+		}
+	}
+	call := strings.Join(ops, ",")
 	f.calls = append(f.calls, call)
 	if call == f.fail {
-		return jit.SecurityRule{}, errors.New("injected failure")
+		return nil, errors.New("injected failure")
 	}
-	if f.rules[nsgID] == nil {
-		f.rules[nsgID] = map[string]jit.SecurityRule{}
-	}
-	f.rules[nsgID][r.Name] = r
-	return r, nil
-}
-
-func (f *fakeStore) DeleteRule(_ context.Context, nsgID, name string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	call := "delete " + name
-	f.calls = append(f.calls, call)
-	if call == f.fail {
-		return errors.New("injected failure")
-	}
-	delete(f.rules[nsgID], name)
-	return nil
+	f.rules[nsgID] = next
+	return written, nil
 }
 
 func mustPolicy(t *testing.T, ports ...jit.PortInput) jit.Policy {
@@ -75,7 +91,7 @@ func mustPolicy(t *testing.T, ports ...jit.PortInput) jit.Policy {
 	return p
 }
 
-func TestApplyPolicyWritesDenyFirstAndRemovesLast(t *testing.T) {
+func TestApplyPolicyWritesEachChangeAsOneNSGWrite(t *testing.T) {
 	const nsg = "nsg"
 	ctx := context.Background()
 	store := newFakeStore()
@@ -91,9 +107,10 @@ func TestApplyPolicyWritesDenyFirstAndRemovesLast(t *testing.T) {
 		policy jit.Policy
 		want   []string // calls in order
 	}{
-		{mustPolicy(t, tcp), []string{"put jit-web-deny-tcp", "put jit-web-guard-tcp"}},
-		{mustPolicy(t, tcp, udp), []string{"put jit-web-deny-udp", "put jit-web-guard-udp"}},
-		{mustPolicy(t, tcp), []string{"delete jit-web-guard-udp", "delete jit-web-deny-udp"}},
+		// Each step is one write: the NSG never shows half a policy.
+		{mustPolicy(t, tcp), []string{"put jit-web-guard-tcp,put jit-web-deny-tcp"}},
+		{mustPolicy(t, tcp, udp), []string{"put jit-web-guard-udp,put jit-web-deny-udp"}},
+		{mustPolicy(t, tcp), []string{"delete jit-web-guard-udp,delete jit-web-deny-udp"}},
 		{mustPolicy(t, tcp), nil}, // nothing to do: no write at all
 	}
 	for i, step := range steps {
@@ -102,7 +119,7 @@ func TestApplyPolicyWritesDenyFirstAndRemovesLast(t *testing.T) {
 		if _, err := applyPolicyToNSG(ctx, store, nsg, step.policy, rules); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
-		if strings.Join(store.calls, ",") != strings.Join(step.want, ",") {
+		if strings.Join(store.calls, ";") != strings.Join(step.want, ";") {
 			t.Errorf("step %d: calls %v, want %v", i, store.calls, step.want)
 		}
 		if store.rules[nsg]["AllowHTTPS"].Name == "" {
@@ -123,7 +140,7 @@ func TestRemovePolicyTouchesOnlyItsRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range append(p.Rules(), other.Rules()...) {
-		_, _ = store.PutRule(ctx, nsg, r)
+		_, _ = store.ApplyRuleChanges(ctx, nsg, []azure.RuleChange{{Put: &r}})
 	}
 	store.calls = nil
 	if err := removePolicyFromNSG(ctx, store, nsg, "web", nil); err != nil {
@@ -161,7 +178,7 @@ func TestCachedRulesListsOncePerNSGUntilWritten(t *testing.T) {
 	if store.lists != 1 {
 		t.Fatalf("20 concurrent reads made %d list calls, want 1", store.lists)
 	}
-	if _, err := c.PutRule(ctx, "a", jit.SecurityRule{Name: "x"}); err != nil {
+	if _, err := c.ApplyRuleChanges(ctx, "a", []azure.RuleChange{{Put: &jit.SecurityRule{Name: "x"}}}); err != nil {
 		t.Fatal(err)
 	}
 	rules, err := c.ListRules(ctx, "a")

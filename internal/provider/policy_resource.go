@@ -390,10 +390,15 @@ func (r *policyResource) setComputed(ctx context.Context, m *policyModel, p jit.
 func (r *policyResource) rollback(ctx context.Context, written map[string][]string) {
 	ctx = context.WithoutCancel(ctx)
 	for nsgID, names := range written {
+		var changes []azure.RuleChange
 		for _, name := range names {
-			if err := r.data.rules.DeleteRule(ctx, nsgID, name); err != nil {
-				tflog.Warn(ctx, "Rollback could not delete a rule", map[string]any{"nsg_id": nsgID, "rule": name, "error": err.Error()})
-			}
+			changes = append(changes, azure.RuleChange{Delete: name})
+		}
+		if len(changes) == 0 {
+			continue
+		}
+		if _, err := r.data.rules.ApplyRuleChanges(ctx, nsgID, changes); err != nil {
+			tflog.Warn(ctx, "Rollback could not delete rules", map[string]any{"nsg_id": nsgID, "rules": names, "error": err.Error()})
 		}
 	}
 }

@@ -82,9 +82,6 @@ type providerData struct {
 	// audit receives one event per grant opened, closed, refused or found
 	// drifted.
 	audit audit.Sink
-	// nsgLocks serialises this process's grant writes per NSG, so that its
-	// own grants never race each other for a priority.
-	nsgLocks *keyedMutex
 }
 
 func (p *jitProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -228,7 +225,7 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 		sink = file
 	}
 	data := &providerData{client: client, config: cfg, rules: newCachedRules(client), clock: clock,
-		audit: sink, nsgLocks: newKeyedMutex()}
+		audit: sink}
 	resp.DataSourceData = data
 	resp.ResourceData = data
 }

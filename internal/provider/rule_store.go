@@ -5,16 +5,17 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 // ruleStore is what the resources need of Azure: the rules of an NSG, and
-// writing or deleting one of them. *azure.Client implements it; unit tests
-// use a fake.
+// changes to them, applied together in one NSG write (with the changes
+// other resources ask for at the same moment). *azure.Client implements it;
+// unit tests use a fake.
 type ruleStore interface {
 	ListRules(ctx context.Context, nsgID string) ([]jit.SecurityRule, error)
-	PutRule(ctx context.Context, nsgID string, r jit.SecurityRule) (jit.SecurityRule, error)
-	DeleteRule(ctx context.Context, nsgID, name string) error
+	ApplyRuleChanges(ctx context.Context, nsgID string, changes []azure.RuleChange) ([]jit.SecurityRule, error)
 }
 
 // cachedRules lists each NSG's rules at most once per provider process —
@@ -56,14 +57,9 @@ func (c *cachedRules) ListRules(ctx context.Context, nsgID string) ([]jit.Securi
 	return append([]jit.SecurityRule(nil), e.rules...), nil
 }
 
-func (c *cachedRules) PutRule(ctx context.Context, nsgID string, r jit.SecurityRule) (jit.SecurityRule, error) {
+func (c *cachedRules) ApplyRuleChanges(ctx context.Context, nsgID string, changes []azure.RuleChange) ([]jit.SecurityRule, error) {
 	defer c.forget(nsgID, nil)
-	return c.store.PutRule(ctx, nsgID, r)
-}
-
-func (c *cachedRules) DeleteRule(ctx context.Context, nsgID, name string) error {
-	defer c.forget(nsgID, nil)
-	return c.store.DeleteRule(ctx, nsgID, name)
+	return c.store.ApplyRuleChanges(ctx, nsgID, changes)
 }
 
 // forget drops the NSG's entry (only if it is still e, when e is given).
@@ -74,10 +70,4 @@ func (c *cachedRules) forget(nsgID string, e *cacheEntry) {
 	if e == nil || c.entries[key] == e {
 		delete(c.entries, key)
 	}
-}
-
-// ListRulesFresh lists the NSG's rules from Azure, bypassing the cache: for
-// choosing a free priority, where a stale read means a conflict.
-func (c *cachedRules) ListRulesFresh(ctx context.Context, nsgID string) ([]jit.SecurityRule, error) {
-	return c.store.ListRules(ctx, nsgID)
 }
