@@ -175,3 +175,56 @@ func BenchmarkComplement50(b *testing.B) {
 		Complement(in, IPv6)
 	}
 }
+
+// FuzzReadNSG: the decoder never panics on arbitrary rules, and never
+// reads back a policy it does not flag as malformed unless that policy's
+// own encoding is exactly on the NSG (fail closed). The input is a valid
+// policy's rules with one field of one rule replaced by fuzzed text.
+func FuzzReadNSG(f *testing.F) {
+	f.Add(0, "name", "jit-web-guard-tcp", int32(100))
+	f.Add(1, "description", "jit:v1 role=deny band=100-199 guard=v4 max=24h", int32(199))
+	f.Add(1, "priority", "", int32(150))
+	f.Add(0, "source", "0.0.0.0/0", int32(100))
+	f.Add(2, "name", "jit-web-g-abc", int32(120))
+	p, err := NewPolicy(PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"},
+		AllowedSources: []string{"203.0.113.0/24"}, BandStart: 100, BandEnd: 199,
+		Ports: []PortInput{{22, "Tcp", "3h"}, {53, "Udp", "30m"}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, index int, field, value string, priority int32) {
+		rules := p.Rules()
+		if index < 0 {
+			index = -index
+		}
+		r := &rules[index%len(rules)]
+		switch field {
+		case "name":
+			r.Name = value
+		case "description":
+			r.Description = value
+		case "priority":
+			r.Priority = priority
+		case "source":
+			r.SourcePrefixes = strings.Split(value, ",")
+		default:
+			r.DestinationPorts = strings.Split(value, ",")
+		}
+		view := ReadNSG(rules)
+		for name, dp := range view.Policies {
+			if dp.Problem != "" {
+				continue
+			}
+			present := map[string]SecurityRule{}
+			for _, x := range rules {
+				present[x.Name] = x
+			}
+			for _, want := range dp.Policy.Rules() {
+				got, ok := present[want.Name]
+				if !ok || got.Priority != want.Priority || got.Description != want.Description || got.Access != want.Access {
+					t.Fatalf("policy %q read back without a problem, but its rule %s is not on the NSG as encoded: %+v", name, want.Name, got)
+				}
+			}
+		}
+	})
+}
