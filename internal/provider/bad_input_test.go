@@ -186,8 +186,8 @@ func TestAccBadInput(t *testing.T) {
 				BandStart: 150, BandEnd: 249, Ports: []jit.PortInput{{Number: 5432, Protocol: "Tcp", MaxDuration: "1h"}}})
 			env.PutRules(nsgID, p.Rules()...)
 		}, config: policyWith(nil), want: `band 100-199 of policy "web" overlaps band 150-249 of policy "db"`},
-		"a policy of that name exists already": {setup: func(env *acctest.Env, nsgID string) { existingPolicy(env, nsgID) },
-			config: policyWith(nil), want: `A JIT policy named "web" is already on .* Import it`},
+		"a different policy of that name exists": {setup: func(env *acctest.Env, nsgID string) { existingPolicy(env, nsgID) },
+			config: policyWith(map[string]string{"ports": `[{ port = 22, max_duration = "1h" }]`}), want: `A JIT policy named "web" is already on .* Import it`},
 		"foreign rule in the band": {rules: []*armnetwork.SecurityRule{acctest.AllowRule("LegacyAdmin", 150, "192.0.2.1", "22")},
 			config: policyWith(nil), want: `rule "LegacyAdmin" at priority 150 on .* lies inside band 100-199`},
 		"NSG at 1000 rules": {rules: manyRules(1000), config: policyWith(nil), want: `over Azure's limit of 1000 per NSG`},

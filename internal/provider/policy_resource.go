@@ -279,6 +279,16 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 		}
 		view := jit.ReadNSG(rules)
 		if existing, ok := view.Policies[p.Name]; ok && creating {
+			if existing.Problem == "" && existing.Policy.Equal(p) {
+				// Exactly this policy: most likely an apply interrupted after
+				// Azure accepted the write and before Terraform saved state.
+				// Taking it over converges; writing it again changes nothing.
+				resp.Diagnostics.AddWarning("Adopting Existing JIT Policy",
+					fmt.Sprintf("Policy %q is already on %s exactly as configured (left by an interrupted apply, or written "+
+						"by another configuration). This resource takes it over. If another configuration manages it, remove "+
+						"one of the two.", p.Name, nsgID))
+				continue
+			}
 			resp.Diagnostics.AddAttributeError(path.Root("name"), "JIT Policy Already Exists",
 				fmt.Sprintf("A JIT policy named %q is already on %s (rules %s), written by another configuration or left behind. "+
 					"Import it (terraform import <address> '%s') or choose another name.",

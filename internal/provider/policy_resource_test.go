@@ -469,3 +469,30 @@ resource "jit_policy" "web" {
 		}},
 	})
 }
+
+// An apply interrupted after Azure accepted the policy's rules and before
+// Terraform saved state leaves the policy on the NSG: the next apply adopts
+// it instead of failing, and the ports stay closed throughout.
+func TestAccPolicy_adoptsAnIdenticalPolicyLeftByAnInterruptedApply(t *testing.T) {
+	env := acctest.New(t, azuresim.Options{})
+	nsgID := env.CreateNSG("nsg-web", acctest.AllowRule("AllowSSHFromInternet", 300, "Internet", "22"))
+	before := env.Snapshot(nsgID)
+	left, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{vm},
+		AllowedSources: []string{"203.0.113.0/24"}, BandStart: 100, BandEnd: 199,
+		Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "3h"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.PutRules(nsgID, left.Rules()...)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: providerFactories(noEnv),
+		CheckDestroy:             env.ExpectUnchanged(nsgID, before),
+		Steps: []resource.TestStep{{
+			Config: policyConfig(env, nsgID, []string{"22"}),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("jit_policy.web", tfjsonpath.New("id"), knownvalue.StringExact("web@"+nsgID)),
+				env.ExpectReachable([]string{nsgID}, false, acctest.Flow{Source: stranger, Destination: vm, Port: 22}),
+			},
+		}},
+	})
+}
