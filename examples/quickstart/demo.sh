@@ -95,12 +95,15 @@ show_reach() {
 	echo "  stranger 198.51.100.9 -> VM:443  $(reach 198.51.100.9 443)"
 }
 
-step "1. Before: the VM's SSH port is open to the whole Internet"
+step "1. Find what to protect: jitd scan lists management ports open to the Internet"
+"$BIN/jitd" scan -nsg "$nsg_id" 2>/dev/null | sed 's/^/  /' || echo "  (exit code $?: something is exposed)"
 show_reach
 
 step "2. The platform team applies jit_policy.web_ssh"
 tf apply -input=false -auto-approve -no-color | sed -n '/^Apply complete/,$p'
 show_reach
+echo "  jitd scan now:"
+"$BIN/jitd" scan -nsg "$nsg_id" 2>/dev/null | sed 's/^/    /' && echo "    (exit code 0: nothing exposed)"
 
 step "   jitd starts watching the NSG (it closes grants at expiry, whoever runs Terraform or not)"
 "$BIN/jitd" -nsg "$nsg_id" -audit-log "$work/jitd-audit.jsonl" -log-level warn &

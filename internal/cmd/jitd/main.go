@@ -44,9 +44,13 @@ func mainCode() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	var exit *exitCodeError
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &exit):
+		fmt.Fprintln(os.Stderr, "jitd:", exit.msg)
+		return exit.code
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "jitd:", err)
 		return 1
@@ -90,7 +94,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs := flag.NewFlagSet("jitd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: jitd [flags]\n\njitd closes expired and tampered JIT grant rules on Azure network security groups.\nCredentials come from the ARM_* environment variables, as for the provider.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: jitd [flags]\n       jitd scan [flags]      find management ports open to the Internet\n       jitd request [flags]   write a jit_access_grant request\n\njitd closes expired and tampered JIT grant rules on Azure network security groups.\nCredentials come from the ARM_* environment variables, as for the provider.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	fs.Var(&o.subscriptions, "subscription", "watch every NSG of this subscription id (repeatable)")
@@ -133,8 +137,17 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 }
 
 // run is jitd: parse, connect, check the scope, then reconcile until ctx
-// ends (or once).
+// ends (or once). The subcommands scan and request are dispatched from here;
+// with no subcommand jitd is the daemon.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "scan":
+			return runScan(ctx, args[1:], getenv, stdout, stderr)
+		case "request":
+			return runRequest(ctx, args[1:], getenv, stdout, stderr)
+		}
+	}
 	o, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/scan"
+)
+
+// ExitExposed is `jitd scan`'s exit code when a management port is open to
+// the Internet: distinct from 1 (the scan failed) so that CI can gate on it.
+const ExitExposed = 3
+
+const scanUsage = `
+Usage: jitd scan [flags]
+
+Lists every network security group in the scope whose inbound rules let a
+management port in from the Internet (any public source address, with
+Azure's first-match semantics), with the rule responsible and whether a JIT
+policy on that NSG covers the port. Credentials come from the ARM_*
+environment variables, as for the provider.
+
+Exit codes: 0 nothing exposed; 3 something exposed (expired grants and
+bypassed policies included); 1 the scan failed or is incomplete.
+`
+
+// scanOptions are `jitd scan`'s parsed flags.
+type scanOptions struct {
+	subscriptions, resourceGroups, nsgs listFlag
+	ports                               []uint16
+	destinations                        []netip.Addr
+	output                              string
+	concurrency                         int
+	azure                               azureFlags
+}
+
+func parseScanFlags(args []string, stderr io.Writer) (scanOptions, error) {
+	o := scanOptions{ports: slices.Clone(scan.DefaultPorts)}
+	fs := newFlagSet("scan", scanUsage, stderr)
+	fs.Var(&o.subscriptions, "subscription", "scan every NSG of this subscription id (repeatable)")
+	fs.Var(&o.resourceGroups, "resource-group", "scan every NSG of this resource group: <subscription id>/<name>, or a name in the default subscription (repeatable)")
+	fs.Var(&o.nsgs, "nsg", "scan this NSG, by resource id (repeatable)")
+	fs.Func("ports", "comma-separated TCP ports to check (default 22,3389,5985,5986)", func(v string) error {
+		ports, err := parsePortList(v)
+		o.ports = ports
+		return err
+	})
+	fs.Func("destination", "also judge this VM address, besides those the rules name (repeatable)", func(v string) error {
+		a, err := netip.ParseAddr(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%q is not an IP address", v)
+		}
+		o.destinations = append(o.destinations, a)
+		return nil
+	})
+	fs.StringVar(&o.output, "output", "table", "output format: table or json")
+	fs.IntVar(&o.concurrency, "concurrency", 8, "NSGs read at once")
+	o.azure.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	case o.output != "table" && o.output != "json":
+		return o, fmt.Errorf("--output %q: want table or json", o.output)
+	case o.concurrency < 1:
+		return o, fmt.Errorf("--concurrency must be at least 1, not %d", o.concurrency)
+	}
+	return o, nil
+}
+
+// parsePortList reads "22,3389".
+func parsePortList(v string) ([]uint16, error) {
+	var ports []uint16
+	for _, s := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("%q is not a port (1–65535)", strings.TrimSpace(s))
+		}
+		if !slices.Contains(ports, uint16(n)) {
+			ports = append(ports, uint16(n))
+		}
+	}
+	return ports, nil
+}
+
+// scanReport is `jitd scan --output json`. Field names are stable.
+type scanReport struct {
+	ScannedNSGs int              `json:"scanned_nsgs"`
+	Ports       []uint16         `json:"ports"`
+	Exposed     int              `json:"exposed"` // findings whose status is an exposure
+	Findings    []scan.Finding   `json:"findings"`
+	Protected   []scan.Protected `json:"protected"`
+	Errors      []string         `json:"errors"`
+}
+
+// runScan is `jitd scan`.
+func runScan(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := parseScanFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	client, cfg, err := o.azure.client(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	sc, err := newScope(options{subscriptions: o.subscriptions, resourceGroups: o.resourceGroups, nsgs: o.nsgs}, cfg.SubscriptionID)
+	if err != nil {
+		return err
+	}
+	sc.client = client
+	rep := scanScope(ctx, sc, o, time.Now(), stderr)
+	if err := writeScanReport(stdout, rep, o.output); err != nil {
+		return err
+	}
+	return scanVerdict(rep)
+}
+
+// scanVerdict turns a report into jitd's exit: an error (1) when the scan
+// is incomplete, ExitExposed when something is exposed.
+func scanVerdict(rep scanReport) error {
+	if len(rep.Errors) > 0 {
+		return fmt.Errorf("the scan is incomplete: %d part(s) of the scope could not be read:\n%s",
+			len(rep.Errors), strings.Join(rep.Errors, "\n"))
+	}
+	if rep.Exposed > 0 {
+		return &exitCodeError{code: ExitExposed, msg: fmt.Sprintf("%d management port finding(s) open to the Internet", rep.Exposed)}
+	}
+	return nil
+}
+
+// scanScope reads every NSG of the scope, at most o.concurrency at once,
+// and judges each. Progress goes to progress for scopes of 50 NSGs or
+// more, where a scan takes long enough to wonder.
+func scanScope(ctx context.Context, sc *scope, o scanOptions, now time.Time, progress io.Writer) scanReport {
+	rep := scanReport{Ports: o.ports, Findings: []scan.Finding{}, Protected: []scan.Protected{}, Errors: []string{}}
+	ids, err := sc.NSGIDs(ctx)
+	if err != nil {
+		rep.Errors = append(rep.Errors, err.Error())
+	}
+	results := make([]scan.Result, len(ids))
+	errs := make([]error, len(ids))
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		done int
+	)
+	step := max(len(ids)/10, 1)
+	sem := make(chan struct{}, o.concurrency)
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = fmt.Errorf("%s: %w", id, ctx.Err())
+				return
+			}
+			defer func() { <-sem }()
+			rules, err := sc.client.ListRules(ctx, id)
+			if err != nil {
+				errs[i] = err
+			} else {
+				results[i] = scan.NSG(id, rules, scan.Options{Ports: o.ports, Destinations: o.destinations, Now: now})
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if done++; len(ids) >= 50 && (done%step == 0 || done == len(ids)) {
+				fmt.Fprintf(progress, "jitd scan: %d/%d NSGs read\n", done, len(ids))
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range ids {
+		if errs[i] != nil {
+			rep.Errors = append(rep.Errors, errs[i].Error())
+			continue
+		}
+		rep.ScannedNSGs++
+		rep.Findings = append(rep.Findings, results[i].Findings...)
+		rep.Protected = append(rep.Protected, results[i].Protected...)
+	}
+	slices.SortStableFunc(rep.Findings, func(a, b scan.Finding) int {
+		return cmp.Or(strings.Compare(strings.ToLower(a.NSGID), strings.ToLower(b.NSGID)), cmp.Compare(a.Port, b.Port),
+			cmp.Compare(a.Priority, b.Priority))
+	})
+	slices.SortStableFunc(rep.Protected, func(a, b scan.Protected) int {
+		return cmp.Or(strings.Compare(strings.ToLower(a.NSGID), strings.ToLower(b.NSGID)), cmp.Compare(a.Port, b.Port))
+	})
+	for _, f := range rep.Findings {
+		if f.Status.Exposed() {
+			rep.Exposed++
+		}
+	}
+	return rep
+}
+
+func writeScanReport(w io.Writer, rep scanReport, format string) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return fmt.Errorf("writing the report: %w", err)
+		}
+		return nil
+	}
+	var b strings.Builder
+	ports := make([]string, len(rep.Ports))
+	for i, p := range rep.Ports {
+		ports[i] = strconv.Itoa(int(p))
+	}
+	if len(rep.Findings) > 0 {
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NSG\tPORT\tSTATUS\tRULE\tPRIORITY\tSOURCE\tEXAMPLE\tDESTINATION\tJIT POLICY")
+		for _, f := range rep.Findings {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", shortNSG(f.NSGID), f.Port, f.Status, f.Rule, f.Priority,
+				strings.Join(f.RuleSources, ","), f.ExampleSource, strings.Join(f.Destinations, ","), cmp.Or(f.Policy, "-"))
+		}
+		_ = tw.Flush()
+		for _, f := range rep.Findings {
+			if f.Detail != "" {
+				fmt.Fprintf(&b, "  %s %d/Tcp: %s\n", shortNSG(f.NSGID), f.Port, f.Detail)
+			}
+		}
+		b.WriteString("\n")
+	}
+	if len(rep.Protected) > 0 {
+		b.WriteString("Closed by JIT policies:\n")
+		for _, p := range rep.Protected {
+			fmt.Fprintf(&b, "  %s %d/Tcp  policy %s\n", shortNSG(p.NSGID), p.Port, p.Policy)
+		}
+		b.WriteString("\n")
+	}
+	nsgs := map[string]bool{}
+	for _, f := range rep.Findings {
+		if f.Status.Exposed() {
+			nsgs[strings.ToLower(f.NSGID)] = true
+		}
+	}
+	if rep.Exposed == 0 {
+		fmt.Fprintf(&b, "%d NSG(s) scanned: no management port (TCP %s) is open to the Internet.\n", rep.ScannedNSGs, strings.Join(ports, ", "))
+	} else {
+		fmt.Fprintf(&b, "%d NSG(s) scanned: %d finding(s) on %d NSG(s) let the Internet reach a management port (TCP %s).\n",
+			rep.ScannedNSGs, rep.Exposed, len(nsgs), strings.Join(ports, ", "))
+	}
+	for _, e := range rep.Errors {
+		fmt.Fprintf(&b, "error: %s\n", e)
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return fmt.Errorf("writing the report: %w", err)
+	}
+	return nil
+}
+
+// shortNSG is "<resource group>/<name>" for the table; the JSON output
+// keeps full ids.
+func shortNSG(id string) string {
+	if p, err := azure.ParseNSGID(id); err == nil {
+		return p.ResourceGroup + "/" + p.Name
+	}
+	return id
+}
