@@ -62,7 +62,10 @@ type Client struct {
 	clients  map[string]*subscriptionClients // by lower-cased subscription id
 	locks    map[string]chan struct{}        // by lower-cased NSG id
 	batchers map[string]*batcher             // by lower-cased NSG id
-	raw      *arm.Client                     // for whole-NSG reads and writes as raw JSON
+	// gatherBatches makes the first change to an idle NSG wait for others
+	// (see minGather); on by default.
+	gatherBatches bool
+	raw           *arm.Client // for whole-NSG reads and writes as raw JSON
 }
 
 // subscriptionClients are the armnetwork clients of one subscription:
@@ -140,6 +143,7 @@ func NewClient(ctx context.Context, c Config, o ClientOptions) (*Client, error) 
 		pollFrequency:  o.PollFrequency,
 		clients:        map[string]*subscriptionClients{},
 		locks:          map[string]chan struct{}{},
+		gatherBatches:  true,
 	}, nil
 }
 

@@ -279,8 +279,10 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 	}
 	event := requestEvent(ctx, plan, policyName, nsgIDs)
 
-	// Checked again at apply, against the NSGs as they are now.
-	policy, diags := r.readPolicy(ctx, r.data.client, policyName, nsgIDs)
+	// Checked again at apply, against the NSGs as this apply read them (once
+	// per NSG for all its grants). Where the rule goes is decided later, in
+	// the NSG write itself, against the NSG as it is at that moment.
+	policy, diags := r.readPolicy(ctx, r.data.rules, policyName, nsgIDs)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		_ = r.emit(ctx, event, audit.ActionRefuse, audit.ResultDenied, diagSummary(resp.Diagnostics))

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
@@ -365,22 +366,28 @@ func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest,
 		}
 	}
 
+	var mu sync.Mutex
 	written := map[string][]string{}
-	for _, nsgID := range nsgIDs {
+	failedNSG, err := forEachNSG(ctx, nsgIDs, func(ctx context.Context, nsgID string) error {
 		rules, err := r.data.rules.ListRules(ctx, nsgID)
-		if err == nil {
-			var created []string
-			created, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules)
-			written[nsgID] = created
-		}
 		if err != nil {
-			r.rollback(ctx, written)
-			resp.Diagnostics.AddError("Unable to Create JIT Policy",
-				azureErrorDetail("write the policy's rules on", nsgID, err)+
-					"\n\nThe rules this apply had written were removed again; the NSGs are as they were before.")
-			return
+			return err
 		}
-		tflog.Info(ctx, "Policy rules written", map[string]any{"nsg_id": nsgID, "rules": p.GuardAndDenyNames()})
+		created, err := applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules)
+		mu.Lock()
+		written[nsgID] = created
+		mu.Unlock()
+		if err == nil {
+			tflog.Info(ctx, "Policy rules written", map[string]any{"nsg_id": nsgID, "rules": p.GuardAndDenyNames()})
+		}
+		return err
+	})
+	if err != nil {
+		r.rollback(ctx, written)
+		resp.Diagnostics.AddError("Unable to Create JIT Policy",
+			azureErrorDetail("write the policy's rules on", failedNSG, err)+
+				"\n\nThe rules this apply had written were removed again; the NSGs are as they were before.")
+		return
 	}
 
 	r.setComputed(ctx, &plan, p, nsgIDs, &resp.Diagnostics)
@@ -524,32 +531,41 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 		return
 	}
 
+	// Conflicts with what is on the NSGs now are checked before anything is
+	// written, so a refused update writes nothing.
 	for _, nsgID := range nsgIDs {
 		rules, err := r.data.rules.ListRules(ctx, nsgID)
-		if err == nil {
-			err = jit.Conflicts(p, nsgID, rules)
-			if err != nil {
-				addFieldErrors(&resp.Diagnostics, "JIT Policy Conflicts With Network Security Group", err)
-				return
-			}
-			_, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules)
-		}
 		if err != nil {
-			resp.Diagnostics.AddError("Unable to Update JIT Policy", azureErrorDetail("write the policy's rules on", nsgID, err)+
-				"\n\nRun apply again to finish: the policy's deny rules are always written before anything is removed, "+
-				"so no protected port was opened by this failure.")
+			resp.Diagnostics.AddError("Unable to Update JIT Policy", azureErrorDetail("read the rules of", nsgID, err))
+			return
+		}
+		if err := jit.Conflicts(p, nsgID, rules); err != nil {
+			addFieldErrors(&resp.Diagnostics, "JIT Policy Conflicts With Network Security Group", err)
 			return
 		}
 	}
-	for _, nsgID := range leaving {
+	failedNSG, err := forEachNSG(ctx, nsgIDs, func(ctx context.Context, nsgID string) error {
+		rules, err := r.data.rules.ListRules(ctx, nsgID)
+		if err == nil {
+			_, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules)
+		}
+		return err
+	})
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to Update JIT Policy", azureErrorDetail("write the policy's rules on", failedNSG, err)+
+			"\n\nRun apply again to finish: each NSG's rules change in one write, so none of them is left half-changed.")
+		return
+	}
+	failedNSG, err = forEachNSG(ctx, leaving, func(ctx context.Context, nsgID string) error {
 		grants, err := r.policyGrants(ctx, p.Name, nsgID)
 		if err == nil {
 			err = removePolicyFromNSG(ctx, r.data.rules, nsgID, p.Name, grants)
 		}
-		if err != nil {
-			resp.Diagnostics.AddError("Unable to Update JIT Policy", azureErrorDetail("remove the policy's rules from", nsgID, err))
-			return
-		}
+		return err
+	})
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to Update JIT Policy", azureErrorDetail("remove the policy's rules from", failedNSG, err))
+		return
 	}
 
 	r.setComputed(ctx, &plan, p, nsgIDs, &resp.Diagnostics)
@@ -582,16 +598,18 @@ func (r *policyResource) Delete(ctx context.Context, req resource.DeleteRequest,
 		resp.Diagnostics.AddError("JIT Policy Has Active Grants", activeGrantsDetail(name, active))
 		return
 	}
-	for _, nsgID := range nsgIDs {
+	failedNSG, err := forEachNSG(ctx, nsgIDs, func(ctx context.Context, nsgID string) error {
 		grants, err := r.policyGrants(ctx, name, nsgID)
 		if err == nil {
 			err = removePolicyFromNSG(ctx, r.data.rules, nsgID, name, grants)
 		}
-		if err != nil {
-			resp.Diagnostics.AddError("Unable to Delete JIT Policy", azureErrorDetail("remove the policy's rules from", nsgID, err))
-			return
+		if err == nil {
+			tflog.Info(ctx, "Policy rules removed", map[string]any{"nsg_id": nsgID, "policy": name})
 		}
-		tflog.Info(ctx, "Policy rules removed", map[string]any{"nsg_id": nsgID, "policy": name})
+		return err
+	})
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to Delete JIT Policy", azureErrorDetail("remove the policy's rules from", failedNSG, err))
 	}
 }
 
@@ -796,4 +814,37 @@ func parsePolicyID(id string) (string, []string, error) {
 
 func containsFold(list []string, s string) bool {
 	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, s) })
+}
+
+// nsgConcurrency bounds the NSGs a policy writes at once: writes to
+// different NSGs do not wait for each other on Azure, and ARM's write
+// budget (a bucket of 200, refilled at 10 a second) absorbs this rate.
+const nsgConcurrency = 10
+
+// forEachNSG runs fn for every NSG, up to nsgConcurrency at a time, and
+// returns the first error with the NSG it came from. Every started call
+// finishes; none is cancelled because another failed.
+func forEachNSG(ctx context.Context, nsgIDs []string, fn func(ctx context.Context, nsgID string) error) (string, error) {
+	var (
+		mu       sync.Mutex
+		firstErr error
+		firstNSG string
+		wg       sync.WaitGroup
+	)
+	sem := make(chan struct{}, nsgConcurrency)
+	for _, nsgID := range nsgIDs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(ctx, nsgID); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr, firstNSG = err, nsgID
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return firstNSG, firstErr
 }
