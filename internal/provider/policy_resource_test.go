@@ -496,3 +496,56 @@ func TestAccPolicy_adoptsAnIdenticalPolicyLeftByAnInterruptedApply(t *testing.T)
 		}},
 	})
 }
+
+// A policy with an active grant (written by another workspace) is not
+// destroyed: its deny-all rule is what closes the port again after the
+// grant, so the destroy fails naming the grant, and nothing is removed.
+// Once the grant is gone, the destroy goes through.
+func TestAccPolicy_refusesDestroyUnderAnActiveGrant(t *testing.T) {
+	env := acctest.New(t, azuresim.Options{})
+	nsgID := env.CreateNSG("nsg-web")
+	before := env.Snapshot(nsgID)
+	var grantRule string
+	var withGrant acctest.Snapshot
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: providerFactories(noEnv),
+		CheckDestroy:             env.ExpectUnchanged(nsgID, before),
+		Steps: []resource.TestStep{
+			{Config: policyConfig(env, nsgID, []string{"22"})},
+			{
+				PreConfig: func() {
+					p, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{vm},
+						AllowedSources: []string{"203.0.113.0/24"}, BandStart: 100, BandEnd: 199,
+						Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "3h"}}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					g, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: admin, Duration: "1h", Requester: "dave@example.com"})
+					if err != nil {
+						t.Fatal(err)
+					}
+					lo, _ := p.Band.GrantRange()
+					rule := p.GrantRule("active1", g, time.Now().Add(time.Hour), lo)
+					grantRule = rule.Name
+					env.PutRules(nsgID, rule)
+					withGrant = env.Snapshot(nsgID)
+				},
+				Config:      env.ProviderBlock(),
+				ExpectError: regexp.MustCompile(`(?s)Policy "web" still has 1 active grant\(s\).*grant active1 \(rule jit-web-g-active1\) by dave@example\.com`),
+			},
+			{
+				// Nothing was removed: the port is closed behind the grant.
+				PreConfig: func() {
+					if err := env.ExpectUnchanged(nsgID, withGrant)(nil); err != nil {
+						t.Fatalf("a refused destroy changed the NSG: %v", err)
+					}
+					if env.Reachable([]string{nsgID}, stranger, vm, 22, "Tcp") {
+						t.Fatal("the refused destroy opened port 22")
+					}
+					env.DeleteRule(nsgID, grantRule)
+				},
+				Config: env.ProviderBlock(),
+			},
+		},
+	})
+}
