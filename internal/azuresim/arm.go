@@ -206,7 +206,7 @@ func (s *Server) checkAPIVersion(w http.ResponseWriter, q armRequest) bool {
 		return false
 	}
 	network := strings.HasPrefix(q.kind, "nsg") || strings.HasPrefix(q.kind, "rule") ||
-		strings.HasPrefix(q.kind, "default-rule") || strings.HasPrefix(q.kind, "operation") || networkKinds[q.kind]
+		strings.HasPrefix(q.kind, "default-rule") || strings.HasPrefix(q.kind, "operation") || networkRoutes[q.kind] != nil
 	if network && m[1] < "2017" {
 		writeARMError(w, http.StatusBadRequest, "NoRegisteredProviderFound",
 			fmt.Sprintf("No registered resource provider found for location 'global' and API version '%s' for type 'networkSecurityGroups'. The supported api-versions are '%s'.", q.apiVersion, networkAPIVersions))

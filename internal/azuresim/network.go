@@ -113,6 +113,24 @@ func startNetOperation[T any](s *Server, key string, e *netEntry[T], name, resou
 	return op
 }
 
+// resourceMeta is what virtual networks and network interfaces store alike,
+// so that their handlers can be shared.
+type resourceMeta struct {
+	id, rg, name, location        string
+	etag, guid, provisioningState string
+}
+
+func (m *resourceMeta) meta() *resourceMeta { return m }
+
+// netResource is what the shared handlers need of a stored virtual network
+// or network interface.
+type netResource[T any] interface {
+	*T
+	meta() *resourceMeta
+	clone() *T
+	withProvisioningState(ps string) *T
+}
+
 // resourceRef is ARM's reference to another resource: {"id": "..."}.
 type resourceRef struct {
 	ID string `json:"id"`
@@ -120,8 +138,7 @@ type resourceRef struct {
 
 // vnetState is a virtual network as stored.
 type vnetState struct {
-	id, rg, name, location        string
-	etag, guid, provisioningState string // the etag is shared with its subnets, as on Azure
+	resourceMeta // the etag is shared with its subnets, as on Azure
 	// top and props hold what is not modelled (tags, addressSpace, dhcpOptions,
 	// ...) verbatim.
 	top, props map[string]json.RawMessage
@@ -170,11 +187,10 @@ func (v *vnetState) withProvisioningState(ps string) *vnetState {
 
 // nicState is a network interface as stored.
 type nicState struct {
-	id, rg, name, location        string
-	etag, guid, provisioningState string // the etag is shared with its IP configurations
-	top, props                    map[string]json.RawMessage
-	nsgID                         string // canonical id of the NIC-level NSG; "" none
-	ipConfigs                     []*ipConfigState
+	resourceMeta // the etag is shared with its IP configurations
+	top, props   map[string]json.RawMessage
+	nsgID        string // canonical id of the NIC-level NSG; "" none
+	ipConfigs    []*ipConfigState
 }
 
 type ipConfigState struct {
@@ -201,6 +217,13 @@ func (n *nicState) clone() *nicState {
 
 func (n *nicState) ipConfigID(name string) string { return n.id + "/ipConfigurations/" + name }
 
+// withProvisioningState needs no more than the interface's own state: its IP
+// configurations are rendered with it.
+func (n *nicState) withProvisioningState(ps string) *nicState {
+	n.provisioningState = ps
+	return n
+}
+
 // Members the server computes or models itself; anything else a client sends
 // is kept verbatim.
 var (
@@ -210,58 +233,42 @@ var (
 	ipConfigPropsComputed = map[string]bool{"privateIPAddress": true, "privateIPAllocationMethod": true, "privateIPAddressVersion": true, "primary": true, "subnet": true, "provisioningState": true}
 )
 
+// armHandler answers one kind of ARM request.
+type armHandler func(s *Server, w http.ResponseWriter, r *http.Request, q armRequest)
+
+// networkRoutes are the handlers of the request kinds serveNetwork answers,
+// by method.
+var networkRoutes = map[string]map[string]armHandler{
+	"vnet-list":      {http.MethodGet: vnetKind.list},
+	"vnet":           {http.MethodGet: vnetKind.get, http.MethodPut: vnetKind.put, http.MethodDelete: vnetKind.remove},
+	"subnet-list":    {http.MethodGet: (*Server).listSubnets},
+	"subnet":         {http.MethodGet: (*Server).getSubnet, http.MethodPut: (*Server).putSubnet, http.MethodDelete: (*Server).deleteSubnet},
+	"nic-list":       {http.MethodGet: nicKind.list},
+	"nic":            {http.MethodGet: nicKind.get, http.MethodPut: nicKind.put, http.MethodDelete: nicKind.remove},
+	"ip-flow-verify": {http.MethodPost: (*Server).serveIPFlowVerify},
+}
+
 // serveNetwork answers the virtual network, subnet, network interface and
 // network watcher requests; it reports false for any other kind.
 func (s *Server) serveNetwork(w http.ResponseWriter, r *http.Request, q armRequest) bool {
-	m := r.Method
-	switch {
-	case q.kind == "vnet-list" && m == http.MethodGet:
-		s.listVNets(w, r, q)
-	case q.kind == "vnet" && m == http.MethodGet:
-		s.getVNet(w, q)
-	case q.kind == "vnet" && m == http.MethodPut:
-		s.putVNet(w, r, q)
-	case q.kind == "vnet" && m == http.MethodDelete:
-		s.deleteVNet(w, r, q)
-	case q.kind == "subnet-list" && m == http.MethodGet:
-		s.listSubnets(w, r, q)
-	case q.kind == "subnet" && m == http.MethodGet:
-		s.getSubnet(w, q)
-	case q.kind == "subnet" && m == http.MethodPut:
-		s.putSubnet(w, r, q)
-	case q.kind == "subnet" && m == http.MethodDelete:
-		s.deleteSubnet(w, r, q)
-	case q.kind == "nic-list" && m == http.MethodGet:
-		s.listNICs(w, r, q)
-	case q.kind == "nic" && m == http.MethodGet:
-		s.getNIC(w, q)
-	case q.kind == "nic" && m == http.MethodPut:
-		s.putNIC(w, r, q)
-	case q.kind == "nic" && m == http.MethodDelete:
-		s.deleteNIC(w, r, q)
-	case q.kind == "ip-flow-verify" && m == http.MethodPost:
-		s.serveIPFlowVerify(w, r, q)
-	case networkKinds[q.kind]:
-		allow := "GET, PUT, DELETE"
-		switch q.kind {
-		case "vnet-list", "subnet-list", "nic-list":
-			allow = "GET"
-		case "ip-flow-verify":
-			allow = "POST"
-		}
-		w.Header().Set("Allow", allow)
-		writeARMError(w, http.StatusMethodNotAllowed, "MethodNotAllowed",
-			fmt.Sprintf("The HTTP method '%s' is not supported at scope '%s'.", m, r.URL.Path))
-	default:
+	methods := networkRoutes[q.kind]
+	if methods == nil {
 		return false
 	}
+	if h := methods[r.Method]; h != nil {
+		h(s, w, r, q)
+		return true
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodPost} {
+		if methods[m] != nil {
+			allow = append(allow, m)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeARMError(w, http.StatusMethodNotAllowed, "MethodNotAllowed",
+		fmt.Sprintf("The HTTP method '%s' is not supported at scope '%s'.", r.Method, r.URL.Path))
 	return true
-}
-
-// networkKinds are the request kinds serveNetwork answers.
-var networkKinds = map[string]bool{
-	"vnet-list": true, "vnet": true, "subnet-list": true, "subnet": true,
-	"nic-list": true, "nic": true, "ip-flow-verify": true,
 }
 
 // parseNetworkPath classifies the part of a resource group scoped
@@ -395,12 +402,12 @@ func (s *Server) checkNSGReference(ref *resourceRef, from, location string) (str
 	return nsg.id, nil
 }
 
-// nicStates returns every network interface's latest state (for validation)
-// or current state (for rendering). Callers hold s.mu.
-func (s *Server) nicStates(latest bool) []*nicState {
-	var out []*nicState
-	for k := range s.nics {
-		e := settleNet(s, s.nics, k)
+// netStates returns the latest state (for validation) or current state (for
+// rendering) of every resource in m, sorted by id. Callers hold s.mu.
+func netStates[T any, P netResource[T]](s *Server, m map[string]*netEntry[T], latest bool) []*T {
+	var out []*T
+	for k := range m {
+		e := settleNet(s, m, k)
 		if e == nil {
 			continue
 		}
@@ -412,9 +419,14 @@ func (s *Server) nicStates(latest bool) []*nicState {
 			out = append(out, st)
 		}
 	}
-	slices.SortFunc(out, func(a, b *nicState) int { return strings.Compare(strings.ToLower(a.id), strings.ToLower(b.id)) })
+	slices.SortFunc(out, func(a, b *T) int {
+		return strings.Compare(strings.ToLower(P(a).meta().id), strings.ToLower(P(b).meta().id))
+	})
 	return out
 }
+
+// nicStates returns every network interface, as netStates. Callers hold s.mu.
+func (s *Server) nicStates(latest bool) []*nicState { return netStates(s, s.nics, latest) }
 
 // subnetUsers returns the ids of the IP configurations in the subnet.
 // Callers hold s.mu.
@@ -439,18 +451,7 @@ func inUseSubnet(name string, users []string) *armError {
 // nsgUsers returns the subnets and network interfaces associated with an
 // NSG. Callers hold s.mu.
 func (s *Server) nsgUsers(nsgID string, latest bool) (subnets, nics []string) {
-	for k := range s.vnets {
-		e := settleNet(s, s.vnets, k)
-		if e == nil {
-			continue
-		}
-		v := e.current()
-		if latest {
-			v = e.latest()
-		}
-		if v == nil {
-			continue
-		}
+	for _, v := range netStates(s, s.vnets, latest) {
 		for _, sn := range v.subnets {
 			if strings.EqualFold(sn.nsgID, nsgID) {
 				subnets = append(subnets, v.subnetID(sn.name))
@@ -496,6 +497,145 @@ func (s *Server) addNSGReferences(props map[string]any, nsgID string) {
 	if len(nics) > 0 {
 		props["networkInterfaces"] = refs(nics)
 	}
+}
+
+// netType describes a top-level network resource type to the handlers its
+// GET, list, PUT and DELETE share.
+type netType[T any, P netResource[T]] struct {
+	typ     string // for 404s
+	entries func(*Server) map[string]*netEntry[T]
+	key     func(rg, name string) string
+	name    func(armRequest) string // the resource's name in the request path
+	render  func(*Server, *T) map[string]any
+	// build builds and validates the state a PUT body describes, replacing
+	// cur (nil on create).
+	build func(s *Server, rg, name string, raw []byte, cur *T) (*T, *armError)
+	// inUse refuses a deletion Azure refuses; nil when nothing can.
+	inUse           func(*Server, *T) *armError
+	putOp, deleteOp string
+}
+
+var (
+	vnetKind = &netType[vnetState, *vnetState]{
+		typ:     vnetType,
+		entries: func(s *Server) map[string]*netEntry[vnetState] { return s.vnets },
+		key:     vnetKey,
+		name:    func(q armRequest) string { return q.vnet },
+		render:  (*Server).vnetJSON,
+		build:   (*Server).newVNetState,
+		inUse:   (*Server).vnetInUse,
+		putOp:   "PutVirtualNetworkOperation", deleteOp: "DeleteVirtualNetworkOperation",
+	}
+	nicKind = &netType[nicState, *nicState]{
+		typ:     nicType,
+		entries: func(s *Server) map[string]*netEntry[nicState] { return s.nics },
+		key:     nicKey,
+		name:    func(q armRequest) string { return q.nic },
+		render:  (*Server).nicJSON,
+		build:   (*Server).newNICState,
+		putOp:   "PutNetworkInterfaceOperation", deleteOp: "DeleteNetworkInterfaceOperation",
+	}
+)
+
+// find returns the settled entry the request names, answering 404 when
+// there is none. Callers hold s.mu.
+func (k *netType[T, P]) find(s *Server, w http.ResponseWriter, q armRequest) *netEntry[T] {
+	e := settleNet(s, k.entries(s), k.key(q.rg, k.name(q)))
+	if e == nil || e.current() == nil {
+		notFoundResource(w, k.typ, k.name(q), q.rg)
+		return nil
+	}
+	return e
+}
+
+func (k *netType[T, P]) get(s *Server, w http.ResponseWriter, _ *http.Request, q armRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := k.find(s, w, q); e != nil {
+		writeWithETag(w, P(e.current()).meta().etag, k.render(s, e.current()))
+	}
+}
+
+// list answers the resources of a resource group or of the subscription.
+func (k *netType[T, P]) list(s *Server, w http.ResponseWriter, r *http.Request, q armRequest) {
+	s.writeList(w, r, func() ([]any, bool) {
+		var items []any
+		for _, st := range netStates[T, P](s, k.entries(s), false) {
+			if q.rg == "" || strings.EqualFold(P(st).meta().rg, q.rg) {
+				items = append(items, k.render(s, st))
+			}
+		}
+		return items, true
+	})
+}
+
+// put creates or replaces a resource through a long-running operation; the
+// body describes all of it, so that, for example, a virtual network's
+// subnets become exactly the body's.
+func (k *netType[T, P]) put(s *Server, w http.ResponseWriter, r *http.Request, q armRequest) {
+	raw, ok := readRawBody(w, r)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, key := k.entries(s), k.key(q.rg, k.name(q))
+	e := settleNet(s, m, key)
+	var cur *T
+	var running *operation
+	if e != nil {
+		cur, running = e.current(), e.op
+	}
+	etag := ""
+	if cur != nil {
+		etag = P(cur).meta().etag
+	}
+	if !s.writable(w, r, q, etag, running, k.putOp) {
+		return
+	}
+	// No operation runs, so cur is the committed state, whose dynamic
+	// addresses a network interface keeps.
+	next, aerr := k.build(s, q.rg, k.name(q), raw, cur)
+	if aerr != nil {
+		writeARMErrorBody(w, http.StatusBadRequest, aerr)
+		return
+	}
+	if e == nil {
+		e = &netEntry[T]{}
+		m[key] = e
+	}
+	meta := P(next).meta()
+	s.ensureGroup(meta.rg, meta.location)
+	visible := P(P(next).clone()).withProvisioningState("Updating")
+	P(next).withProvisioningState(statusSucceeded)
+	op := startNetOperation(s, key, e, k.putOp, meta.id, meta.location, visible, next, q.failLRO)
+	s.writeAccepted(w, r, q, op, putStatus(cur == nil), k.render(s, visible))
+}
+
+// remove deletes a resource through a long-running operation unless it is
+// in use.
+func (k *netType[T, P]) remove(s *Server, w http.ResponseWriter, r *http.Request, q armRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := k.key(q.rg, k.name(q))
+	e := settleNet(s, k.entries(s), key)
+	if e == nil {
+		writeDeleteAbsent(w, r)
+		return
+	}
+	if !s.writable(w, r, q, P(e.current()).meta().etag, e.op, k.deleteOp) {
+		return
+	}
+	if k.inUse != nil {
+		if aerr := k.inUse(s, e.state); aerr != nil {
+			writeARMErrorBody(w, http.StatusBadRequest, aerr)
+			return
+		}
+	}
+	st := P(e.state)
+	visible := P(st.clone()).withProvisioningState("Deleting")
+	op := startNetOperation(s, key, e, k.deleteOp, st.meta().id, st.meta().location, visible, nil, q.failLRO)
+	s.writeDeleteAccepted(w, r, q, op)
 }
 
 // ---- virtual networks and subnets ----
@@ -550,37 +690,6 @@ func (s *Server) subnetJSON(v *vnetState, sn *subnetState) map[string]any {
 	return map[string]any{"id": id, "name": sn.name, "etag": v.etag, "type": subnetType, "properties": props}
 }
 
-func (s *Server) getVNet(w http.ResponseWriter, q armRequest) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := settleNet(s, s.vnets, vnetKey(q.rg, q.vnet))
-	if e == nil || e.current() == nil {
-		notFoundResource(w, vnetType, q.vnet, q.rg)
-		return
-	}
-	v := e.current()
-	w.Header().Set("ETag", v.etag)
-	writeJSON(w, http.StatusOK, s.vnetJSON(v))
-}
-
-func (s *Server) listVNets(w http.ResponseWriter, r *http.Request, q armRequest) {
-	s.mu.Lock()
-	var items []any
-	keys := sortedKeys(s.vnets)
-	for _, k := range keys {
-		e := settleNet(s, s.vnets, k)
-		if e == nil || e.current() == nil {
-			continue
-		}
-		if v := e.current(); q.rg == "" || strings.EqualFold(v.rg, q.rg) {
-			items = append(items, s.vnetJSON(v))
-		}
-	}
-	pageSize := s.pageSize
-	s.mu.Unlock()
-	writePage(w, r, orEmpty(items), pageSize)
-}
-
 // vnetBody is the modelled part of a virtual network PUT body.
 type vnetBody struct {
 	Name       string `json:"name"`
@@ -604,52 +713,6 @@ type subnetBody struct {
 	} `json:"properties"`
 }
 
-// putVNet creates or replaces a virtual network. Its subnets become exactly
-// the body's; removing a subnet that is in use fails, as on Azure.
-func (s *Server) putVNet(w http.ResponseWriter, r *http.Request, q armRequest) {
-	raw, ok := readRawBody(w, r)
-	if !ok {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	key := vnetKey(q.rg, q.vnet)
-	e := settleNet(s, s.vnets, key)
-	var cur *vnetState
-	if e != nil {
-		cur = e.current()
-	}
-	etag := ""
-	if cur != nil {
-		etag = cur.etag
-	}
-	if !checkPreconditions(w, r, etag) {
-		return
-	}
-	if e != nil && e.op != nil {
-		s.writeBusy(w, r, q, e.op, "PutVirtualNetworkOperation")
-		return
-	}
-	next, aerr := s.newVNetState(q.rg, q.vnet, raw, cur)
-	if aerr != nil {
-		writeARMErrorBody(w, http.StatusBadRequest, aerr)
-		return
-	}
-	if e == nil {
-		e = &netEntry[vnetState]{}
-		s.vnets[key] = e
-	}
-	s.ensureGroup(next.rg, next.location)
-	visible := next.clone().withProvisioningState("Updating")
-	next.withProvisioningState(statusSucceeded)
-	op := startNetOperation(s, key, e, "PutVirtualNetworkOperation", next.id, next.location, visible, next, q.failLRO)
-	status := http.StatusOK
-	if cur == nil {
-		status = http.StatusCreated
-	}
-	s.writeAccepted(w, r, q, op, status, s.vnetJSON(visible))
-}
-
 // newVNetState builds and validates the state a virtual network PUT body
 // describes, replacing cur (nil on create). Callers hold s.mu.
 func (s *Server) newVNetState(rg, name string, raw []byte, cur *vnetState) (*vnetState, *armError) {
@@ -657,29 +720,11 @@ func (s *Server) newVNetState(rg, name string, raw []byte, cur *vnetState) (*vne
 	if err := decodeJSON(raw, &body); err != nil {
 		return nil, err
 	}
-	top, props, err := splitBody(raw)
+	meta, top, props, err := newResourceMeta(s, rg, name, raw, body.Name, body.Location, cur, s.vnetID)
 	if err != nil {
 		return nil, err
 	}
-	if !validName(name) {
-		return nil, invalidNameError(name)
-	}
-	if body.Name != "" && !strings.EqualFold(body.Name, name) {
-		return nil, nameMismatch(body.Name, name)
-	}
-	rg = s.groupName(rg)
-	next := &vnetState{id: s.vnetID(rg, name), rg: rg, name: name, location: body.Location, guid: newUUID()}
-	if cur != nil {
-		next.id, next.rg, next.name, next.guid = cur.id, cur.rg, cur.name, cur.guid
-		if aerr := sameLocation(cur.name, cur.rg, cur.location, &body.Location); aerr != nil {
-			return nil, aerr
-		}
-		next.location = body.Location
-	} else if body.Location == "" {
-		return nil, &armError{Code: "LocationRequired", Message: "The location property is required for this definition."}
-	}
-	next.top = keepUnmodelled(top, nsgComputed)
-	next.props = keepUnmodelled(props, vnetPropsComputed)
+	next := &vnetState{resourceMeta: meta, top: top, props: keepUnmodelled(props, vnetPropsComputed)}
 	if body.Properties != nil && body.Properties.AddressSpace != nil {
 		for _, p := range body.Properties.AddressSpace.AddressPrefixes {
 			pfx, aerr := parseSubnetPrefix(p, next.id)
@@ -725,6 +770,38 @@ func (s *Server) newVNetState(rg, name string, raw []byte, cur *vnetState) (*vne
 	}
 	next.etag = newETag()
 	return next, nil
+}
+
+// newResourceMeta checks what every network resource PUT body shares (its
+// name, and its location against cur, nil on create) once the type's own
+// body has decoded, and returns the new state's identity, its unmodelled
+// top-level members and its properties. id builds the id of a new resource.
+// Callers hold s.mu.
+func newResourceMeta[T any, P netResource[T]](s *Server, rg, name string, raw []byte, bodyName, location string, cur *T,
+	id func(rg, name string) string,
+) (meta resourceMeta, top, props map[string]json.RawMessage, err *armError) {
+	top, props, err = splitBody(raw)
+	if err != nil {
+		return meta, nil, nil, err
+	}
+	if !validName(name) {
+		return meta, nil, nil, invalidNameError(name)
+	}
+	if bodyName != "" && !strings.EqualFold(bodyName, name) {
+		return meta, nil, nil, nameMismatch(bodyName, name)
+	}
+	rg = s.groupName(rg)
+	meta = resourceMeta{id: id(rg, name), rg: rg, name: name, location: location, guid: newUUID()}
+	if cur != nil {
+		c := P(cur).meta()
+		meta.id, meta.rg, meta.name, meta.guid = c.id, c.rg, c.name, c.guid
+		if err := sameLocation(c.name, c.rg, c.location, &meta.location); err != nil {
+			return meta, nil, nil, err
+		}
+	} else if location == "" {
+		return meta, nil, nil, &armError{Code: "LocationRequired", Message: "The location property is required for this definition."}
+	}
+	return meta, keepUnmodelled(top, nsgComputed), props, nil
 }
 
 // sameLocation refuses moving an existing resource to another region; an
@@ -827,55 +904,25 @@ func (s *Server) validateSubnet(v *vnetState, sn *subnetState) *armError {
 	return nil
 }
 
-// deleteVNet deletes a virtual network unless one of its subnets is in use.
-func (s *Server) deleteVNet(w http.ResponseWriter, r *http.Request, q armRequest) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	key := vnetKey(q.rg, q.vnet)
-	e := settleNet(s, s.vnets, key)
-	if e == nil {
-		if checkPreconditions(w, r, "") {
-			w.WriteHeader(http.StatusNoContent)
-		}
-		return
-	}
-	if !checkPreconditions(w, r, e.current().etag) {
-		return
-	}
-	if e.op != nil {
-		s.writeBusy(w, r, q, e.op, "DeleteVirtualNetworkOperation")
-		return
-	}
-	for _, sn := range e.state.subnets {
-		if users := s.subnetUsers(e.state.subnetID(sn.name), true); len(users) > 0 {
-			writeARMErrorBody(w, http.StatusBadRequest, inUseSubnet(sn.name, users))
-			return
+// vnetInUse refuses the deletion of a virtual network one of whose subnets
+// is in use. Callers hold s.mu.
+func (s *Server) vnetInUse(v *vnetState) *armError {
+	for _, sn := range v.subnets {
+		if users := s.subnetUsers(v.subnetID(sn.name), true); len(users) > 0 {
+			return inUseSubnet(sn.name, users)
 		}
 	}
-	visible := e.state.clone().withProvisioningState("Deleting")
-	op := startNetOperation(s, key, e, "DeleteVirtualNetworkOperation", e.state.id, e.state.location, visible, nil, q.failLRO)
-	s.writeDeleteAccepted(w, r, q, op)
-}
-
-// vnetForSubnet returns the settled entry of a subnet request's virtual
-// network, answering 404 when there is none. Callers hold s.mu.
-func (s *Server) vnetForSubnet(w http.ResponseWriter, q armRequest) *netEntry[vnetState] {
-	e := settleNet(s, s.vnets, vnetKey(q.rg, q.vnet))
-	if e == nil || e.current() == nil {
-		notFoundResource(w, vnetType, q.vnet, q.rg)
-		return nil
-	}
-	return e
+	return nil
 }
 
 func notFoundSubnet(w http.ResponseWriter, v *vnetState, name string) {
 	writeARMError(w, http.StatusNotFound, "NotFound", fmt.Sprintf("Resource %s not found.", v.subnetID(name)))
 }
 
-func (s *Server) getSubnet(w http.ResponseWriter, q armRequest) {
+func (s *Server) getSubnet(w http.ResponseWriter, _ *http.Request, q armRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.vnetForSubnet(w, q)
+	e := vnetKind.find(s, w, q)
 	if e == nil {
 		return
 	}
@@ -885,25 +932,22 @@ func (s *Server) getSubnet(w http.ResponseWriter, q armRequest) {
 		notFoundSubnet(w, v, q.subnet)
 		return
 	}
-	w.Header().Set("ETag", v.etag)
-	writeJSON(w, http.StatusOK, s.subnetJSON(v, v.subnets[i]))
+	writeWithETag(w, v.etag, s.subnetJSON(v, v.subnets[i]))
 }
 
 func (s *Server) listSubnets(w http.ResponseWriter, r *http.Request, q armRequest) {
-	s.mu.Lock()
-	e := s.vnetForSubnet(w, q)
-	if e == nil {
-		s.mu.Unlock()
-		return
-	}
-	v := e.current()
-	items := make([]any, len(v.subnets))
-	for i, sn := range v.subnets {
-		items[i] = s.subnetJSON(v, sn)
-	}
-	pageSize := s.pageSize
-	s.mu.Unlock()
-	writePage(w, r, items, pageSize)
+	s.writeList(w, r, func() ([]any, bool) {
+		e := vnetKind.find(s, w, q)
+		if e == nil {
+			return nil, false
+		}
+		v := e.current()
+		items := make([]any, len(v.subnets))
+		for i, sn := range v.subnets {
+			items[i] = s.subnetJSON(v, sn)
+		}
+		return items, true
+	})
 }
 
 // putSubnet creates or replaces one subnet; the virtual network is busy
@@ -925,21 +969,13 @@ func (s *Server) putSubnet(w http.ResponseWriter, r *http.Request, q armRequest)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := vnetKey(q.rg, q.vnet)
-	e := s.vnetForSubnet(w, q)
+	e := vnetKind.find(s, w, q)
 	if e == nil {
 		return
 	}
 	cur := e.current()
 	i := cur.findSubnet(q.subnet)
-	etag := ""
-	if i >= 0 {
-		etag = cur.etag
-	}
-	if !checkPreconditions(w, r, etag) {
-		return
-	}
-	if e.op != nil {
-		s.writeBusy(w, r, q, e.op, "PutSubnetOperation")
+	if !s.writable(w, r, q, childETag(cur.etag, i), e.op, "PutSubnetOperation") {
 		return
 	}
 	next := e.state.clone()
@@ -966,11 +1002,7 @@ func (s *Server) putSubnet(w http.ResponseWriter, r *http.Request, q armRequest)
 	visible := next.clone()
 	visible.subnets[visible.findSubnet(name)].provisioningState = "Updating"
 	op := startNetOperation(s, key, e, "PutSubnetOperation", next.subnetID(name), next.location, visible, next, q.failLRO)
-	status := http.StatusOK
-	if i < 0 {
-		status = http.StatusCreated
-	}
-	s.writeAccepted(w, r, q, op, status, s.subnetJSON(visible, visible.subnets[visible.findSubnet(name)]))
+	s.writeAccepted(w, r, q, op, putStatus(i < 0), s.subnetJSON(visible, visible.subnets[visible.findSubnet(name)]))
 }
 
 // deleteSubnet deletes one subnet unless a network interface uses it.
@@ -978,23 +1010,13 @@ func (s *Server) deleteSubnet(w http.ResponseWriter, r *http.Request, q armReque
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := vnetKey(q.rg, q.vnet)
-	e := s.vnetForSubnet(w, q)
+	e := vnetKind.find(s, w, q)
 	if e == nil {
 		return
 	}
 	cur := e.current()
 	i := cur.findSubnet(q.subnet)
-	if i < 0 {
-		if checkPreconditions(w, r, "") {
-			w.WriteHeader(http.StatusNoContent)
-		}
-		return
-	}
-	if !checkPreconditions(w, r, cur.etag) {
-		return
-	}
-	if e.op != nil {
-		s.writeBusy(w, r, q, e.op, "DeleteSubnetOperation")
+	if !s.childDeletable(w, r, q, cur.etag, i, e.op, "DeleteSubnetOperation") {
 		return
 	}
 	name := e.state.subnets[i].name
@@ -1049,32 +1071,6 @@ func (s *Server) nicJSON(n *nicState) map[string]any {
 	return doc
 }
 
-func (s *Server) getNIC(w http.ResponseWriter, q armRequest) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := settleNet(s, s.nics, nicKey(q.rg, q.nic))
-	if e == nil || e.current() == nil {
-		notFoundResource(w, nicType, q.nic, q.rg)
-		return
-	}
-	n := e.current()
-	w.Header().Set("ETag", n.etag)
-	writeJSON(w, http.StatusOK, s.nicJSON(n))
-}
-
-func (s *Server) listNICs(w http.ResponseWriter, r *http.Request, q armRequest) {
-	s.mu.Lock()
-	var items []any
-	for _, n := range s.nicStates(false) {
-		if q.rg == "" || strings.EqualFold(n.rg, q.rg) {
-			items = append(items, s.nicJSON(n))
-		}
-	}
-	pageSize := s.pageSize
-	s.mu.Unlock()
-	writePage(w, r, orEmpty(items), pageSize)
-}
-
 // nicBody is the modelled part of a network interface PUT body.
 type nicBody struct {
 	Name       string `json:"name"`
@@ -1096,56 +1092,6 @@ type ipConfigBody struct {
 	} `json:"properties"`
 }
 
-// putNIC creates or replaces a network interface.
-func (s *Server) putNIC(w http.ResponseWriter, r *http.Request, q armRequest) {
-	raw, ok := readRawBody(w, r)
-	if !ok {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	key := nicKey(q.rg, q.nic)
-	e := settleNet(s, s.nics, key)
-	var cur *nicState
-	if e != nil {
-		cur = e.current()
-	}
-	etag := ""
-	if cur != nil {
-		etag = cur.etag
-	}
-	if !checkPreconditions(w, r, etag) {
-		return
-	}
-	if e != nil && e.op != nil {
-		s.writeBusy(w, r, q, e.op, "PutNetworkInterfaceOperation")
-		return
-	}
-	var prev *nicState // the committed state whose dynamic addresses are kept
-	if e != nil {
-		prev = e.state
-	}
-	next, aerr := s.newNICState(q.rg, q.nic, raw, prev)
-	if aerr != nil {
-		writeARMErrorBody(w, http.StatusBadRequest, aerr)
-		return
-	}
-	if e == nil {
-		e = &netEntry[nicState]{}
-		s.nics[key] = e
-	}
-	s.ensureGroup(next.rg, next.location)
-	visible := next.clone()
-	visible.provisioningState = "Updating"
-	next.provisioningState = statusSucceeded
-	op := startNetOperation(s, key, e, "PutNetworkInterfaceOperation", next.id, next.location, visible, next, q.failLRO)
-	status := http.StatusOK
-	if cur == nil {
-		status = http.StatusCreated
-	}
-	s.writeAccepted(w, r, q, op, status, s.nicJSON(visible))
-}
-
 // newNICState builds and validates the state a network interface PUT body
 // describes, replacing cur (nil on create), and allocates dynamic private
 // addresses. Callers hold s.mu.
@@ -1154,29 +1100,11 @@ func (s *Server) newNICState(rg, name string, raw []byte, cur *nicState) (*nicSt
 	if err := decodeJSON(raw, &body); err != nil {
 		return nil, err
 	}
-	top, props, aerr := splitBody(raw)
+	meta, top, props, aerr := newResourceMeta(s, rg, name, raw, body.Name, body.Location, cur, s.nicID)
 	if aerr != nil {
 		return nil, aerr
 	}
-	if !validName(name) {
-		return nil, invalidNameError(name)
-	}
-	if body.Name != "" && !strings.EqualFold(body.Name, name) {
-		return nil, nameMismatch(body.Name, name)
-	}
-	rg = s.groupName(rg)
-	next := &nicState{id: s.nicID(rg, name), rg: rg, name: name, location: body.Location, guid: newUUID()}
-	if cur != nil {
-		next.id, next.rg, next.name, next.guid = cur.id, cur.rg, cur.name, cur.guid
-		if aerr := sameLocation(cur.name, cur.rg, cur.location, &body.Location); aerr != nil {
-			return nil, aerr
-		}
-		next.location = body.Location
-	} else if body.Location == "" {
-		return nil, &armError{Code: "LocationRequired", Message: "The location property is required for this definition."}
-	}
-	next.top = keepUnmodelled(top, nsgComputed)
-	next.props = keepUnmodelled(props, nicPropsComputed)
+	next := &nicState{resourceMeta: meta, top: top, props: keepUnmodelled(props, nicPropsComputed)}
 	if body.Properties == nil || len(body.Properties.IPConfigurations) == 0 {
 		return nil, &armError{Code: "InvalidRequestFormat", Message: fmt.Sprintf(
 			"Network interface %s must have at least one IP configuration.", next.id)}
@@ -1396,31 +1324,6 @@ func firstFree(p netip.Prefix, used map[netip.Addr]string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// deleteNIC deletes a network interface through a long-running operation.
-func (s *Server) deleteNIC(w http.ResponseWriter, r *http.Request, q armRequest) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	key := nicKey(q.rg, q.nic)
-	e := settleNet(s, s.nics, key)
-	if e == nil {
-		if checkPreconditions(w, r, "") {
-			w.WriteHeader(http.StatusNoContent)
-		}
-		return
-	}
-	if !checkPreconditions(w, r, e.current().etag) {
-		return
-	}
-	if e.op != nil {
-		s.writeBusy(w, r, q, e.op, "DeleteNetworkInterfaceOperation")
-		return
-	}
-	visible := e.state.clone()
-	visible.provisioningState = "Deleting"
-	op := startNetOperation(s, key, e, "DeleteNetworkInterfaceOperation", e.state.id, e.state.location, visible, nil, q.failLRO)
-	s.writeDeleteAccepted(w, r, q, op)
-}
-
 // ---- flows through a network interface ----
 
 // errUnknownNIC reports a flow through a network interface that does not
@@ -1607,15 +1510,6 @@ func flowPort(p string) (int, error) {
 		return 0, fmt.Errorf("invalid port %q", p)
 	}
 	return n, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func orEmpty(items []any) []any {

@@ -155,39 +155,44 @@ func defaultRulesJSON(st *nsgState) []securityRule {
 	return out
 }
 
-func (s *Server) getNSG(w http.ResponseWriter, q armRequest) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// nsgForRequest returns the settled entry of the request's NSG, answering
+// 404 when there is none. Callers hold s.mu.
+func (s *Server) nsgForRequest(w http.ResponseWriter, q armRequest) *nsgEntry {
 	e := s.entry(nsgKey(q.rg, q.nsg))
 	if e == nil {
 		notFoundNSG(w, q)
-		return
 	}
-	st := e.visible()
-	w.Header().Set("ETag", st.etag)
-	writeJSON(w, http.StatusOK, s.nsgJSON(st))
+	return e
+}
+
+func (s *Server) getNSG(w http.ResponseWriter, q armRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.nsgForRequest(w, q); e != nil {
+		st := e.visible()
+		writeWithETag(w, st.etag, s.nsgJSON(st))
+	}
 }
 
 // listNSGs answers the NSGs of a resource group or of the subscription,
 // sorted by id and paged with nextLink.
 func (s *Server) listNSGs(w http.ResponseWriter, r *http.Request, q armRequest) {
-	s.mu.Lock()
-	s.settleAll()
-	var states []*nsgState
-	for _, e := range s.nsgs {
-		st := e.visible()
-		if st != nil && (q.rg == "" || strings.EqualFold(st.rg, q.rg)) {
-			states = append(states, st)
+	s.writeList(w, r, func() ([]any, bool) {
+		s.settleAll()
+		var states []*nsgState
+		for _, e := range s.nsgs {
+			st := e.visible()
+			if st != nil && (q.rg == "" || strings.EqualFold(st.rg, q.rg)) {
+				states = append(states, st)
+			}
 		}
-	}
-	slices.SortFunc(states, func(a, b *nsgState) int { return strings.Compare(strings.ToLower(a.id), strings.ToLower(b.id)) })
-	items := make([]any, len(states))
-	for i, st := range states {
-		items[i] = s.nsgJSON(st)
-	}
-	pageSize := s.pageSize
-	s.mu.Unlock()
-	writePage(w, r, items, pageSize)
+		slices.SortFunc(states, func(a, b *nsgState) int { return strings.Compare(strings.ToLower(a.id), strings.ToLower(b.id)) })
+		items := make([]any, len(states))
+		for i, st := range states {
+			items[i] = s.nsgJSON(st)
+		}
+		return items, true
+	})
 }
 
 // writePage answers one page of a list, with a nextLink to the rest.
@@ -228,20 +233,12 @@ func (s *Server) putNSG(w http.ResponseWriter, r *http.Request, q armRequest) {
 	defer s.mu.Unlock()
 	key := nsgKey(q.rg, q.nsg)
 	e := s.entry(key)
+	if !s.writable(w, r, q, e.etag(), e.running(), "PutNetworkSecurityGroupOperation") {
+		return
+	}
 	var cur *nsgState
 	if e != nil {
 		cur = e.visible()
-	}
-	etag := ""
-	if cur != nil {
-		etag = cur.etag
-	}
-	if !checkPreconditions(w, r, etag) {
-		return
-	}
-	if e != nil && e.op != nil {
-		s.writeBusy(w, r, q, e.op, "PutNetworkSecurityGroupOperation")
-		return
 	}
 	next, err := s.newNSGState(q.rg, q.nsg, raw, cur)
 	if err != nil {
@@ -257,11 +254,7 @@ func (s *Server) putNSG(w http.ResponseWriter, r *http.Request, q armRequest) {
 	s.ensureGroup(next.rg, next.location)
 	op := s.startOperation(key, e, "PutNetworkSecurityGroupOperation", next.id, next.location, visible, next,
 		Event{Operation: "PutNetworkSecurityGroupOperation", NSGID: next.id}, q.failLRO)
-	status := http.StatusOK
-	if cur == nil {
-		status = http.StatusCreated
-	}
-	s.writeAccepted(w, r, q, op, status, s.nsgJSON(visible))
+	s.writeAccepted(w, r, q, op, putStatus(cur == nil), s.nsgJSON(visible))
 }
 
 // ensureGroup records a resource group implicitly created by an NSG.
@@ -293,8 +286,7 @@ func (s *Server) newNSGState(rg, name string, raw []byte, cur *nsgState) (*nsgSt
 		return nil, invalidNameError(name)
 	}
 	if body.Name != "" && !strings.EqualFold(body.Name, name) {
-		return nil, &armError{Code: "InvalidRequestFormat", Message: fmt.Sprintf(
-			"Resource name '%s' in the request body does not match the name '%s' in the request URI.", body.Name, name)}
+		return nil, nameMismatch(body.Name, name)
 	}
 	next := &nsgState{id: s.nsgID(rg, name), rg: rg, name: name, guid: newUUID(), location: body.Location}
 	if g := s.groups[strings.ToLower(rg)]; g != nil {
@@ -303,12 +295,8 @@ func (s *Server) newNSGState(rg, name string, raw []byte, cur *nsgState) (*nsgSt
 	switch {
 	case cur != nil:
 		next.id, next.rg, next.name, next.guid = cur.id, cur.rg, cur.name, cur.guid
-		if body.Location == "" {
-			next.location = cur.location
-		} else if normaliseLocation(body.Location) != normaliseLocation(cur.location) {
-			return nil, &armError{Code: "InvalidResourceLocation", Message: fmt.Sprintf(
-				"The resource '%s' already exists in location '%s' in resource group '%s'. A resource with the same name cannot be created in location '%s'. Please select a new resource name.",
-				cur.name, normaliseLocation(cur.location), cur.rg, normaliseLocation(body.Location))}
+		if err := sameLocation(cur.name, cur.rg, cur.location, &next.location); err != nil {
+			return nil, err
 		}
 	case body.Location == "":
 		return nil, &armError{Code: "LocationRequired", Message: "The location property is required for this definition."}
@@ -371,17 +359,10 @@ func (s *Server) deleteNSG(w http.ResponseWriter, r *http.Request, q armRequest)
 	key := nsgKey(q.rg, q.nsg)
 	e := s.entry(key)
 	if e == nil {
-		if !checkPreconditions(w, r, "") {
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		writeDeleteAbsent(w, r)
 		return
 	}
-	if !checkPreconditions(w, r, e.visible().etag) {
-		return
-	}
-	if e.op != nil {
-		s.writeBusy(w, r, q, e.op, "DeleteNetworkSecurityGroupOperation")
+	if !s.writable(w, r, q, e.etag(), e.op, "DeleteNetworkSecurityGroupOperation") {
 		return
 	}
 	if err := s.nsgInUse(e.state); err != nil {
@@ -405,16 +386,8 @@ func (s *Server) patchNSGTags(w http.ResponseWriter, r *http.Request, q armReque
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.entry(nsgKey(q.rg, q.nsg))
-	if e == nil {
-		notFoundNSG(w, q)
-		return
-	}
-	if !checkPreconditions(w, r, e.visible().etag) {
-		return
-	}
-	if e.op != nil {
-		s.writeBusy(w, r, q, e.op, "UpdateNetworkSecurityGroupTagsOperation")
+	e := s.nsgForRequest(w, q)
+	if e == nil || !s.writable(w, r, q, e.etag(), e.op, "UpdateNetworkSecurityGroupTagsOperation") {
 		return
 	}
 	next := e.state.clone()

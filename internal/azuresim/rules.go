@@ -16,9 +16,8 @@ func notFoundRule(w http.ResponseWriter, st *nsgState, name string) {
 func (s *Server) getRule(w http.ResponseWriter, q armRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.entry(nsgKey(q.rg, q.nsg))
+	e := s.nsgForRequest(w, q)
 	if e == nil {
-		notFoundNSG(w, q)
 		return
 	}
 	st := e.visible()
@@ -27,34 +26,29 @@ func (s *Server) getRule(w http.ResponseWriter, q armRequest) {
 		notFoundRule(w, st, q.rule)
 		return
 	}
-	w.Header().Set("ETag", st.etag)
-	writeJSON(w, http.StatusOK, ruleJSON(st, st.rules[i]))
+	writeWithETag(w, st.etag, ruleJSON(st, st.rules[i]))
 }
 
 func (s *Server) listRules(w http.ResponseWriter, r *http.Request, q armRequest) {
-	s.mu.Lock()
-	e := s.entry(nsgKey(q.rg, q.nsg))
-	if e == nil {
-		s.mu.Unlock()
-		notFoundNSG(w, q)
-		return
-	}
-	st := e.visible()
-	items := make([]any, len(st.rules))
-	for i, rule := range st.rules {
-		items[i] = ruleJSON(st, rule)
-	}
-	pageSize := s.pageSize
-	s.mu.Unlock()
-	writePage(w, r, items, pageSize)
+	s.writeList(w, r, func() ([]any, bool) {
+		e := s.nsgForRequest(w, q)
+		if e == nil {
+			return nil, false
+		}
+		st := e.visible()
+		items := make([]any, len(st.rules))
+		for i, rule := range st.rules {
+			items[i] = ruleJSON(st, rule)
+		}
+		return items, true
+	})
 }
 
 func (s *Server) getDefaultRule(w http.ResponseWriter, q armRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.entry(nsgKey(q.rg, q.nsg))
+	e := s.nsgForRequest(w, q)
 	if e == nil {
-		notFoundNSG(w, q)
 		return
 	}
 	st := e.visible()
@@ -69,21 +63,18 @@ func (s *Server) getDefaultRule(w http.ResponseWriter, q armRequest) {
 }
 
 func (s *Server) listDefaultRules(w http.ResponseWriter, r *http.Request, q armRequest) {
-	s.mu.Lock()
-	e := s.entry(nsgKey(q.rg, q.nsg))
-	if e == nil {
-		s.mu.Unlock()
-		notFoundNSG(w, q)
-		return
-	}
-	defaults := defaultRulesJSON(e.visible())
-	pageSize := s.pageSize
-	s.mu.Unlock()
-	items := make([]any, len(defaults))
-	for i, d := range defaults {
-		items[i] = d
-	}
-	writePage(w, r, items, pageSize)
+	s.writeList(w, r, func() ([]any, bool) {
+		e := s.nsgForRequest(w, q)
+		if e == nil {
+			return nil, false
+		}
+		defaults := defaultRulesJSON(e.visible())
+		items := make([]any, len(defaults))
+		for i, d := range defaults {
+			items[i] = d
+		}
+		return items, true
+	})
 }
 
 // putRule creates or updates one security rule: validated as Azure does,
@@ -94,30 +85,20 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request, q armRequest) {
 		return
 	}
 	if body.Name != "" && !strings.EqualFold(body.Name, q.rule) {
-		writeARMError(w, http.StatusBadRequest, "InvalidRequestFormat",
-			fmt.Sprintf("Resource name '%s' in the request body does not match the name '%s' in the request URI.", body.Name, q.rule))
+		writeARMErrorBody(w, http.StatusBadRequest, nameMismatch(body.Name, q.rule))
 		return
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := nsgKey(q.rg, q.nsg)
-	e := s.entry(key)
+	e := s.nsgForRequest(w, q)
 	if e == nil {
-		notFoundNSG(w, q)
 		return
 	}
 	cur := e.visible()
 	i := cur.findRule(q.rule)
-	etag := ""
-	if i >= 0 {
-		etag = cur.etag
-	}
-	if !checkPreconditions(w, r, etag) {
-		return
-	}
-	if e.op != nil {
-		s.writeBusy(w, r, q, e.op, "PutSecurityRuleOperation")
+	if !s.writable(w, r, q, childETag(cur.etag, i), e.op, "PutSecurityRuleOperation") {
 		return
 	}
 
@@ -142,12 +123,8 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request, q armRequest) {
 
 	op := s.startOperation(key, e, "PutSecurityRuleOperation", nsgrules.RuleID(next.id, name), next.location, visible, next,
 		Event{Operation: "PutSecurityRuleOperation", NSGID: next.id, RuleName: name, Rule: snapshotRule(&props)}, q.failLRO)
-	status := http.StatusOK
-	if i < 0 {
-		status = http.StatusCreated
-	}
 	vs := visible.rules[visible.findRule(name)]
-	s.writeAccepted(w, r, q, op, status, ruleJSON(visible, vs))
+	s.writeAccepted(w, r, q, op, putStatus(i < 0), ruleJSON(visible, vs))
 }
 
 // validateRulePut validates the rule named name against the others in st
@@ -180,24 +157,13 @@ func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request, q armRequest
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := nsgKey(q.rg, q.nsg)
-	e := s.entry(key)
+	e := s.nsgForRequest(w, q)
 	if e == nil {
-		notFoundNSG(w, q)
 		return
 	}
 	cur := e.visible()
 	i := cur.findRule(q.rule)
-	if i < 0 {
-		if checkPreconditions(w, r, "") {
-			w.WriteHeader(http.StatusNoContent)
-		}
-		return
-	}
-	if !checkPreconditions(w, r, cur.etag) {
-		return
-	}
-	if e.op != nil {
-		s.writeBusy(w, r, q, e.op, "DeleteSecurityRuleOperation")
+	if !s.childDeletable(w, r, q, cur.etag, i, e.op, "DeleteSecurityRuleOperation") {
 		return
 	}
 	old := e.state.rules[i]

@@ -35,6 +35,23 @@ func (e *nsgEntry) visible() *nsgState {
 	return e.state
 }
 
+// etag is what preconditions are checked against; empty when there is no
+// NSG, so that e may be nil.
+func (e *nsgEntry) etag() string {
+	if e == nil || e.visible() == nil {
+		return ""
+	}
+	return e.visible().etag
+}
+
+// running is the operation the NSG is busy with; nil when idle or absent.
+func (e *nsgEntry) running() *operation {
+	if e == nil {
+		return nil
+	}
+	return e.op
+}
+
 // nsgState is a network security group as stored.
 type nsgState struct {
 	id                string // as the client created it
