@@ -1,12 +1,10 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -14,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +26,7 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim"
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/simtest"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/testproc"
 )
 
 // EnvEnable turns the measurements on; without it every test here skips, so
@@ -61,9 +59,9 @@ func benchPolicy(t *testing.T) jit.Policy {
 // grantSource is the source address of the i-th grant (0-based).
 func grantSource(i int) string { return fmt.Sprintf("203.0.113.%d", i+1) }
 
-// terraformConfig is one policy over var.nsg_ids and var.grants grants of
-// it, each from its own address (the i-th from grantSource(i)).
-const terraformConfig = `
+// configHeader is the provider and the variables of every benchmark
+// configuration, so that one workspace set-up fits them all.
+const configHeader = `
 terraform {
   required_providers {
     jit = { source = "jitaccess/jit" }
@@ -78,7 +76,11 @@ variable "grants" {
   type    = number
   default = 0
 }
+`
 
+// terraformConfig is one policy over var.nsg_ids and var.grants grants of
+// it, each from its own address (the i-th from grantSource(i)).
+const terraformConfig = configHeader + `
 resource "jit_policy" "bench" {
   name                            = "bench"
   network_security_group_ids      = var.nsg_ids
@@ -109,59 +111,34 @@ func requireEnabled(t *testing.T) {
 	}
 }
 
-// built holds the binaries built once per test process.
-var built struct {
-	once        sync.Once
-	dir         string
-	providerDir string // holds terraform-provider-jit, for dev_overrides
-	jitd        string
-	err         error
-}
+// builds holds the binaries built once per test process.
+var builds = testproc.Builds{Pattern: "jit-bench-"}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built.dir != "" {
-		_ = os.RemoveAll(built.dir)
-	}
+	builds.Remove()
 	os.Exit(code)
 }
 
 // binaries builds the provider and jitd from the working tree, once.
 func binaries(t *testing.T) (providerDir, jitd string) {
 	t.Helper()
-	built.once.Do(func() {
-		// Shared by every test of the process (TestMain removes it), so
-		// not a t.TempDir of the first one.
-		if built.dir, built.err = os.MkdirTemp("", "jit-bench-"); built.err != nil { //nolint:usetesting // see above
-			return
-		}
-		built.providerDir = filepath.Join(built.dir, "provider")
-		built.jitd = filepath.Join(built.dir, "jitd")
-		const module = "github.com/jitaccess/terraform-provider-jit"
-		for out, pkg := range map[string]string{
-			filepath.Join(built.providerDir, "terraform-provider-jit"): module,
-			built.jitd: module + "/internal/cmd/jitd",
-		} {
-			if b, err := exec.Command("go", "build", "-trimpath", "-o", out, pkg).CombinedOutput(); err != nil {
-				built.err = fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
-				return
-			}
-		}
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
+	const module = "github.com/jitaccess/terraform-provider-jit"
+	provider, err := builds.Build(filepath.Join("provider", "terraform-provider-jit"), module, "-trimpath")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return built.providerDir, built.jitd
+	if jitd, err = builds.Build("jitd", module+"/internal/cmd/jitd", "-trimpath"); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(provider), jitd
 }
 
 func terraformPath(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("TF_ACC_TERRAFORM_PATH"); p != "" {
-		return p
-	}
-	p, err := exec.LookPath("terraform")
+	p, err := testproc.TerraformPath()
 	if err != nil {
-		t.Fatal("terraform not found: put it on PATH or set TF_ACC_TERRAFORM_PATH")
+		t.Fatal(err)
 	}
 	return p
 }
@@ -179,10 +156,8 @@ func environ(sim *azuresim.Server) []string {
 // workspace is a Terraform working directory using the freshly built
 // provider through dev_overrides (no init, nothing downloaded).
 type workspace struct {
-	t   *testing.T
-	dir string
-	tf  string
-	env []string
+	*testproc.Terraform
+	t *testing.T
 }
 
 // newWorkspace writes config (terraformConfig unless given) to a new
@@ -191,33 +166,23 @@ func newWorkspace(t *testing.T, sim *azuresim.Server, nsgIDs []string, config ..
 	t.Helper()
 	providerDir, _ := binaries(t)
 	dir := t.TempDir()
-	rc := filepath.Join(dir, "terraformrc")
-	mustWrite(t, rc, `provider_installation {
-  dev_overrides { "jitaccess/jit" = "`+providerDir+`" }
-  direct {}
-}
-`)
 	main := terraformConfig
 	if len(config) > 0 {
 		main = strings.Join(config, "\n")
 	}
-	mustWrite(t, filepath.Join(dir, "main.tf"), main)
 	ids, err := json.Marshal(nsgIDs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := append(environ(sim), "HOME="+dir, "TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1",
-		"TF_VAR_nsg_ids="+string(ids), "JIT_AUDIT_LOG_PATH="+filepath.Join(dir, "audit.jsonl"))
-	return &workspace{t: t, dir: dir, tf: terraformPath(t), env: env}
+	env := append(environ(sim), "TF_VAR_nsg_ids="+string(ids), "JIT_AUDIT_LOG_PATH="+filepath.Join(dir, "audit.jsonl"))
+	tf := testproc.NewTerraform(t, terraformPath(t), dir, testproc.DevOverrides(providerDir), map[string]string{"main.tf": main}, env...)
+	return &workspace{Terraform: tf, t: t}
 }
 
 // run runs terraform with extra environment variables (e.g. TF_VAR_grants)
 // and returns its output, wall time and error.
 func (w *workspace) run(extraEnv []string, args ...string) (string, time.Duration, error) {
-	cmd := exec.Command(w.tf, append([]string{"-chdir=" + w.dir}, args...)...)
-	cmd.Env = append(slices.Clone(w.env), extraEnv...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd, out := w.Command(extraEnv, args...)
 	start := time.Now()
 	err := cmd.Run()
 	return out.String(), time.Since(start), err
@@ -230,7 +195,7 @@ func (w *workspace) apply(grants int, args ...string) time.Duration {
 	out, d, err := w.run([]string{fmt.Sprintf("TF_VAR_grants=%d", grants)},
 		append([]string{"apply", "-auto-approve", "-input=false", "-no-color"}, args...)...)
 	if err != nil {
-		w.t.Fatalf("terraform apply with %d grants: %v\n%s", grants, err, tail(out))
+		w.t.Fatalf("terraform apply with %d grants: %v\n%s", grants, err, testproc.Tail(out))
 	}
 	return d
 }
@@ -247,25 +212,6 @@ func (w *workspace) outputList(name string) []string {
 		w.t.Fatalf("terraform output %s: %v\n%s", name, err, out)
 	}
 	return v
-}
-
-// tail is the end of a long command output, enough for its error.
-func tail(s string) string {
-	const n = 4000
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
-}
-
-func mustWrite(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // sdkRules is an armnetwork security rules client for the local Azure, as
@@ -319,7 +265,7 @@ func writeSeedFile(t *testing.T, nsgs map[string][]jit.SecurityRule) string {
 	for _, id := range slices.Sorted(maps.Keys(nsgs)) {
 		n := seedNSG{ID: id, Location: "westeurope"}
 		for _, r := range nsgs[id] {
-			n.Properties.SecurityRules = append(n.Properties.SecurityRules, toARM(r))
+			n.Properties.SecurityRules = append(n.Properties.SecurityRules, testproc.ToARM(r))
 		}
 		seed.NetworkSecurityGroups = append(seed.NetworkSecurityGroups, n)
 	}
@@ -328,40 +274,9 @@ func writeSeedFile(t *testing.T, nsgs map[string][]jit.SecurityRule) string {
 		t.Fatalf("seed file: %v", err)
 	}
 	path := filepath.Join(t.TempDir(), "seed.json")
-	mustWrite(t, path, string(b))
+	testproc.WriteFile(t, path, string(b))
 	return path
 }
-
-// toARM is the armnetwork form of a rule: single values in the singular
-// fields, as the portal and azurerm write them.
-func toARM(r jit.SecurityRule) *armnetwork.SecurityRule {
-	one := func(v []string) (*string, []*string) {
-		if len(v) == 1 {
-			return &v[0], nil
-		}
-		many := make([]*string, len(v))
-		for i := range v {
-			many[i] = &v[i]
-		}
-		return nil, many
-	}
-	p := &armnetwork.SecurityRulePropertiesFormat{
-		Priority:  to(r.Priority),
-		Direction: to(armnetwork.SecurityRuleDirection(r.Direction)),
-		Access:    to(armnetwork.SecurityRuleAccess(r.Access)),
-		Protocol:  to(armnetwork.SecurityRuleProtocol(r.Protocol)),
-	}
-	p.SourceAddressPrefix, p.SourceAddressPrefixes = one(r.SourcePrefixes)
-	p.SourcePortRange, p.SourcePortRanges = one(r.SourcePorts)
-	p.DestinationAddressPrefix, p.DestinationAddressPrefixes = one(r.DestinationPrefixes)
-	p.DestinationPortRange, p.DestinationPortRanges = one(r.DestinationPorts)
-	if r.Description != "" {
-		p.Description = to(r.Description)
-	}
-	return &armnetwork.SecurityRule{Name: to(r.Name), Properties: p}
-}
-
-func to[T any](v T) *T { return &v }
 
 // armWrites counts write requests to ARM (PUT, PATCH, DELETE of NSGs and
 // rules), refused ones included: what the subscription's write limit and
@@ -478,29 +393,7 @@ func ratio(a, b float64) string {
 }
 
 // jitdProcess is a running jitd.
-type jitdProcess struct {
-	cmd    *exec.Cmd
-	addr   string // /healthz, /readyz and /metrics
-	logs   *syncBuffer
-	exited chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type jitdProcess struct{ *testproc.Jitd }
 
 // startJitd starts the jitd binary against the local Azure and waits until
 // its first full pass is done (/readyz answers 200).
@@ -509,71 +402,19 @@ func startJitd(t *testing.T, sim *azuresim.Server, args ...string) *jitdProcess 
 	_, bin := binaries(t)
 	cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--audit-log", filepath.Join(t.TempDir(), "audit.jsonl")}, args...)...)
 	cmd.Env = environ(sim)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &jitdProcess{cmd: cmd, logs: &syncBuffer{}, exited: make(chan error, 1)}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start jitd: %v", err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Bytes()
-			_, _ = p.logs.Write(append(line, '\n'))
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "serving health and metrics" {
-				addr <- rec.Addr
-			}
-		}
-	}()
-	go func() { p.exited <- cmd.Wait() }()
-	t.Cleanup(func() {
+	return &jitdProcess{testproc.StartJitd(t, cmd, 2*time.Minute, func(p *testproc.Jitd) {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Signal(syscall.SIGTERM)
-			if err := <-p.exited; err != nil {
+			if err := <-p.Exited; err != nil {
 				t.Logf("jitd exited with %v after SIGTERM", err)
 			}
 		}
-	})
-	select {
-	case p.addr = <-addr:
-	case err := <-p.exited:
-		t.Fatalf("jitd exited at startup: %v\n%s", err, p.logs)
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("jitd did not start serving\n%s", p.logs)
-	}
-	if err := poll(2*time.Minute, func() bool { return httpStatus("http://"+p.addr+"/readyz") == http.StatusOK }); err != nil {
-		t.Fatalf("jitd not ready: %v\n%s", err, p.logs)
-	}
-	return p
+	})}
 }
 
-func httpStatus(url string) int {
-	resp, err := http.Get(url) //nolint:gosec,noctx // a loopback URL of our own process
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
-}
-
-// poll checks cond every 20ms until it holds or the deadline passes: the
-// way to wait for another process's effect.
+// poll checks cond every 20ms until it holds or the deadline passes.
 func poll(deadline time.Duration, cond func() bool) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			return fmt.Errorf("condition not met within %s", deadline)
-		}
-		<-tick.C
-	}
-	return nil
+	return testproc.Poll(20*time.Millisecond, deadline, cond)
 }
 
 // runJitdOnce runs `jitd --once` to completion and returns its wall time

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/testproc"
 )
 
 // TestBenchExpiryLag (issue item 4, first half): how long after its expiry
@@ -70,7 +71,7 @@ func TestBenchExpiryLag(t *testing.T) {
 			}
 			last := planted100[len(planted100)-1].exp
 			if err := poll(time.Until(last)+2*time.Minute, func() bool { return len(deleted()) >= grants }); err != nil {
-				t.Errorf("jitd closed %d of %d grants: %v\n%s", len(deleted()), grants, err, tail(d.logs.String()))
+				t.Errorf("jitd closed %d of %d grants: %v\n%s", len(deleted()), grants, err, testproc.Tail(d.Logs()))
 			}
 			events := deleted()
 			var lags []time.Duration
@@ -123,7 +124,7 @@ func TestBenchFullResync(t *testing.T) {
 	wall, rss, out, err := runJitdOnce(t.Context(), env.Sim, jitd, "--resource-group", env.Sim.SubscriptionID()+"/"+rg)
 	c := env.Sim.Counters()
 	if err != nil {
-		t.Fatalf("%v\n%s", err, tail(out))
+		t.Fatalf("%v\n%s", err, testproc.Tail(out))
 	}
 	if w := armWrites(c); w != 0 {
 		t.Errorf("a resync with nothing expired wrote %d times", w)

@@ -1,9 +1,7 @@
 package bench
 
 import (
-	"errors"
 	"fmt"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/acctest"
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/testproc"
 )
 
 // armWriteLatency is the emulated duration of every NSG and rule write: a
@@ -52,8 +51,8 @@ func TestBenchPlanCost(t *testing.T) {
 			out, wall, err := ws.run([]string{fmt.Sprintf("TF_VAR_grants=%d", tc.grants)},
 				"plan", "-detailed-exitcode", "-input=false", "-no-color")
 			c := env.Sim.Counters()
-			if code := exitCode(err); code != 0 {
-				t.Errorf("terraform plan after apply: exit code %d (%v), want 0 (no changes)\n%s", code, err, tail(out))
+			if code := testproc.ExitCode(err); code != 0 {
+				t.Errorf("terraform plan after apply: exit code %d (%v), want 0 (no changes)\n%s", code, err, testproc.Tail(out))
 			}
 
 			// Each NSG holds the policy's rules and a rule per grant; a list
@@ -90,7 +89,7 @@ func TestBenchApplyThroughput(t *testing.T) {
 	foreign := acctest.AllowRule("AllowHTTPSFromInternet", 300, "Internet", "443")
 	policyRules := make([]*armnetwork.SecurityRule, 0, 2)
 	for _, r := range p.Rules() {
-		policyRules = append(policyRules, toARM(r))
+		policyRules = append(policyRules, testproc.ToARM(r))
 	}
 	baselineID := env.CreateNSG("nsg-baseline", append(policyRules, foreign)...)
 	// Ours twice: with Terraform's default parallelism (10), which bounds
@@ -128,7 +127,7 @@ func TestBenchApplyThroughput(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := p.GrantRule(fmt.Sprintf("base%02d", i), spec, time.Now().Add(time.Hour), prio)
-		poller, err := rules.BeginCreateOrUpdate(t.Context(), acctest.ResourceGroup, "nsg-baseline", r.Name, *toARM(r), nil)
+		poller, err := rules.BeginCreateOrUpdate(t.Context(), acctest.ResourceGroup, "nsg-baseline", r.Name, *testproc.ToARM(r), nil)
 		if err == nil {
 			_, err = poller.PollUntilDone(t.Context(), &runtime.PollUntilDoneOptions{Frequency: time.Second})
 		}
@@ -251,22 +250,7 @@ func TestBenchPolicyAtScale(t *testing.T) {
 
 // scaleConfig spreads var.nsg_ids over as many policies as the provider's
 // limit of NSGs per policy requires, all in one configuration.
-const scaleConfig = `
-terraform {
-  required_providers {
-    jit = { source = "jitaccess/jit" }
-  }
-}
-
-provider "jit" {}
-
-variable "nsg_ids" { type = list(string) }
-
-variable "grants" {
-  type    = number
-  default = 0
-}
-
+const scaleConfig = configHeader + `
 variable "nsgs_per_policy" {
   type    = number
   default = 100
@@ -328,20 +312,6 @@ func uniq(s []string) []string {
 	c := slices.Clone(s)
 	slices.Sort(c)
 	return slices.Compact(c)
-}
-
-// exitCode is a command's exit code from its error: 0 for nil, -1 if it did
-// not run.
-func exitCode(err error) int {
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		return ee.ExitCode()
-	default:
-		return -1
-	}
 }
 
 func metOrNot(ok bool) string {

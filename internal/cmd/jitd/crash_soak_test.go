@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/testproc"
 )
 
 // crashSoakSetup skips t unless the soak suites were asked for, and
@@ -34,12 +35,9 @@ func crashSoakSetup(t *testing.T) (terraform string, runs int, rng *rand.Rand) {
 	if os.Getenv("JIT_SOAK") != "1" {
 		t.Skip("soak suite: set JIT_SOAK=1 (make test-soak) to run it")
 	}
-	terraform = os.Getenv("TF_ACC_TERRAFORM_PATH")
-	if terraform == "" {
-		var err error
-		if terraform, err = exec.LookPath("terraform"); err != nil {
-			t.Fatal("terraform not found: put it on PATH or set TF_ACC_TERRAFORM_PATH")
-		}
+	terraform, err := testproc.TerraformPath()
+	if err != nil {
+		t.Fatal(err)
 	}
 	runs = 10
 	if v := os.Getenv("JIT_SOAK_CRASH_RUNS"); v != "" {
@@ -107,10 +105,10 @@ func TestSoakCrashJitd(t *testing.T) {
 		window := time.Until(last.Add(2 * time.Second))
 		killAfter := time.Duration(rng.Int64N(int64(max(window, time.Millisecond))))
 		<-time.After(killAfter)
-		if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		if err := d.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		if err := <-d.exited; err == nil {
+		if err := <-d.Exited; err == nil {
 			t.Fatalf("run %d: jitd exited cleanly after SIGKILL", run)
 		}
 		killedAt := time.Now()
@@ -130,7 +128,7 @@ func TestSoakCrashJitd(t *testing.T) {
 			return !slices.ContainsFunc(grants, func(g planted) bool { return slices.Contains(left, g.rule) })
 		}); err != nil {
 			t.Fatalf("run %d (killed %s after start): expired grants not closed after the restart: %v\n%s",
-				run, killAfter.Round(time.Millisecond), err, restarted.logText())
+				run, killAfter.Round(time.Millisecond), err, restarted.Logs())
 		}
 		restarted.stop(t)
 		if got := la.ruleNames(t, nsgID); !slices.Equal(got, policyRules) {
@@ -156,26 +154,7 @@ func TestSoakCrashJitd(t *testing.T) {
 }
 
 // crashConfig is a policy on the NSG and three one-minute grants.
-const crashConfig = `
-terraform {
-  required_providers {
-    jit = { source = "jitaccess/jit" }
-  }
-}
-
-provider "jit" {}
-
-variable "nsg_id" { type = string }
-
-resource "jit_policy" "web_ssh" {
-  name                            = "web-ssh"
-  network_security_group_ids      = [var.nsg_id]
-  destination_address_prefixes    = ["10.0.1.4"]
-  allowed_source_address_prefixes = ["203.0.113.0/24"]
-  ports                           = [{ port = 22, max_duration = "1h" }]
-}
-
-resource "jit_access_grant" "g" {
+const crashConfig = terraformConfig + `resource "jit_access_grant" "g" {
   count                 = 3
   policy_id             = jit_policy.web_ssh.id
   ports                 = [22]
@@ -195,7 +174,7 @@ resource "jit_access_grant" "g" {
 func TestSoakCrashTerraform(t *testing.T) {
 	terraform, runs, rng := crashSoakSetup(t)
 	la := startLocalAzure(t)
-	pluginDir, err := buildProvider(la)
+	pluginDir, err := buildProvider()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,46 +296,22 @@ func (la *localAzure) setWriteLatency(t *testing.T, d time.Duration) {
 
 // environ is the local Azure's environment for a child process.
 func (la *localAzure) environ() []string {
-	env := []string{"ARM_USE_CLI=false"}
-	for k, v := range la.env {
-		env = append(env, k+"="+v)
-	}
-	return env
+	return append([]string{"ARM_USE_CLI=false"}, la.sim.Environ()...)
 }
 
 // crashWorkspace is a terraform working directory using the provider
 // binary through dev_overrides.
-type crashWorkspace struct {
-	dir, terraform string
-	env            []string
-}
+type crashWorkspace struct{ *testproc.Terraform }
 
 func newCrashWorkspace(t *testing.T, la *localAzure, terraform, pluginDir, nsgID string) *crashWorkspace {
 	t.Helper()
-	dir := t.TempDir()
-	rc := filepath.Join(dir, "terraformrc")
-	must(t, os.WriteFile(rc, []byte(`provider_installation {
-  dev_overrides { "jitaccess/jit" = "`+pluginDir+`" }
-  direct {}
-}
-`), 0o600))
-	must(t, os.WriteFile(filepath.Join(dir, "main.tf"), []byte(crashConfig), 0o600))
-	env := append(la.environ(), "PATH="+os.Getenv("PATH"), "HOME="+dir, "TF_CLI_CONFIG_FILE="+rc,
-		"CHECKPOINT_DISABLE=1", "TF_IN_AUTOMATION=1", "TF_VAR_nsg_id="+nsgID)
-	return &crashWorkspace{dir: dir, terraform: terraform, env: env}
-}
-
-func (w *crashWorkspace) command(args ...string) (*exec.Cmd, *bytes.Buffer) {
-	cmd := exec.Command(w.terraform, append([]string{"-chdir=" + w.dir}, args...)...)
-	cmd.Env = w.env
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	return cmd, &out
+	return &crashWorkspace{testproc.NewTerraform(t, terraform, t.TempDir(), testproc.DevOverrides(pluginDir),
+		map[string]string{"main.tf": crashConfig}, append(la.environ(), "TF_VAR_nsg_id="+nsgID)...)}
 }
 
 // run runs terraform to the end and returns its output and exit code.
 func (w *crashWorkspace) run(args ...string) (string, int) {
-	cmd, out := w.command(args...)
+	cmd, out := w.Command(nil, args...)
 	err := cmd.Run()
 	if exit := (*exec.ExitError)(nil); errors.As(err, &exit) {
 		return out.String(), exit.ExitCode()
@@ -373,7 +328,7 @@ func (w *crashWorkspace) run(args ...string) (string, int) {
 // apply's output.
 func (w *crashWorkspace) applyAndKill(t *testing.T, victim string, killAfter time.Duration) (string, string) {
 	t.Helper()
-	cmd, out := w.command("apply", "-auto-approve", "-input=false", "-no-color")
+	cmd, out := w.Command(nil, "apply", "-auto-approve", "-input=false", "-no-color")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

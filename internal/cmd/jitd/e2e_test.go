@@ -6,12 +6,10 @@ package main
 // verification for jitd's effect. Skipped with -short.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -34,17 +32,17 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/audit"
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/testproc"
 )
 
 // localAzure is the azuresim process shared by the tests of this binary
 // (Go reads SSL_CERT_FILE once per process, so one CA, so one server), and
 // the built jitd binary. Each test works in a resource group of its own.
 type localAzure struct {
-	dir    string
 	jitd   string
 	env    map[string]string
 	url    string
-	cmd    *exec.Cmd
+	sim    *testproc.Azuresim
 	client *azure.Client
 	groups *armnetwork.SecurityGroupsClient
 	rules  *armnetwork.SecurityRulesClient
@@ -52,6 +50,7 @@ type localAzure struct {
 }
 
 var (
+	builds     = testproc.Builds{Pattern: "jitd-e2e-"}
 	sharedOnce sync.Once
 	shared     *localAzure
 	sharedErr  error
@@ -59,13 +58,10 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared != nil && shared.cmd.Process != nil {
-		_ = shared.cmd.Process.Signal(syscall.SIGTERM)
-		_ = shared.cmd.Wait()
-	}
 	if shared != nil {
-		_ = os.RemoveAll(shared.dir)
+		shared.sim.Stop()
 	}
+	builds.Remove()
 	os.Exit(code)
 }
 
@@ -83,33 +79,22 @@ func startLocalAzure(t *testing.T) *localAzure {
 }
 
 func setUpLocalAzure() (*localAzure, error) {
-	dir, err := os.MkdirTemp("", "jitd-e2e-")
+	dir, err := builds.Dir()
 	if err != nil {
 		return nil, err
 	}
-	la := &localAzure{dir: dir, jitd: filepath.Join(dir, "jitd")}
-	sim := filepath.Join(dir, "azuresim")
-	for bin, pkg := range map[string]string{la.jitd: ".", sim: "../azuresim"} {
-		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
-		if err != nil {
-			return la, fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
-		}
+	la := &localAzure{}
+	if la.jitd, err = builds.Build("jitd", "."); err != nil {
+		return la, err
 	}
-	envFile := filepath.Join(dir, "azure.env")
-	la.cmd = exec.Command(sim, "-listen", "127.0.0.1:0", "-env-file", envFile, "-log-level", "warn")
-	la.cmd.Stdout, la.cmd.Stderr = io.Discard, os.Stderr
-	if err := la.cmd.Start(); err != nil {
-		return la, fmt.Errorf("start azuresim: %w", err)
+	sim, err := builds.Build("azuresim", "../azuresim")
+	if err != nil {
+		return la, err
 	}
-	var raw []byte
-	if err := poll(60*time.Second, func() bool {
-		raw, err = os.ReadFile(envFile)
-		return err == nil
-	}); err != nil {
-		return la, fmt.Errorf("azuresim wrote no env file: %w", err)
+	if la.sim, err = testproc.StartAzuresim(sim, dir, 60*time.Second); err != nil {
+		return la, err
 	}
-	la.env = parseExports(raw)
-	la.url = la.env["AZURESIM_URL"]
+	la.env, la.url = la.sim.Env, la.sim.URL
 	// Trust the local Azure's CA in this process too, before its first
 	// TLS connection.
 	if err := os.Setenv("SSL_CERT_FILE", la.env["SSL_CERT_FILE"]); err != nil {
@@ -152,31 +137,9 @@ func (la *localAzure) getenv(k string) string {
 
 func (la *localAzure) subscription() string { return la.env["ARM_SUBSCRIPTION_ID"] }
 
-// parseExports reads azuresim's `export K='v'` lines.
-func parseExports(b []byte) map[string]string {
-	env := map[string]string{}
-	for line := range strings.Lines(string(b)) {
-		k, v, ok := strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, "export ")), "=")
-		if ok {
-			env[k] = strings.ReplaceAll(strings.Trim(v, "'"), `'\''`, "'")
-		}
-	}
-	return env
-}
-
-// poll checks cond every 50ms until it holds or the deadline passes: the
-// way to wait for another process's effect.
+// poll checks cond every 50ms until it holds or the deadline passes.
 func poll(deadline time.Duration, cond func() bool) error {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			return fmt.Errorf("condition not met within %s", deadline)
-		}
-		<-tick.C
-	}
-	return nil
+	return testproc.Poll(50*time.Millisecond, deadline, cond)
 }
 
 // webPolicy protects port 22 of 10.0.1.4 for sources in 203.0.113.0/24,
@@ -198,11 +161,11 @@ func (la *localAzure) createNSG(t *testing.T, rg, name string, rules ...jit.Secu
 	t.Helper()
 	var arm []*armnetwork.SecurityRule
 	for _, r := range rules {
-		arm = append(arm, toARM(r))
+		arm = append(arm, testproc.ToARM(r))
 	}
 	ctx := t.Context()
 	poller, err := la.groups.BeginCreateOrUpdate(ctx, rg, name, armnetwork.SecurityGroup{
-		Location: to("westeurope"), Properties: &armnetwork.SecurityGroupPropertiesFormat{SecurityRules: arm},
+		Location: testproc.To("westeurope"), Properties: &armnetwork.SecurityGroupPropertiesFormat{SecurityRules: arm},
 	}, nil)
 	if err == nil {
 		_, err = poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
@@ -216,7 +179,7 @@ func (la *localAzure) createNSG(t *testing.T, rg, name string, rules ...jit.Secu
 // putRuleSDK writes one rule through the armnetwork SDK directly.
 func (la *localAzure) putRuleSDK(t *testing.T, rg, nsg string, r jit.SecurityRule) {
 	t.Helper()
-	poller, err := la.rules.BeginCreateOrUpdate(t.Context(), rg, nsg, r.Name, *toARM(r), nil)
+	poller, err := la.rules.BeginCreateOrUpdate(t.Context(), rg, nsg, r.Name, *testproc.ToARM(r), nil)
 	if err == nil {
 		_, err = poller.PollUntilDone(t.Context(), &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
 	}
@@ -239,34 +202,15 @@ func (la *localAzure) ruleNames(t *testing.T, nsgID string) []string {
 	return names
 }
 
-// simEvent is the part of the local Azure's write events the tests use.
-type simEvent struct {
-	Operation string    `json:"operation"`
-	NSGID     string    `json:"nsgId"`
-	RuleName  string    `json:"ruleName"`
-	Accepted  time.Time `json:"accepted"`
-	Completed time.Time `json:"completed"`
-	Result    string    `json:"result"`
-}
-
-func (la *localAzure) deleteEvents(t *testing.T) map[string]simEvent {
+// deleteEvents indexes the local Azure's successful rule deletes by
+// lower-case NSG id + "/" + rule name.
+func (la *localAzure) deleteEvents(t *testing.T) map[string]testproc.Event {
 	t.Helper()
-	resp, err := la.http.Get(la.url + "/_sim/events")
+	events, err := testproc.Events(la.http, la.url)
 	if err != nil {
 		t.Fatalf("local Azure events: %v", err)
 	}
-	defer resp.Body.Close()
-	var body struct{ Events []simEvent }
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatalf("local Azure events: %v", err)
-	}
-	out := map[string]simEvent{}
-	for _, e := range body.Events {
-		if e.Operation == "DeleteSecurityRuleOperation" && e.Result == "Succeeded" {
-			out[strings.ToLower(e.NSGID)+"/"+e.RuleName] = e
-		}
-	}
-	return out
+	return testproc.SucceededDeletes(events)
 }
 
 // reachable asks the local Azure's flow verification whether src may reach
@@ -288,14 +232,7 @@ func (la *localAzure) reachable(t *testing.T, nsgID, src string) bool {
 }
 
 // jitdProcess is a running jitd.
-type jitdProcess struct {
-	cmd      *exec.Cmd
-	addr     string // health and metrics address
-	auditLog string
-	logs     *bytes.Buffer
-	logMu    *sync.Mutex
-	exited   chan error
-}
+type jitdProcess struct{ *testproc.Jitd }
 
 // startJitd starts jitd with the local Azure's environment and waits until
 // it serves /readyz.
@@ -303,78 +240,20 @@ func (la *localAzure) startJitd(t *testing.T, auditLog string, args ...string) *
 	t.Helper()
 	args = append([]string{"--listen", "127.0.0.1:0", "--audit-log", auditLog}, args...)
 	cmd := exec.Command(la.jitd, args...)
-	for k, v := range la.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Env = append(cmd.Env, "ARM_USE_CLI=false", "PATH="+os.Getenv("PATH"))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &jitdProcess{cmd: cmd, auditLog: auditLog, logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, exited: make(chan error, 1)}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Bytes()
-			p.logMu.Lock()
-			p.logs.Write(append(line, '\n'))
-			p.logMu.Unlock()
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "serving health and metrics" {
-				addr <- rec.Addr
-			}
-		}
-	}()
-	go func() { p.exited <- cmd.Wait() }()
-	t.Cleanup(func() {
+	cmd.Env = append(la.environ(), "PATH="+os.Getenv("PATH"))
+	return &jitdProcess{testproc.StartJitd(t, cmd, 60*time.Second, func(p *testproc.Jitd) {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
 		}
 		if t.Failed() {
-			t.Logf("jitd logs:\n%s", p.logText())
+			t.Logf("jitd logs:\n%s", p.Logs())
 		}
-	})
-	select {
-	case p.addr = <-addr:
-	case err := <-p.exited:
-		t.Fatalf("jitd exited at startup: %v\n%s", err, p.logText())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("jitd did not start serving\n%s", p.logText())
-	}
-	if err := poll(60*time.Second, func() bool { return p.get("/readyz") == http.StatusOK }); err != nil {
-		t.Fatalf("jitd not ready: %v\n%s", err, p.logText())
-	}
-	return p
-}
-
-func (p *jitdProcess) logText() string {
-	p.logMu.Lock()
-	defer p.logMu.Unlock()
-	return p.logs.String()
-}
-
-func (p *jitdProcess) get(path string) int {
-	code, _ := p.getBody(path)
-	return code
-}
-
-func (p *jitdProcess) getBody(path string) (int, string) {
-	resp, err := http.Get("http://" + p.addr + path)
-	if err != nil {
-		return 0, ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	})}
 }
 
 // metric returns the value of an unlabelled metric.
 func (p *jitdProcess) metric(name string) float64 {
-	_, body := p.getBody("/metrics")
+	_, body := p.Get("/metrics")
 	for line := range strings.Lines(body) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
 			f, _ := strconv.ParseFloat(v, 64)
@@ -387,9 +266,9 @@ func (p *jitdProcess) metric(name string) float64 {
 // stop sends SIGTERM and requires a clean exit.
 func (p *jitdProcess) stop(t *testing.T) {
 	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-p.exited:
+	case err := <-p.Exited:
 		if err != nil {
 			t.Errorf("jitd exited with %v after SIGTERM, want 0", err)
 		}
@@ -514,10 +393,10 @@ func TestEndToEndKill9WhileGrantsExpire(t *testing.T) {
 	if got := first.metric("jitd_active_grants"); got != 4 {
 		t.Fatalf("jitd_active_grants = %v, want 4 armed before the kill", got)
 	}
-	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := first.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-first.exited; err == nil {
+	if err := <-first.Exited; err == nil {
 		t.Fatal("jitd exited cleanly after SIGKILL")
 	}
 	if time.Now().After(exp) {
@@ -569,10 +448,7 @@ func TestEndToEndOnceReportsBypassAndClosesTamperedRule(t *testing.T) {
 
 	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
 	cmd := exec.Command(la.jitd, "--once", "--nsg", nsgID, "--audit-log", auditLog)
-	for k, v := range la.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Env = append(cmd.Env, "ARM_USE_CLI=false")
+	cmd.Env = la.environ()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("jitd --once: %v\n%s", err, out)
 	}
@@ -620,35 +496,6 @@ func cloudConfiguration(c azure.Cloud) cloud.Configuration {
 	}
 }
 
-func toARM(r jit.SecurityRule) *armnetwork.SecurityRule {
-	one := func(v []string) (*string, []*string) {
-		if len(v) == 1 {
-			return to(v[0]), nil
-		}
-		var many []*string
-		for _, s := range v {
-			many = append(many, to(s))
-		}
-		return nil, many
-	}
-	p := &armnetwork.SecurityRulePropertiesFormat{
-		Priority:  to(r.Priority),
-		Direction: to(armnetwork.SecurityRuleDirection(r.Direction)),
-		Access:    to(armnetwork.SecurityRuleAccess(r.Access)),
-		Protocol:  to(armnetwork.SecurityRuleProtocol(r.Protocol)),
-	}
-	p.SourceAddressPrefix, p.SourceAddressPrefixes = one(r.SourcePrefixes)
-	p.SourcePortRange, p.SourcePortRanges = one(r.SourcePorts)
-	p.DestinationAddressPrefix, p.DestinationAddressPrefixes = one(r.DestinationPrefixes)
-	p.DestinationPortRange, p.DestinationPortRanges = one(r.DestinationPorts)
-	if r.Description != "" {
-		p.Description = to(r.Description)
-	}
-	return &armnetwork.SecurityRule{Name: to(r.Name), Properties: p}
-}
-
-func to[T any](v T) *T { return &v }
-
 // TestEndToEndScale reports jitd's memory watching many NSGs (each with a
 // policy and an active grant). It runs only when JITD_E2E_SCALE names the
 // number of NSGs, e.g. JITD_E2E_SCALE=1000.
@@ -685,7 +532,7 @@ func TestEndToEndScale(t *testing.T) {
 	if got := d.metric("jitd_active_grants"); got != float64(n) {
 		t.Errorf("jitd_active_grants = %v, want %d", got, n)
 	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.Cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/testproc"
 )
 
 const gitopsDir = "../../../examples/gitops"
@@ -199,10 +201,7 @@ func steps(t *testing.T, doc map[string]any, job string) []string {
 
 func terraformBinary(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("TF_ACC_TERRAFORM_PATH"); p != "" {
-		return p
-	}
-	p, err := exec.LookPath("terraform")
+	p, err := testproc.TerraformPath()
 	if err != nil {
 		t.Skip("terraform not found on PATH")
 	}
@@ -233,14 +232,6 @@ func TestGitOpsTerraformValidates(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", plugin, "../../..").CombinedOutput(); err != nil {
 		t.Fatalf("go build the provider: %v\n%s", err, out)
 	}
-	rc := filepath.Join(work, "terraformrc")
-	must(t, os.WriteFile(rc, []byte(`provider_installation {
-  filesystem_mirror {
-    path    = "`+filepath.Join(work, "mirror")+`"
-    include = ["registry.terraform.io/jitaccess/jit"]
-  }
-}
-`), 0o600))
 	for _, ws := range []string{"policies", "requests"} {
 		t.Run(ws, func(t *testing.T) {
 			dir := filepath.Join(work, ws)
@@ -248,11 +239,9 @@ func TestGitOpsTerraformValidates(t *testing.T) {
 			if _, err := fs.Stat(os.DirFS(dir), ".terraform"); err == nil {
 				t.Fatalf("%s/.terraform is in the example: remove it", ws)
 			}
+			tf := testproc.NewTerraform(t, terraform, dir, testproc.FilesystemMirror(filepath.Join(work, "mirror")), nil)
 			for _, args := range [][]string{{"init", "-backend=false", "-input=false", "-no-color"}, {"validate", "-no-color"}} {
-				cmd := exec.Command(terraform, append([]string{"-chdir=" + dir}, args...)...)
-				cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + work, "TF_CLI_CONFIG_FILE=" + rc, "CHECKPOINT_DISABLE=1",
-					"TF_IN_AUTOMATION=1"}
-				if out, err := cmd.CombinedOutput(); err != nil {
+				if out, err := tf.Run(args...); err != nil {
 					t.Fatalf("terraform %s in %s: %v\n%s", args[0], ws, err, out)
 				}
 			}

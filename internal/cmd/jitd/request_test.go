@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -298,41 +297,9 @@ func TestRequestAppliedByTerraform(t *testing.T) {
 	if os.Getenv("TF_ACC") == "" {
 		t.Skip("set TF_ACC=1 to apply a request with the real terraform")
 	}
-	terraform := os.Getenv("TF_ACC_TERRAFORM_PATH")
-	if terraform == "" {
-		var err error
-		if terraform, err = exec.LookPath("terraform"); err != nil {
-			t.Fatal("terraform not found: put it on PATH or set TF_ACC_TERRAFORM_PATH")
-		}
-	}
-	la := startLocalAzure(t)
-	pluginDir, err := buildProvider(la)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsgID := la.createNSG(t, "request-terraform", "nsg-web")
-	work := t.TempDir()
-	rc := filepath.Join(work, "terraformrc")
-	must(t, os.WriteFile(rc, []byte(`provider_installation {
-  dev_overrides { "jitaccess/jit" = "`+pluginDir+`" }
-  direct {}
-}
-`), 0o600))
-	must(t, os.WriteFile(filepath.Join(work, "main.tf"), []byte(terraformConfig+`output "policy_id" { value = jit_policy.web_ssh.id }
-`), 0o600))
-	tf := func(args ...string) (string, error) {
-		cmd := exec.Command(terraform, append([]string{"-chdir=" + work}, args...)...)
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + work, "TF_CLI_CONFIG_FILE=" + rc,
-			"CHECKPOINT_DISABLE=1", "TF_IN_AUTOMATION=1", "ARM_USE_CLI=false", "TF_VAR_nsg_id=" + nsgID,
-			"JIT_AUDIT_LOG_PATH=" + filepath.Join(work, "provider-audit.jsonl")}
-		for k, v := range la.env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		return out.String(), err
-	}
+	la, terraform, nsgID := terraformWorkspace(t, "request-terraform", terraformConfig+`output "policy_id" { value = jit_policy.web_ssh.id }
+`)
+	work, tf := terraform.Dir, terraform.Run
 	if out, err := tf("apply", "-auto-approve", "-input=false", "-no-color"); err != nil {
 		t.Fatalf("terraform apply of the policy: %v\n%s", err, out)
 	}

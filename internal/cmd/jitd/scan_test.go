@@ -220,20 +220,13 @@ func TestScanAgainstLocalAzure(t *testing.T) {
 	}
 
 	cmd := exec.Command(la.jitd, "scan", "--resource-group", "scan-closed")
-	cmd.Env = []string{"ARM_USE_CLI=false"}
-	for k, v := range la.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = la.environ()
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "1 NSG(s) scanned: no management port") {
 		t.Errorf("jitd scan of a closed resource group: %v\n%s", err, out)
 	}
 	cmd = exec.Command(la.jitd, "scan", "--resource-group", "scan-exposed")
-	cmd.Env = cmd.Env[:0]
-	cmd.Env = append(cmd.Env, "ARM_USE_CLI=false")
-	for k, v := range la.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = la.environ()
 	out, err = cmd.CombinedOutput()
 	var exitErr *exec.ExitError
 	if !errors.As(err, &exitErr) || exitErr.ExitCode() != ExitExposed || !strings.Contains(string(out), "AllowSSHFromInternet") {

@@ -1,33 +1,41 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/testproc"
 )
 
-var (
-	providerOnce sync.Once
-	providerDir  string
-	providerErr  error
-)
+// buildProvider builds the provider binary once, for dev_overrides, and
+// returns its directory.
+func buildProvider() (string, error) {
+	bin, err := builds.Build(filepath.Join("provider", "terraform-provider-jit"), "../../..")
+	return filepath.Dir(bin), err
+}
 
-// buildProvider builds the provider binary once, for dev_overrides.
-func buildProvider(la *localAzure) (string, error) {
-	providerOnce.Do(func() {
-		providerDir = filepath.Join(la.dir, "provider")
-		out, err := exec.Command("go", "build", "-o", filepath.Join(providerDir, "terraform-provider-jit"), "../../..").CombinedOutput()
-		if err != nil {
-			providerErr = errors.New("go build the provider: " + err.Error() + "\n" + string(out))
-		}
-	})
-	return providerDir, providerErr
+// terraformWorkspace starts the local Azure, creates an empty NSG in rg
+// and returns terraform working in a new directory with mainTF, the
+// provider through dev_overrides and var.nsg_id set to the NSG.
+func terraformWorkspace(t *testing.T, rg, mainTF string) (la *localAzure, tf *testproc.Terraform, nsgID string) {
+	t.Helper()
+	terraform, err := testproc.TerraformPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	la = startLocalAzure(t)
+	pluginDir, err := buildProvider()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsgID = la.createNSG(t, rg, "nsg-web")
+	work := t.TempDir()
+	tf = testproc.NewTerraform(t, terraform, work, testproc.DevOverrides(pluginDir), map[string]string{"main.tf": mainTF},
+		append(la.environ(), "TF_VAR_nsg_id="+nsgID, "JIT_AUDIT_LOG_PATH="+filepath.Join(work, "provider-audit.jsonl"))...)
+	return la, tf, nsgID
 }
 
 const terraformConfig = `
@@ -77,41 +85,8 @@ func TestEndToEndTerraformGrantClosedByJitd(t *testing.T) {
 	if os.Getenv("TF_ACC") == "" {
 		t.Skip("set TF_ACC=1 to run the terraform end-to-end test (it waits out a one-minute grant)")
 	}
-	terraform := os.Getenv("TF_ACC_TERRAFORM_PATH")
-	if terraform == "" {
-		var err error
-		if terraform, err = exec.LookPath("terraform"); err != nil {
-			t.Fatal("terraform not found: put it on PATH or set TF_ACC_TERRAFORM_PATH")
-		}
-	}
-	la := startLocalAzure(t)
-	pluginDir, err := buildProvider(la)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsgID := la.createNSG(t, "e2e-terraform", "nsg-web")
-
-	work := t.TempDir()
-	rc := filepath.Join(work, "terraformrc")
-	must(t, os.WriteFile(rc, []byte(`provider_installation {
-  dev_overrides { "jitaccess/jit" = "`+pluginDir+`" }
-  direct {}
-}
-`), 0o600))
-	must(t, os.WriteFile(filepath.Join(work, "main.tf"), []byte(terraformConfig), 0o600))
-	tf := func(args ...string) (string, error) {
-		cmd := exec.Command(terraform, append([]string{"-chdir=" + work}, args...)...)
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + work, "TF_CLI_CONFIG_FILE=" + rc,
-			"CHECKPOINT_DISABLE=1", "TF_IN_AUTOMATION=1", "ARM_USE_CLI=false", "TF_VAR_nsg_id=" + nsgID,
-			"JIT_AUDIT_LOG_PATH=" + filepath.Join(work, "provider-audit.jsonl")}
-		for k, v := range la.env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		return out.String(), err
-	}
+	la, terraform, nsgID := terraformWorkspace(t, "e2e-terraform", terraformConfig)
+	work, tf := terraform.Dir, terraform.Run
 
 	if out, err := tf("apply", "-auto-approve", "-input=false", "-no-color"); err != nil {
 		t.Fatalf("terraform apply of the policy: %v\n%s", err, out)
