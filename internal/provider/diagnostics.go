@@ -36,7 +36,7 @@ func azureErrorDetail(action, resourceID string, err error) string {
 		hint = "Azure did not accept the provider's credentials. Check the tenant, client id and secret or federated token."
 	case errors.Is(err, azure.ErrForbidden):
 		hint = "The identity Terraform runs as lacks permission. It needs Microsoft.Network/networkSecurityGroups/read " +
-			"(and .../securityRules/write and /delete to change rules) on this resource."
+			"and, to change rules, Microsoft.Network/networkSecurityGroups/write on this resource (both in Network Contributor)."
 	case errors.Is(err, azure.ErrThrottled), errors.Is(err, azure.ErrUnavailable):
 		hint = "Azure is throttling or unavailable; the provider already retried. Try again later."
 	}
