@@ -215,7 +215,7 @@ func (r *grantResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanR
 		if !known || resp.Diagnostics.HasError() {
 			return
 		}
-		policy, diags := r.readPolicy(ctx, r.data.rules, policyName, nsgIDs)
+		policy, diags := r.readPolicy(ctx, policyName, nsgIDs)
 		resp.Diagnostics.Append(diags...)
 		if resp.Diagnostics.HasError() {
 			return
@@ -282,7 +282,7 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 	// Checked again at apply, against the NSGs as this apply read them (once
 	// per NSG for all its grants). Where the rule goes is decided later, in
 	// the NSG write itself, against the NSG as it is at that moment.
-	policy, diags := r.readPolicy(ctx, r.data.rules, policyName, nsgIDs)
+	policy, diags := r.readPolicy(ctx, policyName, nsgIDs)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		_ = r.emit(ctx, event, audit.ActionRefuse, audit.ResultDenied, diagSummary(resp.Diagnostics))
@@ -410,12 +410,12 @@ func (r *grantResource) Read(ctx context.Context, req resource.ReadRequest, resp
 	var found *jit.GrantRule
 	present, missing := 0, 0
 	for _, nsgID := range nsgIDs {
-		rules, err := r.data.rules.ListRules(ctx, nsgID)
+		view, err := r.data.rules.View(ctx, nsgID)
 		if err != nil && !errors.Is(err, azure.ErrNotFound) {
 			resp.Diagnostics.AddError("Unable to Read Access Grant", azureErrorDetail("read the rules of", nsgID, err))
 			return
 		}
-		if g := findGrantRule(rules, ruleName); g != nil {
+		if g := findGrantRule(view, ruleName); g != nil {
 			present++
 			if found == nil {
 				found = g
@@ -531,18 +531,16 @@ func (r *grantResource) ImportState(ctx context.Context, req resource.ImportStat
 // readPolicy reads the policy from every NSG of its id. It must be intact
 // and identical on all of them: a grant is never judged against a policy
 // that is missing or malformed somewhere (fail closed).
-func (r *grantResource) readPolicy(ctx context.Context, store interface {
-	ListRules(context.Context, string) ([]jit.SecurityRule, error)
-}, name string, nsgIDs []string) (jit.Policy, diag.Diagnostics) {
+func (r *grantResource) readPolicy(ctx context.Context, name string, nsgIDs []string) (jit.Policy, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	var policy *jit.Policy
 	for _, nsgID := range nsgIDs {
-		rules, err := store.ListRules(ctx, nsgID)
+		view, err := r.data.rules.View(ctx, nsgID)
 		if err != nil {
 			diags.AddAttributeError(path.Root("policy_id"), "Unable to Read JIT Policy", azureErrorDetail("read the rules of", nsgID, err))
 			return jit.Policy{}, diags
 		}
-		decoded, ok := jit.ReadNSG(rules).Policies[name]
+		decoded, ok := view.Policies[name]
 		switch {
 		case !ok:
 			diags.AddAttributeError(path.Root("policy_id"), "JIT Policy Not Found",
@@ -569,11 +567,10 @@ func (r *grantResource) readPolicy(ctx context.Context, store interface {
 // findGrantRule returns the grant read back from the rule named name, or
 // nil when there is none. A rule with that name that no longer decodes as a
 // grant still counts as open: it is still letting someone in.
-func findGrantRule(rules []jit.SecurityRule, name string) *jit.GrantRule {
-	view := jit.ReadNSG(rules)
-	for i := range view.Grants {
-		if strings.EqualFold(view.Grants[i].Rule.Name, name) {
-			return &view.Grants[i]
+func findGrantRule(view jit.NSGView, name string) *jit.GrantRule {
+	for _, g := range view.Grants {
+		if strings.EqualFold(g.Rule.Name, name) {
+			return &g
 		}
 	}
 	for _, f := range view.Malformed {

@@ -192,3 +192,29 @@ func TestCachedRulesListsOncePerNSGUntilWritten(t *testing.T) {
 		t.Fatalf("a failed list must not be cached: %d lists", store.lists)
 	}
 }
+
+// View decodes the same listing the rules come from, and a write through
+// the cache is seen by the next View.
+func TestCachedRulesViewFollowsWrites(t *testing.T) {
+	ctx := context.Background()
+	store := newFakeStore()
+	store.rules["a"] = map[string]jit.SecurityRule{}
+	c := newCachedRules(store)
+	if v, err := c.View(ctx, "a"); err != nil || len(v.Policies) != 0 {
+		t.Fatalf("empty NSG: %+v, %v", v, err)
+	}
+	p := mustPolicy(t, jit.PortInput{Number: 22, Protocol: "Tcp", MaxDuration: "3h"})
+	if _, err := applyPolicyToNSG(ctx, c, "a", p, nil); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.View(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := v.Policies["web"]; !ok || got.Problem != "" || !got.Policy.Equal(p) {
+		t.Fatalf("after the write the view holds %+v", v.Policies)
+	}
+	if store.lists != 2 {
+		t.Fatalf("%d lists, want 2 (one before and one after the write)", store.lists)
+	}
+}

@@ -278,7 +278,11 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 			resp.Diagnostics.AddError("Unable to Read Network Security Group", azureErrorDetail("read the rules of", nsgID, err))
 			continue
 		}
-		view := jit.ReadNSG(rules)
+		view, err := r.data.rules.View(ctx, nsgID)
+		if err != nil {
+			resp.Diagnostics.AddError("Unable to Read Network Security Group", azureErrorDetail("read the rules of", nsgID, err))
+			continue
+		}
 		if existing, ok := view.Policies[p.Name]; ok && creating {
 			if existing.Problem == "" && existing.Policy.Equal(p) {
 				// Exactly this policy: most likely an apply interrupted after
@@ -354,16 +358,8 @@ func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest,
 	ctx = tflog.SetField(ctx, "policy", p.Name)
 
 	// Checked again at apply: another workspace may have written since the plan.
-	for _, nsgID := range nsgIDs {
-		rules, err := r.data.rules.ListRules(ctx, nsgID)
-		if err != nil {
-			resp.Diagnostics.AddError("Unable to Create JIT Policy", azureErrorDetail("read the rules of", nsgID, err))
-			return
-		}
-		if err := jit.Conflicts(p, nsgID, rules); err != nil {
-			addFieldErrors(&resp.Diagnostics, "JIT Policy Conflicts With Network Security Group", err)
-			return
-		}
+	if !r.checkConflicts(ctx, p, nsgIDs, "Unable to Create JIT Policy", &resp.Diagnostics) {
+		return
 	}
 
 	var mu sync.Mutex
@@ -392,6 +388,24 @@ func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest,
 
 	r.setComputed(ctx, &plan, p, nsgIDs, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+// checkConflicts checks the policy against every NSG as it is now (other
+// policies' bands, foreign rules in the band, Azure's limits) before an
+// apply writes anything, so a refused apply writes nothing.
+func (r *policyResource) checkConflicts(ctx context.Context, p jit.Policy, nsgIDs []string, summary string, diags *diag.Diagnostics) bool {
+	for _, nsgID := range nsgIDs {
+		rules, err := r.data.rules.ListRules(ctx, nsgID)
+		if err != nil {
+			diags.AddError(summary, azureErrorDetail("read the rules of", nsgID, err))
+			return false
+		}
+		if err := jit.Conflicts(p, nsgID, rules); err != nil {
+			addFieldErrors(diags, "JIT Policy Conflicts With Network Security Group", err)
+			return false
+		}
+	}
+	return true
 }
 
 // setComputed fills in what an apply computes: the id, the rule names and
@@ -447,7 +461,7 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	var intact []string
 	var found *jit.Policy
 	for _, nsgID := range nsgIDs {
-		rules, err := r.data.rules.ListRules(ctx, nsgID)
+		view, err := r.data.rules.View(ctx, nsgID)
 		if errors.Is(err, azure.ErrNotFound) {
 			tflog.Warn(ctx, "NSG of a policy no longer exists", map[string]any{"nsg_id": nsgID})
 			continue
@@ -456,7 +470,7 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 			resp.Diagnostics.AddError("Unable to Read JIT Policy", azureErrorDetail("read the rules of", nsgID, err))
 			return
 		}
-		decoded, ok := jit.ReadNSG(rules).Policies[name]
+		decoded, ok := view.Policies[name]
 		switch {
 		case !ok:
 			tflog.Warn(ctx, "Policy rules missing from NSG", map[string]any{"nsg_id": nsgID, "policy": name})
@@ -531,18 +545,8 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 		return
 	}
 
-	// Conflicts with what is on the NSGs now are checked before anything is
-	// written, so a refused update writes nothing.
-	for _, nsgID := range nsgIDs {
-		rules, err := r.data.rules.ListRules(ctx, nsgID)
-		if err != nil {
-			resp.Diagnostics.AddError("Unable to Update JIT Policy", azureErrorDetail("read the rules of", nsgID, err))
-			return
-		}
-		if err := jit.Conflicts(p, nsgID, rules); err != nil {
-			addFieldErrors(&resp.Diagnostics, "JIT Policy Conflicts With Network Security Group", err)
-			return
-		}
+	if !r.checkConflicts(ctx, p, nsgIDs, "Unable to Update JIT Policy", &resp.Diagnostics) {
+		return
 	}
 	failedNSG, err := forEachNSG(ctx, nsgIDs, func(ctx context.Context, nsgID string) error {
 		rules, err := r.data.rules.ListRules(ctx, nsgID)
@@ -631,7 +635,7 @@ type activeGrant struct {
 }
 
 func (r *policyResource) policyGrants(ctx context.Context, policy, nsgID string) ([]jit.GrantRule, error) {
-	rules, err := r.data.rules.ListRules(ctx, nsgID)
+	view, err := r.data.rules.View(ctx, nsgID)
 	if errors.Is(err, azure.ErrNotFound) {
 		return nil, nil
 	}
@@ -639,7 +643,7 @@ func (r *policyResource) policyGrants(ctx context.Context, policy, nsgID string)
 		return nil, fmt.Errorf("read the rules of %s: %w", nsgID, err)
 	}
 	var out []jit.GrantRule
-	for _, g := range jit.ReadNSG(rules).Grants {
+	for _, g := range view.Grants {
 		if g.Policy == policy {
 			out = append(out, g)
 		}

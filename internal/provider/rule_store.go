@@ -32,6 +32,11 @@ type cacheEntry struct {
 	once  sync.Once
 	rules []jit.SecurityRule
 	err   error
+
+	// view is the rules decoded, once, for the resources that only need to
+	// know which policies and grants are on the NSG.
+	viewOnce sync.Once
+	view     jit.NSGView
 }
 
 func newCachedRules(store ruleStore) *cachedRules {
@@ -39,6 +44,26 @@ func newCachedRules(store ruleStore) *cachedRules {
 }
 
 func (c *cachedRules) ListRules(ctx context.Context, nsgID string) ([]jit.SecurityRule, error) {
+	e, err := c.entry(ctx, nsgID)
+	if err != nil {
+		return nil, err
+	}
+	return append([]jit.SecurityRule(nil), e.rules...), nil
+}
+
+// View is the NSG's rules decoded (jit.ReadNSG), once per listing however
+// many grants and policies ask. Callers must not modify it.
+func (c *cachedRules) View(ctx context.Context, nsgID string) (jit.NSGView, error) {
+	e, err := c.entry(ctx, nsgID)
+	if err != nil {
+		return jit.NSGView{}, err
+	}
+	e.viewOnce.Do(func() { e.view = jit.ReadNSG(e.rules) })
+	return e.view, nil
+}
+
+// entry returns the NSG's listed rules, listing them on first use.
+func (c *cachedRules) entry(ctx context.Context, nsgID string) (*cacheEntry, error) {
 	key := strings.ToLower(nsgID)
 	c.mu.Lock()
 	e := c.entries[key]
@@ -54,7 +79,7 @@ func (c *cachedRules) ListRules(ctx context.Context, nsgID string) ([]jit.Securi
 		c.forget(nsgID, e)
 		return nil, e.err
 	}
-	return append([]jit.SecurityRule(nil), e.rules...), nil
+	return e, nil
 }
 
 func (c *cachedRules) ApplyRuleChanges(ctx context.Context, nsgID string, changes []azure.RuleChange) ([]jit.SecurityRule, error) {
