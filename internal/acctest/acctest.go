@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim"
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/simtest"
 )
@@ -39,6 +41,12 @@ type Env struct {
 	rules *armnetwork.SecurityRulesClient
 	vnets *armnetwork.VirtualNetworksClient
 	nics  *armnetwork.InterfacesClient
+
+	// client is the project's own Azure client on this local Azure, built
+	// once (it discovers the endpoints from the metadata host).
+	clientOnce sync.Once
+	client     *azure.Client
+	clientErr  error
 }
 
 // New starts a local Azure for t and closes it when t ends.

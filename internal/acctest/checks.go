@@ -57,16 +57,19 @@ func (r reachability) CheckState(_ context.Context, _ statecheck.CheckStateReque
 // like another workspace or an operator would.
 func (e *Env) Client() *azure.Client {
 	e.t.Helper()
-	cfg, err := azure.ConfigFromEnv(func(k string) string { return e.Sim.Environ(simtest.CAFile())[k] })
-	if err != nil {
-		e.t.Fatalf("local Azure config: %v", err)
+	e.clientOnce.Do(func() {
+		var cfg azure.Config
+		cfg, e.clientErr = azure.ConfigFromEnv(func(k string) string { return e.Sim.Environ(simtest.CAFile())[k] })
+		if e.clientErr != nil {
+			return
+		}
+		cfg.UseCLI = false
+		e.client, e.clientErr = azure.NewClient(context.Background(), cfg, azure.ClientOptions{UserAgent: "acctest"})
+	})
+	if e.clientErr != nil {
+		e.t.Fatalf("client for the local Azure: %v", e.clientErr)
 	}
-	cfg.UseCLI = false
-	c, err := azure.NewClient(context.Background(), cfg, azure.ClientOptions{UserAgent: "acctest"})
-	if err != nil {
-		e.t.Fatalf("client for the local Azure: %v", err)
-	}
-	return c
+	return e.client
 }
 
 // PutRules writes rules to an NSG (e.g. another workspace's policy).

@@ -192,7 +192,7 @@ func (c *Client) writeBatch(ctx context.Context, id NSGID, batch []*batchCall) {
 // finished yet.
 func (c *Client) writeNSG(ctx context.Context, id NSGID, batch []*batchCall) error {
 	const op = "write network security group"
-	pipeline, endpoint, err := c.rawClient(id.SubscriptionID)
+	pipeline, endpoint, err := c.rawClient()
 	if err != nil {
 		return err
 	}
@@ -396,8 +396,9 @@ func (d rawNSG) setRules(rules []rawRule) error {
 }
 
 // rawClient returns the ARM pipeline (credential, retries, busy-NSG
-// retries, user agent) and endpoint for raw requests, built once.
-func (c *Client) rawClient(string) (runtime.Pipeline, string, error) {
+// retries, user agent) and endpoint for raw requests, built once. Raw
+// requests carry the full resource id, so one serves every subscription.
+func (c *Client) rawClient() (runtime.Pipeline, string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.raw == nil {
