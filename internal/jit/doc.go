@@ -54,21 +54,25 @@
 // Description for the grammar):
 //
 //	jit:v1 role=guard band=100-199
-//	jit:v1 role=deny band=100-199 max=3h
-//	jit:v1 role=deny band=100-199 max=22:3h,3389:1h
+//	jit:v1 role=deny band=100-199 guard=v4,v6 max=3h
+//	jit:v1 role=deny band=100-199 guard=none max=22:3h,3389:1h
 //	jit:v1 role=grant id=a1b2 exp=1767225600 by=alice@example.com
 //
-// A deny-all description gives one maximum grant duration when every port of
-// its group shares it, else one per port in ascending order; a policy whose
-// description would exceed 140 characters is refused by NewPolicy.
+// A deny-all description names the address families that have a guard rule
+// (v4, v6, both, or none when any source may ask), and gives one maximum
+// grant duration when every port of its group shares it, else one per port
+// in ascending order; a policy whose description would exceed 140
+// characters is refused by NewPolicy. The guard list is what makes a deleted
+// guard rule read as a malformed policy instead of one that allows every
+// source of that family.
 //
 // # Reading it back, failing closed
 //
 // ReadNSG decodes a policy from its rules: ports, protocols and destinations
 // from the deny-all rules, band and maximum durations from their
 // descriptions, and allowed sources as the complement of the union of each
-// family's guard sources (a family in use without a guard allows every
-// source of that family; no guard at all means "*"). The decoded policy is
+// family's guard sources (a family the deny-all says has no guard allows
+// every source of that family; no guard at all means "*"). The decoded policy is
 // then validated with NewPolicy and encoded again, and the result must match
 // the rules found exactly: priority, protocol, prefixes, ports and
 // description. Anything else — a tampered description, an unknown
