@@ -74,7 +74,6 @@ type providerModel struct {
 // providerData is what Configure hands to resources and data sources.
 type providerData struct {
 	client *azure.Client
-	config azure.Config
 	// rules reads each NSG at most once per Terraform run (one provider
 	// process), however many resources ask.
 	rules *cachedRules
@@ -224,7 +223,7 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 		}
 		sink = file
 	}
-	data := &providerData{client: client, config: cfg, rules: newCachedRules(client), clock: clock,
+	data := &providerData{client: client, rules: newCachedRules(client), clock: clock,
 		audit: sink}
 	resp.DataSourceData = data
 	resp.ResourceData = data
