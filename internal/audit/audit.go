@@ -27,6 +27,7 @@ const (
 	ActionClose  Action = "close"  // a grant's allow rule was deleted (expiry, destroy, revocation, tampering)
 	ActionRefuse Action = "refuse" // a grant request was refused
 	ActionDrift  Action = "drift"  // Read found a grant expired or revoked out of band
+	ActionAdopt  Action = "adopt"  // a create took over the open rules of the same request; nothing was written
 	ActionFind   Action = "find"   // jitd found something it reports but does not change
 )
 

@@ -15,6 +15,7 @@ import (
 type NSGView struct {
 	Policies  map[string]DecodedPolicy // by policy name
 	Grants    []GrantRule              // every well-formed grant rule (any policy), by name
+	Ended     []EndedRecord            // every well-formed record of an ended grant (any policy), by name
 	Malformed []Finding                // JIT-namespace rules that fail to decode (fail closed), by name
 	Foreign   []SecurityRule           // rules outside the jit- namespace, as given
 }
@@ -70,6 +71,15 @@ func ReadNSG(rules []SecurityRule) NSGView {
 			view.Grants = append(view.Grants, g)
 			continue
 		}
+		if n.role == RoleEnded {
+			e, err := decodeEnded(r, n)
+			if err != nil {
+				view.Malformed = append(view.Malformed, Finding{r, err.Error()})
+				continue
+			}
+			view.Ended = append(view.Ended, e)
+			continue
+		}
 		byPolicy[n.policy] = append(byPolicy[n.policy], r)
 	}
 	for name, rs := range byPolicy {
@@ -78,6 +88,7 @@ func ReadNSG(rules []SecurityRule) NSGView {
 		view.Malformed = append(view.Malformed, findings...)
 	}
 	slices.SortFunc(view.Grants, func(a, b GrantRule) int { return strings.Compare(a.Rule.Name, b.Rule.Name) })
+	slices.SortFunc(view.Ended, func(a, b EndedRecord) int { return strings.Compare(a.Rule.Name, b.Rule.Name) })
 	slices.SortStableFunc(view.Malformed, func(a, b Finding) int { return strings.Compare(a.Rule.Name, b.Rule.Name) })
 	return view
 }

@@ -208,12 +208,13 @@ func GrantRuleName(policy, id string) string { return RuleNamePrefix + policy + 
 var (
 	bandRuleNamePattern  = regexp.MustCompile(`^jit-(.+)-(guard|deny)-(tcp|udp|any)(-v6)?$`)
 	grantRuleNamePattern = regexp.MustCompile(`^jit-(.+)-g-([a-z0-9]{1,16})$`)
+	endedRuleNamePattern = regexp.MustCompile(`^jit-(.+)-e-([a-z0-9]{1,16})$`)
 )
 
 // ruleName is a decoded JIT rule name.
 type ruleName struct {
 	policy  string
-	role    Role // RoleGuard, RoleDeny or RoleGrant
+	role    Role // RoleGuard, RoleDeny, RoleGrant or RoleEnded
 	group   protoGroup
 	family  int
 	grantID string
@@ -231,6 +232,9 @@ func parseRuleName(name string) (ruleName, bool) {
 	if m := grantRuleNamePattern.FindStringSubmatch(name); m != nil {
 		return ruleName{policy: m[1], role: RoleGrant, grantID: m[2]}, validPolicyName(m[1])
 	}
+	if m := endedRuleNamePattern.FindStringSubmatch(name); m != nil {
+		return ruleName{policy: m[1], role: RoleEnded, grantID: m[2]}, validPolicyName(m[1])
+	}
 	return ruleName{}, false
 }
 
@@ -246,6 +250,8 @@ const (
 	RoleGuard Role = "guard"
 	RoleDeny  Role = "deny"
 	RoleGrant Role = "grant"
+	// RoleEnded is the record a grant leaves when it ends (see EndedRecord).
+	RoleEnded Role = "ended"
 )
 
 // DescriptionVersion starts every description this project writes.
@@ -271,6 +277,7 @@ type PortDuration struct {
 // makes the policy malformed, and malformed fails closed.
 //
 //	grant: jit:v1 role=grant id=<grant id> exp=<unix seconds> by=<requester>
+//	ended: jit:v1 role=ended id=<grant id> exp=<unix seconds> by=<requester>
 //
 // Durations are minimal Go syntax ("3h", "1h30m"); ports ascending; the
 // requester is limited to [A-Za-z0-9._@+-]. ParseDescription accepts
@@ -280,9 +287,9 @@ type Description struct {
 	Band         Band           // guard and deny
 	Guards       []int          // deny: the address families (IPv4, IPv6) that have a guard rule
 	MaxDurations []PortDuration // deny: a single entry with Port 0 when every port shares it
-	GrantID      string         // grant
-	ExpiresAt    time.Time      // grant, whole seconds
-	Requester    string         // grant
+	GrantID      string         // grant and ended
+	ExpiresAt    time.Time      // grant and ended, whole seconds
+	Requester    string         // grant and ended
 }
 
 // String formats the description. It does not check the length limit.
@@ -305,7 +312,7 @@ func (d Description) String() string {
 				b.WriteString(FormatDuration(pd.MaxDuration))
 			}
 		}
-	case RoleGrant:
+	case RoleGrant, RoleEnded:
 		fmt.Fprintf(&b, " id=%s exp=%d by=%s", d.GrantID, d.ExpiresAt.Unix(), d.Requester)
 	}
 	return b.String()
@@ -398,11 +405,11 @@ func ParseDescription(s string) (Description, error) {
 				d.MaxDurations, err = parseMaxList(kv["max"])
 			}
 		}
-	case RoleGrant:
+	case RoleGrant, RoleEnded:
 		want = []string{"role", "id", "exp", "by"}
 		err = parseGrantFields(&d, kv)
 	default:
-		return Description{}, fmt.Errorf("description role %q is not one of guard, deny, grant", kv["role"])
+		return Description{}, fmt.Errorf("description role %q is not one of guard, deny, grant, ended", kv["role"])
 	}
 	if !slices.Equal(keys, want) {
 		return Description{}, fmt.Errorf("description keys %s, want %s", strings.Join(keys, ","), strings.Join(want, ","))

@@ -1,7 +1,6 @@
 package jit
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -228,25 +227,4 @@ func (p Policy) FreeGrantPriority(rules []SecurityRule, taken map[int32]bool) (p
 		}
 	}
 	return 0, false
-}
-
-// NewGrantID returns a fresh random grant id: 10 characters of [a-z0-9],
-// about 51 bits, so ids never collide in practice and never carry meaning.
-func NewGrantID() string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	id := make([]byte, 0, 10)
-	var buf [16]byte
-	for len(id) < cap(id) {
-		if _, err := rand.Read(buf[:]); err != nil {
-			panic(fmt.Sprintf("crypto/rand failed: %v", err))
-		}
-		for _, c := range buf {
-			// 252 is the largest multiple of 36 below 256: rejecting the
-			// rest keeps every character equally likely.
-			if c < 252 && len(id) < cap(id) {
-				id = append(id, alphabet[int(c)%len(alphabet)])
-			}
-		}
-	}
-	return string(id)
 }

@@ -130,17 +130,6 @@ func TestFreeGrantPriority(t *testing.T) {
 	}
 }
 
-func TestNewGrantID(t *testing.T) {
-	seen := map[string]bool{}
-	for range 1000 {
-		id := NewGrantID()
-		if !ValidGrantID(id) || len(id) != 10 || seen[id] {
-			t.Fatalf("bad or repeated id %q", id)
-		}
-		seen[id] = true
-	}
-}
-
 func mustAddr(t *testing.T, s string) netip.Addr {
 	t.Helper()
 	a, err := netip.ParseAddr(s)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,11 +46,12 @@ type grantResource struct {
 	data *providerData
 }
 
-// Grant statuses.
+// Grant statuses, as the domain's state machine names them.
 const (
-	grantActive  = "active"
-	grantExpired = "expired"
-	grantRevoked = "revoked"
+	grantActive  = string(jit.GrantActive)
+	grantExpired = string(jit.GrantExpired)
+	grantRevoked = string(jit.GrantRevoked)
+	grantClosed  = string(jit.GrantClosed)
 )
 
 const (
@@ -87,8 +89,12 @@ func (r *grantResource) Schema(ctx context.Context, _ resource.SchemaRequest, re
 		MarkdownDescription: "A reviewed request for access: opens the given ports of a `jit_policy` for one source " +
 			"address, from apply time for `duration`. The request is checked against the policy as it is written on the " +
 			"NSGs, at plan time and again at apply. At expiry `jitd` deletes the rule; the next plan reports the grant as " +
-			"expired and asks for the block to be removed. A grant never opens again without a change to its configuration: " +
-			"to ask again, open a new request.",
+			"expired and asks for the block to be removed.\n\n" +
+			"A grant is identified by its request: `grant_id` is derived from every request attribute, so the same request " +
+			"applied again (after state was lost, by `-replace`, or from an import) is recognised — adopted while it is open, " +
+			"never opened again once it has ended, never given a second window. Expired, revoked and closed grants stay ended; " +
+			"changes to the policy (NSGs added or removed, a rename) update the grant in place and never re-open it. To ask " +
+			"again, open a new request: change the justification or the approval reference.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Computed:            true,
@@ -96,14 +102,17 @@ func (r *grantResource) Schema(ctx context.Context, _ resource.SchemaRequest, re
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"grant_id": schema.StringAttribute{
-				Computed:            true,
-				MarkdownDescription: "A random id, 10 lowercase letters and digits, in the rule's name and description.",
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+				Computed: true,
+				MarkdownDescription: "10 lowercase letters and digits derived from the request (policy name, ports, protocol, source, " +
+					"duration, requester, justification and approval reference), in the rule's name and description. Known at plan " +
+					"time when the policy is.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"policy_id": schema.StringAttribute{
-				Required:            true,
-				MarkdownDescription: "The `id` of the `jit_policy` (`<name>@<nsg id>[,...]`); the policy itself is read from the NSGs.",
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Required: true,
+				MarkdownDescription: "The `id` of the `jit_policy` (`<name>@<nsg id>[,...]`); the policy itself is read from the NSGs. " +
+					"A change (the policy gained or lost an NSG, or was renamed) updates the grant in place: the policy moves an " +
+					"active grant's rules for its remaining window, and an ended grant stays ended.",
 			},
 			"ports": schema.ListAttribute{
 				Required:            true,
@@ -158,8 +167,10 @@ func (r *grantResource) Schema(ctx context.Context, _ resource.SchemaRequest, re
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"status": schema.StringAttribute{
-				Computed:            true,
-				MarkdownDescription: "`active`; `expired` once `expires_at` has passed; `revoked` when a rule was deleted before expiry.",
+				Computed: true,
+				MarkdownDescription: "`active`; `expired` once `expires_at` has passed; `revoked` when a rule was deleted before expiry; " +
+					"`closed` when the same request was closed before (destroyed, or closed by `jitd`). Expired, revoked and closed " +
+					"are final.",
 			},
 			"open": schema.BoolAttribute{
 				Computed:            true,
@@ -185,8 +196,10 @@ func (r *grantResource) Configure(_ context.Context, req resource.ConfigureReque
 	r.data = configureData(req.ProviderData, &resp.Diagnostics)
 }
 
-// ModifyPlan checks a new request against the policy on its NSGs, and for
-// an existing grant turns expiry and revocation into what the user should
+// ModifyPlan checks a new request against the policy on its NSGs and tells
+// what applying it will do (open, take over the same request still open, or
+// nothing because it has ended); for an existing grant it follows the
+// policy's NSGs and turns expiry and revocation into what the user should
 // see: a warning, and an update only when a rule is still open.
 func (r *grantResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if r.data == nil || req.Plan.Raw.IsNull() {
@@ -197,35 +210,8 @@ func (r *grantResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-
 	if req.State.Raw.IsNull() {
-		policyName, nsgIDs, err := parsePolicyID(plan.PolicyID.ValueString())
-		if plan.PolicyID.IsUnknown() {
-			return
-		}
-		if err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("policy_id"), "Invalid Policy ID", err.Error())
-			return
-		}
-		plan.NSGIDs = stringSet(nsgIDs)
-		plan.Status = types.StringValue(grantActive)
-		plan.Open = types.BoolValue(true)
-		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
-		in, known := grantInput(ctx, plan, &resp.Diagnostics)
-		if !known || resp.Diagnostics.HasError() {
-			return
-		}
-		policy, diags := r.readPolicy(ctx, policyName, nsgIDs)
-		resp.Diagnostics.Append(diags...)
-		if resp.Diagnostics.HasError() {
-			return
-		}
-		if _, err := policy.CheckGrant(in); err != nil {
-			addFieldErrors(&resp.Diagnostics, "Access Request Outside the Policy", err)
-			// A refused request is audited whenever it is refused: in a pull
-			// request's plan as much as at apply.
-			_ = r.emit(ctx, requestEvent(ctx, plan, policyName, nsgIDs), audit.ActionRefuse, audit.ResultDenied, err.Error())
-		}
+		r.planCreate(ctx, plan, resp)
 		return
 	}
 
@@ -234,27 +220,104 @@ func (r *grantResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	status := state.Status.ValueString()
-	if status == grantActive {
+	// Nothing but a close ever changes a grant's status in an apply, and
+	// its identity never changes in place.
+	plan.Status, plan.Open = state.Status, state.Open
+	plan.ID, plan.GrantID, plan.RuleName = state.ID, state.GrantID, state.RuleName
+	plan.StartsAt, plan.ExpiresAt = state.StartsAt, state.ExpiresAt
+	// The grant follows its policy's NSGs; the policy moves the rules.
+	switch {
+	case plan.PolicyID.Equal(state.PolicyID):
+		plan.NSGIDs = state.NSGIDs
+	case plan.PolicyID.IsUnknown():
+		plan.NSGIDs = types.SetUnknown(types.StringType)
+	default:
+		_, nsgIDs, err := parsePolicyID(plan.PolicyID.ValueString())
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("policy_id"), "Invalid Policy ID", err.Error())
+			return
+		}
+		plan.NSGIDs = stringSet(nsgIDs)
+	}
+
+	status := jit.GrantState(state.Status.ValueString())
+	if status.Terminal() {
+		expires := state.ExpiresAt.ValueString()
+		what := fmt.Sprintf("expired at %s", expires)
+		switch status {
+		case jit.GrantRevoked:
+			what = fmt.Sprintf("was revoked before its expiry (%s): its rule was deleted outside Terraform", expires)
+		case jit.GrantClosed:
+			what = fmt.Sprintf("was closed before its expiry (%s): this exact request was destroyed or closed before", expires)
+		}
+		detail := fmt.Sprintf("Access grant %s for %s %s. Remove this block; to ask again, open a new request.\n\n"+
+			"This grant will not open again: nothing in a plan re-opens an expired, revoked or closed grant.",
+			state.GrantID.ValueString(), state.Source.ValueString(), what)
+		if state.Open.ValueBool() {
+			// A rule is still there (no jitd ran, or part of it was revoked):
+			// this plan closes it.
+			plan.Open = types.BoolValue(false)
+			detail += "\n\nA rule of this grant is still open on Azure; this apply deletes it."
+		}
+		resp.Diagnostics.AddWarning(fmt.Sprintf("Access Grant %s", strings.ToUpper(string(status[:1]))+string(status[1:])), detail)
+	}
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+// planCreate checks a new request. What the apply will do depends on the
+// NSGs at that moment, so status, open and the window stay unknown; the
+// grant id is known as soon as the request and its policy are.
+func (r *grantResource) planCreate(ctx context.Context, plan grantModel, resp *resource.ModifyPlanResponse) {
+	if plan.PolicyID.IsUnknown() {
 		return
 	}
-	expires := state.ExpiresAt.ValueString()
-	what := fmt.Sprintf("expired at %s", expires)
-	if status == grantRevoked {
-		what = fmt.Sprintf("was revoked before its expiry (%s): its rule was deleted outside Terraform", expires)
+	policyName, nsgIDs, err := parsePolicyID(plan.PolicyID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("policy_id"), "Invalid Policy ID", err.Error())
+		return
 	}
-	detail := fmt.Sprintf("Access grant %s for %s %s. Remove this block; to ask again, open a new request.\n\n"+
-		"This grant will not open again: nothing in a plan re-opens an expired or revoked grant.",
-		state.GrantID.ValueString(), state.Source.ValueString(), what)
-	if state.Open.ValueBool() {
-		// A rule is still there (no jitd ran, or part of it was revoked):
-		// this plan closes it.
-		plan.Open = types.BoolValue(false)
-		plan.Status = state.Status
-		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
-		detail += "\n\nA rule of this grant is still open on Azure; this apply deletes it."
+	plan.NSGIDs = stringSet(nsgIDs)
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+	in, known := grantInput(ctx, plan, &resp.Diagnostics)
+	if !known || resp.Diagnostics.HasError() {
+		return
 	}
-	resp.Diagnostics.AddWarning(fmt.Sprintf("Access Grant %s", strings.ToUpper(status[:1])+status[1:]), detail)
+	policy, diags := r.readPolicy(ctx, policyName, nsgIDs)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	spec, err := policy.CheckGrant(in)
+	if err != nil {
+		addFieldErrors(&resp.Diagnostics, "Access Request Outside the Policy", err)
+		// A refused request is audited whenever it is refused: in a pull
+		// request's plan as much as at apply.
+		_ = r.emit(ctx, requestEvent(ctx, plan, policyName, nsgIDs), audit.ActionRefuse, audit.ResultDenied, err.Error())
+		return
+	}
+	if plan.Justification.IsUnknown() || plan.ApprovalReference.IsUnknown() {
+		return
+	}
+	id := grantRequest(plan, policyName, spec).ID()
+	plan.GrantID = types.StringValue(id)
+	plan.RuleName = types.StringValue(jit.GrantRuleName(policyName, id))
+	plan.ID = types.StringValue(plan.PolicyID.ValueString() + grantIDSep + id)
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+
+	sightings, err := r.sight(ctx, policyName, id, nsgIDs)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("policy_id"), "Unable to Read Access Grant", err.Error())
+		return
+	}
+	switch d := jit.DecideOpen(id, spec.Duration, sightings, r.data.clock.Now()); d.Action {
+	case jit.OpenAdopt:
+		resp.Diagnostics.AddWarning("Access Grant Already Open",
+			"Applying opens nothing new: "+d.Reason+". The window is not extended.")
+	case jit.OpenRefuse:
+		resp.Diagnostics.AddWarning("Access Request Already Used",
+			"Applying opens nothing: "+d.Reason+". The grant is recorded as ended. Remove this block; to ask again, "+
+				"open a new request (another justification or approval reference).")
+	}
 }
 
 func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
@@ -295,41 +358,161 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 		return
 	}
 
-	id := jit.NewGrantID()
-	start := r.data.clock.Now().UTC().Truncate(time.Second)
-	expires := start.Add(spec.Duration)
-	event.GrantID, event.RuleName, event.ExpiresAt = id, jit.GrantRuleName(policyName, id), expires
+	id := grantRequest(plan, policyName, spec).ID()
+	now := r.data.clock.Now()
+	event.GrantID, event.RuleName = id, jit.GrantRuleName(policyName, id)
 	ctx = tflog.SetField(ctx, "grant_id", id)
+	plan.ID = types.StringValue(plan.PolicyID.ValueString() + grantIDSep + id)
+	plan.GrantID = types.StringValue(id)
+	plan.RuleName = types.StringValue(event.RuleName)
+	plan.NSGIDs = stringSet(nsgIDs)
 
-	var opened []string
-	for _, nsgID := range nsgIDs {
-		if err := r.openOn(ctx, policy, nsgID, id, spec, expires); err != nil {
-			_ = r.closeOn(ctx, opened, event.RuleName) // best effort; the error being reported is the open's
-			resp.Diagnostics.AddError("Unable to Open Access Grant", err.Error()+
-				"\n\nNo rule of this grant is left open: the ones written by this apply were deleted again.")
-			_ = r.emit(ctx, event, audit.ActionOpen, audit.ResultFailure, err.Error())
-			return
-		}
-		opened = append(opened, nsgID)
+	sightings, err := r.sight(ctx, policyName, id, nsgIDs)
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to Open Access Grant", err.Error())
+		return
 	}
-	if err := r.emit(ctx, event, audit.ActionOpen, audit.ResultSuccess, ""); err != nil {
-		_ = r.closeOn(ctx, opened, event.RuleName)
-		resp.Diagnostics.AddError("Unable to Write Audit Event",
-			"The grant's rules were written but its audit event could not be, so they were deleted again: "+
-				"access is never opened without an audit trail.\n\nOriginal Error: "+err.Error())
+	decision := jit.DecideOpen(id, spec.Duration, sightings, now)
+	event.ExpiresAt = decision.ExpiresAt
+	plan.ExpiresAt = types.StringValue(decision.ExpiresAt.UTC().Format(time.RFC3339))
+	plan.StartsAt = types.StringNull()
+	switch decision.Action {
+	case jit.OpenRefuse:
+		// The same request has ended: it is kept in state as ended, so the
+		// next plan asks for the block to be removed, and nothing opens.
+		status := jit.GrantClosed
+		if !decision.ExpiresAt.IsZero() && !now.Before(decision.ExpiresAt) {
+			status = jit.GrantExpired
+		}
+		plan.Status = types.StringValue(string(status))
+		plan.Open = types.BoolValue(anyOpen(sightings))
+		if decision.ExpiresAt.IsZero() {
+			// No window to tell (a rule of this name that does not decode):
+			// it ends now.
+			status = jit.GrantExpired
+			plan.ExpiresAt = types.StringValue(now.UTC().Format(time.RFC3339))
+			plan.Status = types.StringValue(string(status))
+		}
+		resp.Diagnostics.AddWarning("Access Request Already Used", "Nothing was opened: "+decision.Reason+
+			". Remove this block; to ask again, open a new request (another justification or approval reference).")
+		_ = r.emit(ctx, event, audit.ActionRefuse, audit.ResultDenied, decision.Reason)
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+		return
+	case jit.OpenAdopt:
+		plan.Status = types.StringValue(grantActive)
+		plan.Open = types.BoolValue(true)
+		resp.Diagnostics.AddWarning("Access Grant Already Open", "Nothing was written: "+decision.Reason+". The window is not extended.")
+		_ = r.emit(ctx, event, audit.ActionAdopt, audit.ResultSuccess, decision.Reason)
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 		return
 	}
 
-	plan.ID = types.StringValue(plan.PolicyID.ValueString() + grantIDSep + id)
-	plan.GrantID = types.StringValue(id)
+	start := now.UTC().Truncate(time.Second)
+	expires := start.Add(spec.Duration)
+	event.ExpiresAt = expires
 	plan.StartsAt = types.StringValue(start.Format(time.RFC3339))
 	plan.ExpiresAt = types.StringValue(expires.Format(time.RFC3339))
 	plan.Status = types.StringValue(grantActive)
 	plan.Open = types.BoolValue(true)
-	plan.RuleName = types.StringValue(event.RuleName)
-	plan.NSGIDs = stringSet(nsgIDs)
-	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+
+	opened, err := r.openOnAll(ctx, policy, nsgIDs, id, spec, expires)
+	if err == nil {
+		err = r.emit(ctx, event, audit.ActionOpen, audit.ResultSuccess, "")
+		if err != nil {
+			err = fmt.Errorf("the grant's rules were written but its audit event could not be, and access is never "+
+				"opened without an audit trail: %w", err)
+		}
+	}
+	if err == nil {
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+		return
+	}
+
+	// The create failed or ran out of time. Every NSG the change may have
+	// reached is closed again, whether or not its write was reported: a
+	// timed-out write may still have landed. What could not be closed is
+	// kept in state (the resource is then tainted), so that destroy or the
+	// next apply closes it: nothing is left open that state does not know.
+	leftOpen := r.undoOpen(ctx, nsgIDs, event.RuleName)
+	detail := err.Error()
+	if len(leftOpen) == 0 {
+		detail += "\n\nNo rule of this grant is left open: every NSG it may have reached was checked and closed again."
+		if len(opened) > 0 {
+			detail += fmt.Sprintf(" (It had been written on %s.)", strings.Join(opened, ", "))
+		}
+		_ = r.emit(ctx, event, audit.ActionOpen, audit.ResultFailure, err.Error()+"; nothing left open")
+	} else {
+		detail += fmt.Sprintf("\n\nThe grant's rule could not be closed again on %s: it stays open until %s. It is kept in "+
+			"Terraform's state, so `terraform destroy` or the next apply closes it; jitd closes it at expiry.",
+			strings.Join(leftOpen, ", "), expires.Format(time.RFC3339))
+		_ = r.emit(ctx, event, audit.ActionOpen, audit.ResultFailure, err.Error()+"; left open on "+strings.Join(leftOpen, ", "))
+		plan.NSGIDs = stringSet(nsgIDs)
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	}
+	resp.Diagnostics.AddError("Unable to Open Access Grant", detail)
 }
+
+// grantRequest is the request as the domain identifies it.
+func grantRequest(m grantModel, policyName string, spec jit.GrantSpec) jit.GrantRequest {
+	return jit.GrantRequest{Policy: policyName, Spec: spec, Justification: m.Justification.ValueString(),
+		ApprovalReference: m.ApprovalReference.ValueString()}
+}
+
+// sight reads what each NSG says about the grant, from this run's cached
+// reads. A missing NSG holds no rule.
+func (r *grantResource) sight(ctx context.Context, policyName, id string, nsgIDs []string) ([]jit.GrantSighting, error) {
+	out := make([]jit.GrantSighting, 0, len(nsgIDs))
+	for _, nsgID := range nsgIDs {
+		view, err := r.data.rules.View(ctx, nsgID)
+		if err != nil && !errors.Is(err, azure.ErrNotFound) {
+			return nil, errors.New(azureErrorDetail("read the rules of", nsgID, err))
+		}
+		out = append(out, jit.SightGrant(nsgID, view, policyName, id))
+	}
+	return out, nil
+}
+
+func anyOpen(sightings []jit.GrantSighting) bool {
+	for _, s := range sightings {
+		if s.Open {
+			return true
+		}
+	}
+	return false
+}
+
+// openOnAll writes the grant's rule on every NSG, and returns the NSGs
+// where it was written, up to the first failure.
+func (r *grantResource) openOnAll(ctx context.Context, policy jit.Policy, nsgIDs []string, id string, spec jit.GrantSpec, expires time.Time) ([]string, error) {
+	var opened []string
+	for _, nsgID := range nsgIDs {
+		if err := r.openOn(ctx, policy, nsgID, id, spec, expires); err != nil {
+			return opened, err
+		}
+		opened = append(opened, nsgID)
+	}
+	return opened, nil
+}
+
+// undoOpen deletes the grant's rule from every NSG it may have reached, with
+// a context of its own (the apply's may have ended), and returns the NSGs
+// where it may still be open.
+func (r *grantResource) undoOpen(ctx context.Context, nsgIDs []string, ruleName string) []string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
+	var left []string
+	for _, nsgID := range nsgIDs {
+		_, err := r.data.rules.ApplyRuleChanges(ctx, nsgID, []azure.RuleChange{{Delete: ruleName}})
+		if err != nil && !errors.Is(err, azure.ErrNotFound) {
+			tflog.Error(ctx, "Could not close a grant rule after a failed create", map[string]any{"nsg_id": nsgID, "rule": ruleName, "error": err.Error()})
+			left = append(left, nsgID)
+		}
+	}
+	return left
+}
+
+// undoTimeout bounds the clean-up after a failed or timed-out create.
+const undoTimeout = 5 * time.Minute
 
 // openOn writes the grant's allow rule on one NSG at the lowest free
 // priority of the policy's grant range, chosen against the NSG as it is at
@@ -376,18 +559,73 @@ func fullBandDetail(policy jit.Policy, nsgID string, rules []jit.SecurityRule) s
 	return b.String()
 }
 
-// closeOn deletes the grant's rule from the NSGs (a missing rule or NSG is
-// already closed). It returns the first error, having tried them all.
-func (r *grantResource) closeOn(ctx context.Context, nsgIDs []string, ruleName string) error {
+// endOn ends the grant on the NSGs: its rule is deleted and, where its
+// policy is, a record of it is kept (jit.EndGrant), in one write per NSG. A
+// missing NSG has nothing to close. It returns every error, having tried
+// every NSG: a close is finished even when the apply is cancelled.
+func (r *grantResource) endOn(ctx context.Context, nsgIDs []string, g jit.GrantRule) error {
 	ctx = context.WithoutCancel(ctx)
 	var errs []error
 	for _, nsgID := range nsgIDs {
-		_, err := r.data.rules.ApplyRuleChanges(ctx, nsgID, []azure.RuleChange{{Delete: ruleName}})
-		if err != nil && !errors.Is(err, azure.ErrNotFound) {
-			errs = append(errs, errors.New(azureErrorDetail("delete rule "+ruleName+" from", nsgID, err)))
+		if err := endGrantOn(ctx, r.data.rules, nsgID, g); err != nil {
+			errs = append(errs, errors.New(azureErrorDetail("close grant "+g.ID+" on", nsgID, err)))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// endGrantOn ends grant g on one NSG (see jit.EndGrant): the policy
+// resource uses it too when an NSG leaves a policy.
+func endGrantOn(ctx context.Context, store *cachedRules, nsgID string, g jit.GrantRule) error {
+	view, err := store.View(ctx, nsgID)
+	if errors.Is(err, azure.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	end := jit.EndGrant(view, g)
+	if end.Empty() {
+		return nil
+	}
+	changes := make([]azure.RuleChange, 0, len(end.Delete)+1)
+	for _, name := range end.Delete {
+		changes = append(changes, azure.RuleChange{Delete: name})
+	}
+	if end.Record {
+		changes = append(changes, azure.RuleChange{Choose: func(current []jit.SecurityRule) (jit.SecurityRule, error) {
+			rec, ok := jit.EndedRule(g, current)
+			if !ok {
+				return jit.SecurityRule{}, errors.New("no outbound priority is free for the record of the ended grant")
+			}
+			return rec, nil
+		}})
+	}
+	_, err = store.ApplyRuleChanges(ctx, nsgID, changes)
+	if errors.Is(err, azure.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// stateGrant is the grant as the state describes it, for ending it.
+func stateGrant(ctx context.Context, m grantModel) jit.GrantRule {
+	policyName, _, _ := parsePolicyID(m.PolicyID.ValueString())
+	if n := m.RuleName.ValueString(); n != "" {
+		// The rule keeps the name it was written with, under a policy since
+		// renamed too.
+		policyName = strings.TrimSuffix(strings.TrimPrefix(n, jit.RuleNamePrefix), "-g-"+m.GrantID.ValueString())
+	}
+	g := jit.GrantRule{Policy: policyName, ID: m.GrantID.ValueString(), Requester: m.Requester.ValueString()}
+	g.ExpiresAt, _ = time.Parse(time.RFC3339, m.ExpiresAt.ValueString())
+	g.Rule.Protocol = jit.Protocol(m.Protocol.ValueString())
+	g.Rule.SourcePrefixes = []string{m.Source.ValueString()}
+	var ports []int64
+	_ = m.Ports.ElementsAs(ctx, &ports, false)
+	for _, p := range ports {
+		g.Rule.DestinationPorts = append(g.Rule.DestinationPorts, fmt.Sprint(p))
+	}
+	return g
 }
 
 func (r *grantResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -401,68 +639,60 @@ func (r *grantResource) Read(ctx context.Context, req resource.ReadRequest, resp
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	policyName, nsgIDs, err := parsePolicyID(state.PolicyID.ValueString())
+	_, nsgIDs, err := parsePolicyID(state.PolicyID.ValueString())
 	if err != nil {
 		resp.Diagnostics.AddError("Invalid Policy ID in State", err.Error())
 		return
 	}
-	ruleName := jit.GrantRuleName(policyName, state.GrantID.ValueString())
-	var found *jit.GrantRule
-	present, missing := 0, 0
-	for _, nsgID := range nsgIDs {
-		view, err := r.data.rules.View(ctx, nsgID)
-		if err != nil && !errors.Is(err, azure.ErrNotFound) {
-			resp.Diagnostics.AddError("Unable to Read Access Grant", azureErrorDetail("read the rules of", nsgID, err))
-			return
-		}
-		if g := findGrantRule(view, ruleName); g != nil {
-			present++
-			if found == nil {
-				found = g
-			}
-		} else {
-			missing++
-		}
+	g := stateGrant(ctx, state)
+	sightings, err := r.sight(ctx, g.Policy, g.ID, nsgIDs)
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to Read Access Grant", err.Error())
+		return
 	}
 
+	previous := jit.GrantState(state.Status.ValueString())
 	if state.ExpiresAt.IsNull() {
-		// After an import: the request is read back from the rule.
-		if found == nil {
+		// After an import: the request is read back from the rule, or from
+		// the record it left when it ended.
+		previous = jit.GrantActive
+		if !setGrantFromSightings(&state, sightings) {
 			resp.Diagnostics.AddError("Access Grant Not Found",
-				fmt.Sprintf("No rule %s was found on %s.", ruleName, strings.Join(nsgIDs, ", ")))
+				fmt.Sprintf("Neither rule %s nor a record of it was found on %s.", jit.GrantRuleName(g.Policy, g.ID),
+					strings.Join(nsgIDs, ", ")))
 			return
 		}
-		setGrantFromRule(&state, *found)
+	}
+	if previous == "" {
+		previous = jit.GrantActive
 	}
 	expires, err := time.Parse(time.RFC3339, state.ExpiresAt.ValueString())
 	if err != nil {
 		resp.Diagnostics.AddError("Invalid Expiry in State", err.Error())
 		return
 	}
-	now := r.data.clock.Now()
-	status := grantActive
-	switch {
-	case !now.Before(expires):
-		status = grantExpired
-	case missing > 0:
-		status = grantRevoked
-	}
-	previous := state.Status.ValueString()
-	state.Status = types.StringValue(status)
-	state.Open = types.BoolValue(present > 0)
-	state.RuleName = types.StringValue(ruleName)
+	status := previous.Observe(expires, sightings, r.data.clock.Now())
+	state.Status = types.StringValue(string(status))
+	state.Open = types.BoolValue(anyOpen(sightings))
+	state.RuleName = types.StringValue(jit.GrantRuleName(g.Policy, g.ID))
 	state.NSGIDs = stringSet(nsgIDs)
-	if status != grantActive && previous == grantActive {
+	if status.Terminal() && !previous.Terminal() {
+		present := 0
+		for _, s := range sightings {
+			if s.Open {
+				present++
+			}
+		}
 		reason := fmt.Sprintf("%s; %d of %d rules still open", status, present, len(nsgIDs))
 		_ = r.emit(ctx, grantEvent(ctx, state), audit.ActionDrift, audit.ResultSuccess, reason)
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
-// Update only ever closes: every request attribute replaces the grant, so
-// the one change an update carries out is open → closed for an expired or
-// revoked grant whose rule is still there. Other updates fill in what an
-// import could not read back from the NSG.
+// Update never opens. The one change it carries out on Azure is open →
+// closed for an ended grant whose rule is still there; otherwise it records
+// what the plan says: the policy's new NSGs (the policy moved the rules), or
+// what an import could not read back from the NSG.
 func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
 	var plan, state grantModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
@@ -475,15 +705,27 @@ func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	if state.Open.ValueBool() && !plan.Open.ValueBool() {
-		nsgIDs := setStrings(ctx, state.NSGIDs, &resp.Diagnostics)
+	if state.Open.ValueBool() && !plan.Open.IsUnknown() && !plan.Open.ValueBool() {
+		_, nsgIDs, _ := parsePolicyID(state.PolicyID.ValueString())
 		event := grantEvent(ctx, state)
-		if err := r.closeOn(ctx, nsgIDs, state.RuleName.ValueString()); err != nil {
+		if err := r.endOn(ctx, nsgIDs, stateGrant(ctx, state)); err != nil {
 			resp.Diagnostics.AddError("Unable to Close Access Grant", err.Error())
 			_ = r.emit(ctx, event, audit.ActionClose, audit.ResultFailure, err.Error())
 			return
 		}
 		_ = r.emit(ctx, event, audit.ActionClose, audit.ResultSuccess, state.Status.ValueString())
+	}
+	if plan.NSGIDs.IsUnknown() {
+		_, nsgIDs, err := parsePolicyID(plan.PolicyID.ValueString())
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("policy_id"), "Invalid Policy ID", err.Error())
+			return
+		}
+		plan.NSGIDs = stringSet(nsgIDs)
+	}
+	if !plan.PolicyID.Equal(state.PolicyID) {
+		tflog.Info(ctx, "Access grant follows its policy", map[string]any{"grant_id": state.GrantID.ValueString(),
+			"from": state.PolicyID.ValueString(), "to": plan.PolicyID.ValueString(), "status": state.Status.ValueString()})
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
@@ -501,7 +743,7 @@ func (r *grantResource) Delete(ctx context.Context, req resource.DeleteRequest, 
 
 	nsgIDs := setStrings(ctx, state.NSGIDs, &resp.Diagnostics)
 	event := grantEvent(ctx, state)
-	if err := r.closeOn(ctx, nsgIDs, state.RuleName.ValueString()); err != nil {
+	if err := r.endOn(ctx, nsgIDs, stateGrant(ctx, state)); err != nil {
 		resp.Diagnostics.AddError("Unable to Close Access Grant", err.Error())
 		_ = r.emit(ctx, event, audit.ActionClose, audit.ResultFailure, err.Error())
 		return
@@ -510,8 +752,9 @@ func (r *grantResource) Delete(ctx context.Context, req resource.DeleteRequest, 
 }
 
 // ImportState takes "<policy_id>#<grant_id>"; the rest is read back from the
-// grant's rule. Duration, justification and approval reference are not on
-// the NSG: the configuration fills them in without replacing the grant.
+// grant's rule (or, for a grant that has ended, from its record). Duration,
+// justification and approval reference are not on the NSG: the
+// configuration fills them in without replacing the grant or touching Azure.
 func (r *grantResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	i := strings.LastIndex(req.ID, grantIDSep)
 	if i < 0 || !jit.ValidGrantID(req.ID[i+1:]) {
@@ -519,13 +762,15 @@ func (r *grantResource) ImportState(ctx context.Context, req resource.ImportStat
 		return
 	}
 	policyID, grantID := req.ID[:i], req.ID[i+1:]
-	if _, _, err := parsePolicyID(policyID); err != nil {
+	policyName, _, err := parsePolicyID(policyID)
+	if err != nil {
 		resp.Diagnostics.AddError("Invalid Import ID", err.Error())
 		return
 	}
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("policy_id"), policyID)...)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("grant_id"), grantID)...)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("rule_name"), jit.GrantRuleName(policyName, grantID))...)
 }
 
 // readPolicy reads the policy from every NSG of its id. It must be intact
@@ -564,40 +809,40 @@ func (r *grantResource) readPolicy(ctx context.Context, name string, nsgIDs []st
 	return *policy, diags
 }
 
-// findGrantRule returns the grant read back from the rule named name, or
-// nil when there is none. A rule with that name that no longer decodes as a
-// grant still counts as open: it is still letting someone in.
-func findGrantRule(view jit.NSGView, name string) *jit.GrantRule {
-	for _, g := range view.Grants {
-		if strings.EqualFold(g.Rule.Name, name) {
-			return &g
-		}
+// setGrantFromSightings fills an imported grant's request from its rule,
+// or from its record when it has ended. It reports whether either was found.
+func setGrantFromSightings(m *grantModel, sightings []jit.GrantSighting) bool {
+	var rule jit.SecurityRule
+	var requester string
+	var expires time.Time
+	switch {
+	case slices.ContainsFunc(sightings, func(s jit.GrantSighting) bool { return s.Rule != nil }):
+		i := slices.IndexFunc(sightings, func(s jit.GrantSighting) bool { return s.Rule != nil })
+		g := sightings[i].Rule
+		rule, requester, expires = g.Rule, g.Requester, g.ExpiresAt
+	case slices.ContainsFunc(sightings, func(s jit.GrantSighting) bool { return s.Ended != nil }):
+		i := slices.IndexFunc(sightings, func(s jit.GrantSighting) bool { return s.Ended != nil })
+		e := sightings[i].Ended
+		rule, requester, expires = e.Rule, e.Requester, e.ExpiresAt
+	default:
+		return false
 	}
-	for _, f := range view.Malformed {
-		if strings.EqualFold(f.Rule.Name, name) {
-			return &jit.GrantRule{Rule: f.Rule}
-		}
-	}
-	return nil
-}
-
-// setGrantFromRule fills an imported grant's request from its rule.
-func setGrantFromRule(m *grantModel, g jit.GrantRule) {
 	var ports []attr.Value
-	for _, p := range g.Rule.DestinationPorts {
+	for _, p := range rule.DestinationPorts {
 		var n int64
 		if _, err := fmt.Sscanf(p, "%d", &n); err == nil {
 			ports = append(ports, types.Int64Value(n))
 		}
 	}
 	m.Ports = types.ListValueMust(types.Int64Type, nonNilValues(ports))
-	m.Protocol = types.StringValue(string(g.Rule.Protocol))
-	if len(g.Rule.SourcePrefixes) == 1 {
-		m.Source = types.StringValue(strings.TrimSuffix(strings.TrimSuffix(g.Rule.SourcePrefixes[0], "/32"), "/128"))
+	m.Protocol = types.StringValue(string(rule.Protocol))
+	if len(rule.SourcePrefixes) == 1 {
+		m.Source = types.StringValue(strings.TrimSuffix(strings.TrimSuffix(rule.SourcePrefixes[0], "/32"), "/128"))
 	}
-	m.Requester = types.StringValue(g.Requester)
-	m.ExpiresAt = types.StringValue(g.ExpiresAt.UTC().Format(time.RFC3339))
+	m.Requester = types.StringValue(requester)
+	m.ExpiresAt = types.StringValue(expires.UTC().Format(time.RFC3339))
 	m.StartsAt = types.StringNull()
+	return true
 }
 
 // grantInput reads the request; known is false while any part is unknown.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -432,7 +433,22 @@ resource "jit_access_grant" "team" {
 		t.Run("workspace-a", func(t *testing.T) { t.Parallel(); workspace(t, 10) })
 		t.Run("workspace-b", func(t *testing.T) { t.Parallel(); workspace(t, 40) })
 	})
-	// Both destroyed their grants at the end: the NSG is back to the policy alone.
+	// Both destroyed their grants at the end: the NSG is back to the policy,
+	// plus one record per ended grant (inert: nothing reaches the port).
+	records := 0
+	for name, r := range env.Snapshot(nsgID) {
+		if !strings.HasPrefix(name, "jit-web-e-") {
+			continue
+		}
+		records++
+		if r.Direction != jit.Outbound || !slices.Equal(r.SourcePrefixes, r.DestinationPrefixes) {
+			t.Errorf("record %s is not an inert outbound rule: %+v", name, r)
+		}
+		env.DeleteRule(nsgID, name)
+	}
+	if records != 12 {
+		t.Errorf("want 12 records of ended grants, got %d", records)
+	}
 	if err := afterApply(nil); err != nil {
 		t.Fatal(err)
 	}

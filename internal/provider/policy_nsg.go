@@ -37,9 +37,12 @@ func policyRuleNames(policy string) []string {
 // exactly p.Rules(): the rules that differ are written and the rules of this
 // policy that p no longer has (a protocol or address family dropped) are
 // deleted, all in one NSG write, so there is no moment in between where a
-// newly protected port is still open or a guard is missing. It returns the
-// names of the rules it created (not updated), for a rollback.
-func applyPolicyToNSG(ctx context.Context, store ruleStore, nsgID string, p jit.Policy, existing []jit.SecurityRule) (created []string, err error) {
+// newly protected port is still open or a guard is missing. The rules of
+// the active grants in carry (from the policy's other NSGs, when this one
+// joins the policy) are written in the same write, where missing, for their
+// remaining window only (jit.Policy.MoveGrant). It returns the names of the
+// rules it created (not updated), for a rollback.
+func applyPolicyToNSG(ctx context.Context, store ruleStore, nsgID string, p jit.Policy, existing []jit.SecurityRule, carry []jit.GrantRule) (created []string, err error) {
 	current := map[string]jit.SecurityRule{}
 	for _, r := range existing {
 		current[strings.ToLower(r.Name)] = r
@@ -62,6 +65,15 @@ func applyPolicyToNSG(ctx context.Context, store ruleStore, nsgID string, p jit.
 			changes = append(changes, azure.RuleChange{Delete: old.Name})
 		}
 	}
+	for _, g := range carry {
+		if _, exists := current[strings.ToLower(g.Rule.Name)]; exists {
+			continue
+		}
+		changes = append(changes, azure.RuleChange{Choose: func(rules []jit.SecurityRule) (jit.SecurityRule, error) {
+			return p.MoveGrant(g, rules)
+		}})
+		created = append(created, g.Rule.Name)
+	}
 	if len(changes) == 0 {
 		return nil, nil
 	}
@@ -72,9 +84,10 @@ func applyPolicyToNSG(ctx context.Context, store ruleStore, nsgID string, p jit.
 	return created, nil
 }
 
-// removePolicyFromNSG deletes the policy's rules from one NSG, its (expired)
-// grant rules with them, in one NSG write. Rules outside the policy's names
-// are never touched. A missing NSG has nothing to remove.
+// removePolicyFromNSG deletes the policy's rules from one NSG, its grant
+// rules and the records of its ended grants with them, in one NSG write, so
+// the NSG is left as it was before the policy. Rules outside the policy's
+// names are never touched. A missing NSG has nothing to remove.
 func removePolicyFromNSG(ctx context.Context, store ruleStore, nsgID, policy string, grants []jit.GrantRule) error {
 	rules, err := store.ListRules(ctx, nsgID)
 	if errors.Is(err, azure.ErrNotFound) {
@@ -90,6 +103,11 @@ func removePolicyFromNSG(ctx context.Context, store ruleStore, nsgID, policy str
 	var names []string
 	for _, g := range grants {
 		names = append(names, strings.ToLower(g.Rule.Name))
+	}
+	for _, e := range jit.ReadNSG(rules).Ended {
+		if e.Policy == policy {
+			names = append(names, strings.ToLower(e.Rule.Name))
+		}
 	}
 	names = append(names, policyRuleNames(policy)...)
 	var changes []azure.RuleChange

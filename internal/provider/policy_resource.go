@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -29,6 +30,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/audit"
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 	"github.com/jitaccess/terraform-provider-jit/internal/provider/validators"
@@ -369,7 +371,7 @@ func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest,
 		if err != nil {
 			return err
 		}
-		created, err := applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules)
+		created, err := applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules, nil)
 		mu.Lock()
 		written[nsgID] = created
 		mu.Unlock()
@@ -528,21 +530,33 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 	defer cancel()
 	ctx = tflog.SetField(ctx, "policy", p.Name)
 
-	// NSGs leaving the policy: refuse while grants are active there, as for a destroy.
-	oldIDs := setStrings(ctx, state.NSGIDs, &resp.Diagnostics)
-	var leaving []string
+	// The NSGs the policy had: the id names them all, even those Read found
+	// changed out of band (they are not "gained": nothing revoked there may
+	// come back).
+	_, oldIDs, _ := parsePolicyID(state.ID.ValueString())
+	if len(oldIDs) == 0 {
+		oldIDs = setStrings(ctx, state.NSGIDs, &resp.Diagnostics)
+	}
+	var gained, leaving []string
+	for _, id := range nsgIDs {
+		if !containsFold(oldIDs, id) {
+			gained = append(gained, id)
+		}
+	}
 	for _, id := range oldIDs {
 		if !containsFold(nsgIDs, id) {
 			leaving = append(leaving, id)
 		}
 	}
-	if active, err := r.activeGrants(ctx, p.Name, leaving); err != nil {
-		resp.Diagnostics.AddError("Unable to Update JIT Policy", err.Error())
-		return
-	} else if len(active) > 0 {
-		resp.Diagnostics.AddAttributeError(path.Root("network_security_group_ids"), "JIT Policy Has Active Grants",
-			activeGrantsDetail(p.Name, active))
-		return
+	// Active grants move with the policy, for their remaining window only:
+	// to an NSG that joins it, the grants open on every NSG it had.
+	var carry []jit.GrantRule
+	if len(gained) > 0 {
+		var err error
+		if carry, err = r.movableGrants(ctx, p.Name, oldIDs); err != nil {
+			resp.Diagnostics.AddError("Unable to Update JIT Policy", err.Error())
+			return
+		}
 	}
 
 	if !r.checkConflicts(ctx, p, nsgIDs, "Unable to Update JIT Policy", &resp.Diagnostics) {
@@ -550,20 +564,42 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 	}
 	failedNSG, err := forEachNSG(ctx, nsgIDs, func(ctx context.Context, nsgID string) error {
 		rules, err := r.data.rules.ListRules(ctx, nsgID)
-		if err == nil {
-			_, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules)
+		if err != nil {
+			return err
 		}
-		return err
+		var moved []jit.GrantRule
+		if containsFold(gained, nsgID) {
+			moved = carry
+		}
+		if _, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules, moved); err != nil {
+			return err
+		}
+		for _, g := range moved {
+			r.audit(ctx, g, nsgID, audit.ActionOpen, fmt.Sprintf("policy %s gained this NSG: the grant's rule moved with it, "+
+				"for its remaining window until %s", p.Name, g.ExpiresAt.UTC().Format(time.RFC3339)))
+		}
+		return nil
 	})
 	if err != nil {
 		resp.Diagnostics.AddError("Unable to Update JIT Policy", azureErrorDetail("write the policy's rules on", failedNSG, err)+
 			"\n\nRun apply again to finish: each NSG's rules change in one write, so none of them is left half-changed.")
 		return
 	}
+	// An NSG leaving the policy loses its rules, the grants' rules there
+	// with them (audited), and the records of ended grants.
+	now := r.data.clock.Now()
 	failedNSG, err = forEachNSG(ctx, leaving, func(ctx context.Context, nsgID string) error {
 		grants, err := r.policyGrants(ctx, p.Name, nsgID)
 		if err == nil {
 			err = removePolicyFromNSG(ctx, r.data.rules, nsgID, p.Name, grants)
+		}
+		if err == nil {
+			for _, g := range grants {
+				if g.ExpiresAt.After(now) {
+					r.audit(ctx, g, nsgID, audit.ActionClose, fmt.Sprintf("policy %s left this NSG: the grant's rule there "+
+						"went with it", p.Name))
+				}
+			}
 		}
 		return err
 	})
@@ -666,6 +702,61 @@ func (r *policyResource) activeGrants(ctx context.Context, policy string, nsgIDs
 		}
 	}
 	return active, nil
+}
+
+// movableGrants returns the policy's grants that are open, unexpired and
+// well-formed on every NSG of nsgIDs that still holds the policy: a grant
+// missing from one of them was revoked there, and a revoked grant is never
+// opened anywhere again.
+func (r *policyResource) movableGrants(ctx context.Context, policy string, nsgIDs []string) ([]jit.GrantRule, error) {
+	now := r.data.clock.Now()
+	count := map[string]int{}
+	first := map[string]jit.GrantRule{}
+	holders := 0
+	for _, nsgID := range nsgIDs {
+		view, err := r.data.rules.View(ctx, nsgID)
+		if errors.Is(err, azure.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the rules of %s: %w", nsgID, err)
+		}
+		if _, ok := view.Policies[policy]; !ok {
+			continue
+		}
+		holders++
+		for _, g := range view.Grants {
+			if g.Policy != policy || !g.ExpiresAt.After(now) {
+				continue
+			}
+			key := strings.ToLower(g.Rule.Name)
+			count[key]++
+			if _, seen := first[key]; !seen {
+				first[key] = g
+			}
+		}
+	}
+	var out []jit.GrantRule
+	for _, key := range slices.Sorted(maps.Keys(first)) {
+		if count[key] == holders {
+			out = append(out, first[key])
+		}
+	}
+	return out, nil
+}
+
+// audit records a grant's rule moving with its policy.
+func (r *policyResource) audit(ctx context.Context, g jit.GrantRule, nsgID string, action audit.Action, reason string) {
+	e := audit.Event{Time: r.data.clock.Now(), Action: action, Result: audit.ResultSuccess, Actor: actor, GrantID: g.ID,
+		Policy: g.Policy, NSGIDs: []string{nsgID}, RuleName: g.Rule.Name, Source: strings.Join(g.Rule.SourcePrefixes, ","),
+		Requester: g.Requester, ExpiresAt: g.ExpiresAt, Reason: reason}
+	for _, port := range g.Rule.DestinationPorts {
+		e.Ports = append(e.Ports, port+"/"+string(g.Rule.Protocol))
+	}
+	tflog.Info(ctx, "Audit: access grant "+string(action), map[string]any{"grant_id": g.ID, "nsg_id": nsgID, "reason": reason})
+	if err := r.data.audit.Emit(ctx, e); err != nil {
+		tflog.Error(ctx, "Unable to write audit event", map[string]any{"error": err.Error()})
+	}
 }
 
 func activeGrantsDetail(policy string, active []activeGrant) string {
