@@ -153,7 +153,7 @@ resource "terraform_data" "nsg_b" {
 // The same request applied again is the same grant: applied by a second
 // configuration while it is open, it is adopted with its own window, not
 // doubled; after it has ended, applied again by a workspace that lost its
-// state, it opens nothing. A request that differs (another justification)
+// state, or replaced (-replace, taint), it opens nothing. A request that differs (another justification)
 // is a new grant with a new window.
 func TestAccGrant_sameRequestIsRecognised(t *testing.T) {
 	env := acctest.New(t, azuresim.Options{})
@@ -253,6 +253,19 @@ resource "jit_access_grant" %q {
 			{
 				Config:           env.ProviderBlock() + block("a", "INC-1"),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+			},
+			{
+				// -replace (a taint) of the ended grant: destroyed and created
+				// again, and still nothing opens.
+				Taint:  []string{"jit_access_grant.a"},
+				Config: env.ProviderBlock() + block("a", "INC-1"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_access_grant.a", plancheck.ResourceActionDestroyBeforeCreate),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					env.ExpectReachable([]string{nsgID}, false, ssh(src)),
+					statecheck.ExpectKnownValue("jit_access_grant.a", tfjsonpath.New("status"), knownvalue.StringExact("expired")),
+				},
 			},
 			{
 				Config: env.ProviderBlock() + block("a", "INC-2: the fix needs another look"),
