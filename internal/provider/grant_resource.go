@@ -231,6 +231,7 @@ func (r *grantResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanR
 		plan.NSGIDs = state.NSGIDs
 	case plan.PolicyID.IsUnknown():
 		plan.NSGIDs = types.SetUnknown(types.StringType)
+		plan.ID = types.StringUnknown()
 	default:
 		_, nsgIDs, err := parsePolicyID(plan.PolicyID.ValueString())
 		if err != nil {
@@ -238,6 +239,7 @@ func (r *grantResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanR
 			return
 		}
 		plan.NSGIDs = stringSet(nsgIDs)
+		plan.ID = types.StringValue(plan.PolicyID.ValueString() + grantIDSep + state.GrantID.ValueString())
 	}
 
 	status := jit.GrantState(state.Status.ValueString())
@@ -715,13 +717,14 @@ func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, 
 		}
 		_ = r.emit(ctx, event, audit.ActionClose, audit.ResultSuccess, state.Status.ValueString())
 	}
-	if plan.NSGIDs.IsUnknown() {
+	if plan.NSGIDs.IsUnknown() || plan.ID.IsUnknown() {
 		_, nsgIDs, err := parsePolicyID(plan.PolicyID.ValueString())
 		if err != nil {
 			resp.Diagnostics.AddAttributeError(path.Root("policy_id"), "Invalid Policy ID", err.Error())
 			return
 		}
 		plan.NSGIDs = stringSet(nsgIDs)
+		plan.ID = types.StringValue(plan.PolicyID.ValueString() + grantIDSep + state.GrantID.ValueString())
 	}
 	if !plan.PolicyID.Equal(state.PolicyID) {
 		tflog.Info(ctx, "Access grant follows its policy", map[string]any{"grant_id": state.GrantID.ValueString(),
