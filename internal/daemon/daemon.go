@@ -39,12 +39,14 @@ type Options struct {
 	Scope Scope
 	// Interval is the period of the full resync. Default 5m.
 	Interval time.Duration
-	// Watch is how often an NSG holding a JIT policy is read again between
-	// full resyncs, so that a grant written after the last read is seen
-	// before it expires and closed by the expiry timer. It must be shorter
-	// than the shortest grant (jit.MinGrantDuration, 1m). Default 30s;
-	// negative turns watching off (grants written between resyncs are then
-	// closed at the next resync).
+	// Watch is how often every NSG in scope is read again between full
+	// resyncs, so that a grant written after the last read is seen before
+	// it expires and closed by the expiry timer, whether or not the NSG
+	// held a JIT policy at the last read (a policy and a grant may both be
+	// written between two reads). It must be shorter than the shortest
+	// grant (jit.MinGrantDuration, 1m). Default 30s; negative turns
+	// watching off (grants written between resyncs are then closed at the
+	// next resync).
 	Watch time.Duration
 	// RetryDelay is how soon an NSG whose reconcile failed is tried again,
 	// rather than waiting for the next full resync. Default 10s.
@@ -390,7 +392,10 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 	}
 	d.active[r.nsgID] = len(r.plan.Active)
 	next := r.plan.NextExpiry
-	if r.plan.Protected && d.watch > 0 {
+	// Every NSG is watched, not only those holding a policy at this read:
+	// the NSG's first policy and a short grant under it may be written
+	// right after this read, and must not wait for the next full resync.
+	if d.watch > 0 {
 		if watch := now.Add(d.watch); next.IsZero() || watch.Before(next) {
 			next = watch
 		}

@@ -26,6 +26,7 @@ type fakeAzure struct {
 	listErr   map[string]error // by NSG: the next list fails with this
 	deletions []deletion
 	lists     int
+	readAt    map[string][]time.Time // by NSG: when each list was served
 	// onDelete, when set, runs inside DeleteRule before the rule goes.
 	onDelete func(ctx context.Context)
 }
@@ -36,7 +37,7 @@ type deletion struct {
 }
 
 func newFakeAzure() *fakeAzure {
-	return &fakeAzure{nsgs: map[string][]jit.SecurityRule{}, listErr: map[string]error{}}
+	return &fakeAzure{nsgs: map[string][]jit.SecurityRule{}, listErr: map[string]error{}, readAt: map[string][]time.Time{}}
 }
 
 func (f *fakeAzure) put(nsg string, rules ...jit.SecurityRule) {
@@ -49,6 +50,7 @@ func (f *fakeAzure) ListRules(_ context.Context, nsg string) ([]jit.SecurityRule
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists++
+	f.readAt[nsg] = append(f.readAt[nsg], time.Now())
 	if err := f.listErr[nsg]; err != nil {
 		delete(f.listErr, nsg)
 		return nil, err
@@ -80,6 +82,12 @@ func (f *fakeAzure) NSGIDs(context.Context) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+func (f *fakeAzure) readTimes(nsg string) []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.readAt[nsg])
 }
 
 func (f *fakeAzure) deleted() []deletion {
@@ -206,10 +214,10 @@ func TestRunWatchesProtectedNSGsForNewGrants(t *testing.T) {
 	})
 }
 
-// An NSG that held no policy at the last resync is not watched; a policy
-// and grant written there later are found by the next resync, which closes
-// an already expired grant at once.
-func TestRunResyncCatchesGrantsOnNewlyProtectedNSGs(t *testing.T) {
+// An NSG that held no policy at the last read is watched all the same: its
+// first policy and the shortest grant there is, written right after the
+// read, are closed at the grant's expiry, not at the next full resync.
+func TestRunWatchesNSGsWithoutAPolicy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
 		web := testPolicy(t, "web", 100)
@@ -220,18 +228,51 @@ func TestRunResyncCatchesGrantsOnNewlyProtectedNSGs(t *testing.T) {
 		defer stop()
 		synctest.Wait()
 
-		exp := start.Add(time.Minute).Truncate(time.Second)
+		exp := start.Add(jit.MinGrantDuration)
 		az.put("nsg-a", append(web.Rules(), grantRule(t, web, "new", exp))...)
-		time.Sleep(5*time.Minute - time.Nanosecond)
+		time.Sleep(time.Until(exp) - time.Nanosecond)
 		synctest.Wait()
 		if got := az.deleted(); len(got) != 0 {
-			t.Fatalf("deleted before the resync: %+v", got)
+			t.Fatalf("deleted before expiry: %+v", got)
 		}
 		time.Sleep(time.Nanosecond)
 		synctest.Wait()
 		got := az.deleted()
-		if len(got) != 1 || got[0].rule != "jit-web-g-new" || !got[0].at.Equal(start.Add(5*time.Minute)) {
-			t.Fatalf("deletions = %+v, want jit-web-g-new at the resync %v", got, start.Add(5*time.Minute))
+		if len(got) != 1 || got[0].rule != "jit-web-g-new" || !got[0].at.Equal(exp) {
+			t.Fatalf("deletions = %+v, want jit-web-g-new at its expiry %v", got, exp)
+		}
+	})
+}
+
+// TestRunReadCost counts the rule lists of an hour with the default
+// intervals, for NSGs with and without a policy: every NSG is read at
+// least once per watch interval, and the count per NSG per hour is the
+// figure BENCHMARKS.md quotes.
+func TestRunReadCost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		az.put("nsg-empty")
+		az.put("nsg-policy", web.Rules()...)
+		az.put("nsg-grant", append(web.Rules(), grantRule(t, web, "g1", start.Add(2*time.Hour)))...)
+		d, _ := newTestDaemon(t, az, Options{})
+		stop := startRun(t, d)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		stop()
+
+		watch := 30 * time.Second // the default
+		for _, nsg := range []string{"nsg-empty", "nsg-policy", "nsg-grant"} {
+			reads := az.readTimes(nsg)
+			last := start
+			for _, at := range append(reads, start.Add(time.Hour)) {
+				if gap := at.Sub(last); gap > watch {
+					t.Errorf("%s: %s without a read (from %v), longer than the watch interval %s", nsg, gap, last.Sub(start), watch)
+				}
+				last = at
+			}
+			t.Logf("%s: %d rule lists in one hour (defaults: --interval 5m, --watch-interval 30s)", nsg, len(reads))
 		}
 	})
 }

@@ -101,9 +101,7 @@ type NSGPlan struct {
 	Active []jit.GrantRule
 	// NextExpiry is the earliest expiry among Active; zero when none.
 	NextExpiry time.Time
-	// Protected is true when a JIT policy is on the NSG: grants may be
-	// written to it at any time, so the daemon watches it more often than
-	// the full resync.
+	// Protected is true when a JIT policy or a grant is on the NSG.
 	Protected bool
 }
 

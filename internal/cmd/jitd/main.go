@@ -101,7 +101,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.Var(&o.resourceGroups, "resource-group", "watch every NSG of this resource group: <subscription id>/<name>, or a name in the default subscription (repeatable)")
 	fs.Var(&o.nsgs, "nsg", "watch this NSG, by resource id (repeatable)")
 	fs.DurationVar(&o.interval, "interval", 5*time.Minute, "period of the full resync (discovers NSGs, reads all); expiries are handled by a timer in between")
-	fs.DurationVar(&o.watch, "watch-interval", 30*time.Second, "how often NSGs holding a JIT policy are read between resyncs, so new grants are seen before they expire; keep it under 1m (the shortest grant); 0 turns it off")
+	fs.DurationVar(&o.watch, "watch-interval", 30*time.Second, "how often every NSG in scope is read between resyncs, so new policies and grants are seen before a grant expires; keep it under 1m (the shortest grant); 0 turns it off")
 	fs.BoolVar(&o.once, "once", false, "run one full pass and exit; the exit code is 1 if anything failed (for cron jobs and CI schedules)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "report what would be closed, delete nothing")
 	fs.StringVar(&o.listen, "listen", "", "serve /healthz, /readyz and /metrics on this address (e.g. :9090); off when empty")
