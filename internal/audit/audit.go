@@ -28,6 +28,9 @@ const (
 	ActionRefuse Action = "refuse" // a grant request was refused
 	ActionDrift  Action = "drift"  // Read found a grant expired or revoked out of band
 	ActionFind   Action = "find"   // jitd found something it reports but does not change
+	// ActionRestore: jitd wrote back a guard or deny-all rule missing from
+	// a policy that was otherwise still on the NSG.
+	ActionRestore Action = "restore"
 )
 
 // Result says whether the action succeeded.
