@@ -88,8 +88,11 @@ func (f *fakeAzure) DeleteRule(ctx context.Context, nsg, name string) error {
 // ApplyRuleChanges applies the changes as the azure client does: in order,
 // each Choose seeing the rules as they are just before it, all or nothing.
 func (f *fakeAzure) ApplyRuleChanges(_ context.Context, nsg string, changes []azure.RuleChange) ([]jit.SecurityRule, error) {
-	if f.beforeWrite != nil {
-		f.beforeWrite()
+	f.mu.Lock()
+	hook := f.beforeWrite
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -625,12 +628,14 @@ func TestRunRestoreChecksTheNSGAtTheWrite(t *testing.T) {
 
 		az.remove("nsg-a", "jit-web-deny-tcp")
 		first := true
+		az.mu.Lock()
 		az.beforeWrite = func() {
 			if first {
 				first = false
 				az.remove("nsg-a", "jit-web-guard-udp") // another writer, meanwhile
 			}
 		}
+		az.mu.Unlock()
 		time.Sleep(30 * time.Second)
 		synctest.Wait()
 		if w := az.written(); len(w) != 0 {
@@ -655,7 +660,7 @@ func TestRunRestoreFailureIsAuditedAndRetried(t *testing.T) {
 		web := testPolicy(t, "web", 100)
 		az := newFakeAzure()
 		az.put("nsg-a", web.Rules()...)
-		az.writeErr = &azure.Error{Kind: azure.KindForbidden, Op: "write", ResourceID: "nsg-a"}
+		az.writeErr = &azure.Error{Kind: azure.KindForbidden, Op: "write", ResourceID: "nsg-a"} // before Run: no race
 		d, rec := newTestDaemon(t, az, Options{Interval: time.Hour, RetryDelay: 10 * time.Second})
 		stop := startRun(t, d)
 		defer stop()
@@ -706,4 +711,35 @@ func TestRunReportsAVanishedPolicyOnce(t *testing.T) {
 			t.Errorf("wrote %+v", w)
 		}
 	})
+}
+
+// Standing access is a finding like a bypass: audited once, counted, left
+// alone.
+func TestPassReportsStandingAccess(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	az := newFakeAzure()
+	vpn := jit.SecurityRule{Name: "vpn-ssh", Priority: 150, Direction: jit.Inbound, Access: jit.Allow, Protocol: jit.ProtocolTCP,
+		SourcePrefixes: []string{"203.0.113.0/25"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"22"}}
+	az.put("nsg-a", append(web.Rules(), vpn)...)
+	d, rec := newTestDaemon(t, az, Options{})
+	for range 2 {
+		if sum := d.Pass(t.Context()); sum.Err() != nil {
+			t.Fatal(sum.Err())
+		}
+	}
+	events := rec.all()
+	if len(events) != 1 || events[0].Action != audit.ActionFind || events[0].Kind != "standing_access" || events[0].RuleName != "vpn-ssh" ||
+		events[0].Policy != "web" || !strings.Contains(events[0].Reason, "203.0.113.0/25") {
+		t.Fatalf("audit events = %+v, want one standing_access finding for vpn-ssh", events)
+	}
+	if len(az.deleted()) != 0 || len(az.written()) != 0 {
+		t.Errorf("changed the NSG: deleted %+v, wrote %+v", az.deleted(), az.written())
+	}
+	rec2 := httptest.NewRecorder()
+	d.Handler().ServeHTTP(rec2, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{`jitd_findings_total{kind="standing_access"} 1`, `jitd_open_findings{kind="standing_access"} 1`} {
+		if !strings.Contains(rec2.Body.String(), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
