@@ -29,6 +29,9 @@ const (
 	ActionDrift  Action = "drift"  // Read found a grant expired or revoked out of band
 	ActionAdopt  Action = "adopt"  // a create took over the open rules of the same request; nothing was written
 	ActionFind   Action = "find"   // jitd found something it reports but does not change
+	// ActionRestore: jitd wrote back a guard or deny-all rule missing from
+	// a policy that was otherwise still on the NSG.
+	ActionRestore Action = "restore"
 )
 
 // Result says whether the action succeeded.

@@ -19,11 +19,16 @@ import (
 // Actor names jitd in audit events.
 const Actor = "jitd"
 
-// RuleClient reads and deletes NSG rules; *azure.Client is one. DeleteRule
-// must treat a rule that does not exist as deleted.
+// RuleClient reads, deletes and writes NSG rules; *azure.Client is one.
+// DeleteRule must treat a rule that does not exist as deleted.
+// ApplyRuleChanges applies the changes in one write of the whole NSG, with
+// If-Match, calling a change's Choose with the rules as they are just
+// before it (see azure.Client.ApplyRuleChanges); jitd uses it only to
+// restore a partial policy's guard and deny-all rules.
 type RuleClient interface {
 	ListRules(ctx context.Context, nsgID string) ([]jit.SecurityRule, error)
 	DeleteRule(ctx context.Context, nsgID, name string) error
+	ApplyRuleChanges(ctx context.Context, nsgID string, changes []azure.RuleChange) ([]jit.SecurityRule, error)
 }
 
 // Scope lists the NSGs to watch. It is asked at every full resync, so NSGs
@@ -39,20 +44,26 @@ type Options struct {
 	Scope Scope
 	// Interval is the period of the full resync. Default 5m.
 	Interval time.Duration
-	// Watch is how often an NSG holding a JIT policy is read again between
-	// full resyncs, so that a grant written after the last read is seen
-	// before it expires and closed by the expiry timer. It must be shorter
-	// than the shortest grant (jit.MinGrantDuration, 1m). Default 30s;
-	// negative turns watching off (grants written between resyncs are then
-	// closed at the next resync).
+	// Watch is how often every NSG in scope is read again between full
+	// resyncs, so that a grant written after the last read is seen before
+	// it expires and closed by the expiry timer, whether or not the NSG
+	// held a JIT policy at the last read (a policy and a grant may both be
+	// written between two reads). It must be shorter than the shortest
+	// grant (jit.MinGrantDuration, 1m). Default 30s; negative turns
+	// watching off (grants written between resyncs are then closed at the
+	// next resync).
 	Watch time.Duration
 	// RetryDelay is how soon an NSG whose reconcile failed is tried again,
 	// rather than waiting for the next full resync. Default 10s.
 	RetryDelay time.Duration
 	// Concurrency bounds the NSGs reconciled at once. Default 8.
 	Concurrency int
-	// DryRun plans and reports but deletes nothing.
+	// DryRun plans and reports but deletes and writes nothing.
 	DryRun bool
+	// NoRestore only reports a policy with some of its guard and deny-all
+	// rules missing, and closes the grants under it, rather than writing
+	// the missing rules back.
+	NoRestore bool
 	// DeleteTimeout bounds a delete that is already under way when the
 	// daemon is asked to stop: it is finished rather than abandoned, so a
 	// rule is never left half-closed. Default 30s.
@@ -75,6 +86,7 @@ type Daemon struct {
 	retryDelay  time.Duration
 	concurrency int
 	dryRun      bool
+	restore     bool
 	delTimeout  time.Duration
 	audit       audit.Sink
 	metrics     *Metrics
@@ -82,10 +94,11 @@ type Daemon struct {
 	now         func() time.Time
 
 	// State of the loop, touched only by the goroutine running Run or Pass.
-	nsgs     []string                      // scope at the last full resync
-	due      map[string]time.Time          // by NSG: when it must be reconciled next
-	active   map[string]int                // by NSG: active grants
-	reported map[string]map[string]Finding // by NSG: findings already reported, by key
+	nsgs     []string                         // scope at the last full resync
+	due      map[string]time.Time             // by NSG: when it must be reconciled next
+	active   map[string]int                   // by NSG: active grants
+	reported map[string]map[string]Finding    // by NSG: findings already reported, by key
+	seen     map[string]map[string]jit.Policy // by NSG: policies last seen intact (or restored), by name
 
 	lastSuccess atomic.Int64 // unix nanoseconds of the last full resync without error
 }
@@ -98,9 +111,10 @@ func New(o Options) (*Daemon, error) {
 	d := &Daemon{
 		rules: o.Rules, scope: o.Scope,
 		interval: o.Interval, watch: o.Watch, retryDelay: o.RetryDelay, concurrency: o.Concurrency,
-		dryRun: o.DryRun, delTimeout: o.DeleteTimeout,
+		dryRun: o.DryRun, restore: !o.NoRestore, delTimeout: o.DeleteTimeout,
 		audit: o.Audit, metrics: o.Metrics, log: o.Logger, now: o.Now,
 		due: map[string]time.Time{}, active: map[string]int{}, reported: map[string]map[string]Finding{},
+		seen: map[string]map[string]jit.Policy{},
 	}
 	if d.interval <= 0 {
 		d.interval = 5 * time.Minute
@@ -136,6 +150,7 @@ func New(o Options) (*Daemon, error) {
 type Summary struct {
 	NSGs         int // NSGs in scope
 	Closed       int // rules deleted (or, in a dry run, that would have been)
+	Restored     int // guard and deny-all rules written back (or, in a dry run, that would have been)
 	Findings     int // findings reported for the first time
 	ActiveGrants int // grants left open
 	Errors       []error
@@ -207,6 +222,7 @@ func (d *Daemon) Pass(ctx context.Context) Summary {
 	results := d.reconcile(ctx, ids)
 	for _, r := range results {
 		sum.Closed += r.closed
+		sum.Restored += r.restored
 		sum.Errors = append(sum.Errors, r.errs...)
 		sum.Findings += d.record(ctx, r)
 	}
@@ -221,7 +237,7 @@ func (d *Daemon) Pass(ctx context.Context) Summary {
 		d.lastSuccess.Store(end.UnixNano())
 		d.metrics.lastSuccess.Set(float64(end.UnixNano()) / 1e9)
 	}
-	d.log.Info("full resync done", "nsgs", sum.NSGs, "closed", sum.Closed, "new_findings", sum.Findings,
+	d.log.Info("full resync done", "nsgs", sum.NSGs, "closed", sum.Closed, "restored", sum.Restored, "new_findings", sum.Findings,
 		"active_grants", sum.ActiveGrants, "errors", len(sum.Errors), "duration", elapsed.String())
 	return sum
 }
@@ -263,18 +279,24 @@ func (d *Daemon) forget(ids []string) {
 			delete(d.reported, id)
 		}
 	}
+	for id := range d.seen {
+		if !keep[id] {
+			delete(d.seen, id)
+		}
+	}
 	d.updateGauges()
 }
 
 // nsgResult is the outcome of reconciling one NSG.
 type nsgResult struct {
-	nsgID  string
-	listed bool // the rules were read and planned
-	gone   bool // the NSG no longer exists
-	plan   NSGPlan
-	closed int
-	failed bool // a delete failed
-	errs   []error
+	nsgID    string
+	listed   bool // the rules were read and planned
+	gone     bool // the NSG no longer exists
+	plan     NSGPlan
+	closed   int
+	restored int  // rules written back
+	failed   bool // a delete or a restore failed, or a restore found the NSG changed
+	errs     []error
 }
 
 // reconcile observes, plans and applies the NSGs, at most Concurrency at a
@@ -289,9 +311,10 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 			continue
 		}
 		sem <- struct{}{}
+		seen := d.seen[id] // read here: only this goroutine writes d.seen, after wg.Wait
 		wg.Go(func() {
 			defer func() { <-sem }()
-			results[i] = d.reconcileNSG(ctx, id)
+			results[i] = d.reconcileNSG(ctx, id, seen)
 		})
 	}
 	wg.Wait()
@@ -299,7 +322,8 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 }
 
 // reconcileNSG is one reconcile step of one NSG: observe, plan, apply.
-func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string) nsgResult {
+// seen are the policies last seen intact on it.
+func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy) nsgResult {
 	res := nsgResult{nsgID: nsgID}
 	rules, err := d.rules.ListRules(ctx, nsgID)
 	switch {
@@ -316,7 +340,7 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string) nsgResult {
 		return res
 	}
 	res.listed = true
-	res.plan = PlanNSG(nsgID, rules, d.now())
+	res.plan = PlanNSG(nsgID, rules, d.now(), PlanOptions{LastSeen: seen, Restore: d.restore})
 	for _, c := range res.plan.Closes {
 		// Stop starting deletes once asked to stop; the next run closes
 		// what is left.
@@ -330,7 +354,90 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string) nsgResult {
 		}
 		res.closed++
 	}
+	for _, r := range res.plan.Restores {
+		if ctx.Err() != nil {
+			break
+		}
+		n, err := d.restorePolicy(ctx, nsgID, r)
+		res.restored += n
+		if err != nil {
+			res.failed = true
+			if !errors.Is(err, errRestoreStale) {
+				res.errs = append(res.errs, err)
+			}
+		}
+	}
 	return res
+}
+
+// Outcomes of the check a restore makes on the NSG as it is just before
+// its write.
+var (
+	errRestoreUnneeded = errors.New("the policy's rules are all present again")
+	errRestoreStale    = errors.New("the NSG changed since it was read")
+)
+
+// restorePolicy writes a partial policy's missing guard and deny-all rules
+// back (unless dry-running) and reports it; it returns the number of rules
+// written. The write is one whole-NSG write with If-Match, and its first
+// change checks the NSG as it is just before the write: when the policy's
+// rules are no longer what the plan saw, nothing is written and the NSG is
+// read again soon (errRestoreStale).
+func (d *Daemon) restorePolicy(ctx context.Context, nsgID string, r Restore) (int, error) {
+	names := ruleNames(r.Rules)
+	log := d.log.With("nsg_id", nsgID, "policy", r.Policy.Name, "rules", names, "from", string(r.Source))
+	if d.dryRun {
+		log.Info("would restore missing policy rules (dry run)")
+		d.metrics.restores.WithLabelValues(string(audit.ResultDryRun)).Inc()
+		for _, rule := range r.Rules {
+			d.emit(ctx, restoreEvent(d.now(), nsgID, r, rule, audit.ResultDryRun, nil))
+		}
+		return len(r.Rules), nil
+	}
+	check := func(current []jit.SecurityRule) (jit.SecurityRule, error) {
+		again, err := jit.PlanRestore(r.Policy.Name, current, &r.Policy)
+		switch {
+		case errors.Is(err, jit.ErrNothingMissing):
+			return jit.SecurityRule{}, errRestoreUnneeded
+		case err != nil:
+			return jit.SecurityRule{}, fmt.Errorf("%w: %v", errRestoreStale, err)
+		case !slices.Equal(ruleNames(again.Missing), names):
+			return jit.SecurityRule{}, fmt.Errorf("%w: the rules missing now are %s", errRestoreStale, strings.Join(ruleNames(again.Missing), ", "))
+		}
+		return r.Rules[0], nil
+	}
+	changes := []azure.RuleChange{{Choose: check}}
+	for i := 1; i < len(r.Rules); i++ {
+		changes = append(changes, azure.RuleChange{Put: &r.Rules[i]})
+	}
+	// A write that has started is finished even if ctx ends meanwhile, as
+	// a delete is.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.delTimeout)
+	defer cancel()
+	_, err := d.rules.ApplyRuleChanges(wctx, nsgID, changes)
+	done := d.now()
+	switch {
+	case errors.Is(err, errRestoreUnneeded):
+		log.Info("policy rules already restored (by another replica or writer)")
+		return 0, nil
+	case errors.Is(err, errRestoreStale):
+		log.Warn("not restoring: the policy's rules changed since they were read; reading the NSG again", "detail", err.Error())
+		return 0, err
+	case err != nil:
+		d.metrics.errors.WithLabelValues(opRestore).Inc()
+		d.metrics.restores.WithLabelValues(string(audit.ResultFailure)).Inc()
+		log.Error("restoring policy rules failed", "error", err)
+		for _, rule := range r.Rules {
+			d.emit(ctx, restoreEvent(done, nsgID, r, rule, audit.ResultFailure, err))
+		}
+		return 0, fmt.Errorf("restore %s of policy %s on %s: %w", strings.Join(names, ", "), r.Policy.Name, nsgID, err)
+	}
+	d.metrics.restores.WithLabelValues(string(audit.ResultSuccess)).Inc()
+	log.Info("restored missing policy rules")
+	for _, rule := range r.Rules {
+		d.emit(ctx, restoreEvent(done, nsgID, r, rule, audit.ResultSuccess, nil))
+	}
+	return len(r.Rules), nil
 }
 
 // close deletes one rule (unless dry-running) and reports it.
@@ -381,6 +488,7 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 		delete(d.due, r.nsgID)
 		delete(d.active, r.nsgID)
 		delete(d.reported, r.nsgID)
+		delete(d.seen, r.nsgID)
 		return 0
 	case !r.listed:
 		if len(r.errs) > 0 {
@@ -389,8 +497,16 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 		return 0
 	}
 	d.active[r.nsgID] = len(r.plan.Active)
+	if len(r.plan.LastSeen) > 0 {
+		d.seen[r.nsgID] = r.plan.LastSeen
+	} else {
+		delete(d.seen, r.nsgID)
+	}
 	next := r.plan.NextExpiry
-	if r.plan.Protected && d.watch > 0 {
+	// Every NSG is watched, not only those holding a policy at this read:
+	// the NSG's first policy and a short grant under it may be written
+	// right after this read, and must not wait for the next full resync.
+	if d.watch > 0 {
 		if watch := now.Add(d.watch); next.IsZero() || watch.Before(next) {
 			next = watch
 		}
@@ -431,7 +547,10 @@ func (d *Daemon) updateGauges() {
 		total += n
 	}
 	d.metrics.activeGrants.Set(float64(total))
-	byKind := map[FindingKind]int{FindingBypass: 0, FindingMissingDeny: 0, FindingMalformedPolicy: 0, FindingMalformedRule: 0}
+	byKind := map[FindingKind]int{}
+	for _, k := range findingKinds {
+		byKind[k] = 0
+	}
 	for _, fs := range d.reported {
 		for _, f := range fs {
 			byKind[f.Kind]++
@@ -483,6 +602,18 @@ func closeEvent(at time.Time, nsgID string, c Close, result audit.Result, err er
 	}
 	if err != nil {
 		e.Reason += " (delete failed: " + err.Error() + ")"
+	}
+	return e
+}
+
+func restoreEvent(at time.Time, nsgID string, r Restore, rule jit.SecurityRule, result audit.Result, err error) audit.Event {
+	e := audit.Event{
+		Time: at, Action: audit.ActionRestore, Result: result, Actor: Actor,
+		NSGIDs: []string{nsgID}, Policy: r.Policy.Name, RuleName: rule.Name, Ports: portStrings(rule),
+		Reason: fmt.Sprintf("missing rule restored from %s (%s)", restoreSourceText(r.Source), r.Problem),
+	}
+	if err != nil {
+		e.Reason += " (write failed: " + err.Error() + ")"
 	}
 	return e
 }

@@ -26,8 +26,21 @@ type fakeAzure struct {
 	listErr   map[string]error // by NSG: the next list fails with this
 	deletions []deletion
 	lists     int
+	readAt    map[string][]time.Time // by NSG: when each list was served
 	// onDelete, when set, runs inside DeleteRule before the rule goes.
 	onDelete func(ctx context.Context)
+	writes   []write
+	writeErr error // when set, every ApplyRuleChanges fails with it
+	// beforeWrite, when set, runs inside ApplyRuleChanges before the NSG
+	// is read for the write (another writer's change, say).
+	beforeWrite func()
+}
+
+// write is one successful whole-NSG write.
+type write struct {
+	nsg  string
+	puts []string
+	at   time.Time
 }
 
 type deletion struct {
@@ -36,7 +49,7 @@ type deletion struct {
 }
 
 func newFakeAzure() *fakeAzure {
-	return &fakeAzure{nsgs: map[string][]jit.SecurityRule{}, listErr: map[string]error{}}
+	return &fakeAzure{nsgs: map[string][]jit.SecurityRule{}, listErr: map[string]error{}, readAt: map[string][]time.Time{}}
 }
 
 func (f *fakeAzure) put(nsg string, rules ...jit.SecurityRule) {
@@ -49,6 +62,7 @@ func (f *fakeAzure) ListRules(_ context.Context, nsg string) ([]jit.SecurityRule
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists++
+	f.readAt[nsg] = append(f.readAt[nsg], time.Now())
 	if err := f.listErr[nsg]; err != nil {
 		delete(f.listErr, nsg)
 		return nil, err
@@ -71,6 +85,74 @@ func (f *fakeAzure) DeleteRule(ctx context.Context, nsg, name string) error {
 	return nil
 }
 
+// ApplyRuleChanges applies the changes as the azure client does: in order,
+// each Choose seeing the rules as they are just before it, all or nothing.
+func (f *fakeAzure) ApplyRuleChanges(_ context.Context, nsg string, changes []azure.RuleChange) ([]jit.SecurityRule, error) {
+	f.mu.Lock()
+	hook := f.beforeWrite
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.writeErr != nil {
+		return nil, f.writeErr
+	}
+	rules, ok := f.nsgs[nsg]
+	if !ok {
+		return nil, &azure.Error{Kind: azure.KindNotFound, Op: "write", ResourceID: nsg}
+	}
+	next := slices.Clone(rules)
+	var written []jit.SecurityRule
+	var names []string
+	for _, ch := range changes {
+		switch {
+		case ch.Put != nil || ch.Choose != nil:
+			r := ch.Put
+			if r == nil {
+				chosen, err := ch.Choose(slices.Clone(next))
+				if err != nil {
+					return nil, err
+				}
+				r = &chosen
+			}
+			i := slices.IndexFunc(next, func(x jit.SecurityRule) bool { return strings.EqualFold(x.Name, r.Name) })
+			if i >= 0 {
+				next[i] = *r
+			} else {
+				next = append(next, *r)
+			}
+			written = append(written, *r)
+			names = append(names, r.Name)
+		case ch.Delete != "":
+			next = slices.DeleteFunc(next, func(x jit.SecurityRule) bool { return strings.EqualFold(x.Name, ch.Delete) })
+		}
+	}
+	f.nsgs[nsg] = next
+	f.writes = append(f.writes, write{nsg, names, time.Now()})
+	return written, nil
+}
+
+func (f *fakeAzure) written() []write {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.writes)
+}
+
+// remove deletes rules by name, as someone outside jitd would.
+func (f *fakeAzure) remove(nsg string, names ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nsgs[nsg] = slices.DeleteFunc(f.nsgs[nsg], func(r jit.SecurityRule) bool { return slices.Contains(names, r.Name) })
+}
+
+func (f *fakeAzure) rulesOf(nsg string) []jit.SecurityRule {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.nsgs[nsg])
+}
+
 func (f *fakeAzure) NSGIDs(context.Context) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -80,6 +162,12 @@ func (f *fakeAzure) NSGIDs(context.Context) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+func (f *fakeAzure) readTimes(nsg string) []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.readAt[nsg])
 }
 
 func (f *fakeAzure) deleted() []deletion {
@@ -206,10 +294,10 @@ func TestRunWatchesProtectedNSGsForNewGrants(t *testing.T) {
 	})
 }
 
-// An NSG that held no policy at the last resync is not watched; a policy
-// and grant written there later are found by the next resync, which closes
-// an already expired grant at once.
-func TestRunResyncCatchesGrantsOnNewlyProtectedNSGs(t *testing.T) {
+// An NSG that held no policy at the last read is watched all the same: its
+// first policy and the shortest grant there is, written right after the
+// read, are closed at the grant's expiry, not at the next full resync.
+func TestRunWatchesNSGsWithoutAPolicy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
 		web := testPolicy(t, "web", 100)
@@ -220,18 +308,51 @@ func TestRunResyncCatchesGrantsOnNewlyProtectedNSGs(t *testing.T) {
 		defer stop()
 		synctest.Wait()
 
-		exp := start.Add(time.Minute).Truncate(time.Second)
+		exp := start.Add(jit.MinGrantDuration)
 		az.put("nsg-a", append(web.Rules(), grantRule(t, web, "new", exp))...)
-		time.Sleep(5*time.Minute - time.Nanosecond)
+		time.Sleep(time.Until(exp) - time.Nanosecond)
 		synctest.Wait()
 		if got := az.deleted(); len(got) != 0 {
-			t.Fatalf("deleted before the resync: %+v", got)
+			t.Fatalf("deleted before expiry: %+v", got)
 		}
 		time.Sleep(time.Nanosecond)
 		synctest.Wait()
 		got := az.deleted()
-		if len(got) != 1 || got[0].rule != "jit-web-g-new" || !got[0].at.Equal(start.Add(5*time.Minute)) {
-			t.Fatalf("deletions = %+v, want jit-web-g-new at the resync %v", got, start.Add(5*time.Minute))
+		if len(got) != 1 || got[0].rule != "jit-web-g-new" || !got[0].at.Equal(exp) {
+			t.Fatalf("deletions = %+v, want jit-web-g-new at its expiry %v", got, exp)
+		}
+	})
+}
+
+// TestRunReadCost counts the rule lists of an hour with the default
+// intervals, for NSGs with and without a policy: every NSG is read at
+// least once per watch interval, and the count per NSG per hour is the
+// figure BENCHMARKS.md quotes.
+func TestRunReadCost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		az.put("nsg-empty")
+		az.put("nsg-policy", web.Rules()...)
+		az.put("nsg-grant", append(web.Rules(), grantRule(t, web, "g1", start.Add(2*time.Hour)))...)
+		d, _ := newTestDaemon(t, az, Options{})
+		stop := startRun(t, d)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		stop()
+
+		watch := 30 * time.Second // the default
+		for _, nsg := range []string{"nsg-empty", "nsg-policy", "nsg-grant"} {
+			reads := az.readTimes(nsg)
+			last := start
+			for _, at := range append(reads, start.Add(time.Hour)) {
+				if gap := at.Sub(last); gap > watch {
+					t.Errorf("%s: %s without a read (from %v), longer than the watch interval %s", nsg, gap, last.Sub(start), watch)
+				}
+				last = at
+			}
+			t.Logf("%s: %d rule lists in one hour (defaults: --interval 5m, --watch-interval 30s)", nsg, len(reads))
 		}
 	})
 }
@@ -388,10 +509,236 @@ func TestHandler(t *testing.T) {
 		`jitd_reconcile_duration_seconds_count{scope="full"} 1`,
 		"jitd_watched_nsgs 1",
 		`jitd_errors_total{op="list"} 0`,
+		`jitd_errors_total{op="restore"} 0`,
+		`jitd_restores_total{result="success"} 0`,
+		`jitd_open_findings{kind="standing_access"} 0`,
+		`jitd_findings_total{kind="policy_missing"} 0`,
 		"jitd_last_successful_pass_timestamp_seconds ",
 		"go_goroutines ",
 	} {
 		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// A deny-all rule deleted out of band is written back within a watch
+// interval, from the policy as last seen, audited; the grant under the
+// policy stays open; nothing else on the NSG changes.
+func TestRunRestoresADeletedDenyAll(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		foreign := jit.SecurityRule{Name: "allow-vpn-below", Priority: 300, Direction: jit.Inbound, Access: jit.Allow, Protocol: jit.ProtocolTCP,
+			SourcePrefixes: []string{"203.0.113.0/24"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"22"}}
+		grant := grantRule(t, web, "g1", start.Add(time.Hour))
+		az.put("nsg-a", append(web.Rules(), grant, foreign)...)
+		before := az.rulesOf("nsg-a")
+		d, rec := newTestDaemon(t, az, Options{Interval: time.Hour})
+		stop := startRun(t, d)
+		defer stop()
+		synctest.Wait()
+
+		time.Sleep(10 * time.Second)
+		deletedAt := time.Now()
+		az.remove("nsg-a", "jit-web-deny-tcp")
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+
+		w := az.written()
+		if len(w) != 1 || !slices.Equal(w[0].puts, []string{"jit-web-deny-tcp"}) || w[0].at.Sub(deletedAt) > 30*time.Second {
+			t.Fatalf("writes = %+v, want jit-web-deny-tcp restored within the watch interval of its deletion at %v", w, deletedAt)
+		}
+		after := az.rulesOf("nsg-a")
+		byName := func(a, b jit.SecurityRule) int { return strings.Compare(a.Name, b.Name) }
+		slices.SortFunc(before, byName)
+		slices.SortFunc(after, byName)
+		if !slicesEqualRules(before, after) {
+			t.Errorf("rules after the restore:\n%+v\nwant as before the deletion:\n%+v", after, before)
+		}
+		if got := az.deleted(); len(got) != 0 {
+			t.Errorf("deleted %+v; the grant must stay open", got)
+		}
+		var got []string
+		for _, e := range rec.all() {
+			got = append(got, string(e.Action)+"/"+string(e.Result)+"/"+e.Kind+"/"+cmpOr(e.RuleName, e.Policy))
+		}
+		// Acting comes first, then the findings of that read (as for closes).
+		want := []string{"restore/success//jit-web-deny-tcp", "find/success/missing_deny/web"}
+		if !slices.Equal(got, want) {
+			t.Errorf("audit events = %q, want %q", got, want)
+		}
+
+		// Deleted again later: restored again, reported again.
+		az.remove("nsg-a", "jit-web-deny-tcp")
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if w := az.written(); len(w) != 2 {
+			t.Errorf("writes = %+v, want a second restore", w)
+		}
+	})
+}
+
+func slicesEqualRules(a, b []jit.SecurityRule) bool {
+	return slices.EqualFunc(a, b, func(x, y jit.SecurityRule) bool {
+		return x.Name == y.Name && x.Priority == y.Priority && x.Access == y.Access && x.Description == y.Description &&
+			slices.Equal(x.SourcePrefixes, y.SourcePrefixes) && slices.Equal(x.DestinationPrefixes, y.DestinationPrefixes) &&
+			slices.Equal(x.DestinationPorts, y.DestinationPorts)
+	})
+}
+
+func TestPassRestoreDryRunAndNoRestoreWriteNothing(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	for _, o := range []Options{{DryRun: true}, {NoRestore: true}} {
+		az := newFakeAzure()
+		az.put("nsg-a", web.Rules()...)
+		d, rec := newTestDaemon(t, az, o)
+		d.Pass(t.Context())
+		az.remove("nsg-a", "jit-web-deny-tcp")
+		sum := d.Pass(t.Context())
+		if w := az.written(); len(w) != 0 {
+			t.Errorf("%+v: wrote %+v", o, w)
+		}
+		var got []string
+		for _, e := range rec.all() {
+			got = append(got, string(e.Action)+"/"+string(e.Result)+"/"+e.Kind)
+		}
+		want := []string{"find/success/missing_deny"}
+		if o.DryRun {
+			want = append([]string{"restore/dry_run/"}, want...)
+		}
+		if !slices.Equal(got, want) || sum.Restored != map[bool]int{true: 1, false: 0}[o.DryRun] {
+			t.Errorf("%+v: audit events = %q, restored %d; want %q", o, got, sum.Restored, want)
+		}
+	}
+}
+
+// When the NSG changes between jitd's read and its write, the restore
+// writes nothing and the NSG is read again soon.
+func TestRunRestoreChecksTheNSGAtTheWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		two := twoGroupPolicy(t)
+		az := newFakeAzure()
+		az.put("nsg-a", two.Rules()...)
+		d, rec := newTestDaemon(t, az, Options{Interval: time.Hour, RetryDelay: 10 * time.Second})
+		stop := startRun(t, d)
+		defer stop()
+		synctest.Wait()
+
+		az.remove("nsg-a", "jit-web-deny-tcp")
+		first := true
+		az.mu.Lock()
+		az.beforeWrite = func() {
+			if first {
+				first = false
+				az.remove("nsg-a", "jit-web-guard-udp") // another writer, meanwhile
+			}
+		}
+		az.mu.Unlock()
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if w := az.written(); len(w) != 0 {
+			t.Fatalf("wrote %+v over a change made after the read", w)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		w := az.written()
+		if len(w) != 1 || !slices.Equal(w[0].puts, []string{"jit-web-guard-udp", "jit-web-deny-tcp"}) {
+			t.Fatalf("writes = %+v, want both rules restored at the retry", w)
+		}
+		for _, e := range rec.all() {
+			if e.Action == audit.ActionRestore && e.Result != audit.ResultSuccess {
+				t.Errorf("audit event %+v for a restore that did not write", e)
+			}
+		}
+	})
+}
+
+func TestRunRestoreFailureIsAuditedAndRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		az.put("nsg-a", web.Rules()...)
+		az.writeErr = &azure.Error{Kind: azure.KindForbidden, Op: "write", ResourceID: "nsg-a"} // before Run: no race
+		d, rec := newTestDaemon(t, az, Options{Interval: time.Hour, RetryDelay: 10 * time.Second})
+		stop := startRun(t, d)
+		defer stop()
+		synctest.Wait()
+		az.remove("nsg-a", "jit-web-deny-tcp")
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		az.mu.Lock()
+		az.writeErr = nil
+		az.mu.Unlock()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		var got []string
+		for _, e := range rec.all() {
+			got = append(got, string(e.Action)+"/"+string(e.Result))
+		}
+		want := []string{"restore/failure", "find/success", "restore/success"}
+		if !slices.Equal(got, want) {
+			t.Errorf("audit events = %q, want %q", got, want)
+		}
+		if w := az.written(); len(w) != 1 {
+			t.Errorf("writes = %+v, want one after the failure", w)
+		}
+	})
+}
+
+// A policy whose every rule vanished is reported once, not rewritten.
+func TestRunReportsAVanishedPolicyOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		az.put("nsg-a", web.Rules()...)
+		d, rec := newTestDaemon(t, az, Options{Interval: time.Hour})
+		stop := startRun(t, d)
+		defer stop()
+		synctest.Wait()
+		az.remove("nsg-a", web.GuardAndDenyNames()...)
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		var got []string
+		for _, e := range rec.all() {
+			got = append(got, string(e.Action)+"/"+e.Kind+"/"+e.Policy)
+		}
+		if want := []string{"find/policy_missing/web"}; !slices.Equal(got, want) {
+			t.Errorf("audit events = %q, want %q", got, want)
+		}
+		if w := az.written(); len(w) != 0 {
+			t.Errorf("wrote %+v", w)
+		}
+	})
+}
+
+// Standing access is a finding like a bypass: audited once, counted, left
+// alone.
+func TestPassReportsStandingAccess(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	az := newFakeAzure()
+	vpn := jit.SecurityRule{Name: "vpn-ssh", Priority: 150, Direction: jit.Inbound, Access: jit.Allow, Protocol: jit.ProtocolTCP,
+		SourcePrefixes: []string{"203.0.113.0/25"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"22"}}
+	az.put("nsg-a", append(web.Rules(), vpn)...)
+	d, rec := newTestDaemon(t, az, Options{})
+	for range 2 {
+		if sum := d.Pass(t.Context()); sum.Err() != nil {
+			t.Fatal(sum.Err())
+		}
+	}
+	events := rec.all()
+	if len(events) != 1 || events[0].Action != audit.ActionFind || events[0].Kind != "standing_access" || events[0].RuleName != "vpn-ssh" ||
+		events[0].Policy != "web" || !strings.Contains(events[0].Reason, "203.0.113.0/25") {
+		t.Fatalf("audit events = %+v, want one standing_access finding for vpn-ssh", events)
+	}
+	if len(az.deleted()) != 0 || len(az.written()) != 0 {
+		t.Errorf("changed the NSG: deleted %+v, wrote %+v", az.deleted(), az.written())
+	}
+	rec2 := httptest.NewRecorder()
+	d.Handler().ServeHTTP(rec2, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{`jitd_findings_total{kind="standing_access"} 1`, `jitd_open_findings{kind="standing_access"} 1`} {
+		if !strings.Contains(rec2.Body.String(), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}

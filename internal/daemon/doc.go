@@ -4,18 +4,31 @@
 //
 // A reconcile step is observe → plan → apply. Observing lists the rules of
 // each NSG (bounded concurrency; the Azure client honours 429 and
-// Retry-After). Planning is PlanNSG, a pure function of one NSG's rules and
-// the time, so every decision is unit-testable without Azure or a clock.
-// Applying deletes the rules the plan closes (a 404 is success, so two
-// replicas do no harm) and reports everything else. After every step the
-// NSG is re-armed for its next grant expiry; a timer on the earliest of
-// those re-reconciles just the NSGs that are due, and a periodic full
-// resync catches whatever the timer did not see (grants written since,
-// NSGs added to the scope).
+// Retry-After). Planning is PlanNSG, a pure function of one NSG's rules,
+// the time and the policies last seen intact there, so every decision is
+// unit-testable without Azure or a clock. Applying deletes the rules the
+// plan closes (a 404 is success, so two replicas do no harm), restores
+// partial policies and reports everything else. After every step the
+// NSG is re-armed for its next grant expiry and for the watch interval; a
+// timer on the earliest of those re-reconciles just the NSGs that are due
+// (so every NSG in scope is read at least once per watch interval, and a
+// grant written anywhere in scope is seen before it expires), and a
+// periodic full resync re-discovers the scope (NSGs added to it).
 //
 // Closing means deleting an Allow rule in the jit- namespace, which can only
 // take access away. Deny rules (a policy's guards and deny-all) are never
 // deleted, even when they are tampered with, because deleting them would
 // open the ports they protect: they are reported instead. Rules outside
 // the jit- namespace are never modified or deleted.
+//
+// The one write jitd makes is a restore. The provider writes a policy's
+// guard and deny-all rules in one NSG write, so a policy with some of them
+// missing was changed by someone else and its ports may be open: jitd writes
+// the missing rules back (jit.PlanRestore: from the policy as last seen
+// intact, kept in memory per NSG, or rebuilt from the remaining rules when
+// they carry everything), in one whole-NSG write with If-Match whose first
+// change checks the NSG again just before the write. Remaining rules that
+// are not exactly the policy's are tampering: reported, never guessed
+// around. A policy all of whose rules vanished is reported once
+// (policy_missing), never rewritten: it may have been removed on purpose.
 package daemon

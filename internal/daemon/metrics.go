@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/audit"
 )
 
 // Metrics are jitd's Prometheus metrics, on a registry of their own so that
@@ -15,6 +17,7 @@ type Metrics struct {
 	activeGrants      prometheus.Gauge
 	nsgs              prometheus.Gauge
 	closes            *prometheus.CounterVec
+	restores          *prometheus.CounterVec
 	findings          *prometheus.CounterVec
 	openFindings      *prometheus.GaugeVec
 	reconcileDuration *prometheus.HistogramVec
@@ -28,6 +31,7 @@ const (
 	opDiscover = "discover"
 	opList     = "list"
 	opDelete   = "delete"
+	opRestore  = "restore"
 	opAudit    = "audit"
 )
 
@@ -48,6 +52,10 @@ func NewMetrics() *Metrics {
 			Name: "jitd_closes_total",
 			Help: "Grant rules closed, by reason (expired or a fail-closed reason) and result (success, failure, dry_run).",
 		}, []string{"reason", "result"}),
+		restores: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitd_restores_total",
+			Help: "Partial policies whose missing guard and deny-all rules were written back (one per policy and NSG), by result (success, failure, dry_run).",
+		}, []string{"result"}),
 		findings: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jitd_findings_total",
 			Help: "Findings reported (each counted once while it persists), by kind.",
@@ -72,16 +80,23 @@ func NewMetrics() *Metrics {
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jitd_errors_total",
-			Help: "Failed operations, by operation (discover, list, delete, audit).",
+			Help: "Failed operations, by operation (discover, list, delete, restore, audit).",
 		}, []string{"op"}),
 	}
-	m.registry.MustRegister(m.activeGrants, m.nsgs, m.closes, m.findings, m.openFindings,
+	m.registry.MustRegister(m.activeGrants, m.nsgs, m.closes, m.restores, m.findings, m.openFindings,
 		m.reconcileDuration, m.lastSuccess, m.closeLag, m.errors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the error series so that rate() and alerts see zeros
 	// rather than absent series.
-	for _, op := range []string{opDiscover, opList, opDelete, opAudit} {
+	for _, op := range []string{opDiscover, opList, opDelete, opRestore, opAudit} {
 		m.errors.WithLabelValues(op)
+	}
+	for _, k := range findingKinds {
+		m.findings.WithLabelValues(string(k))
+		m.openFindings.WithLabelValues(string(k))
+	}
+	for _, r := range []audit.Result{audit.ResultSuccess, audit.ResultFailure, audit.ResultDryRun} {
+		m.restores.WithLabelValues(string(r))
 	}
 	return m
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -63,7 +64,19 @@ const (
 	// FindingMalformedRule: a Deny rule in the jit- namespace that belongs
 	// to no policy. It is left alone: deleting a Deny rule opens access.
 	FindingMalformedRule FindingKind = "malformed_rule"
+	// FindingStandingAccess: an Allow rule outside a policy that lets some
+	// of the policy's allowed sources reach a protected port with no grant,
+	// ahead of the policy's deny-all rule.
+	FindingStandingAccess FindingKind = "standing_access"
+	// FindingPolicyMissing: every guard and deny-all rule of a policy seen
+	// intact on the NSG is gone. It is reported once, never rewritten: the
+	// policy may have been removed or renamed on purpose.
+	FindingPolicyMissing FindingKind = "policy_missing"
 )
+
+// findingKinds are every kind, for the metrics' label values.
+var findingKinds = []FindingKind{FindingBypass, FindingMissingDeny, FindingMalformedPolicy, FindingMalformedRule,
+	FindingStandingAccess, FindingPolicyMissing}
 
 // ClockSkew is how much further out than its policy's maximum a grant's
 // expiry may be before it counts as over the maximum. The provider stamps
@@ -78,6 +91,16 @@ type Close struct {
 	Reason Reason
 	Detail string         // why, for people: empty for ReasonExpired
 	Grant  *jit.GrantRule // the decoded grant; nil when the rule does not decode as one
+}
+
+// Restore is a partial policy's missing guard and deny-all rules, which the
+// plan writes back (see jit.PlanRestore).
+type Restore struct {
+	Policy jit.Policy
+	Rules  []jit.SecurityRule // the missing rules, by priority
+	Source jit.RestoreSource
+	// Problem is what the policy's rules showed before the restore.
+	Problem string
 }
 
 // Finding is something the plan reports and leaves alone.
@@ -101,23 +124,46 @@ type NSGPlan struct {
 	Active []jit.GrantRule
 	// NextExpiry is the earliest expiry among Active; zero when none.
 	NextExpiry time.Time
-	// Protected is true when a JIT policy is on the NSG: grants may be
-	// written to it at any time, so the daemon watches it more often than
-	// the full resync.
+	// Protected is true when a JIT policy or a grant is on the NSG.
 	Protected bool
+	// Restores are partial policies to make whole again; empty unless
+	// PlanOptions.Restore.
+	Restores []Restore
+	// LastSeen is what to remember of the NSG's policies after this plan,
+	// for the next: each policy intact now (or as restored), and a policy
+	// remembered before that is partial now and not restored. A policy
+	// none of whose rules remain is forgotten once reported.
+	LastSeen map[string]jit.Policy
+}
+
+// PlanOptions are what PlanNSG knows besides the NSG's rules.
+type PlanOptions struct {
+	// LastSeen are the policies last read intact from this NSG, by name.
+	LastSeen map[string]jit.Policy
+	// Restore plans the restoration of partial policies; grants under a
+	// policy being restored are judged against the restored policy. When
+	// false, partial policies are only reported and grants under them fail
+	// closed.
+	Restore bool
 }
 
 // PlanNSG decides what to do about one NSG's rules at time now. It is pure:
-// the same rules and time always give the same plan.
+// the same rules, time and options always give the same plan.
 //
 // A grant stays open only when it has not expired, its policy is on the
-// NSG and decodes exactly, its priority is in the policy's grant range, and
-// the rule is exactly what the policy would write for such a grant (ports
-// and protocol it protects, a source inside its allowed sources, its
-// destinations) with an expiry no further out than the policy's maximum for
-// those ports. Every other Allow rule in the jit- namespace is closed.
-func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time) NSGPlan {
-	plan := NSGPlan{NSGID: nsgID}
+// NSG and decodes exactly (or is being restored), its priority is in the
+// policy's grant range, and the rule is exactly what the policy would write
+// for such a grant (ports and protocol it protects, a source inside its
+// allowed sources, its destinations) with an expiry no further out than the
+// policy's maximum for those ports. Every other Allow rule in the jit-
+// namespace is closed.
+//
+// A policy some of whose guard and deny-all rules are missing is restored
+// when jit.PlanRestore can do so without guessing, from o.LastSeen or from
+// the remaining rules; either way it is reported as a finding (the rules
+// were changed by someone else), with what jitd does about it.
+func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time, o PlanOptions) NSGPlan {
+	plan := NSGPlan{NSGID: nsgID, LastSeen: map[string]jit.Policy{}}
 	view := jit.ReadNSG(rules)
 	plan.Protected = len(view.Policies) > 0 || len(view.Grants) > 0
 	closing := map[string]bool{}
@@ -140,6 +186,35 @@ func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time) NSGPlan {
 		closing[m.Rule.Name] = true
 	}
 
+	// Restorations are decided on the rules as the closes above leave
+	// them (a deny-all turned into an Allow is deleted, then restored), and
+	// before grants are judged, so that a grant under a policy being
+	// restored is judged against that policy rather than failing closed.
+	restored := map[string]jit.Policy{}
+	notRestored := map[string]string{}
+	if o.Restore {
+		base := withoutNames(rules, closing)
+		for _, name := range sortedKeys(view.Policies) {
+			if view.Policies[name].Problem == "" {
+				continue
+			}
+			var last *jit.Policy
+			if p, ok := o.LastSeen[name]; ok {
+				last = &p
+			}
+			res, err := jit.PlanRestore(name, base, last)
+			if err != nil {
+				if !errors.Is(err, jit.ErrNothingMissing) && !errors.Is(err, jit.ErrNothingLeft) {
+					notRestored[name] = err.Error()
+				}
+				continue
+			}
+			restored[name] = res.Policy
+			view.Policies[name] = jit.DecodedPolicy{Policy: res.Policy}
+			plan.Restores = append(plan.Restores, Restore{Policy: res.Policy, Rules: res.Missing, Source: res.Source})
+		}
+	}
+
 	for _, g := range view.Grants {
 		reason, detail := judgeGrant(g, view, now)
 		if reason == "" {
@@ -156,24 +231,82 @@ func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time) NSGPlan {
 	// Findings describe the NSG as the plan leaves it: a deny-all rule
 	// turned into an Allow is closed above, and what remains is a policy
 	// whose deny-all is missing.
-	remaining := rules
-	if len(closing) > 0 {
-		remaining = slices.DeleteFunc(slices.Clone(rules), func(r jit.SecurityRule) bool { return closing[r.Name] })
+	// (The view is read again when a restore replaced policies in it, so
+	// that the finding says what the rules showed.)
+	remaining := withoutNames(rules, closing)
+	if len(closing) > 0 || len(plan.Restores) > 0 {
 		view = jit.ReadNSG(remaining)
+	}
+	// A valid grant of another policy whose band comes first does let its
+	// source in ahead of this policy's deny-all, but for the grant's window
+	// only: that is what a grant is, not standing access.
+	activeGrants := map[string]bool{}
+	for _, g := range plan.Active {
+		activeGrants[g.Rule.Name] = true
+	}
+	for i, r := range plan.Restores {
+		dp := view.Policies[r.Policy.Name]
+		plan.Restores[i].Problem = dp.Problem
+		kind := FindingMalformedPolicy
+		if missingDeny(r.Policy.Name, dp) {
+			kind = FindingMissingDeny
+		}
+		plan.Findings = append(plan.Findings, Finding{Kind: kind, Policy: r.Policy.Name,
+			Detail: fmt.Sprintf("%s; jitd restores %s from %s", dp.Problem, strings.Join(ruleNames(r.Rules), ", "), restoreSourceText(r.Source))})
 	}
 	for _, name := range sortedKeys(view.Policies) {
 		dp := view.Policies[name]
+		if p, ok := restored[name]; ok {
+			dp = jit.DecodedPolicy{Policy: p}
+		}
 		if dp.Problem != "" {
 			kind := FindingMalformedPolicy
 			if missingDeny(name, dp) {
 				kind = FindingMissingDeny
 			}
-			plan.Findings = append(plan.Findings, Finding{Kind: kind, Policy: name, Detail: dp.Problem})
+			detail := dp.Problem
+			if why, ok := notRestored[name]; ok {
+				detail += "; not restored: " + why
+			}
+			plan.Findings = append(plan.Findings, Finding{Kind: kind, Policy: name, Detail: detail})
+			if p, ok := o.LastSeen[name]; ok {
+				plan.LastSeen[name] = p
+			}
 			continue
 		}
+		plan.LastSeen[name] = dp.Policy
 		plan.Findings = append(plan.Findings, bypassFindings(dp.Policy, remaining)...)
+		plan.Findings = append(plan.Findings, standingFindings(dp.Policy, withoutNames(remaining, activeGrants))...)
+	}
+	for _, name := range sortedKeys(o.LastSeen) {
+		if _, there := view.Policies[name]; !there {
+			plan.Findings = append(plan.Findings, Finding{Kind: FindingPolicyMissing, Policy: name,
+				Detail: fmt.Sprintf("every guard and deny-all rule of policy %q is gone from this NSG, so its ports are no longer closed by it; jitd does not rewrite a policy that vanished entirely (it may have been removed or renamed on purpose)", name)})
+		}
 	}
 	return plan
+}
+
+func restoreSourceText(s jit.RestoreSource) string {
+	if s == jit.RestoreFromLastSeen {
+		return "the policy as last seen intact on this NSG"
+	}
+	return "the policy's remaining rules"
+}
+
+func withoutNames(rules []jit.SecurityRule, names map[string]bool) []jit.SecurityRule {
+	if len(names) == 0 {
+		return rules
+	}
+	return slices.DeleteFunc(slices.Clone(rules), func(r jit.SecurityRule) bool { return names[r.Name] })
+}
+
+func ruleNames(rules []jit.SecurityRule) []string {
+	out := make([]string, len(rules))
+	for i, r := range rules {
+		out[i] = r.Name
+	}
+	return out
 }
 
 // judgeGrant returns why a well-formed grant rule must be closed, or an
@@ -284,6 +417,23 @@ func bypassFindings(p jit.Policy, rules []jit.SecurityRule) []Finding {
 		}
 		index[b.Rule.Name] = len(out)
 		out = append(out, Finding{Kind: FindingBypass, Policy: p.Name, RuleName: b.Rule.Name,
+			Detail: b.Port.String() + ": " + b.Reason})
+	}
+	return out
+}
+
+// standingFindings reports the rules that give some of a policy's allowed
+// sources access with no grant, one finding per rule.
+func standingFindings(p jit.Policy, rules []jit.SecurityRule) []Finding {
+	var out []Finding
+	index := map[string]int{}
+	for _, b := range p.StandingAccess(rules) {
+		if i, seen := index[b.Rule.Name]; seen {
+			out[i].Detail += "; " + b.Port.String() + ": " + b.Reason
+			continue
+		}
+		index[b.Rule.Name] = len(out)
+		out = append(out, Finding{Kind: FindingStandingAccess, Policy: p.Name, RuleName: b.Rule.Name,
 			Detail: b.Port.String() + ": " + b.Reason})
 	}
 	return out

@@ -157,7 +157,7 @@ func TestPlanNSG(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			plan := PlanNSG("nsg-1", tc.rules, planNow)
+			plan := PlanNSG("nsg-1", tc.rules, planNow, PlanOptions{Restore: true})
 
 			got := map[string]Reason{}
 			for _, c := range plan.Closes {
@@ -216,10 +216,10 @@ func TestPlanNSGIsPure(t *testing.T) {
 	web := testPolicy(t, "web", 100)
 	rules := append(web.Rules(), grantRule(t, web, "a1", planNow.Add(time.Minute)))
 	before := slices.Clone(rules)
-	if got := PlanNSG("n", rules, planNow); len(got.Closes) != 0 {
+	if got := PlanNSG("n", rules, planNow, PlanOptions{}); len(got.Closes) != 0 {
 		t.Fatalf("a grant a minute before expiry was closed: %+v", got.Closes)
 	}
-	if got := PlanNSG("n", rules, planNow.Add(time.Minute)); len(got.Closes) != 1 || got.Closes[0].Reason != ReasonExpired {
+	if got := PlanNSG("n", rules, planNow.Add(time.Minute), PlanOptions{}); len(got.Closes) != 1 || got.Closes[0].Reason != ReasonExpired {
 		t.Fatalf("the same rules a minute later: closes = %+v, want the grant closed as expired", got.Closes)
 	}
 	if !slices.EqualFunc(rules, before, func(a, b jit.SecurityRule) bool { return a.Name == b.Name && a.Description == b.Description }) {
@@ -237,4 +237,160 @@ func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
 		}
 	}
 	return true
+}
+
+// twoGroupPolicy protects 22/Tcp and 53/Udp, so that one group's deny-all
+// can be rebuilt from its remaining rules and the other group's.
+func twoGroupPolicy(t *testing.T) jit.Policy {
+	t.Helper()
+	p, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"},
+		AllowedSources: []string{"203.0.113.0/24"}, BandStart: 100, BandEnd: 199,
+		Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "3h"}, {Number: 53, Protocol: "Udp", MaxDuration: "1h"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPlanNSGRestores(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	two := twoGroupPolicy(t)
+	active := grantRule(t, web, "a1", planNow.Add(time.Hour))
+	drop := func(rules []jit.SecurityRule, names ...string) []jit.SecurityRule {
+		return slices.DeleteFunc(slices.Clone(rules), func(r jit.SecurityRule) bool { return slices.Contains(names, r.Name) })
+	}
+	seen := func(ps ...jit.Policy) map[string]jit.Policy {
+		m := map[string]jit.Policy{}
+		for _, p := range ps {
+			m[p.Name] = p
+		}
+		return m
+	}
+	tests := []struct {
+		name     string
+		rules    []jit.SecurityRule
+		opts     PlanOptions
+		restore  []string // rules restored
+		source   jit.RestoreSource
+		closes   []string
+		findings []string // "kind subject"
+		detail   string   // in the first finding's detail
+		lastSeen []string // policies remembered afterwards
+	}{
+		{name: "deny-all deleted, last seen: restored, the grant stays", rules: drop(append(web.Rules(), active), "jit-web-deny-tcp"),
+			opts: PlanOptions{Restore: true, LastSeen: seen(web)}, restore: []string{"jit-web-deny-tcp"}, source: jit.RestoreFromLastSeen,
+			findings: []string{"missing_deny web"}, detail: "jitd restores jit-web-deny-tcp from the policy as last seen intact", lastSeen: []string{"web"}},
+		{name: "restores off: reported, the grant fails closed", rules: drop(append(web.Rules(), active), "jit-web-deny-tcp"),
+			opts: PlanOptions{LastSeen: seen(web)}, closes: []string{"jit-web-g-a1"}, findings: []string{"missing_deny web"}, lastSeen: []string{"web"}},
+		{name: "never seen, rebuilt from the remaining rules", rules: drop(two.Rules(), "jit-web-guard-udp"),
+			opts: PlanOptions{Restore: true}, restore: []string{"jit-web-guard-udp"}, source: jit.RestoreFromRules,
+			findings: []string{"malformed_policy web"}, detail: "from the policy's remaining rules", lastSeen: []string{"web"}},
+		{name: "never seen, nothing to rebuild the durations from", rules: drop(append(web.Rules(), active), "jit-web-deny-tcp"),
+			opts: PlanOptions{Restore: true}, closes: []string{"jit-web-g-a1"}, findings: []string{"missing_deny web"},
+			detail: "not restored: no deny-all rule is left"},
+		{name: "guard deleted", rules: drop(two.Rules(), "jit-web-guard-tcp"), opts: PlanOptions{Restore: true, LastSeen: seen(two)},
+			restore: []string{"jit-web-guard-tcp"}, source: jit.RestoreFromLastSeen, findings: []string{"malformed_policy web"}, lastSeen: []string{"web"}},
+		{name: "deny-all turned into an allow: closed, then restored", rules: func() []jit.SecurityRule {
+			rs := web.Rules()
+			for i := range rs {
+				if rs[i].Name == "jit-web-deny-tcp" {
+					rs[i].Access = jit.Allow
+				}
+			}
+			return rs
+		}(), opts: PlanOptions{Restore: true, LastSeen: seen(web)}, closes: []string{"jit-web-deny-tcp"},
+			restore: []string{"jit-web-deny-tcp"}, source: jit.RestoreFromLastSeen, findings: []string{"missing_deny web"}, lastSeen: []string{"web"}},
+		{name: "tampered, not partial: reported, remembered as last seen", rules: func() []jit.SecurityRule {
+			rs := drop(two.Rules(), "jit-web-deny-udp")
+			for i := range rs {
+				if rs[i].Name == "jit-web-guard-tcp" {
+					rs[i].SourcePrefixes = []string{"0.0.0.0/1"}
+				}
+			}
+			return rs
+		}(), opts: PlanOptions{Restore: true, LastSeen: seen(two)}, findings: []string{"malformed_policy web"},
+			detail: "not restored: the remaining rules are not those of the policy last seen intact", lastSeen: []string{"web"}},
+		{name: "every rule gone: reported once, forgotten", rules: []jit.SecurityRule{active},
+			opts: PlanOptions{Restore: true, LastSeen: seen(web)}, closes: []string{"jit-web-g-a1"}, findings: []string{"policy_missing web"}},
+		{name: "a slot held by a foreign rule: not restored", rules: append(drop(web.Rules(), "jit-web-deny-tcp"),
+			jit.SecurityRule{Name: "late", Priority: 199, Direction: jit.Inbound, Access: jit.Deny, Protocol: jit.ProtocolAny,
+				SourcePrefixes: []string{"*"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"443"}}),
+			opts: PlanOptions{Restore: true, LastSeen: seen(web)}, findings: []string{"missing_deny web"}, detail: "priority 199 is held by rule \"late\"",
+			lastSeen: []string{"web"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := PlanNSG("nsg-1", tc.rules, planNow, tc.opts)
+			var restored []string
+			for _, r := range plan.Restores {
+				restored = append(restored, ruleNames(r.Rules)...)
+				if r.Source != tc.source {
+					t.Errorf("restore source = %s, want %s", r.Source, tc.source)
+				}
+				for _, rule := range r.Rules {
+					if !strings.HasPrefix(rule.Name, jit.RuleNamePrefix+r.Policy.Name+"-") || isAllow(rule) {
+						t.Errorf("restore writes %+v, not a guard or deny-all rule of %s", rule, r.Policy.Name)
+					}
+				}
+			}
+			if !slices.Equal(restored, tc.restore) {
+				t.Errorf("restored = %q, want %q", restored, tc.restore)
+			}
+			var closes []string
+			for _, c := range plan.Closes {
+				closes = append(closes, c.Rule.Name)
+			}
+			if !slices.Equal(closes, tc.closes) {
+				t.Errorf("closes = %q, want %q", closes, tc.closes)
+			}
+			var findings []string
+			for _, f := range plan.Findings {
+				findings = append(findings, string(f.Kind)+" "+cmpOr(f.RuleName, f.Policy))
+			}
+			if !slices.Equal(findings, tc.findings) {
+				t.Errorf("findings = %q, want %q", findings, tc.findings)
+			}
+			if tc.detail != "" && (len(plan.Findings) == 0 || !strings.Contains(plan.Findings[0].Detail, tc.detail)) {
+				t.Errorf("findings %+v, want the first to say %q", plan.Findings, tc.detail)
+			}
+			if got := sortedKeys(plan.LastSeen); !slices.Equal(got, tc.lastSeen) && !(len(got) == 0 && len(tc.lastSeen) == 0) {
+				t.Errorf("last seen afterwards = %q, want %q", got, tc.lastSeen)
+			}
+		})
+	}
+}
+
+func TestPlanNSGStandingAccess(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	vpn := func(name string, prio int32) jit.SecurityRule {
+		return jit.SecurityRule{Name: name, Priority: prio, Direction: jit.Inbound, Access: jit.Allow, Protocol: jit.ProtocolTCP,
+			SourcePrefixes: []string{"203.0.113.0/25"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"10.0.1.4"}, DestinationPorts: []string{"22"}}
+	}
+	for _, tc := range []struct {
+		rule jit.SecurityRule
+		want []string
+	}{
+		{vpn("vpn-above", 90), []string{"standing_access vpn-above"}},
+		{vpn("vpn-inside", 150), []string{"standing_access vpn-inside"}},
+		{vpn("vpn-below", 300), nil},
+	} {
+		plan := PlanNSG("nsg-1", append(web.Rules(), tc.rule), planNow, PlanOptions{Restore: true})
+		var got []string
+		for _, f := range plan.Findings {
+			got = append(got, string(f.Kind)+" "+f.RuleName)
+			if f.Kind == FindingStandingAccess && (f.Policy != "web" || !strings.Contains(f.Detail, "22/Tcp") || !strings.Contains(f.Detail, "203.0.113.0/25")) {
+				t.Errorf("%s: finding %+v lacks policy, port or sources", tc.rule.Name, f)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: findings = %q, want %q", tc.rule.Name, got, tc.want)
+		}
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

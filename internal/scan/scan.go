@@ -72,13 +72,19 @@ const (
 	// StatusExpiredGrant: a JIT grant rule past its expiry still lets its
 	// source in (nothing closed it: is jitd running?).
 	StatusExpiredGrant Status = "expired_grant"
+	// StatusStandingAccess: a JIT policy on the NSG protects the port, but
+	// a rule outside the policy lets some of the policy's allowed sources
+	// (public or not: a VPN pool, say) in ahead of its deny-all rule, with
+	// no grant and for good.
+	StatusStandingAccess Status = "standing_access"
 	// StatusGranted: only an active JIT grant lets a public source in, as
 	// a reviewed request asked. Not an exposure.
 	StatusGranted Status = "granted"
 )
 
-// Exposed reports whether the status means the port is open to the
-// Internet without a reviewed, unexpired grant: what fails a CI gate.
+// Exposed reports whether the status means the port is open without a
+// reviewed, unexpired grant (to the Internet, or to a policy's allowed
+// sources for good): what fails a CI gate.
 func (s Status) Exposed() bool { return s != StatusGranted }
 
 // Finding is one rule that lets a public source reach one port.
@@ -93,13 +99,16 @@ type Finding struct {
 	Priority    int32    `json:"priority"`
 	RuleSources []string `json:"rule_sources"`
 	// ExampleSource is a public address the rule lets in (203.0.113.7 or
-	// 2001:db8::7 when it does), checked with jit.Allowed.
+	// 2001:db8::7 when it does), checked with jit.Allowed; for standing
+	// access, an allowed source of the policy the rule lets in, public or
+	// not.
 	ExampleSource string `json:"example_source"`
 	// Destinations are the destinations reached, as the NSG's rules name
 	// them; "*" stands for addresses no rule names.
 	Destinations []string `json:"destinations"`
 	// Policy is the JIT policy on this NSG protecting the port (for
-	// bypassed findings) or owning the grant (for grant findings).
+	// bypassed and standing access findings) or owning the grant (for
+	// grant findings).
 	Policy string `json:"policy,omitempty"`
 	// Requester and ExpiresAt describe a grant rule.
 	Requester string     `json:"requester,omitempty"`
@@ -187,6 +196,13 @@ type destination struct {
 
 // NSG judges one NSG's rules (its custom rules, as ListRules returns them;
 // Azure's default rules are implied).
+//
+// Besides exposures to the Internet, it reports standing access: for each
+// intact JIT policy protecting a scanned port, the rules (found by
+// jit.Policy.StandingAccess, and confirmed by the same exact sweep, over
+// the policy's allowed sources instead of the public ones) that let an
+// allowed source reach one of the policy's destinations with no grant.
+// Grant rules are never standing access.
 func NSG(nsgID string, rules []jit.SecurityRule, o Options) Result {
 	ports := o.Ports
 	if len(ports) == 0 {
@@ -197,12 +213,19 @@ func NSG(nsgID string, rules []jit.SecurityRule, o Options) Result {
 	for _, g := range view.Grants {
 		grants[strings.ToLower(g.Rule.Name)] = g
 	}
+	var nonGrants []jit.SecurityRule
+	for _, r := range rules {
+		if _, isGrant := grants[strings.ToLower(r.Name)]; !isGrant {
+			nonGrants = append(nonGrants, r)
+		}
+	}
 	var res Result
 	for _, port := range ports {
 		covering := coveringRules(rules, port)
+		standing := standingRules(view, nonGrants, port)
 		byRule := map[string]int{} // finding index by rule, status and policy
 		for _, d := range destinations(covering, o.Destinations) {
-			for _, e := range sweep(covering, d) {
+			for _, e := range sweep(covering, d, public[family(d.addr)]) {
 				f := Finding{
 					NSGID: nsgID, Port: port, Protocol: string(jit.ProtocolTCP), Status: StatusExposed,
 					Rule: e.rule.Name, Priority: e.rule.Priority, RuleSources: e.rule.SourcePrefixes,
@@ -211,7 +234,7 @@ func NSG(nsgID string, rules []jit.SecurityRule, o Options) Result {
 				if e.note == "" {
 					f.Detail = confirm(rules, e.rule, e.source, d.addr, port)
 				}
-				classify(&f, e.rule, d.addr, view, grants, rules, o.Now)
+				classify(&f, e.rule, d.addr, view, grants, rules, standing, o.Now)
 				// One finding per rule and verdict, listing every
 				// destination it reaches with that verdict.
 				key := strings.ToLower(e.rule.Name) + "|" + string(f.Status) + "|" + f.Policy
@@ -221,6 +244,38 @@ func NSG(nsgID string, rules []jit.SecurityRule, o Options) Result {
 				}
 				byRule[key] = len(res.Findings)
 				res.Findings = append(res.Findings, f)
+			}
+		}
+		// Standing access from allowed sources that are not public (a VPN
+		// pool in 10.8.0.0/16, say): the sweep above only follows public
+		// sources.
+		for _, name := range protectingPolicies(view, port) {
+			p := view.Policies[name].Policy
+			if len(standing[name]) == 0 {
+				continue
+			}
+			for _, d := range destinations(covering, o.Destinations) {
+				if !policyCovers(p, d.addr) {
+					continue
+				}
+				for _, e := range sweep(covering, d, allowedSources(p, family(d.addr))) {
+					b, ok := standing[name][strings.ToLower(e.rule.Name)]
+					if !ok {
+						continue
+					}
+					key := strings.ToLower(e.rule.Name) + "|" + string(StatusStandingAccess) + "|" + name
+					if i, ok := byRule[key]; ok {
+						res.Findings[i].Destinations = appendUnique(res.Findings[i].Destinations, d.label)
+						continue
+					}
+					byRule[key] = len(res.Findings)
+					res.Findings = append(res.Findings, Finding{
+						NSGID: nsgID, Port: port, Protocol: string(jit.ProtocolTCP), Status: StatusStandingAccess,
+						Rule: e.rule.Name, Priority: e.rule.Priority, RuleSources: e.rule.SourcePrefixes,
+						ExampleSource: e.source.String(), Destinations: []string{d.label}, Policy: name,
+						Detail: joinDetail(e.note, b.Reason),
+					})
+				}
 			}
 		}
 		for _, name := range protectingPolicies(view, port) {
@@ -376,11 +431,12 @@ func (s addressSet) contains(a netip.Addr) bool {
 }
 
 // sweep walks the covering rules in priority order for one destination,
-// keeping the public sources no earlier rule matched, and returns the Allow
-// rules that are the first match for some of them.
-func sweep(covering []jit.SecurityRule, d destination) []exposure {
+// keeping the sources (of from, minimal prefixes of d's family) no earlier
+// rule matched, and returns the Allow rules that are the first match for
+// some of them.
+func sweep(covering []jit.SecurityRule, d destination, from []netip.Prefix) []exposure {
 	f := family(d.addr)
-	remaining := public[f]
+	remaining := from
 	var out []exposure
 	for _, r := range covering {
 		if len(remaining) == 0 {
@@ -488,8 +544,10 @@ func confirm(rules []jit.SecurityRule, r jit.SecurityRule, src, dst netip.Addr, 
 }
 
 // classify sets the status of a finding: a JIT grant, a bypass of a JIT
-// policy protecting the port and destination, or a plain exposure.
-func classify(f *Finding, r jit.SecurityRule, dst netip.Addr, view jit.NSGView, grants map[string]jit.GrantRule, rules []jit.SecurityRule, now time.Time) {
+// policy protecting the port and destination, standing access of its
+// allowed sources (a public allowed range), or a plain exposure.
+func classify(f *Finding, r jit.SecurityRule, dst netip.Addr, view jit.NSGView, grants map[string]jit.GrantRule, rules []jit.SecurityRule,
+	standing map[string]map[string]jit.Bypass, now time.Time) {
 	if g, ok := grants[strings.ToLower(r.Name)]; ok {
 		exp := g.ExpiresAt.UTC()
 		f.Policy, f.Requester, f.ExpiresAt = g.Policy, g.Requester, &exp
@@ -508,6 +566,11 @@ func classify(f *Finding, r jit.SecurityRule, dst netip.Addr, view jit.NSGView, 
 			continue
 		}
 		f.Status, f.Policy = StatusBypassed, name
+		if b, ok := standing[name][strings.ToLower(r.Name)]; ok {
+			f.Status = StatusStandingAccess
+			f.Detail = joinDetail(f.Detail, b.Reason)
+			return
+		}
 		for _, b := range p.Bypasses(rules) {
 			if strings.EqualFold(b.Rule.Name, r.Name) && b.Port.Number == f.Port {
 				f.Detail = joinDetail(f.Detail, b.Reason)
@@ -524,6 +587,39 @@ func joinDetail(a, b string) string {
 		return b
 	}
 	return a + "; " + b
+}
+
+// standingRules returns, by policy and lower-case rule name, the standing
+// access the intact policies protecting port report for it among rules.
+func standingRules(view jit.NSGView, rules []jit.SecurityRule, port uint16) map[string]map[string]jit.Bypass {
+	out := map[string]map[string]jit.Bypass{}
+	for _, name := range protectingPolicies(view, port) {
+		for _, b := range view.Policies[name].Policy.StandingAccess(rules) {
+			if b.Port.Number != port || (b.Port.Protocol != jit.ProtocolTCP && b.Port.Protocol != jit.ProtocolAny) {
+				continue
+			}
+			if out[name] == nil {
+				out[name] = map[string]jit.Bypass{}
+			}
+			out[name][strings.ToLower(b.Rule.Name)] = b
+		}
+	}
+	return out
+}
+
+// allowedSources returns a policy's allowed sources of family f as minimal
+// prefixes.
+func allowedSources(p jit.Policy, f int) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range p.AllowedSources {
+		if s == jit.Any {
+			return jit.Complement(nil, f)
+		}
+		if pf, ok := parsePrefix(s); ok && family(pf.Addr()) == f {
+			out = append(out, pf)
+		}
+	}
+	return jit.Cover(out, f)
 }
 
 // protectingPolicies returns, sorted, the intact policies on the NSG that

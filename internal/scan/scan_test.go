@@ -58,8 +58,23 @@ func summary(f Finding) string {
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
 
+// vpnPolicy protects 22/Tcp of 10.0.1.4 for a private VPN pool and a
+// public office range.
+func vpnPolicy(t *testing.T) jit.Policy {
+	t.Helper()
+	p, err := jit.NewPolicy(jit.PolicyInput{Name: "vpn", DestinationPrefixes: []string{"10.0.1.4"},
+		AllowedSources: []string{"10.8.0.0/16", "203.0.113.0/24"}, BandStart: 100, BandEnd: 199,
+		Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "1h"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestNSG(t *testing.T) {
 	p := webPolicy(t)
+	vpn := vpnPolicy(t)
+	withVPN := func(extra ...jit.SecurityRule) []jit.SecurityRule { return append(vpn.Rules(), extra...) }
 	withPolicy := func(extra ...jit.SecurityRule) []jit.SecurityRule { return append(p.Rules(), extra...) }
 	tests := []struct {
 		name      string
@@ -136,6 +151,34 @@ func TestNSG(t *testing.T) {
 			rules:     withPolicy(grant(t, p, "203.0.113.7", now.Add(time.Hour))),
 			want:      []string{"granted jit-web-g-k3j9x0p2ab 22 203.0.113.7 10.0.1.4 web"},
 			protected: []string{"22 web"}},
+		{name: "standing access: a private VPN pool the policy allows, above the band", opts: Options{Ports: []uint16{22}},
+			rules:  withVPN(allow("vpn-ssh", 90, jit.ProtocolTCP, "10.8.0.0/16", "10.0.1.4", "22")),
+			want:   []string{"standing_access vpn-ssh 22 10.8.0.0 10.0.1.4 vpn"},
+			detail: "overlapping the policy's allowed sources"},
+		{name: "standing access: a public allowed range inside the band", opts: Options{Ports: []uint16{22}},
+			rules:  withVPN(allow("office-ssh", 150, jit.ProtocolTCP, "203.0.113.0/25", "*", "22")),
+			want:   []string{"standing_access office-ssh 22 203.0.113.7 10.0.1.4 vpn"},
+			detail: "inside the policy's band"},
+		{name: "no standing access below the band", opts: Options{Ports: []uint16{22}},
+			rules:     withVPN(allow("vpn-ssh", 300, jit.ProtocolTCP, "10.8.0.0/16", "10.0.1.4", "22")),
+			protected: []string{"22 vpn"}},
+		{name: "no standing access where a foreign deny shadows the rule", opts: Options{Ports: []uint16{22}},
+			rules: withVPN(deny("no-vpn", 80, jit.ProtocolTCP, "10.8.0.0/16", "22"),
+				allow("vpn-ssh", 90, jit.ProtocolTCP, "10.8.0.0/16", "10.0.1.4", "22")),
+			protected: []string{"22 vpn"}},
+		{name: "a grant of another policy ahead is a grant, not standing access", opts: Options{Ports: []uint16{22}},
+			rules: append(withVPN(), func() []jit.SecurityRule {
+				other, err := jit.NewPolicy(jit.PolicyInput{Name: "other", DestinationPrefixes: []string{"10.0.1.4"},
+					AllowedSources: []string{"10.8.0.0/16"}, BandStart: 3000, BandEnd: 3099,
+					Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "1h"}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				g := grant(t, other, "10.8.1.1", now.Add(time.Hour))
+				g.Priority = 99 // in no band: a grant all the same, judged by jitd
+				return []jit.SecurityRule{g}
+			}()...),
+			protected: []string{"22 vpn"}},
 		{name: "an expired grant still open is", opts: Options{Ports: []uint16{22}},
 			rules:  withPolicy(grant(t, p, "203.0.113.7", now.Add(-time.Minute))),
 			want:   []string{"expired_grant jit-web-g-k3j9x0p2ab 22 203.0.113.7 10.0.1.4 web"},
@@ -217,7 +260,7 @@ func TestIsPublicAgreesWithTheEvaluator(t *testing.T) {
 }
 
 func TestStatusExposed(t *testing.T) {
-	for s, want := range map[Status]bool{StatusExposed: true, StatusBypassed: true, StatusExpiredGrant: true, StatusGranted: false} {
+	for s, want := range map[Status]bool{StatusExposed: true, StatusBypassed: true, StatusExpiredGrant: true, StatusStandingAccess: true, StatusGranted: false} {
 		if s.Exposed() != want {
 			t.Errorf("%s.Exposed() = %t", s, !want)
 		}

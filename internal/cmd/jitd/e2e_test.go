@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -544,5 +546,102 @@ func TestEndToEndScale(t *testing.T) {
 	}
 	t.Logf("jitd watching %d NSGs: ready (first full pass) after %s; %s; heap in use %.1f MiB",
 		n, ready.Round(time.Millisecond), strings.Join(mem, ", "), d.metric("go_memstats_heap_inuse_bytes")/(1<<20))
+	d.stop(t)
+}
+
+// TestEndToEndRestoresADeletedDenyAll: a policy's deny-all rule deleted out
+// of band (a portal click) lets an allowed source in through a foreign
+// Allow rule below the band; jitd writes the deny-all back and the source
+// is refused again, as flow verification shows. The foreign rule and the
+// active grant are left exactly as they were.
+func TestEndToEndRestoresADeletedDenyAll(t *testing.T) {
+	la := startLocalAzure(t)
+	p := webPolicy(t, 500)
+	const rg = "e2e-restore"
+	below := jit.SecurityRule{Name: "allow-vpn-ssh", Priority: 1000, Direction: jit.Inbound, Access: jit.Allow,
+		Protocol: jit.ProtocolTCP, SourcePrefixes: []string{"203.0.113.0/24"}, SourcePorts: []string{"*"},
+		DestinationPrefixes: []string{"10.0.1.4"}, DestinationPorts: []string{"22"}, Description: "VPN pool, below the JIT band"}
+	lo, _ := p.Band.GrantRange()
+	spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: "203.0.113.9", Duration: "30m", Requester: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grant := p.GrantRule("r1", spec, time.Now().Add(30*time.Minute), lo)
+	nsgID := la.createNSG(t, rg, "nsg", append(p.Rules(), below, grant)...)
+	const allowed = "203.0.113.7" // an allowed source with no grant
+	if la.reachable(t, nsgID, allowed) {
+		t.Fatalf("%s reaches 10.0.1.4:22 with the policy intact", allowed)
+	}
+	// The same rules without the deny-all, on an NSG jitd does not watch:
+	// the foreign rule below the band does let the allowed source in.
+	control := la.createNSG(t, rg, "control", append(slices.DeleteFunc(p.Rules(), func(r jit.SecurityRule) bool {
+		return strings.Contains(r.Name, "-deny-")
+	}), below)...)
+	if !la.reachable(t, control, allowed) {
+		t.Fatalf("%s does not reach 10.0.1.4:22 without the deny-all; the test proves nothing", allowed)
+	}
+	before, err := la.client.ListRules(t.Context(), nsgID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
+	d := la.startJitd(t, auditLog, "--nsg", nsgID, "--interval", "1h", "--watch-interval", "1s")
+
+	// Out of band, through the SDK, as the portal does.
+	deny := "jit-web-deny-tcp"
+	poller, err := la.rules.BeginDelete(t.Context(), rg, "nsg", deny, nil)
+	if err == nil {
+		_, err = poller.PollUntilDone(t.Context(), &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
+	}
+	if err != nil {
+		t.Fatalf("delete %s: %v", deny, err)
+	}
+	deletedAt := time.Now()
+	if err := poll(30*time.Second, func() bool {
+		return slices.Contains(la.ruleNames(t, nsgID), deny) && !la.reachable(t, nsgID, allowed)
+	}); err != nil {
+		t.Fatalf("%s not restored, or %s still reaches the port: %v", deny, allowed, err)
+	}
+	t.Logf("deny-all restored and the port closed again %s after its deletion completed", time.Since(deletedAt).Round(time.Millisecond))
+
+	after, err := la.client.ListRules(t.Context(), nsgID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := func(rs []jit.SecurityRule) map[string]jit.SecurityRule {
+		m := map[string]jit.SecurityRule{}
+		for _, r := range rs {
+			m[r.Name] = r
+		}
+		return m
+	}
+	b, a := byName(before), byName(after)
+	if len(a) != len(b) {
+		t.Errorf("rules after the restore: %q, want those before the deletion", la.ruleNames(t, nsgID))
+	}
+	for name, r := range b {
+		if got, ok := a[name]; !ok || !reflect.DeepEqual(got, r) {
+			t.Errorf("rule %s after the restore = %+v, want %+v", name, got, r)
+		}
+	}
+	if !la.reachable(t, nsgID, "203.0.113.9") {
+		t.Error("the active grant no longer opens 203.0.113.9 → 10.0.1.4:22")
+	}
+
+	events, err := audit.ReadFile(auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range events {
+		got = append(got, string(e.Action)+" "+string(e.Result)+" "+cmp.Or(e.RuleName, e.Kind))
+	}
+	if !slices.Contains(got, "restore success "+deny) || !slices.Contains(got, "find success missing_deny") {
+		t.Errorf("audit events = %q, want the restore of %s and the missing_deny finding", got, deny)
+	}
+	if slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "close ") }) {
+		t.Errorf("audit events = %q: the grant must not be closed", got)
+	}
 	d.stop(t)
 }

@@ -78,6 +78,7 @@ type options struct {
 	watch       time.Duration
 	once        bool
 	dryRun      bool
+	noRestore   bool
 	listen      string
 	auditLog    string
 	webhookURL  string
@@ -101,9 +102,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.Var(&o.resourceGroups, "resource-group", "watch every NSG of this resource group: <subscription id>/<name>, or a name in the default subscription (repeatable)")
 	fs.Var(&o.nsgs, "nsg", "watch this NSG, by resource id (repeatable)")
 	fs.DurationVar(&o.interval, "interval", 5*time.Minute, "period of the full resync (discovers NSGs, reads all); expiries are handled by a timer in between")
-	fs.DurationVar(&o.watch, "watch-interval", 30*time.Second, "how often NSGs holding a JIT policy are read between resyncs, so new grants are seen before they expire; keep it under 1m (the shortest grant); 0 turns it off")
+	fs.DurationVar(&o.watch, "watch-interval", 30*time.Second, "how often every NSG in scope is read between resyncs, so new policies and grants are seen before a grant expires; keep it under 1m (the shortest grant); 0 turns it off")
 	fs.BoolVar(&o.once, "once", false, "run one full pass and exit; the exit code is 1 if anything failed (for cron jobs and CI schedules)")
-	fs.BoolVar(&o.dryRun, "dry-run", false, "report what would be closed, delete nothing")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "report what would be closed or restored, delete and write nothing")
+	fs.BoolVar(&o.noRestore, "no-restore", false, "only report a policy with some of its guard or deny-all rules missing (and close its grants) instead of writing the missing rules back; for a role without networkSecurityGroups/write")
 	fs.StringVar(&o.listen, "listen", "", "serve /healthz, /readyz and /metrics on this address (e.g. :9090); off when empty")
 	fs.StringVar(&o.auditLog, "audit-log", "", "append audit events (JSON lines) to this file instead of stdout")
 	fs.StringVar(&o.webhookURL, "webhook-url", "", "also POST every audit event to this URL (generic JSON with a Slack/Teams text field); default $"+EnvWebhookURL)
@@ -193,13 +195,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	d, err := daemon.New(daemon.Options{
 		Rules: client, Scope: sc, Interval: o.interval, Watch: watchOption(o.watch), Concurrency: o.concurrency,
-		DryRun: o.dryRun, Audit: sink, Logger: log,
+		DryRun: o.dryRun, NoRestore: o.noRestore, Audit: sink, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
 	log.Info("starting", "version", version, "scope", sc.String(), "interval", o.interval.String(),
-		"once", o.once, "dry_run", o.dryRun)
+		"once", o.once, "dry_run", o.dryRun, "restore", !o.noRestore)
 
 	if o.listen != "" {
 		stopServer, err := serve(o.listen, d.Handler(), log)

@@ -28,11 +28,14 @@ Usage: jitd scan [flags]
 Lists every network security group in the scope whose inbound rules let a
 management port in from the Internet (any public source address, with
 Azure's first-match semantics), with the rule responsible and whether a JIT
-policy on that NSG covers the port. Credentials come from the ARM_*
-environment variables, as for the provider.
+policy on that NSG covers the port, and every rule that gives a JIT
+policy's allowed sources standing access to a port it protects (no grant
+needed). Credentials come from the ARM_* environment variables, as for the
+provider.
 
-Exit codes: 0 nothing exposed; 3 something exposed (expired grants and
-bypassed policies included); 1 the scan failed or is incomplete.
+Exit codes: 0 nothing exposed; 3 something exposed (expired grants,
+bypassed policies and standing access included); 1 the scan failed or is
+incomplete.
 `
 
 // scanOptions are `jitd scan`'s parsed flags.
@@ -245,16 +248,24 @@ func writeScanReport(w io.Writer, rep scanReport, format string) error {
 		b.WriteString("\n")
 	}
 	nsgs := map[string]bool{}
+	standing := 0
 	for _, f := range rep.Findings {
 		if f.Status.Exposed() {
 			nsgs[strings.ToLower(f.NSGID)] = true
 		}
+		if f.Status == scan.StatusStandingAccess {
+			standing++
+		}
 	}
-	if rep.Exposed == 0 {
+	switch {
+	case rep.Exposed == 0:
 		fmt.Fprintf(&b, "%d NSG(s) scanned: no management port (TCP %s) is open to the Internet.\n", rep.ScannedNSGs, strings.Join(ports, ", "))
-	} else {
+	case standing == 0:
 		fmt.Fprintf(&b, "%d NSG(s) scanned: %d finding(s) on %d NSG(s) let the Internet reach a management port (TCP %s).\n",
 			rep.ScannedNSGs, rep.Exposed, len(nsgs), strings.Join(ports, ", "))
+	default:
+		fmt.Fprintf(&b, "%d NSG(s) scanned: %d finding(s) on %d NSG(s) open a management port (TCP %s) with no grant (%d of them standing access for a JIT policy's allowed sources).\n",
+			rep.ScannedNSGs, rep.Exposed, len(nsgs), strings.Join(ports, ", "), standing)
 	}
 	for _, e := range rep.Errors {
 		fmt.Fprintf(&b, "error: %s\n", e)

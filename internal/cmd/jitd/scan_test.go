@@ -165,6 +165,36 @@ func TestScanScope(t *testing.T) {
 	})
 }
 
+// A rule letting the policy's allowed sources in ahead of its deny-all is
+// standing access: reported, and it fails the gate like an exposure.
+func TestScanReportsStandingAccess(t *testing.T) {
+	p := webPolicy(t, 100)
+	nsg := nsgIDOf("rg", "standing")
+	office := jit.SecurityRule{Name: "office-ssh", Priority: 150, Direction: jit.Inbound, Access: jit.Allow, Protocol: jit.ProtocolTCP,
+		SourcePrefixes: []string{"203.0.113.0/25"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"10.0.1.4"}, DestinationPorts: []string{"22"}}
+	client := fakeRules{rules: map[string][]jit.SecurityRule{nsg: append(p.Rules(), office)}}
+	rep := scanScope(context.Background(), &scope{client: client, nsgs: []string{nsg}}, scanOptions{ports: scan.DefaultPorts, concurrency: 1},
+		time.Now(), &bytes.Buffer{})
+	if rep.Exposed != 1 || len(rep.Findings) != 1 || rep.Findings[0].Status != scan.StatusStandingAccess ||
+		rep.Findings[0].Rule != "office-ssh" || rep.Findings[0].Policy != "web" || len(rep.Protected) != 0 {
+		t.Fatalf("report %+v, want one standing_access finding for office-ssh under policy web", rep)
+	}
+	var ec *exitCodeError
+	if err := scanVerdict(rep); !errors.As(err, &ec) || ec.code != ExitExposed {
+		t.Errorf("verdict %v, want exit code %d", err, ExitExposed)
+	}
+	var table bytes.Buffer
+	if err := writeScanReport(&table, rep, "table"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"standing_access", "office-ssh", "150", "203.0.113.0/25",
+		"1 finding(s) on 1 NSG(s) open a management port (TCP 22, 3389, 5985, 5986) with no grant (1 of them standing access for a JIT policy's allowed sources)."} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
 func TestScanProgressOnLargeScopes(t *testing.T) {
 	client := fakeRules{scopes: map[string][]string{}, rules: map[string][]jit.SecurityRule{}}
 	var ids []string
