@@ -253,8 +253,26 @@ func (s *Server) putNSG(w http.ResponseWriter, r *http.Request, q armRequest) {
 	}
 	s.ensureGroup(next.rg, next.location)
 	op := s.startOperation(key, e, "PutNetworkSecurityGroupOperation", next.id, next.location, visible, next,
-		Event{Operation: "PutNetworkSecurityGroupOperation", NSGID: next.id}, q.failLRO)
+		Event{Operation: "PutNetworkSecurityGroupOperation", NSGID: next.id, RemovedRules: removedRules(cur, next)}, q.failLRO)
 	s.writeAccepted(w, r, q, op, putStatus(cur == nil), s.nsgJSON(visible))
+}
+
+// removedRules names the rules of cur that next no longer has.
+func removedRules(cur, next *nsgState) []string {
+	if cur == nil {
+		return nil
+	}
+	kept := map[string]bool{}
+	for _, r := range next.rules {
+		kept[strings.ToLower(r.name)] = true
+	}
+	var out []string
+	for _, r := range cur.rules {
+		if !kept[strings.ToLower(r.name)] {
+			out = append(out, r.name)
+		}
+	}
+	return out
 }
 
 // ensureGroup records a resource group implicitly created by an NSG.

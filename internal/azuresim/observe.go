@@ -99,6 +99,10 @@ type Event struct {
 	// NSG operations.
 	RuleName string        `json:"ruleName,omitempty"`
 	Rule     *RuleSnapshot `json:"rule,omitempty"`
+	// RemovedRules names the rules a whole-NSG write removes (rules the NSG
+	// had that the written document leaves out), so that a rule deleted
+	// by an NSG write is as visible as one deleted on its own.
+	RemovedRules []string `json:"removedRules,omitempty"`
 	// Accepted is when the write was accepted, Completed when its
 	// operation finished (zero while it runs).
 	Accepted  time.Time `json:"accepted"`

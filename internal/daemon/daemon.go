@@ -99,6 +99,7 @@ type Daemon struct {
 	active   map[string]int                   // by NSG: active grants
 	reported map[string]map[string]Finding    // by NSG: findings already reported, by key
 	seen     map[string]map[string]jit.Policy // by NSG: policies last seen intact (or restored), by name
+	open     map[string][]jit.GrantRule       // by NSG: grants open at its last read
 
 	lastSuccess atomic.Int64 // unix nanoseconds of the last full resync without error
 }
@@ -114,7 +115,7 @@ func New(o Options) (*Daemon, error) {
 		dryRun: o.DryRun, restore: !o.NoRestore, delTimeout: o.DeleteTimeout,
 		audit: o.Audit, metrics: o.Metrics, log: o.Logger, now: o.Now,
 		due: map[string]time.Time{}, active: map[string]int{}, reported: map[string]map[string]Finding{},
-		seen: map[string]map[string]jit.Policy{},
+		seen: map[string]map[string]jit.Policy{}, open: map[string][]jit.GrantRule{},
 	}
 	if d.interval <= 0 {
 		d.interval = 5 * time.Minute
@@ -279,6 +280,11 @@ func (d *Daemon) forget(ids []string) {
 			delete(d.reported, id)
 		}
 	}
+	for id := range d.open {
+		if !keep[id] {
+			delete(d.open, id)
+		}
+	}
 	for id := range d.seen {
 		if !keep[id] {
 			delete(d.seen, id)
@@ -311,10 +317,10 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 			continue
 		}
 		sem <- struct{}{}
-		seen := d.seen[id] // read here: only this goroutine writes d.seen, after wg.Wait
+		seen, open := d.seen[id], d.open[id] // read here: only this goroutine writes them, after wg.Wait
 		wg.Go(func() {
 			defer func() { <-sem }()
-			results[i] = d.reconcileNSG(ctx, id, seen)
+			results[i] = d.reconcileNSG(ctx, id, seen, open)
 		})
 	}
 	wg.Wait()
@@ -323,7 +329,7 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 
 // reconcileNSG is one reconcile step of one NSG: observe, plan, apply.
 // seen are the policies last seen intact on it.
-func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy) nsgResult {
+func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy, open []jit.GrantRule) nsgResult {
 	res := nsgResult{nsgID: nsgID}
 	rules, err := d.rules.ListRules(ctx, nsgID)
 	switch {
@@ -340,7 +346,7 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 		return res
 	}
 	res.listed = true
-	res.plan = PlanNSG(nsgID, rules, d.now(), PlanOptions{LastSeen: seen, Restore: d.restore})
+	res.plan = PlanNSG(nsgID, rules, d.now(), PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open})
 	for _, c := range res.plan.Closes {
 		// Stop starting deletes once asked to stop; the next run closes
 		// what is left.
@@ -353,6 +359,15 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 			continue
 		}
 		res.closed++
+	}
+	for _, rv := range res.plan.Revoked {
+		if ctx.Err() != nil {
+			break
+		}
+		if err := d.recordRevoked(ctx, nsgID, rv); err != nil {
+			res.failed = true
+			res.errs = append(res.errs, err)
+		}
 	}
 	for _, r := range res.plan.Restores {
 		if ctx.Err() != nil {
@@ -456,7 +471,7 @@ func (d *Daemon) close(ctx context.Context, nsgID string, c Close) error {
 	// SIGTERM must not leave the outcome of a close unknown.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.delTimeout)
 	defer cancel()
-	err := d.rules.DeleteRule(dctx, nsgID, c.Rule.Name)
+	err := d.end(dctx, nsgID, c)
 	done := d.now()
 	if err != nil {
 		d.metrics.errors.WithLabelValues(opDelete).Inc()
@@ -477,6 +492,57 @@ func (d *Daemon) close(ctx context.Context, nsgID string, c Close) error {
 	return nil
 }
 
+// recordRevoked keeps the record of a grant whose rule someone else deleted
+// before its expiry (unless dry-running), and reports it.
+func (d *Daemon) recordRevoked(ctx context.Context, nsgID string, rv Revoked) error {
+	g := rv.Grant
+	log := d.log.With("nsg_id", nsgID, "rule", g.Rule.Name, "grant_id", g.ID, "policy", g.Policy)
+	e := closeEvent(d.now(), nsgID, Close{Rule: g.Rule, Grant: &g}, audit.ResultSuccess, nil)
+	e.Action, e.Kind = audit.ActionDrift, "revoked"
+	e.Reason = "revoked: the grant's rule was deleted by someone else before its expiry; its record is kept so that the same request is never opened again"
+	if d.dryRun {
+		log.Info("would record a revoked grant (dry run)")
+		e.Result = audit.ResultDryRun
+		d.emit(ctx, e)
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.delTimeout)
+	defer cancel()
+	if err := d.end(dctx, nsgID, Close{Rule: g.Rule, Grant: &g, End: rv.End}); err != nil {
+		d.metrics.errors.WithLabelValues(opDelete).Inc()
+		log.Error("recording a revoked grant failed", "error", err)
+		return fmt.Errorf("record revoked grant %s on %s: %w", g.ID, nsgID, err)
+	}
+	log.Info("recorded a revoked grant")
+	d.emit(ctx, e)
+	return nil
+}
+
+// end deletes a closed rule. A grant whose policy is on the NSG also
+// leaves its record, in the same NSG write (see jit.EndGrant).
+func (d *Daemon) end(ctx context.Context, nsgID string, c Close) error {
+	if c.Grant == nil || !c.End.Record {
+		return d.rules.DeleteRule(ctx, nsgID, c.Rule.Name)
+	}
+	g := *c.Grant
+	changes := make([]azure.RuleChange, 0, len(c.End.Delete)+1)
+	for _, name := range c.End.Delete {
+		changes = append(changes, azure.RuleChange{Delete: name})
+	}
+	changes = append(changes, azure.RuleChange{Choose: func(current []jit.SecurityRule) (jit.SecurityRule, error) {
+		rec, ok := jit.EndedRule(g, current)
+		if !ok {
+			return jit.SecurityRule{}, errors.New("no outbound priority is free for the record of the ended grant")
+		}
+		return rec, nil
+	}})
+	_, err := d.rules.ApplyRuleChanges(ctx, nsgID, changes)
+	if errors.Is(err, azure.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
 // record folds one NSG's result into the loop state: when it is due next,
 // its active grants, and its findings (reporting the new ones). It returns
 // the number of new findings.
@@ -489,6 +555,7 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 		delete(d.active, r.nsgID)
 		delete(d.reported, r.nsgID)
 		delete(d.seen, r.nsgID)
+		delete(d.open, r.nsgID)
 		return 0
 	case !r.listed:
 		if len(r.errs) > 0 {
@@ -497,6 +564,11 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 		return 0
 	}
 	d.active[r.nsgID] = len(r.plan.Active)
+	if len(r.plan.Active) > 0 {
+		d.open[r.nsgID] = r.plan.Active
+	} else {
+		delete(d.open, r.nsgID)
+	}
 	if len(r.plan.LastSeen) > 0 {
 		d.seen[r.nsgID] = r.plan.LastSeen
 	} else {

@@ -87,12 +87,17 @@ func (f *fakeAzure) DeleteRule(ctx context.Context, nsg, name string) error {
 
 // ApplyRuleChanges applies the changes as the azure client does: in order,
 // each Choose seeing the rules as they are just before it, all or nothing.
-func (f *fakeAzure) ApplyRuleChanges(_ context.Context, nsg string, changes []azure.RuleChange) ([]jit.SecurityRule, error) {
+// A write that deletes rules (jitd ending a grant and keeping its record)
+// runs onDelete and records each deletion, as DeleteRule does.
+func (f *fakeAzure) ApplyRuleChanges(ctx context.Context, nsg string, changes []azure.RuleChange) ([]jit.SecurityRule, error) {
 	f.mu.Lock()
 	hook := f.beforeWrite
 	f.mu.Unlock()
 	if hook != nil {
 		hook()
+	}
+	if f.onDelete != nil && slices.ContainsFunc(changes, func(ch azure.RuleChange) bool { return ch.Delete != "" }) {
+		f.onDelete(ctx)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -106,6 +111,7 @@ func (f *fakeAzure) ApplyRuleChanges(_ context.Context, nsg string, changes []az
 	next := slices.Clone(rules)
 	var written []jit.SecurityRule
 	var names []string
+	var deleted []deletion
 	for _, ch := range changes {
 		switch {
 		case ch.Put != nil || ch.Choose != nil:
@@ -126,9 +132,13 @@ func (f *fakeAzure) ApplyRuleChanges(_ context.Context, nsg string, changes []az
 			written = append(written, *r)
 			names = append(names, r.Name)
 		case ch.Delete != "":
+			if slices.ContainsFunc(next, func(x jit.SecurityRule) bool { return strings.EqualFold(x.Name, ch.Delete) }) {
+				deleted = append(deleted, deletion{nsg, ch.Delete, time.Now()})
+			}
 			next = slices.DeleteFunc(next, func(x jit.SecurityRule) bool { return strings.EqualFold(x.Name, ch.Delete) })
 		}
 	}
+	f.deletions = append(f.deletions, deleted...)
 	f.nsgs[nsg] = next
 	f.writes = append(f.writes, write{nsg, names, time.Now()})
 	return written, nil
@@ -741,5 +751,63 @@ func TestPassReportsStandingAccess(t *testing.T) {
 		if !strings.Contains(rec2.Body.String(), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// A grant closed at expiry leaves its record on the NSG, so that the same
+// request applied again (after its workspace lost its state) is refused;
+// a grant whose policy is gone leaves none.
+func TestPassKeepsARecordOfEndedGrants(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	az := newFakeAzure()
+	exp := time.Now().Add(-time.Minute).Truncate(time.Second)
+	az.put("nsg-a", append(web.Rules(), grantRule(t, web, "g1", exp))...)
+	az.put("nsg-b", grantRule(t, web, "g2", exp)) // an orphan: no policy here
+	d, _ := newTestDaemon(t, az, Options{})
+	if sum := d.Pass(t.Context()); sum.Err() != nil || sum.Closed != 2 {
+		t.Fatalf("pass: %+v", sum)
+	}
+	view := jit.ReadNSG(az.rulesOf("nsg-a"))
+	if len(view.Grants) != 0 || len(view.Ended) != 1 || view.Ended[0].ID != "g1" || !view.Ended[0].ExpiresAt.Equal(exp) {
+		t.Fatalf("nsg-a after the close: grants %v, records %v", view.Grants, view.Ended)
+	}
+	if d := jit.DecideOpen("g1", time.Hour, []jit.GrantSighting{jit.SightGrant("nsg-a", view, "web", "g1")}, time.Now()); d.Action != jit.OpenRefuse {
+		t.Errorf("the same request applied again: %+v, want refused", d)
+	}
+	if rules := az.rulesOf("nsg-b"); len(rules) != 0 {
+		t.Errorf("nsg-b after closing an orphan: %v, want nothing", rules)
+	}
+}
+
+// A grant whose rule someone else deletes before its expiry is revoked:
+// jitd, having seen it open, keeps its record, so the same request applied
+// again is refused.
+func TestPassRecordsAGrantRevokedOutOfBand(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	az := newFakeAzure()
+	grant := grantRule(t, web, "g1", time.Now().Add(time.Hour).Truncate(time.Second))
+	az.put("nsg-a", append(web.Rules(), grant)...)
+	d, rec := newTestDaemon(t, az, Options{})
+	if sum := d.Pass(t.Context()); sum.Err() != nil || sum.ActiveGrants != 1 {
+		t.Fatalf("first pass: %+v", sum)
+	}
+	az.remove("nsg-a", grant.Name) // a portal click
+	if sum := d.Pass(t.Context()); sum.Err() != nil {
+		t.Fatalf("second pass: %+v", sum.Err())
+	}
+	view := jit.ReadNSG(az.rulesOf("nsg-a"))
+	if len(view.Ended) != 1 || view.Ended[0].ID != "g1" {
+		t.Fatalf("records after the revocation: %v", view.Ended)
+	}
+	if !slices.ContainsFunc(rec.all(), func(e audit.Event) bool {
+		return e.Action == audit.ActionDrift && e.Kind == "revoked" && e.GrantID == "g1"
+	}) {
+		t.Errorf("no audit event for the revocation: %+v", rec.all())
+	}
+	// Recorded once: the next pass changes nothing.
+	writes := len(az.written())
+	d.Pass(t.Context())
+	if len(az.written()) != writes {
+		t.Errorf("a third pass wrote again")
 	}
 }

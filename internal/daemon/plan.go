@@ -91,6 +91,10 @@ type Close struct {
 	Reason Reason
 	Detail string         // why, for people: empty for ReasonExpired
 	Grant  *jit.GrantRule // the decoded grant; nil when the rule does not decode as one
+	// End is what ending the grant changes on the NSG (jit.EndGrant): its
+	// rule goes and, where its policy is, a record of it stays, so that the
+	// same request applied again is never opened again.
+	End jit.GrantEnd
 }
 
 // Restore is a partial policy's missing guard and deny-all rules, which the
@@ -129,6 +133,12 @@ type NSGPlan struct {
 	// Restores are partial policies to make whole again; empty unless
 	// PlanOptions.Restore.
 	Restores []Restore
+	// Revoked are grants seen open at the last read whose rule has since
+	// been deleted by someone else before its expiry. They have ended
+	// (revoked is terminal): the plan keeps a record of each where its
+	// policy is, so that the same request applied again is never opened
+	// again.
+	Revoked []Revoked
 	// LastSeen is what to remember of the NSG's policies after this plan,
 	// for the next: each policy intact now (or as restored), and a policy
 	// remembered before that is partial now and not restored. A policy
@@ -136,8 +146,17 @@ type NSGPlan struct {
 	LastSeen map[string]jit.Policy
 }
 
+// Revoked is a grant whose rule was deleted out of band before its expiry,
+// and what recording its end changes on the NSG.
+type Revoked struct {
+	Grant jit.GrantRule
+	End   jit.GrantEnd
+}
+
 // PlanOptions are what PlanNSG knows besides the NSG's rules.
 type PlanOptions struct {
+	// LastActive are the grants open on this NSG at its last read.
+	LastActive []jit.GrantRule
 	// LastSeen are the policies last read intact from this NSG, by name.
 	LastSeen map[string]jit.Policy
 	// Restore plans the restoration of partial policies; grants under a
@@ -224,7 +243,7 @@ func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time, o PlanOption
 			}
 			continue
 		}
-		plan.Closes = append(plan.Closes, Close{Rule: g.Rule, Reason: reason, Detail: detail, Grant: &g})
+		plan.Closes = append(plan.Closes, Close{Rule: g.Rule, Reason: reason, Detail: detail, Grant: &g, End: jit.EndGrant(view, g)})
 		closing[g.Rule.Name] = true
 	}
 
@@ -284,6 +303,7 @@ func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time, o PlanOption
 				Detail: fmt.Sprintf("every guard and deny-all rule of policy %q is gone from this NSG, so its ports are no longer closed by it; jitd does not rewrite a policy that vanished entirely (it may have been removed or renamed on purpose)", name)})
 		}
 	}
+	plan.Revoked = revokedGrants(o.LastActive, view, rules, now)
 	return plan
 }
 
@@ -491,4 +511,19 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// revokedGrants are the grants of last that are gone from rules before
+// their expiry, under a policy still on the NSG and with no record yet.
+func revokedGrants(last []jit.GrantRule, view jit.NSGView, rules []jit.SecurityRule, now time.Time) []Revoked {
+	var out []Revoked
+	for _, g := range last {
+		if !g.ExpiresAt.After(now) || slices.ContainsFunc(rules, func(r jit.SecurityRule) bool { return strings.EqualFold(r.Name, g.Rule.Name) }) {
+			continue
+		}
+		if end := jit.EndGrant(view, g); end.Record {
+			out = append(out, Revoked{Grant: g, End: end})
+		}
+	}
+	return out
 }

@@ -87,6 +87,8 @@ type Event struct {
 	Accepted  time.Time `json:"accepted"`
 	Completed time.Time `json:"completed"`
 	Result    string    `json:"result"`
+	// RemovedRules names the rules a whole-NSG write removed.
+	RemovedRules []string `json:"removedRules"`
 }
 
 // Events reads the local Azure's event log from its /_sim/events endpoint
@@ -105,12 +107,24 @@ func Events(client *http.Client, url string) ([]Event, error) {
 }
 
 // SucceededDeletes indexes the successful rule deletes among events by
-// lower-case NSG id + "/" + rule name.
+// lower-case NSG id + "/" + rule name: a rule's own delete, or the
+// whole-NSG write that left it out (jitd closes a grant that way when it
+// keeps a record of it).
 func SucceededDeletes(events []Event) map[string]Event {
 	out := map[string]Event{}
 	for _, e := range events {
-		if e.Operation == "DeleteSecurityRuleOperation" && e.Result == "Succeeded" {
+		if e.Result != "Succeeded" {
+			continue
+		}
+		switch e.Operation {
+		case "DeleteSecurityRuleOperation":
 			out[strings.ToLower(e.NSGID)+"/"+e.RuleName] = e
+		case "PutNetworkSecurityGroupOperation":
+			for _, name := range e.RemovedRules {
+				if _, seen := out[strings.ToLower(e.NSGID)+"/"+name]; !seen {
+					out[strings.ToLower(e.NSGID)+"/"+name] = e
+				}
+			}
 		}
 	}
 	return out
