@@ -416,6 +416,8 @@ func (d *Daemon) restorePolicy(ctx context.Context, nsgID string, r Restore) (in
 			return jit.SecurityRule{}, errRestoreUnneeded
 		case err != nil:
 			return jit.SecurityRule{}, fmt.Errorf("%w: %v", errRestoreStale, err)
+		case !again.Policy.Equal(r.Policy):
+			return jit.SecurityRule{}, fmt.Errorf("%w: the policy's remaining rules are now those of another version of it", errRestoreStale)
 		case !slices.Equal(ruleNames(again.Missing), names):
 			return jit.SecurityRule{}, fmt.Errorf("%w: the rules missing now are %s", errRestoreStale, strings.Join(ruleNames(again.Missing), ", "))
 		}

@@ -811,3 +811,48 @@ func TestPassRecordsAGrantRevokedOutOfBand(t *testing.T) {
 		t.Errorf("a third pass wrote again")
 	}
 }
+
+// The policy is rewritten as another version of itself between jitd's read
+// and its write, with the same rule still missing: the old version's rule
+// is not written into the new version.
+func TestRunRestoreDoesNotMixPolicyVersions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		two := twoGroupPolicy(t)
+		longer, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"},
+			AllowedSources: []string{"203.0.113.0/24"}, BandStart: 100, BandEnd: 199,
+			Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "3h"}, {Number: 53, Protocol: "Udp", MaxDuration: "2h"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		az := newFakeAzure()
+		az.put("nsg-a", two.Rules()...)
+		d, _ := newTestDaemon(t, az, Options{Interval: time.Hour, RetryDelay: 10 * time.Second})
+		stop := startRun(t, d)
+		defer stop()
+		synctest.Wait()
+
+		az.remove("nsg-a", "jit-web-guard-udp")
+		first := true
+		az.mu.Lock()
+		az.beforeWrite = func() {
+			if first {
+				first = false
+				az.mu.Lock()
+				az.nsgs["nsg-a"] = slices.DeleteFunc(longer.Rules(), func(r jit.SecurityRule) bool { return r.Name == "jit-web-guard-udp" })
+				az.mu.Unlock()
+			}
+		}
+		az.mu.Unlock()
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if w := az.written(); len(w) != 0 {
+			t.Fatalf("wrote %+v into another version of the policy", w)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		dp := jit.ReadNSG(az.rulesOf("nsg-a")).Policies["web"]
+		if dp.Problem != "" || !dp.Policy.Equal(longer) {
+			t.Errorf("policy after the retry = %+v, problem %q; want the new version restored", dp.Policy, dp.Problem)
+		}
+	})
+}

@@ -645,3 +645,56 @@ func TestEndToEndRestoresADeletedDenyAll(t *testing.T) {
 	}
 	d.stop(t)
 }
+
+// TestEndToEndRebuildsAGuardDeletedWhileDown: a guard deleted while jitd
+// was not running is rebuilt at its start from the policy's remaining rules
+// (the other protocol group's guard carries the allowed sources), and a
+// source outside the allowed ones, let in by a foreign rule inside the band
+// meanwhile, is refused again.
+func TestEndToEndRebuildsAGuardDeletedWhileDown(t *testing.T) {
+	la := startLocalAzure(t)
+	p, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"},
+		AllowedSources: []string{"203.0.113.0/24"}, BandStart: 700, BandEnd: 799,
+		Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "1h"}, {Number: 53, Protocol: "Udp", MaxDuration: "30m"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rg, outsider = "e2e-rebuild", "198.51.100.7"
+	inBand := jit.SecurityRule{Name: "partner-ssh", Priority: 750, Direction: jit.Inbound, Access: jit.Allow,
+		Protocol: jit.ProtocolTCP, SourcePrefixes: []string{"198.51.100.0/24"}, SourcePorts: []string{"*"},
+		DestinationPrefixes: []string{"10.0.1.4"}, DestinationPorts: []string{"22"}}
+	guard := "jit-web-guard-tcp"
+	nsgID := la.createNSG(t, rg, "nsg", append(slices.DeleteFunc(p.Rules(), func(r jit.SecurityRule) bool { return r.Name == guard }), inBand)...)
+	if !la.reachable(t, nsgID, outsider) {
+		t.Fatalf("%s does not reach 10.0.1.4:22 without the guard; the test proves nothing", outsider)
+	}
+
+	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
+	d := la.startJitd(t, auditLog, "--nsg", nsgID, "--interval", "1h", "--watch-interval", "1s")
+	if err := poll(30*time.Second, func() bool {
+		return slices.Contains(la.ruleNames(t, nsgID), guard) && !la.reachable(t, nsgID, outsider)
+	}); err != nil {
+		t.Fatalf("%s not rebuilt, or %s still reaches the port: %v", guard, outsider, err)
+	}
+	rules, err := la.client.ListRules(t.Context(), nsgID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dp := jit.ReadNSG(rules).Policies["web"]; dp.Problem != "" || !dp.Policy.Equal(p) {
+		t.Errorf("policy after the rebuild = %+v, problem %q; want %+v", dp.Policy, dp.Problem, p)
+	}
+	if !slices.ContainsFunc(rules, func(r jit.SecurityRule) bool { return reflect.DeepEqual(r, inBand) }) {
+		t.Errorf("foreign rule %s changed or gone: %q", inBand.Name, la.ruleNames(t, nsgID))
+	}
+	events, err := audit.ReadFile(auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(events, func(e audit.Event) bool {
+		return e.Action == audit.ActionRestore && e.Result == audit.ResultSuccess && e.RuleName == guard &&
+			strings.Contains(e.Reason, "remaining rules")
+	}) {
+		t.Errorf("audit events %+v lack the rebuild of %s from the remaining rules", events, guard)
+	}
+	d.stop(t)
+}

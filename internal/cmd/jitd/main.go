@@ -194,8 +194,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer closeSinks()
 
 	d, err := daemon.New(daemon.Options{
-		Rules: client, Scope: sc, Interval: o.interval, Watch: watchOption(o.watch), Concurrency: o.concurrency,
-		DryRun: o.dryRun, NoRestore: o.noRestore, Audit: sink, Logger: log,
+		Rules: client, Scope: sc, Interval: o.interval, Watch: watchOption(o.watch), Concurrency: o.concurrency, NoRestore: o.noRestore,
+		DryRun: o.dryRun, Audit: sink, Logger: log,
 	})
 	if err != nil {
 		return err

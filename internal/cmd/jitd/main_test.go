@@ -18,13 +18,13 @@ func envOf(m map[string]string) func(string) string { return func(k string) stri
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags([]string{"--subscription", "s1", "--subscription", "s2", "--resource-group", "rg",
 		"--nsg", "/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/networkSecurityGroups/n",
-		"--interval", "30s", "--once", "--dry-run", "--log-level", "debug", "--concurrency", "3"},
+		"--interval", "30s", "--once", "--dry-run", "--no-restore", "--log-level", "debug", "--concurrency", "3"},
 		envOf(map[string]string{EnvWebhookURL: "https://hooks.example.com/secret"}), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(o.subscriptions, listFlag{"s1", "s2"}) || !slices.Equal(o.resourceGroups, listFlag{"rg"}) || len(o.nsgs) != 1 ||
-		o.interval != 30*time.Second || !o.once || !o.dryRun || o.concurrency != 3 || o.logLevel.String() != "DEBUG" {
+		o.interval != 30*time.Second || !o.once || !o.dryRun || !o.noRestore || o.concurrency != 3 || o.logLevel.String() != "DEBUG" {
 		t.Errorf("parsed %+v", o)
 	}
 	if o.webhookURL != "https://hooks.example.com/secret" {
