@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 
@@ -64,33 +67,99 @@ type RuleChange struct {
 	Delete string
 }
 
+// Every error of ApplyRuleChanges says what the call's changes came to on
+// the NSG: errors.Is(err, ErrNotWritten) when none of them was written, and
+// errors.Is(err, ErrOutcomeUnknown) when a write carrying them was sent and
+// its outcome is not known. Errors of the Azure kinds (ErrInvalid, ...)
+// match as well.
+var (
+	ErrNotWritten     = errors.New("nothing was written")
+	ErrOutcomeUnknown = errors.New("the write's outcome is unknown: the changes may have been written")
+)
+
+// maxWriteTime bounds one NSG write (its reads, its PUT with Azure's busy
+// and throttled retries, and polling its operation). Callers that gave up
+// wait for the write they are part of, so it must end; an NSG write takes
+// seconds, and one still unfinished after this is reported as of unknown
+// outcome.
+const maxWriteTime = 5 * time.Minute
+
 // ApplyRuleChanges applies the changes to the NSG in one write, together
 // with the changes other goroutines ask for meanwhile, and returns the
 // rules the Put and Choose changes wrote (in order). The changes of one
-// call succeed or fail together.
+// call succeed or fail together, and the result says what happened to
+// them, whether or not ctx ended first:
+//
+//   - nil error: all of them were written. This holds even when ctx ended
+//     meanwhile: a call whose changes a write already carried when ctx
+//     ended waits for that write (at most maxWriteTime) and reports it, and
+//     the caller must then treat the changes as made (record them, or undo
+//     them).
+//   - errors.Is(err, ErrNotWritten): none of them was written. Either ctx
+//     ended before a write carried them, and they were withdrawn (then
+//     errors.Is(err, ctx.Err()) too), or their own Choose failed, or Azure
+//     refused the write, or it could not be attempted (the NSG could not be
+//     read, or does not exist: errors.Is(err, ErrNotFound)).
+//   - errors.Is(err, ErrOutcomeUnknown): a write carrying them was sent,
+//     and whether it landed is not known (the connection failed, Azure
+//     failed the operation, or it did not finish within maxWriteTime). The
+//     changes may be on the NSG now or later: read it, or undo them.
+//
+// Exactly one of the three holds. Writes are made on behalf of callers
+// still waiting for them only: no change is written after its call
+// returned.
 func (c *Client) ApplyRuleChanges(ctx context.Context, nsgID string, changes []RuleChange) ([]jit.SecurityRule, error) {
 	id, err := ParseNSGID(nsgID)
 	if err != nil {
-		return nil, err
+		return nil, &outcomeError{outcome: ErrNotWritten, err: err}
 	}
-	call := &batchCall{ctx: ctx, changes: changes, done: make(chan struct{})}
+	if err := ctx.Err(); err != nil {
+		return nil, withdrawnError(nsgID, err)
+	}
+	call := &batchCall{ctx: ctx, nsgID: nsgID, changes: changes, done: make(chan struct{})}
 	b := c.batcherFor(id)
 	b.mu.Lock()
 	b.pending = append(b.pending, call)
-	lead := !b.running
+	start := !b.running
 	b.running = true
 	b.mu.Unlock()
-	if lead {
-		// This goroutine writes batches until none is pending, its own
-		// first; callers arriving meanwhile wait for it.
-		c.drain(ctx, id, b)
+	if start {
+		// The writer is a goroutine of its own, not this caller: it writes
+		// batches until none is pending, and the caller that started it
+		// may give up like any other.
+		go c.drain(ctx, id, b)
 	}
 	select {
 	case <-call.done:
-		return call.written, call.err
 	case <-ctx.Done():
-		return nil, newError("change security rules of", nsgID, ctx.Err())
+		// Withdrawn unless a write already carries the changes; then the
+		// write's outcome is the answer.
+		b.withdraw(call)
+		<-call.done
 	}
+	return call.written, call.err
+}
+
+// outcomeError is an ApplyRuleChanges error: its cause, and what it means
+// for the NSG (ErrNotWritten or ErrOutcomeUnknown).
+type outcomeError struct {
+	outcome error
+	note    string // said after the cause, e.g. "withdrawn: nothing was written"
+	err     error
+}
+
+func (e *outcomeError) Error() string {
+	if e.note == "" {
+		return e.err.Error()
+	}
+	return e.err.Error() + " (" + e.note + ")"
+}
+
+func (e *outcomeError) Unwrap() []error { return []error{e.outcome, e.err} }
+
+func withdrawnError(nsgID string, ctxErr error) error {
+	return &outcomeError{outcome: ErrNotWritten, note: "withdrawn before any write: nothing was written",
+		err: newError("change security rules of", nsgID, ctxErr)}
 }
 
 type batcher struct {
@@ -98,6 +167,8 @@ type batcher struct {
 	pending   []*batchCall
 	running   bool
 	lastWrite time.Duration // how long the NSG's last write took
+	// maxWrite, when set, replaces maxWriteTime (tests).
+	maxWrite time.Duration
 }
 
 // gather is how long the first change after an idle time waits for others.
@@ -107,17 +178,86 @@ func (b *batcher) gather() time.Duration {
 	return min(max(b.lastWrite/4, minGather), maxGather)
 }
 
+func (b *batcher) writeTime() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.maxWrite > 0 {
+		return b.maxWrite
+	}
+	return maxWriteTime
+}
+
+// A batchCall is one ApplyRuleChanges call. Its state is guarded by its
+// batcher's mu: queued (neither carried nor finished; its caller may
+// withdraw it), carried by a write under way, finished.
 type batchCall struct {
 	ctx     context.Context
+	nsgID   string
 	changes []RuleChange
+
+	// carried: a write carrying the changes is being sent, or was sent and
+	// its answer is not in yet.
+	carried bool
+	// mayHaveLanded: a write that carried the changes may have been
+	// applied, though it seemed to fail: its answer was lost, or the SDK
+	// sent it again after a failed try and Azure refused the repeat. The
+	// call can no longer be withdrawn, and a failure is of unknown outcome.
+	mayHaveLanded bool
+	finished      bool
+
 	written []jit.SecurityRule
 	err     error
 	done    chan struct{}
 }
 
-func (call *batchCall) finish(written []jit.SecurityRule, err error) {
+// finishLocked ends the call; b.mu is held.
+func (call *batchCall) finishLocked(written []jit.SecurityRule, err error) {
+	if call.finished {
+		return
+	}
+	call.finished = true
 	call.written, call.err = written, err
 	close(call.done)
+}
+
+// withdraw finishes the call as withdrawn if no write carries it, and
+// takes it out of the queue.
+func (b *batcher) withdraw(call *batchCall) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if call.finished || call.carried || call.mayHaveLanded {
+		return
+	}
+	b.pending = slices.DeleteFunc(b.pending, func(p *batchCall) bool { return p == call })
+	call.finishLocked(nil, withdrawnError(call.nsgID, call.ctx.Err()))
+}
+
+// succeed finishes the calls as written.
+func (b *batcher) succeed(calls []*batchCall, written map[*batchCall][]jit.SecurityRule) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, call := range calls {
+		call.finishLocked(written[call], nil)
+	}
+}
+
+// fail finishes the call with err, which says whether the changes may have
+// been written by what the call went through, not by err alone.
+func (b *batcher) fail(call *batchCall, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if call.finished {
+		return
+	}
+	outcome, note := error(ErrNotWritten), ""
+	if call.carried || call.mayHaveLanded {
+		outcome, note = ErrOutcomeUnknown, ErrOutcomeUnknown.Error()
+	}
+	var oe *outcomeError
+	if errors.As(err, &oe) {
+		err = oe.err
+	}
+	call.finishLocked(nil, &outcomeError{outcome: outcome, note: note, err: err})
 }
 
 func (c *Client) batcherFor(id NSGID) *batcher {
@@ -136,8 +276,9 @@ func (c *Client) batcherFor(id NSGID) *batcher {
 }
 
 func (c *Client) drain(ctx context.Context, id NSGID, b *batcher) {
-	// The batch carries other callers' changes: it must not be cut short
-	// because the leading caller gives up.
+	// The writer serves every caller of the NSG: it must not be cut short
+	// because the caller that started it gives up. Each write is bounded
+	// by maxWriteTime instead.
 	ctx = context.WithoutCancel(ctx)
 	// Changes arriving while a write is under way gather by themselves; the
 	// first write after an idle time waits a moment for its companions.
@@ -155,43 +296,84 @@ func (c *Client) drain(ctx context.Context, id NSGID, b *batcher) {
 		}
 		b.mu.Unlock()
 		start := time.Now()
-		c.writeBatch(ctx, id, batch)
+		c.writeBatch(ctx, id, b, batch)
 		b.mu.Lock()
 		b.lastWrite = time.Since(start)
 		b.mu.Unlock()
 	}
 }
 
-// writeBatch applies the calls' changes in one NSG write. When Azure
-// refuses the write as invalid and the batch holds several calls, each call
-// is tried alone, so that one bad change fails only its own caller.
-func (c *Client) writeBatch(ctx context.Context, id NSGID, batch []*batchCall) {
-	err := c.writeNSG(ctx, id, batch)
+// writeBatch applies the calls' changes in one NSG write and finishes every
+// call. When Azure refuses the write as invalid and the batch holds several
+// calls, each call is tried alone, so that one bad change fails only its
+// own caller.
+func (c *Client) writeBatch(ctx context.Context, id NSGID, b *batcher, batch []*batchCall) {
+	err := c.writeNSG(ctx, id, b, batch)
 	if err == nil {
 		return
 	}
 	if len(batch) > 1 && (errors.Is(err, ErrInvalid) || errors.Is(err, ErrConflict)) {
 		for _, call := range batch {
-			if err := c.writeNSG(ctx, id, []*batchCall{call}); err != nil && !isClosed(call.done) {
-				call.finish(nil, err)
+			if err := c.writeNSG(ctx, id, b, []*batchCall{call}); err != nil {
+				b.fail(call, err)
 			}
 		}
 		return
 	}
 	for _, call := range batch {
-		if !isClosed(call.done) {
-			call.finish(nil, err)
+		b.fail(call, err)
+	}
+}
+
+// carry picks the calls the next write carries, at the moment its document
+// is assembled: a call whose caller has gone is withdrawn instead, unless
+// an earlier write may have applied its changes already.
+func (b *batcher) carry(batch []*batchCall) []*batchCall {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []*batchCall
+	for _, call := range batch {
+		switch {
+		case call.finished:
+		case call.ctx.Err() != nil && !call.mayHaveLanded:
+			call.finishLocked(nil, withdrawnError(call.nsgID, call.ctx.Err()))
+		default:
+			call.carried = true
+			out = append(out, call)
 		}
+	}
+	return out
+}
+
+// settle records what a write that failed means for the calls it carried:
+// none of them was written when Azure refused it, and any may have been
+// otherwise.
+func (b *batcher) settle(calls []*batchCall, refused bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, call := range calls {
+		call.carried = false
+		call.mayHaveLanded = call.mayHaveLanded || !refused
 	}
 }
 
 // writeNSG reads the NSG, applies the calls' changes and writes it back
-// with If-Match, again from the read when the ETag went stale. Calls whose
-// own changes fail (a Choose error) are finished at once; the others are
+// with If-Match, again from the read when the ETag went stale; the write
+// takes at most the batcher's write time. Calls whose own changes fail (a
+// Choose error) are finished at once, calls whose callers have gone
+// before the document is assembled are withdrawn, and the others are
 // finished when the write succeeds. A returned error is for the calls not
 // finished yet.
-func (c *Client) writeNSG(ctx context.Context, id NSGID, batch []*batchCall) error {
+func (c *Client) writeNSG(ctx context.Context, id NSGID, b *batcher, batch []*batchCall) (err error) {
 	const op = "write network security group"
+	bound := b.writeTime()
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("the write did not end within %s: %w", bound, err)
+		}
+	}()
 	pipeline, endpoint, err := c.rawClient()
 	if err != nil {
 		return err
@@ -209,13 +391,11 @@ func (c *Client) writeNSG(ctx context.Context, id NSGID, batch []*batchCall) err
 		}
 		var pending []*batchCall
 		written := map[*batchCall][]string{}
-		for _, call := range batch {
-			if call.err != nil || isClosed(call.done) {
-				continue
-			}
+		for _, call := range b.carry(batch) {
 			next, names, err := applyChanges(rules, call.changes)
 			if err != nil {
-				call.finish(nil, err)
+				b.settle([]*batchCall{call}, true) // not in this write
+				b.fail(call, err)
 				continue
 			}
 			rules = next
@@ -226,32 +406,27 @@ func (c *Client) writeNSG(ctx context.Context, id NSGID, batch []*batchCall) err
 			return nil
 		}
 		if err := doc.setRules(rules); err != nil {
+			b.settle(pending, true)
 			return &Error{Kind: KindInvalid, Op: op, ResourceID: id.String(), Message: err.Error(), Err: err}
 		}
-		result, err := c.putRawNSG(ctx, pipeline, nsgURL, id, doc, etag)
-		if errors.Is(err, ErrPreconditionFailed) {
-			lastErr = err
-			continue // someone else wrote the NSG: read it again
-		}
+		result, refused, err := c.putRawNSG(ctx, pipeline, nsgURL, id, doc, etag)
 		if err != nil {
+			b.settle(pending, refused)
+			if errors.Is(err, ErrPreconditionFailed) {
+				lastErr = err
+				continue // someone else wrote the NSG: read it again
+			}
 			return err
 		}
 		stored, _ := result.rules()
+		out := make(map[*batchCall][]jit.SecurityRule, len(pending))
 		for _, call := range pending {
-			call.finish(pickRules(stored, rules, written[call]), nil)
+			out[call] = pickRules(stored, rules, written[call])
 		}
+		b.succeed(pending, out)
 		return nil
 	}
 	return lastErr
-}
-
-func isClosed(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // applyChanges returns the rule list after the changes, and the names of the
@@ -402,7 +577,9 @@ func (c *Client) rawClient() (runtime.Pipeline, string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.raw == nil {
-		client, err := arm.NewClient("jit-nsg-batch", "v1.0.0", c.cred, c.armOptions)
+		opts := *c.armOptions
+		opts.PerRetryPolicies = append(slices.Clone(opts.PerRetryPolicies), uncertainTryPolicy{})
+		client, err := arm.NewClient("jit-nsg-batch", "v1.0.0", c.cred, &opts)
 		if err != nil {
 			return runtime.Pipeline{}, "", &Error{Kind: KindInvalid, Op: "prepare", Message: err.Error(), Err: err}
 		}
@@ -439,32 +616,62 @@ func (c *Client) getRawNSG(ctx context.Context, pipeline runtime.Pipeline, nsgUR
 	return doc, etag, nil
 }
 
-func (c *Client) putRawNSG(ctx context.Context, pipeline runtime.Pipeline, nsgURL string, id NSGID, doc rawNSG, etag string) (rawNSG, error) {
+// putRawNSG writes the NSG document with If-Match and waits for the
+// write's operation. refused, with an error, says that Azure did not apply
+// the write: it answered a request that was never retried after a failure
+// that might have applied it with a 4xx (412 included).
+func (c *Client) putRawNSG(ctx context.Context, pipeline runtime.Pipeline, nsgURL string, id NSGID, doc rawNSG, etag string) (result rawNSG, refused bool, err error) {
 	const op = "write network security group"
-	req, err := runtime.NewRequest(ctx, http.MethodPut, nsgURL)
+	tries := &writeTries{}
+	req, err := runtime.NewRequest(context.WithValue(ctx, writeTriesKey{}, tries), http.MethodPut, nsgURL)
 	if err != nil {
-		return nil, newError(op, id.String(), err)
+		return nil, true, newError(op, id.String(), err)
 	}
 	if etag != "" {
 		req.Raw().Header.Set("If-Match", etag)
 	}
 	if err := runtime.MarshalAsJSON(req, doc); err != nil {
-		return nil, newError(op, id.String(), err)
+		return nil, true, newError(op, id.String(), err)
 	}
 	resp, err := pipeline.Do(req)
 	if err != nil {
-		return nil, newError(op, id.String(), err)
+		return nil, false, newError(op, id.String(), err)
 	}
 	if !runtime.HasStatusCode(resp, http.StatusOK, http.StatusCreated) {
-		return nil, newError(op, id.String(), runtime.NewResponseError(resp))
+		refused := resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && !tries.uncertain.Load()
+		return nil, refused, newError(op, id.String(), runtime.NewResponseError(resp))
 	}
 	poller, err := runtime.NewPoller[rawNSG](resp, pipeline, nil)
 	if err != nil {
-		return nil, newError(op, id.String(), err)
+		return nil, false, newError(op, id.String(), err)
 	}
-	result, err := poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: c.pollFrequency})
+	// A failed operation is not taken as refused either: Azure may keep a
+	// failed write's rules as the NSG's goal state.
+	result, err = poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: c.pollFrequency})
 	if err != nil {
-		return nil, newError(op, id.String(), err)
+		return nil, false, newError(op, id.String(), err)
 	}
-	return result, nil
+	return result, false, nil
+}
+
+// writeTries records, for one raw NSG write, whether any of its tries may
+// have been applied without the client seeing it succeed.
+type writeTries struct{ uncertain atomic.Bool }
+
+type writeTriesKey struct{}
+
+// uncertainTryPolicy sees every try of a request (after the busy-NSG
+// retries) and marks, for a raw NSG write, a try that failed in transport
+// or that Azure answered 408 or 5xx: such a try may have been applied, so a
+// later try's 412 (the ETag moved on) does not mean nothing was written.
+type uncertainTryPolicy struct{}
+
+func (uncertainTryPolicy) Do(req *policy.Request) (*http.Response, error) {
+	resp, err := req.Next()
+	if tries, ok := req.Raw().Context().Value(writeTriesKey{}).(*writeTries); ok {
+		if err != nil || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500 {
+			tries.uncertain.Store(true)
+		}
+	}
+	return resp, err
 }
