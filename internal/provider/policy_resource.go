@@ -66,8 +66,10 @@ type policyModel struct {
 	Ports               types.List     `tfsdk:"ports"`
 	Band                types.Object   `tfsdk:"priority_band"`
 	FailOnBypass        types.Bool     `tfsdk:"fail_on_bypass"`
+	FailOnStanding      types.Bool     `tfsdk:"fail_on_standing_access"`
 	RuleNames           types.List     `tfsdk:"rule_names"`
 	BypassingRules      types.List     `tfsdk:"bypassing_rules"`
+	StandingAccess      types.List     `tfsdk:"standing_access"`
 	Timeouts            timeouts.Value `tfsdk:"timeouts"`
 }
 
@@ -184,6 +186,14 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 				MarkdownDescription: "Fail the plan when a rule outside the policy (for example a pre-existing `Allow 22 from Internet` " +
 					"at a higher precedence) would still let a protected port in. By default it is a warning and listed in `bypassing_rules`.",
 			},
+			"fail_on_standing_access": schema.BoolAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+				MarkdownDescription: "Fail the plan when a rule outside the policy (for example `Allow 22 from` the VPN pool, above the " +
+					"band or inside it) lets allowed sources reach a protected port with no grant. By default it is a warning " +
+					"and listed in `standing_access`.",
+			},
 			"rule_names": schema.ListAttribute{
 				Computed:            true,
 				ElementType:         types.StringType,
@@ -201,6 +211,22 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 						"port":                      schema.Int64Attribute{Computed: true, MarkdownDescription: "The protected port it lets in."},
 						"protocol":                  schema.StringAttribute{Computed: true, MarkdownDescription: "The protected port's protocol."},
 						"reason":                    schema.StringAttribute{Computed: true, MarkdownDescription: "Why it bypasses the policy."},
+					},
+				},
+			},
+			"standing_access": schema.ListNestedAttribute{
+				Computed: true,
+				MarkdownDescription: "Rules outside the policy, above its band or inside it ahead of its deny-all rules, that let " +
+					"allowed sources reach a protected port with no grant: while any is listed, those sources have standing access " +
+					"to the port. A rule already listed in `bypassing_rules` for a port is not repeated here. They are never modified.",
+				NestedObject: schema.NestedAttributeObject{
+					Attributes: map[string]schema.Attribute{
+						"network_security_group_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The NSG holding the rule."},
+						"name":                      schema.StringAttribute{Computed: true, MarkdownDescription: "The rule's name."},
+						"priority":                  schema.Int64Attribute{Computed: true, MarkdownDescription: "The rule's priority."},
+						"port":                      schema.Int64Attribute{Computed: true, MarkdownDescription: "The protected port it lets in."},
+						"protocol":                  schema.StringAttribute{Computed: true, MarkdownDescription: "The protected port's protocol."},
+						"reason":                    schema.StringAttribute{Computed: true, MarkdownDescription: "Which allowed sources it lets in, and ahead of which rule."},
 					},
 				},
 			},
@@ -232,7 +258,8 @@ func (r *policyResource) ValidateConfig(ctx context.Context, req resource.Valida
 
 // ModifyPlan checks the policy against what is on its NSGs now — other
 // policies' bands, foreign rules in the band, Azure's limits, rules that
-// would bypass it — so that a problem fails the plan and nothing is written.
+// would bypass it or give allowed sources standing access — so that a
+// problem fails the plan and nothing is written.
 func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if r.data == nil {
 		return
@@ -257,6 +284,11 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	}
 	nsgIDs := setStrings(ctx, plan.NSGIDs, &resp.Diagnostics)
 	creating := req.State.Raw.IsNull()
+	// A plan that leaves the policy and its NSGs as they are writes
+	// nothing, so what would only stop a write (a foreign rule planted in
+	// the band, another policy's band) does not fail it; what the rules
+	// let in is still reported below, as bypasses and standing access.
+	unchanged := !creating && r.sameAsState(ctx, req, p, plan.NSGIDs)
 
 	// On create the id stays unknown until apply: a grant in the same
 	// configuration then waits for the policy to exist before it is checked
@@ -266,7 +298,7 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	}
 	plan.RuleNames = stringList(p.GuardAndDenyNames())
 
-	var bypasses []nsgBypass
+	var bypasses, standing []nsgBypass
 	for _, nsgID := range nsgIDs {
 		rules, err := r.data.rules.ListRules(ctx, nsgID)
 		if err != nil {
@@ -300,14 +332,19 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 					p.Name, nsgID, strings.Join(existing.RuleNames, ", "), policyID(p.Name, nsgIDs)))
 			continue
 		}
-		if err := jit.Conflicts(p, nsgID, rules); err != nil {
-			addFieldErrors(&resp.Diagnostics, "JIT Policy Conflicts With Network Security Group", err)
-		}
-		if !creating {
-			r.checkGrantsFitBand(p, nsgID, view, &resp.Diagnostics)
+		if !unchanged {
+			if err := jit.Conflicts(p, nsgID, rules); err != nil {
+				addFieldErrors(&resp.Diagnostics, "JIT Policy Conflicts With Network Security Group", err)
+			}
+			if !creating {
+				r.checkGrantsFitBand(p, nsgID, view, &resp.Diagnostics)
+			}
 		}
 		for _, b := range p.Bypasses(rules) {
 			bypasses = append(bypasses, nsgBypass{nsgID: nsgID, Bypass: b})
+		}
+		for _, b := range p.StandingAccess(rules) {
+			standing = append(standing, nsgBypass{nsgID: nsgID, Bypass: b})
 		}
 	}
 	if len(bypasses) > 0 {
@@ -319,10 +356,36 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 			resp.Diagnostics.AddWarning(summary, detail)
 		}
 	}
+	if len(standing) > 0 {
+		summary, detail := standingDiagnostic(p.Name, standing)
+		if plan.FailOnStanding.ValueBool() {
+			resp.Diagnostics.AddAttributeError(path.Root("fail_on_standing_access"), summary, detail+
+				"\n\nfail_on_standing_access is true, so nothing was written. Remove or narrow those rules, or set fail_on_standing_access = false.")
+		} else {
+			resp.Diagnostics.AddWarning(summary, detail)
+		}
+	}
 	if resp.Diagnostics.HasError() {
 		return
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+// sameAsState reports whether the planned policy and NSGs are those of the
+// prior state: then nothing is written to any NSG.
+func (r *policyResource) sameAsState(ctx context.Context, req resource.ModifyPlanRequest, p jit.Policy, nsgs types.Set) bool {
+	var state policyModel
+	var diags diag.Diagnostics
+	diags.Append(req.State.Get(ctx, &state)...)
+	if diags.HasError() || state.Ports.IsNull() || !state.NSGIDs.Equal(nsgs) {
+		return false
+	}
+	in, known := policyInput(ctx, state, &diags)
+	if !known || diags.HasError() {
+		return false
+	}
+	old, err := jit.NewPolicy(in)
+	return err == nil && old.Equal(p)
 }
 
 func (r *policyResource) checkGrantsFitBand(p jit.Policy, nsgID string, view jit.NSGView, diags *diag.Diagnostics) {
@@ -408,12 +471,12 @@ func (r *policyResource) checkConflicts(ctx context.Context, p jit.Policy, nsgID
 	return true
 }
 
-// setComputed fills in what an apply computes: the id, the rule names and
-// the bypassing rules found on the NSGs now.
+// setComputed fills in what an apply computes: the id, the rule names, and
+// the bypassing rules and standing access found on the NSGs now.
 func (r *policyResource) setComputed(ctx context.Context, m *policyModel, p jit.Policy, nsgIDs []string, diags *diag.Diagnostics) {
 	m.ID = types.StringValue(policyID(p.Name, nsgIDs))
 	m.RuleNames = stringList(p.GuardAndDenyNames())
-	m.BypassingRules = r.bypassList(ctx, p, nsgIDs, diags)
+	m.BypassingRules, m.StandingAccess = r.findingLists(ctx, p, nsgIDs, diags)
 }
 
 // rollback removes the rules a failed create wrote, so that a failure leaves
@@ -503,11 +566,12 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 		// After an import: everything comes from Azure.
 		setPolicyAttributes(&state, *found)
 		state.FailOnBypass = types.BoolValue(false)
+		state.FailOnStanding = types.BoolValue(false)
 	}
 	state.NSGIDs = stringSet(intact)
 	state.ID = types.StringValue(policyID(name, nsgIDs))
 	state.RuleNames = stringList(found.GuardAndDenyNames())
-	state.BypassingRules = r.bypassList(ctx, *found, intact, &resp.Diagnostics)
+	state.BypassingRules, state.StandingAccess = r.findingLists(ctx, *found, intact, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -696,8 +760,44 @@ func bypassDiagnostic(policy string, bypasses []nsgBypass) (string, string) {
 	return "Protected Ports Are Still Reachable", b.String()
 }
 
-func (r *policyResource) bypassList(ctx context.Context, p jit.Policy, nsgIDs []string, diags *diag.Diagnostics) types.List {
-	var items []attr.Value
+// standingDiagnostic explains rules that give allowed sources access with
+// no grant, naming each rule's priority, sources and ports.
+func standingDiagnostic(policy string, standing []nsgBypass) (string, string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "These rules let allowed sources of policy %q reach ports it protects with no grant, ahead of its deny-all rules, "+
+		"so for those sources the ports are always open:\n", policy)
+	for _, x := range standing {
+		fmt.Fprintf(&b, "  - %s (priority %d) on %s: port %d/%s, sources %s, ports %s: %s\n", x.Rule.Name, x.Rule.Priority, x.nsgID,
+			x.Port.Number, x.Port.Protocol, ruleEntries(x.Rule.SourcePrefixes, x.Rule.UsesApplicationSecurityGroups),
+			ruleEntries(x.Rule.DestinationPorts, false), x.Reason)
+	}
+	b.WriteString("\nThe provider never modifies rules outside the jit- namespace. Remove them, narrow their sources to addresses " +
+		"outside the policy's allowed sources, or move them below the policy's band; access for allowed sources then goes through grants.")
+	return "Allowed Sources Have Standing Access", b.String()
+}
+
+// ruleEntries lists a rule's address or port entries for a message.
+func ruleEntries(entries []string, asg bool) string {
+	if len(entries) == 0 && asg {
+		return "(application security groups)"
+	}
+	return strings.Join(entries, ",")
+}
+
+// findingLists reads each NSG once and returns the bypassing rules and
+// the standing access found there.
+func (r *policyResource) findingLists(ctx context.Context, p jit.Policy, nsgIDs []string, diags *diag.Diagnostics) (bypassing, standing types.List) {
+	var bypasses, standings []attr.Value
+	item := func(nsgID string, b jit.Bypass) attr.Value {
+		return types.ObjectValueMust(bypassAttrTypes, map[string]attr.Value{
+			"network_security_group_id": types.StringValue(nsgID),
+			"name":                      types.StringValue(b.Rule.Name),
+			"priority":                  types.Int64Value(int64(b.Rule.Priority)),
+			"port":                      types.Int64Value(int64(b.Port.Number)),
+			"protocol":                  types.StringValue(string(b.Port.Protocol)),
+			"reason":                    types.StringValue(b.Reason),
+		})
+	}
 	for _, nsgID := range nsgIDs {
 		rules, err := r.data.rules.ListRules(ctx, nsgID)
 		if err != nil {
@@ -705,17 +805,14 @@ func (r *policyResource) bypassList(ctx context.Context, p jit.Policy, nsgIDs []
 			continue
 		}
 		for _, b := range p.Bypasses(rules) {
-			items = append(items, types.ObjectValueMust(bypassAttrTypes, map[string]attr.Value{
-				"network_security_group_id": types.StringValue(nsgID),
-				"name":                      types.StringValue(b.Rule.Name),
-				"priority":                  types.Int64Value(int64(b.Rule.Priority)),
-				"port":                      types.Int64Value(int64(b.Port.Number)),
-				"protocol":                  types.StringValue(string(b.Port.Protocol)),
-				"reason":                    types.StringValue(b.Reason),
-			}))
+			bypasses = append(bypasses, item(nsgID, b))
+		}
+		for _, b := range p.StandingAccess(rules) {
+			standings = append(standings, item(nsgID, b))
 		}
 	}
-	return types.ListValueMust(types.ObjectType{AttrTypes: bypassAttrTypes}, nonNilValues(items))
+	objects := types.ObjectType{AttrTypes: bypassAttrTypes}
+	return types.ListValueMust(objects, nonNilValues(bypasses)), types.ListValueMust(objects, nonNilValues(standings))
 }
 
 // policyFromModel builds the domain policy from a known plan.
