@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
-	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -19,9 +18,9 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -39,6 +38,7 @@ var (
 	_ resource.ResourceWithImportState    = (*policyResource)(nil)
 	_ resource.ResourceWithModifyPlan     = (*policyResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*policyResource)(nil)
+	_ resource.ResourceWithUpgradeState   = (*policyResource)(nil)
 )
 
 func newPolicyResource() resource.Resource { return &policyResource{} }
@@ -61,9 +61,9 @@ type policyModel struct {
 	ID                  types.String   `tfsdk:"id"`
 	Name                types.String   `tfsdk:"name"`
 	NSGIDs              types.Set      `tfsdk:"network_security_group_ids"`
-	DestinationPrefixes types.List     `tfsdk:"destination_address_prefixes"`
-	AllowedSources      types.List     `tfsdk:"allowed_source_address_prefixes"`
-	Ports               types.List     `tfsdk:"ports"`
+	DestinationPrefixes types.Set      `tfsdk:"destination_address_prefixes"`
+	AllowedSources      types.Set      `tfsdk:"allowed_source_address_prefixes"`
+	Ports               types.Set      `tfsdk:"ports"`
 	Band                types.Object   `tfsdk:"priority_band"`
 	FailOnBypass        types.Bool     `tfsdk:"fail_on_bypass"`
 	FailOnStanding      types.Bool     `tfsdk:"fail_on_standing_access"`
@@ -101,6 +101,9 @@ func (r *policyResource) Metadata(_ context.Context, req resource.MetadataReques
 
 func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
+		// Version 1: destinations, allowed sources and ports are sets, not
+		// lists (see UpgradeState).
+		Version: 1,
 		MarkdownDescription: "Closes management ports behind one or more network security groups by default, and " +
 			"records on each NSG who may ever ask for access and for how long. Creating it writes a deny-all rule " +
 			"(and, unless any source may ask, a guard rule denying every source outside `allowed_source_address_prefixes`) " +
@@ -127,25 +130,26 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 					setvalidator.ValueStringsAre(validators.NetworkSecurityGroupID()),
 				},
 			},
-			"destination_address_prefixes": schema.ListAttribute{
-				Optional:            true,
-				Computed:            true,
-				ElementType:         types.StringType,
-				MarkdownDescription: "The protected addresses: the VMs' private IPs or CIDRs. Defaults to `[\"*\"]`, every address behind the NSGs.",
-				Default:             listdefault.StaticValue(types.ListValueMust(types.StringType, []attr.Value{types.StringValue("*")})),
-				Validators:          []validator.List{listvalidator.SizeAtLeast(1)},
+			"destination_address_prefixes": schema.SetAttribute{
+				Optional:    true,
+				Computed:    true,
+				ElementType: types.StringType,
+				MarkdownDescription: "The protected addresses: the VMs' private IPs or CIDRs, in any order. Defaults to `[\"*\"]`, " +
+					"every address behind the NSGs.",
+				Default:    setdefault.StaticValue(types.SetValueMust(types.StringType, []attr.Value{types.StringValue("*")})),
+				Validators: []validator.Set{setvalidator.SizeAtLeast(1)},
 			},
-			"allowed_source_address_prefixes": schema.ListAttribute{
+			"allowed_source_address_prefixes": schema.SetAttribute{
 				Required:    true,
 				ElementType: types.StringType,
-				MarkdownDescription: "The addresses that may ever be granted access (IPs or CIDRs, IPv4 and IPv6). Azure itself refuses " +
-					"any grant from elsewhere: a guard rule denies every other source. `[\"*\"]` lets any source ask.",
-				Validators: []validator.List{listvalidator.SizeAtLeast(1)},
+				MarkdownDescription: "The addresses that may ever be granted access (IPs or CIDRs, IPv4 and IPv6), in any order. Azure " +
+					"itself refuses any grant from elsewhere: a guard rule denies every other source. `[\"*\"]` lets any source ask.",
+				Validators: []validator.Set{setvalidator.SizeAtLeast(1)},
 			},
-			"ports": schema.ListNestedAttribute{
+			"ports": schema.SetNestedAttribute{
 				Required:            true,
-				MarkdownDescription: "The protected ports, each with its protocol and the longest grant allowed.",
-				Validators:          []validator.List{listvalidator.SizeAtLeast(1)},
+				MarkdownDescription: "The protected ports, in any order, each with its protocol and the longest grant allowed.",
+				Validators:          []validator.Set{setvalidator.SizeAtLeast(1)},
 				NestedObject: schema.NestedAttributeObject{
 					Attributes: map[string]schema.Attribute{
 						"port": schema.Int64Attribute{
@@ -235,6 +239,121 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 	}
 }
 
+// UpgradeState upgrades states of schema version 0, where destinations,
+// allowed sources and ports were lists: Terraform compared them by position,
+// so a policy imported (read back in canonical order) planned a change
+// against a configuration listing them in another order. The values are
+// the same; only their type changes.
+func (r *policyResource) UpgradeState(ctx context.Context) map[int64]resource.StateUpgrader {
+	v0 := policySchemaV0(ctx)
+	return map[int64]resource.StateUpgrader{
+		0: {PriorSchema: &v0, StateUpgrader: upgradePolicyStateV0},
+	}
+}
+
+// policyModelV0 is the state of schema version 0. Its last two attributes
+// came late in that version: states written before them read as null.
+type policyModelV0 struct {
+	ID                  types.String   `tfsdk:"id"`
+	Name                types.String   `tfsdk:"name"`
+	NSGIDs              types.Set      `tfsdk:"network_security_group_ids"`
+	DestinationPrefixes types.List     `tfsdk:"destination_address_prefixes"`
+	AllowedSources      types.List     `tfsdk:"allowed_source_address_prefixes"`
+	Ports               types.List     `tfsdk:"ports"`
+	Band                types.Object   `tfsdk:"priority_band"`
+	FailOnBypass        types.Bool     `tfsdk:"fail_on_bypass"`
+	RuleNames           types.List     `tfsdk:"rule_names"`
+	BypassingRules      types.List     `tfsdk:"bypassing_rules"`
+	Timeouts            timeouts.Value `tfsdk:"timeouts"`
+	FailOnStanding      types.Bool     `tfsdk:"fail_on_standing_access"`
+	StandingAccess      types.List     `tfsdk:"standing_access"`
+}
+
+// policySchemaV0 is schema version 0, as far as reading a state needs it:
+// the attributes and their types.
+func policySchemaV0(ctx context.Context) schema.Schema {
+	findings := schema.ListNestedAttribute{Computed: true, NestedObject: schema.NestedAttributeObject{
+		Attributes: map[string]schema.Attribute{
+			"network_security_group_id": schema.StringAttribute{Computed: true},
+			"name":                      schema.StringAttribute{Computed: true},
+			"priority":                  schema.Int64Attribute{Computed: true},
+			"port":                      schema.Int64Attribute{Computed: true},
+			"protocol":                  schema.StringAttribute{Computed: true},
+			"reason":                    schema.StringAttribute{Computed: true},
+		},
+	}}
+	return schema.Schema{
+		Attributes: map[string]schema.Attribute{
+			"id":                              schema.StringAttribute{Computed: true},
+			"name":                            schema.StringAttribute{Required: true},
+			"network_security_group_ids":      schema.SetAttribute{Required: true, ElementType: types.StringType},
+			"destination_address_prefixes":    schema.ListAttribute{Optional: true, Computed: true, ElementType: types.StringType},
+			"allowed_source_address_prefixes": schema.ListAttribute{Required: true, ElementType: types.StringType},
+			"ports": schema.ListNestedAttribute{Required: true, NestedObject: schema.NestedAttributeObject{
+				Attributes: map[string]schema.Attribute{
+					"port":         schema.Int64Attribute{Required: true},
+					"protocol":     schema.StringAttribute{Optional: true, Computed: true},
+					"max_duration": schema.StringAttribute{Required: true},
+				},
+			}},
+			"priority_band": schema.SingleNestedAttribute{Optional: true, Computed: true, Attributes: map[string]schema.Attribute{
+				"start": schema.Int64Attribute{Required: true},
+				"end":   schema.Int64Attribute{Required: true},
+			}},
+			"fail_on_bypass":          schema.BoolAttribute{Optional: true, Computed: true},
+			"fail_on_standing_access": schema.BoolAttribute{Optional: true, Computed: true},
+			"rule_names":              schema.ListAttribute{Computed: true, ElementType: types.StringType},
+			"bypassing_rules":         findings,
+			"standing_access":         findings,
+			"timeouts":                timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+// upgradePolicyStateV0 turns the lists of a version 0 state into sets,
+// element for element. A state from before fail_on_standing_access gets
+// its default; standing_access stays null until the next refresh reads it.
+func upgradePolicyStateV0(ctx context.Context, req resource.UpgradeStateRequest, resp *resource.UpgradeStateResponse) {
+	var old policyModelV0
+	resp.Diagnostics.Append(req.State.Get(ctx, &old)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	toSet := func(l types.List, elem attr.Type) types.Set {
+		switch {
+		case l.IsNull():
+			return types.SetNull(elem)
+		case l.IsUnknown():
+			return types.SetUnknown(elem)
+		}
+		v, diags := types.SetValue(elem, l.Elements())
+		resp.Diagnostics.Append(diags...)
+		return v
+	}
+	m := policyModel{
+		ID:                  old.ID,
+		Name:                old.Name,
+		NSGIDs:              old.NSGIDs,
+		DestinationPrefixes: toSet(old.DestinationPrefixes, types.StringType),
+		AllowedSources:      toSet(old.AllowedSources, types.StringType),
+		Ports:               toSet(old.Ports, types.ObjectType{AttrTypes: portAttrTypes}),
+		Band:                old.Band,
+		FailOnBypass:        old.FailOnBypass,
+		FailOnStanding:      old.FailOnStanding,
+		RuleNames:           old.RuleNames,
+		BypassingRules:      old.BypassingRules,
+		StandingAccess:      old.StandingAccess,
+		Timeouts:            old.Timeouts,
+	}
+	if m.FailOnStanding.IsNull() {
+		m.FailOnStanding = types.BoolValue(false)
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
 func (r *policyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
 	r.data = configureData(req.ProviderData, &resp.Diagnostics)
 }
@@ -252,7 +371,7 @@ func (r *policyResource) ValidateConfig(ctx context.Context, req resource.Valida
 		return
 	}
 	if _, err := jit.NewPolicy(in); err != nil {
-		addFieldErrors(&resp.Diagnostics, "Invalid JIT Policy", err)
+		addPolicyErrors(&resp.Diagnostics, "Invalid JIT Policy", err)
 	}
 }
 
@@ -815,6 +934,30 @@ func (r *policyResource) findingLists(ctx context.Context, p jit.Policy, nsgIDs 
 	return types.ListValueMust(objects, nonNilValues(bypasses)), types.ListValueMust(objects, nonNilValues(standings))
 }
 
+// addPolicyErrors reports the policy's validation errors like
+// addFieldErrors, except that an error about one element of a set
+// (allowed_source_address_prefixes[1], ports[0].port) points at the whole
+// attribute: a set's elements have no position in the configuration, and
+// Terraform would otherwise underline whichever element sits at that index
+// in the file. The message still names the value.
+func addPolicyErrors(diags *diag.Diagnostics, summary string, err error) {
+	for _, problem := range unjoin(err) {
+		var fe *jit.FieldError
+		if errors.As(problem, &fe) {
+			if p, ok := attributePath(fe.Path); ok {
+				root, _, _ := strings.Cut(fe.Path, "[")
+				switch root {
+				case "allowed_source_address_prefixes", "destination_address_prefixes", "ports":
+					p = path.Root(root)
+				}
+				diags.AddAttributeError(p, summary, fe.Path+": "+fe.Message)
+				continue
+			}
+		}
+		diags.AddError(summary, problem.Error())
+	}
+}
+
 // policyFromModel builds the domain policy from a known plan.
 func (r *policyResource) policyFromModel(ctx context.Context, m policyModel, diags *diag.Diagnostics) (jit.Policy, []string) {
 	in, known := policyInput(ctx, m, diags)
@@ -824,7 +967,7 @@ func (r *policyResource) policyFromModel(ctx context.Context, m policyModel, dia
 	}
 	p, err := jit.NewPolicy(in)
 	if err != nil {
-		addFieldErrors(diags, "Invalid JIT Policy", err)
+		addPolicyErrors(diags, "Invalid JIT Policy", err)
 		return jit.Policy{}, nil
 	}
 	return p, setStrings(ctx, m.NSGIDs, diags)
@@ -875,8 +1018,8 @@ func policyInput(ctx context.Context, m policyModel, diags *diag.Diagnostics) (j
 // setPolicyAttributes writes a policy read from Azure into the model.
 func setPolicyAttributes(m *policyModel, p jit.Policy) {
 	m.Name = types.StringValue(p.Name)
-	m.DestinationPrefixes = stringList(p.DestinationPrefixes)
-	m.AllowedSources = stringList(p.AllowedSources)
+	m.DestinationPrefixes = stringSet(p.DestinationPrefixes)
+	m.AllowedSources = stringSet(p.AllowedSources)
 	ports := make([]attr.Value, 0, len(p.Ports))
 	for _, port := range p.Ports {
 		ports = append(ports, types.ObjectValueMust(portAttrTypes, map[string]attr.Value{
@@ -885,7 +1028,7 @@ func setPolicyAttributes(m *policyModel, p jit.Policy) {
 			"max_duration": types.StringValue(formatDuration(port.MaxDuration)),
 		}))
 	}
-	m.Ports = types.ListValueMust(types.ObjectType{AttrTypes: portAttrTypes}, ports)
+	m.Ports = types.SetValueMust(types.ObjectType{AttrTypes: portAttrTypes}, ports)
 	m.Band = types.ObjectValueMust(bandAttrTypes, map[string]attr.Value{
 		"start": types.Int64Value(int64(p.Band.Start)), "end": types.Int64Value(int64(p.Band.End)),
 	})

@@ -1,0 +1,127 @@
+package provider
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+)
+
+const upgradeNSG = "/subscriptions/2c4a9e71-5b3f-4d8e-a6c2-7f1e0d9b3a52/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg-web"
+
+// A version 0 state, as the release before sets wrote it: lists in the
+// order the configuration gave, and no fail_on_standing_access or
+// standing_access.
+const policyStateV0 = `{
+  "id": "web@` + upgradeNSG + `",
+  "name": "web",
+  "network_security_group_ids": ["` + upgradeNSG + `"],
+  "destination_address_prefixes": ["10.0.1.5", "10.0.1.4"],
+  "allowed_source_address_prefixes": ["203.0.113.0/24", "198.51.100.0/24"],
+  "ports": [
+    {"port": 3389, "protocol": "Tcp", "max_duration": "1h"},
+    {"port": 22, "protocol": "Tcp", "max_duration": "3h"}
+  ],
+  "priority_band": {"start": 100, "end": 199},
+  "fail_on_bypass": true,
+  "rule_names": ["jit-web-guard-tcp", "jit-web-deny-tcp"],
+  "bypassing_rules": [
+    {"network_security_group_id": "` + upgradeNSG + `", "name": "AllowSSHFromInternet", "priority": 90,
+     "port": 22, "protocol": "Tcp", "reason": "r"}
+  ],
+  "timeouts": null
+}`
+
+// upgradePolicyState runs a raw state of the given version through the
+// provider's UpgradeResourceState, as Terraform does before it plans, and
+// returns the result in the current schema.
+func upgradePolicyState(t *testing.T, version int64, raw string) policyModel {
+	t.Helper()
+	ctx := context.Background()
+	server, err := providerFactories(noEnv)["jit"]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := server.UpgradeResourceState(ctx, &tfprotov6.UpgradeResourceStateRequest{
+		TypeName: "jit_policy", Version: version, RawState: &tfprotov6.RawState{JSON: []byte(raw)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range resp.Diagnostics {
+		t.Fatalf("upgrade: %s: %s", d.Summary, d.Detail)
+	}
+	var sr resource.SchemaResponse
+	(&policyResource{}).Schema(ctx, resource.SchemaRequest{}, &sr)
+	value, err := resp.UpgradedState.Unmarshal(sr.Schema.Type().TerraformType(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m policyModel
+	state := tfsdk.State{Schema: sr.Schema, Raw: value}
+	if diags := state.Get(ctx, &m); diags.HasError() {
+		t.Fatalf("upgraded state: %v", diags)
+	}
+	return m
+}
+
+func TestPolicyStateUpgradeFromLists(t *testing.T) {
+	m := upgradePolicyState(t, 0, policyStateV0)
+
+	port := func(n int64, d string) attr.Value {
+		return types.ObjectValueMust(portAttrTypes, map[string]attr.Value{
+			"port": types.Int64Value(n), "protocol": types.StringValue("Tcp"), "max_duration": types.StringValue(d),
+		})
+	}
+	// Sets compare by content: listed here in the other order on purpose.
+	want := map[string][2]attr.Value{
+		"destination_address_prefixes":    {m.DestinationPrefixes, stringSet([]string{"10.0.1.4", "10.0.1.5"})},
+		"allowed_source_address_prefixes": {m.AllowedSources, stringSet([]string{"198.51.100.0/24", "203.0.113.0/24"})},
+		"ports": {m.Ports, types.SetValueMust(types.ObjectType{AttrTypes: portAttrTypes},
+			[]attr.Value{port(22, "3h"), port(3389, "1h")})},
+		"id":                         {m.ID, types.StringValue("web@" + upgradeNSG)},
+		"name":                       {m.Name, types.StringValue("web")},
+		"network_security_group_ids": {m.NSGIDs, stringSet([]string{upgradeNSG})},
+		"priority_band": {m.Band, types.ObjectValueMust(bandAttrTypes, map[string]attr.Value{
+			"start": types.Int64Value(100), "end": types.Int64Value(199),
+		})},
+		"fail_on_bypass": {m.FailOnBypass, types.BoolValue(true)},
+		// Not in the old state: the default, so the next plan shows no change.
+		"fail_on_standing_access": {m.FailOnStanding, types.BoolValue(false)},
+		"rule_names":              {m.RuleNames, stringList([]string{"jit-web-guard-tcp", "jit-web-deny-tcp"})},
+		// Not known until the next refresh reads the NSGs.
+		"standing_access": {m.StandingAccess, types.ListNull(types.ObjectType{AttrTypes: bypassAttrTypes})},
+	}
+	for name, v := range want {
+		if !v[0].Equal(v[1]) {
+			t.Errorf("%s = %s, want %s", name, v[0], v[1])
+		}
+	}
+	if n := len(m.BypassingRules.Elements()); n != 1 {
+		t.Errorf("bypassing_rules has %d entries, want the 1 of the old state", n)
+	}
+	if !m.Timeouts.IsNull() {
+		t.Errorf("timeouts = %s, want null as before", m.Timeouts)
+	}
+}
+
+// A version 0 state that already had fail_on_standing_access keeps it.
+func TestPolicyStateUpgradeKeepsFailOnStandingAccess(t *testing.T) {
+	raw := strings.Replace(policyStateV0, `"timeouts": null`,
+		`"timeouts": {"create": "10m", "read": null, "update": null, "delete": null}, "fail_on_standing_access": true, "standing_access": []`, 1)
+	m := upgradePolicyState(t, 0, raw)
+	if !m.FailOnStanding.Equal(types.BoolValue(true)) {
+		t.Errorf("fail_on_standing_access = %s, want true", m.FailOnStanding)
+	}
+	if m.StandingAccess.IsNull() || len(m.StandingAccess.Elements()) != 0 {
+		t.Errorf("standing_access = %s, want the old state's empty list", m.StandingAccess)
+	}
+	if create, diags := m.Timeouts.Create(context.Background(), 0); diags.HasError() || create.String() != "10m0s" {
+		t.Errorf("timeouts.create = %s, %v; want 10m as before", create, diags)
+	}
+}
