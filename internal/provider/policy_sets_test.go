@@ -6,10 +6,13 @@ import (
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 const upgradeNSG = "/subscriptions/2c4a9e71-5b3f-4d8e-a6c2-7f1e0d9b3a52/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg-web"
@@ -123,5 +126,44 @@ func TestPolicyStateUpgradeKeepsFailOnStandingAccess(t *testing.T) {
 	}
 	if create, diags := m.Timeouts.Create(context.Background(), 0); diags.HasError() || create.String() != "10m0s" {
 		t.Errorf("timeouts.create = %s, %v; want 10m as before", create, diags)
+	}
+}
+
+// An error about one element of a set attribute points at the attribute:
+// Terraform would otherwise underline the element at that index in the
+// file, which for a set is not the one meant. The message keeps the index
+// and names the value.
+func TestAddPolicyErrorsPointsAtSetAttributes(t *testing.T) {
+	_, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1"},
+		AllowedSources: []string{"203.0.113.0/24", "203.0.113.128/25"}, BandStart: 100, BandEnd: 199,
+		Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "25h"}}})
+	var diags diag.Diagnostics
+	addPolicyErrors(&diags, "Invalid JIT Policy", err)
+	want := map[string]string{
+		"destination_address_prefixes":    `destination_address_prefixes[0]: destination "10.0.1"`,
+		"allowed_source_address_prefixes": `allowed_source_address_prefixes[1]: allowed source "203.0.113.128/25" is inside "203.0.113.0/24"`,
+		"ports":                           `ports[0].max_duration: max_duration "25h" exceeds`,
+	}
+	if len(diags) != len(want) {
+		t.Fatalf("got %d diagnostics, want %d: %v", len(diags), len(want), diags)
+	}
+	for _, d := range diags {
+		withPath, ok := d.(diag.DiagnosticWithPath)
+		if !ok {
+			t.Fatalf("diagnostic %q has no attribute path", d.Detail())
+		}
+		p := withPath.Path().String()
+		if w, ok := want[p]; !ok || !strings.HasPrefix(d.Detail(), w) {
+			t.Errorf("diagnostic at %s: %q; want one at a set attribute starting %q", p, d.Detail(), w)
+		}
+	}
+
+	// Other attributes keep their full path.
+	_, err = jit.NewPolicy(jit.PolicyInput{Name: "Web", DestinationPrefixes: []string{"*"}, AllowedSources: []string{"*"},
+		BandStart: 100, BandEnd: 199, Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "1h"}}})
+	diags = nil
+	addPolicyErrors(&diags, "Invalid JIT Policy", err)
+	if len(diags) != 1 || diags[0].(diag.DiagnosticWithPath).Path().String() != "name" {
+		t.Fatalf("diagnostics = %v, want one at name", diags)
 	}
 }
