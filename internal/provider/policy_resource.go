@@ -371,7 +371,7 @@ func (r *policyResource) ValidateConfig(ctx context.Context, req resource.Valida
 		return
 	}
 	if _, err := jit.NewPolicy(in); err != nil {
-		addPolicyErrors(&resp.Diagnostics, "Invalid JIT Policy", err)
+		addPolicyErrors(&resp.Diagnostics, err)
 	}
 }
 
@@ -934,13 +934,14 @@ func (r *policyResource) findingLists(ctx context.Context, p jit.Policy, nsgIDs 
 	return types.ListValueMust(objects, nonNilValues(bypasses)), types.ListValueMust(objects, nonNilValues(standings))
 }
 
-// addPolicyErrors reports the policy's validation errors like
-// addFieldErrors, except that an error about one element of a set
+// addPolicyErrors reports the policy's validation errors (Invalid JIT
+// Policy) like addFieldErrors, except that an error about one element of a set
 // (allowed_source_address_prefixes[1], ports[0].port) points at the whole
 // attribute: a set's elements have no position in the configuration, and
 // Terraform would otherwise underline whichever element sits at that index
 // in the file. The message still names the value.
-func addPolicyErrors(diags *diag.Diagnostics, summary string, err error) {
+func addPolicyErrors(diags *diag.Diagnostics, err error) {
+	const summary = "Invalid JIT Policy"
 	for _, problem := range unjoin(err) {
 		var fe *jit.FieldError
 		if errors.As(problem, &fe) {
@@ -967,7 +968,7 @@ func (r *policyResource) policyFromModel(ctx context.Context, m policyModel, dia
 	}
 	p, err := jit.NewPolicy(in)
 	if err != nil {
-		addPolicyErrors(diags, "Invalid JIT Policy", err)
+		addPolicyErrors(diags, err)
 		return jit.Policy{}, nil
 	}
 	return p, setStrings(ctx, m.NSGIDs, diags)

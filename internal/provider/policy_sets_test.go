@@ -138,7 +138,7 @@ func TestAddPolicyErrorsPointsAtSetAttributes(t *testing.T) {
 		AllowedSources: []string{"203.0.113.0/24", "203.0.113.128/25"}, BandStart: 100, BandEnd: 199,
 		Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "25h"}}})
 	var diags diag.Diagnostics
-	addPolicyErrors(&diags, "Invalid JIT Policy", err)
+	addPolicyErrors(&diags, err)
 	want := map[string]string{
 		"destination_address_prefixes":    `destination_address_prefixes[0]: destination "10.0.1"`,
 		"allowed_source_address_prefixes": `allowed_source_address_prefixes[1]: allowed source "203.0.113.128/25" is inside "203.0.113.0/24"`,
@@ -162,8 +162,11 @@ func TestAddPolicyErrorsPointsAtSetAttributes(t *testing.T) {
 	_, err = jit.NewPolicy(jit.PolicyInput{Name: "Web", DestinationPrefixes: []string{"*"}, AllowedSources: []string{"*"},
 		BandStart: 100, BandEnd: 199, Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "1h"}}})
 	diags = nil
-	addPolicyErrors(&diags, "Invalid JIT Policy", err)
-	if len(diags) != 1 || diags[0].(diag.DiagnosticWithPath).Path().String() != "name" {
+	addPolicyErrors(&diags, err)
+	if len(diags) != 1 {
 		t.Fatalf("diagnostics = %v, want one at name", diags)
+	}
+	if d, ok := diags[0].(diag.DiagnosticWithPath); !ok || d.Path().String() != "name" {
+		t.Fatalf("diagnostic %v, want one at name", diags[0])
 	}
 }
