@@ -89,8 +89,14 @@
 // Policy.Bypasses reports Allow rules outside the policy evaluated before
 // its guard (or its deny-all, when there is no guard) that let a protected
 // port in from outside the allowed sources: the ports would not really be
-// closed. Conflicts reports what would make writing a policy to an NSG fail
-// or mean something else: overlapping bands, foreign rules inside the band,
-// and Azure's per-NSG rule and prefix limits. Allowed evaluates a flow the
-// way Azure does, first match by priority through a path of NSGs.
+// closed. Policy.StandingAccess reports Allow rules outside the policy
+// evaluated before its deny-all, above the band or inside it, whose sources
+// overlap the allowed sources: the guard turns only outsiders away, so those
+// sources (a VPN pool, say) reach the port at any time with no grant. A rule
+// and port already reported as a bypass are not repeated. Neither kind of
+// rule is ever modified; both are findings. Conflicts reports what would
+// make writing a policy to an NSG fail or mean something else: overlapping
+// bands, foreign rules inside the band, and Azure's per-NSG rule and prefix
+// limits. Allowed evaluates a flow the way Azure does, first match by
+// priority through a path of NSGs.
 package jit

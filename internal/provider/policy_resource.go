@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
-	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -20,9 +19,9 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -41,6 +40,7 @@ var (
 	_ resource.ResourceWithImportState    = (*policyResource)(nil)
 	_ resource.ResourceWithModifyPlan     = (*policyResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*policyResource)(nil)
+	_ resource.ResourceWithUpgradeState   = (*policyResource)(nil)
 )
 
 func newPolicyResource() resource.Resource { return &policyResource{} }
@@ -63,13 +63,15 @@ type policyModel struct {
 	ID                  types.String   `tfsdk:"id"`
 	Name                types.String   `tfsdk:"name"`
 	NSGIDs              types.Set      `tfsdk:"network_security_group_ids"`
-	DestinationPrefixes types.List     `tfsdk:"destination_address_prefixes"`
-	AllowedSources      types.List     `tfsdk:"allowed_source_address_prefixes"`
-	Ports               types.List     `tfsdk:"ports"`
+	DestinationPrefixes types.Set      `tfsdk:"destination_address_prefixes"`
+	AllowedSources      types.Set      `tfsdk:"allowed_source_address_prefixes"`
+	Ports               types.Set      `tfsdk:"ports"`
 	Band                types.Object   `tfsdk:"priority_band"`
 	FailOnBypass        types.Bool     `tfsdk:"fail_on_bypass"`
+	FailOnStanding      types.Bool     `tfsdk:"fail_on_standing_access"`
 	RuleNames           types.List     `tfsdk:"rule_names"`
 	BypassingRules      types.List     `tfsdk:"bypassing_rules"`
+	StandingAccess      types.List     `tfsdk:"standing_access"`
 	Timeouts            timeouts.Value `tfsdk:"timeouts"`
 }
 
@@ -101,6 +103,9 @@ func (r *policyResource) Metadata(_ context.Context, req resource.MetadataReques
 
 func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
+		// Version 1: destinations, allowed sources and ports are sets, not
+		// lists (see UpgradeState).
+		Version: 1,
 		MarkdownDescription: "Closes management ports behind one or more network security groups by default, and " +
 			"records on each NSG who may ever ask for access and for how long. Creating it writes a deny-all rule " +
 			"(and, unless any source may ask, a guard rule denying every source outside `allowed_source_address_prefixes`) " +
@@ -127,25 +132,26 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 					setvalidator.ValueStringsAre(validators.NetworkSecurityGroupID()),
 				},
 			},
-			"destination_address_prefixes": schema.ListAttribute{
-				Optional:            true,
-				Computed:            true,
-				ElementType:         types.StringType,
-				MarkdownDescription: "The protected addresses: the VMs' private IPs or CIDRs. Defaults to `[\"*\"]`, every address behind the NSGs.",
-				Default:             listdefault.StaticValue(types.ListValueMust(types.StringType, []attr.Value{types.StringValue("*")})),
-				Validators:          []validator.List{listvalidator.SizeAtLeast(1)},
+			"destination_address_prefixes": schema.SetAttribute{
+				Optional:    true,
+				Computed:    true,
+				ElementType: types.StringType,
+				MarkdownDescription: "The protected addresses: the VMs' private IPs or CIDRs, in any order. Defaults to `[\"*\"]`, " +
+					"every address behind the NSGs.",
+				Default:    setdefault.StaticValue(types.SetValueMust(types.StringType, []attr.Value{types.StringValue("*")})),
+				Validators: []validator.Set{setvalidator.SizeAtLeast(1)},
 			},
-			"allowed_source_address_prefixes": schema.ListAttribute{
+			"allowed_source_address_prefixes": schema.SetAttribute{
 				Required:    true,
 				ElementType: types.StringType,
-				MarkdownDescription: "The addresses that may ever be granted access (IPs or CIDRs, IPv4 and IPv6). Azure itself refuses " +
-					"any grant from elsewhere: a guard rule denies every other source. `[\"*\"]` lets any source ask.",
-				Validators: []validator.List{listvalidator.SizeAtLeast(1)},
+				MarkdownDescription: "The addresses that may ever be granted access (IPs or CIDRs, IPv4 and IPv6), in any order. Azure " +
+					"itself refuses any grant from elsewhere: a guard rule denies every other source. `[\"*\"]` lets any source ask.",
+				Validators: []validator.Set{setvalidator.SizeAtLeast(1)},
 			},
-			"ports": schema.ListNestedAttribute{
+			"ports": schema.SetNestedAttribute{
 				Required:            true,
-				MarkdownDescription: "The protected ports, each with its protocol and the longest grant allowed.",
-				Validators:          []validator.List{listvalidator.SizeAtLeast(1)},
+				MarkdownDescription: "The protected ports, in any order, each with its protocol and the longest grant allowed.",
+				Validators:          []validator.Set{setvalidator.SizeAtLeast(1)},
 				NestedObject: schema.NestedAttributeObject{
 					Attributes: map[string]schema.Attribute{
 						"port": schema.Int64Attribute{
@@ -186,6 +192,14 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 				MarkdownDescription: "Fail the plan when a rule outside the policy (for example a pre-existing `Allow 22 from Internet` " +
 					"at a higher precedence) would still let a protected port in. By default it is a warning and listed in `bypassing_rules`.",
 			},
+			"fail_on_standing_access": schema.BoolAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+				MarkdownDescription: "Fail the plan when a rule outside the policy (for example `Allow 22 from` the VPN pool, above the " +
+					"band or inside it) lets allowed sources reach a protected port with no grant. By default it is a warning " +
+					"and listed in `standing_access`.",
+			},
 			"rule_names": schema.ListAttribute{
 				Computed:            true,
 				ElementType:         types.StringType,
@@ -206,9 +220,140 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 					},
 				},
 			},
+			"standing_access": schema.ListNestedAttribute{
+				Computed: true,
+				MarkdownDescription: "Rules outside the policy, above its band or inside it ahead of its deny-all rules, that let " +
+					"allowed sources reach a protected port with no grant: while any is listed, those sources have standing access " +
+					"to the port. A rule already listed in `bypassing_rules` for a port is not repeated here. They are never modified.",
+				NestedObject: schema.NestedAttributeObject{
+					Attributes: map[string]schema.Attribute{
+						"network_security_group_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The NSG holding the rule."},
+						"name":                      schema.StringAttribute{Computed: true, MarkdownDescription: "The rule's name."},
+						"priority":                  schema.Int64Attribute{Computed: true, MarkdownDescription: "The rule's priority."},
+						"port":                      schema.Int64Attribute{Computed: true, MarkdownDescription: "The protected port it lets in."},
+						"protocol":                  schema.StringAttribute{Computed: true, MarkdownDescription: "The protected port's protocol."},
+						"reason":                    schema.StringAttribute{Computed: true, MarkdownDescription: "Which allowed sources it lets in, and ahead of which rule."},
+					},
+				},
+			},
 			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
 		},
 	}
+}
+
+// UpgradeState upgrades states of schema version 0, where destinations,
+// allowed sources and ports were lists: Terraform compared them by position,
+// so a policy imported (read back in canonical order) planned a change
+// against a configuration listing them in another order. The values are
+// the same; only their type changes.
+func (r *policyResource) UpgradeState(ctx context.Context) map[int64]resource.StateUpgrader {
+	v0 := policySchemaV0(ctx)
+	return map[int64]resource.StateUpgrader{
+		0: {PriorSchema: &v0, StateUpgrader: upgradePolicyStateV0},
+	}
+}
+
+// policyModelV0 is the state of schema version 0. Its last two attributes
+// came late in that version: states written before them read as null.
+type policyModelV0 struct {
+	ID                  types.String   `tfsdk:"id"`
+	Name                types.String   `tfsdk:"name"`
+	NSGIDs              types.Set      `tfsdk:"network_security_group_ids"`
+	DestinationPrefixes types.List     `tfsdk:"destination_address_prefixes"`
+	AllowedSources      types.List     `tfsdk:"allowed_source_address_prefixes"`
+	Ports               types.List     `tfsdk:"ports"`
+	Band                types.Object   `tfsdk:"priority_band"`
+	FailOnBypass        types.Bool     `tfsdk:"fail_on_bypass"`
+	RuleNames           types.List     `tfsdk:"rule_names"`
+	BypassingRules      types.List     `tfsdk:"bypassing_rules"`
+	Timeouts            timeouts.Value `tfsdk:"timeouts"`
+	FailOnStanding      types.Bool     `tfsdk:"fail_on_standing_access"`
+	StandingAccess      types.List     `tfsdk:"standing_access"`
+}
+
+// policySchemaV0 is schema version 0, as far as reading a state needs it:
+// the attributes and their types.
+func policySchemaV0(ctx context.Context) schema.Schema {
+	findings := schema.ListNestedAttribute{Computed: true, NestedObject: schema.NestedAttributeObject{
+		Attributes: map[string]schema.Attribute{
+			"network_security_group_id": schema.StringAttribute{Computed: true},
+			"name":                      schema.StringAttribute{Computed: true},
+			"priority":                  schema.Int64Attribute{Computed: true},
+			"port":                      schema.Int64Attribute{Computed: true},
+			"protocol":                  schema.StringAttribute{Computed: true},
+			"reason":                    schema.StringAttribute{Computed: true},
+		},
+	}}
+	return schema.Schema{
+		Attributes: map[string]schema.Attribute{
+			"id":                              schema.StringAttribute{Computed: true},
+			"name":                            schema.StringAttribute{Required: true},
+			"network_security_group_ids":      schema.SetAttribute{Required: true, ElementType: types.StringType},
+			"destination_address_prefixes":    schema.ListAttribute{Optional: true, Computed: true, ElementType: types.StringType},
+			"allowed_source_address_prefixes": schema.ListAttribute{Required: true, ElementType: types.StringType},
+			"ports": schema.ListNestedAttribute{Required: true, NestedObject: schema.NestedAttributeObject{
+				Attributes: map[string]schema.Attribute{
+					"port":         schema.Int64Attribute{Required: true},
+					"protocol":     schema.StringAttribute{Optional: true, Computed: true},
+					"max_duration": schema.StringAttribute{Required: true},
+				},
+			}},
+			"priority_band": schema.SingleNestedAttribute{Optional: true, Computed: true, Attributes: map[string]schema.Attribute{
+				"start": schema.Int64Attribute{Required: true},
+				"end":   schema.Int64Attribute{Required: true},
+			}},
+			"fail_on_bypass":          schema.BoolAttribute{Optional: true, Computed: true},
+			"fail_on_standing_access": schema.BoolAttribute{Optional: true, Computed: true},
+			"rule_names":              schema.ListAttribute{Computed: true, ElementType: types.StringType},
+			"bypassing_rules":         findings,
+			"standing_access":         findings,
+			"timeouts":                timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+// upgradePolicyStateV0 turns the lists of a version 0 state into sets,
+// element for element. A state from before fail_on_standing_access gets
+// its default; standing_access stays null until the next refresh reads it.
+func upgradePolicyStateV0(ctx context.Context, req resource.UpgradeStateRequest, resp *resource.UpgradeStateResponse) {
+	var old policyModelV0
+	resp.Diagnostics.Append(req.State.Get(ctx, &old)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	toSet := func(l types.List, elem attr.Type) types.Set {
+		switch {
+		case l.IsNull():
+			return types.SetNull(elem)
+		case l.IsUnknown():
+			return types.SetUnknown(elem)
+		}
+		v, diags := types.SetValue(elem, l.Elements())
+		resp.Diagnostics.Append(diags...)
+		return v
+	}
+	m := policyModel{
+		ID:                  old.ID,
+		Name:                old.Name,
+		NSGIDs:              old.NSGIDs,
+		DestinationPrefixes: toSet(old.DestinationPrefixes, types.StringType),
+		AllowedSources:      toSet(old.AllowedSources, types.StringType),
+		Ports:               toSet(old.Ports, types.ObjectType{AttrTypes: portAttrTypes}),
+		Band:                old.Band,
+		FailOnBypass:        old.FailOnBypass,
+		FailOnStanding:      old.FailOnStanding,
+		RuleNames:           old.RuleNames,
+		BypassingRules:      old.BypassingRules,
+		StandingAccess:      old.StandingAccess,
+		Timeouts:            old.Timeouts,
+	}
+	if m.FailOnStanding.IsNull() {
+		m.FailOnStanding = types.BoolValue(false)
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
 func (r *policyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
@@ -228,13 +373,14 @@ func (r *policyResource) ValidateConfig(ctx context.Context, req resource.Valida
 		return
 	}
 	if _, err := jit.NewPolicy(in); err != nil {
-		addFieldErrors(&resp.Diagnostics, "Invalid JIT Policy", err)
+		addPolicyErrors(&resp.Diagnostics, err)
 	}
 }
 
 // ModifyPlan checks the policy against what is on its NSGs now — other
 // policies' bands, foreign rules in the band, Azure's limits, rules that
-// would bypass it — so that a problem fails the plan and nothing is written.
+// would bypass it or give allowed sources standing access — so that a
+// problem fails the plan and nothing is written.
 func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if r.data == nil {
 		return
@@ -259,6 +405,11 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	}
 	nsgIDs := setStrings(ctx, plan.NSGIDs, &resp.Diagnostics)
 	creating := req.State.Raw.IsNull()
+	// A plan that leaves the policy and its NSGs as they are writes
+	// nothing, so what would only stop a write (a foreign rule planted in
+	// the band, another policy's band) does not fail it; what the rules
+	// let in is still reported below, as bypasses and standing access.
+	unchanged := !creating && r.sameAsState(ctx, req, p, plan.NSGIDs)
 
 	// On create the id stays unknown until apply: a grant in the same
 	// configuration then waits for the policy to exist before it is checked
@@ -268,7 +419,7 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	}
 	plan.RuleNames = stringList(p.GuardAndDenyNames())
 
-	var bypasses []nsgBypass
+	var bypasses, standing []nsgBypass
 	for _, nsgID := range nsgIDs {
 		rules, err := r.data.rules.ListRules(ctx, nsgID)
 		if err != nil {
@@ -302,14 +453,19 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 					p.Name, nsgID, strings.Join(existing.RuleNames, ", "), policyID(p.Name, nsgIDs)))
 			continue
 		}
-		if err := jit.Conflicts(p, nsgID, rules); err != nil {
-			addFieldErrors(&resp.Diagnostics, "JIT Policy Conflicts With Network Security Group", err)
-		}
-		if !creating {
-			r.checkGrantsFitBand(p, nsgID, view, &resp.Diagnostics)
+		if !unchanged {
+			if err := jit.Conflicts(p, nsgID, rules); err != nil {
+				addFieldErrors(&resp.Diagnostics, "JIT Policy Conflicts With Network Security Group", err)
+			}
+			if !creating {
+				r.checkGrantsFitBand(p, nsgID, view, &resp.Diagnostics)
+			}
 		}
 		for _, b := range p.Bypasses(rules) {
 			bypasses = append(bypasses, nsgBypass{nsgID: nsgID, Bypass: b})
+		}
+		for _, b := range p.StandingAccess(rules) {
+			standing = append(standing, nsgBypass{nsgID: nsgID, Bypass: b})
 		}
 	}
 	if len(bypasses) > 0 {
@@ -321,10 +477,36 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 			resp.Diagnostics.AddWarning(summary, detail)
 		}
 	}
+	if len(standing) > 0 {
+		summary, detail := standingDiagnostic(p.Name, standing)
+		if plan.FailOnStanding.ValueBool() {
+			resp.Diagnostics.AddAttributeError(path.Root("fail_on_standing_access"), summary, detail+
+				"\n\nfail_on_standing_access is true, so nothing was written. Remove or narrow those rules, or set fail_on_standing_access = false.")
+		} else {
+			resp.Diagnostics.AddWarning(summary, detail)
+		}
+	}
 	if resp.Diagnostics.HasError() {
 		return
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+// sameAsState reports whether the planned policy and NSGs are those of the
+// prior state: then nothing is written to any NSG.
+func (r *policyResource) sameAsState(ctx context.Context, req resource.ModifyPlanRequest, p jit.Policy, nsgs types.Set) bool {
+	var state policyModel
+	var diags diag.Diagnostics
+	diags.Append(req.State.Get(ctx, &state)...)
+	if diags.HasError() || state.Ports.IsNull() || !state.NSGIDs.Equal(nsgs) {
+		return false
+	}
+	in, known := policyInput(ctx, state, &diags)
+	if !known || diags.HasError() {
+		return false
+	}
+	old, err := jit.NewPolicy(in)
+	return err == nil && old.Equal(p)
 }
 
 func (r *policyResource) checkGrantsFitBand(p jit.Policy, nsgID string, view jit.NSGView, diags *diag.Diagnostics) {
@@ -410,12 +592,12 @@ func (r *policyResource) checkConflicts(ctx context.Context, p jit.Policy, nsgID
 	return true
 }
 
-// setComputed fills in what an apply computes: the id, the rule names and
-// the bypassing rules found on the NSGs now.
+// setComputed fills in what an apply computes: the id, the rule names, and
+// the bypassing rules and standing access found on the NSGs now.
 func (r *policyResource) setComputed(ctx context.Context, m *policyModel, p jit.Policy, nsgIDs []string, diags *diag.Diagnostics) {
 	m.ID = types.StringValue(policyID(p.Name, nsgIDs))
 	m.RuleNames = stringList(p.GuardAndDenyNames())
-	m.BypassingRules = r.bypassList(ctx, p, nsgIDs, diags)
+	m.BypassingRules, m.StandingAccess = r.findingLists(ctx, p, nsgIDs, diags)
 }
 
 // rollback removes the rules a failed create wrote, so that a failure leaves
@@ -505,11 +687,12 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 		// After an import: everything comes from Azure.
 		setPolicyAttributes(&state, *found)
 		state.FailOnBypass = types.BoolValue(false)
+		state.FailOnStanding = types.BoolValue(false)
 	}
 	state.NSGIDs = stringSet(intact)
 	state.ID = types.StringValue(policyID(name, nsgIDs))
 	state.RuleNames = stringList(found.GuardAndDenyNames())
-	state.BypassingRules = r.bypassList(ctx, *found, intact, &resp.Diagnostics)
+	state.BypassingRules, state.StandingAccess = r.findingLists(ctx, *found, intact, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -787,8 +970,44 @@ func bypassDiagnostic(policy string, bypasses []nsgBypass) (string, string) {
 	return "Protected Ports Are Still Reachable", b.String()
 }
 
-func (r *policyResource) bypassList(ctx context.Context, p jit.Policy, nsgIDs []string, diags *diag.Diagnostics) types.List {
-	var items []attr.Value
+// standingDiagnostic explains rules that give allowed sources access with
+// no grant, naming each rule's priority, sources and ports.
+func standingDiagnostic(policy string, standing []nsgBypass) (string, string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "These rules let allowed sources of policy %q reach ports it protects with no grant, ahead of its deny-all rules, "+
+		"so for those sources the ports are always open:\n", policy)
+	for _, x := range standing {
+		fmt.Fprintf(&b, "  - %s (priority %d) on %s: port %d/%s, sources %s, ports %s: %s\n", x.Rule.Name, x.Rule.Priority, x.nsgID,
+			x.Port.Number, x.Port.Protocol, ruleEntries(x.Rule.SourcePrefixes, x.Rule.UsesApplicationSecurityGroups),
+			ruleEntries(x.Rule.DestinationPorts, false), x.Reason)
+	}
+	b.WriteString("\nThe provider never modifies rules outside the jit- namespace. Remove them, narrow their sources to addresses " +
+		"outside the policy's allowed sources, or move them below the policy's band; access for allowed sources then goes through grants.")
+	return "Allowed Sources Have Standing Access", b.String()
+}
+
+// ruleEntries lists a rule's address or port entries for a message.
+func ruleEntries(entries []string, asg bool) string {
+	if len(entries) == 0 && asg {
+		return "(application security groups)"
+	}
+	return strings.Join(entries, ",")
+}
+
+// findingLists reads each NSG once and returns the bypassing rules and
+// the standing access found there.
+func (r *policyResource) findingLists(ctx context.Context, p jit.Policy, nsgIDs []string, diags *diag.Diagnostics) (bypassing, standing types.List) {
+	var bypasses, standings []attr.Value
+	item := func(nsgID string, b jit.Bypass) attr.Value {
+		return types.ObjectValueMust(bypassAttrTypes, map[string]attr.Value{
+			"network_security_group_id": types.StringValue(nsgID),
+			"name":                      types.StringValue(b.Rule.Name),
+			"priority":                  types.Int64Value(int64(b.Rule.Priority)),
+			"port":                      types.Int64Value(int64(b.Port.Number)),
+			"protocol":                  types.StringValue(string(b.Port.Protocol)),
+			"reason":                    types.StringValue(b.Reason),
+		})
+	}
 	for _, nsgID := range nsgIDs {
 		rules, err := r.data.rules.ListRules(ctx, nsgID)
 		if err != nil {
@@ -796,17 +1015,39 @@ func (r *policyResource) bypassList(ctx context.Context, p jit.Policy, nsgIDs []
 			continue
 		}
 		for _, b := range p.Bypasses(rules) {
-			items = append(items, types.ObjectValueMust(bypassAttrTypes, map[string]attr.Value{
-				"network_security_group_id": types.StringValue(nsgID),
-				"name":                      types.StringValue(b.Rule.Name),
-				"priority":                  types.Int64Value(int64(b.Rule.Priority)),
-				"port":                      types.Int64Value(int64(b.Port.Number)),
-				"protocol":                  types.StringValue(string(b.Port.Protocol)),
-				"reason":                    types.StringValue(b.Reason),
-			}))
+			bypasses = append(bypasses, item(nsgID, b))
+		}
+		for _, b := range p.StandingAccess(rules) {
+			standings = append(standings, item(nsgID, b))
 		}
 	}
-	return types.ListValueMust(types.ObjectType{AttrTypes: bypassAttrTypes}, nonNilValues(items))
+	objects := types.ObjectType{AttrTypes: bypassAttrTypes}
+	return types.ListValueMust(objects, nonNilValues(bypasses)), types.ListValueMust(objects, nonNilValues(standings))
+}
+
+// addPolicyErrors reports the policy's validation errors (Invalid JIT
+// Policy) like addFieldErrors, except that an error about one element of a set
+// (allowed_source_address_prefixes[1], ports[0].port) points at the whole
+// attribute: a set's elements have no position in the configuration, and
+// Terraform would otherwise underline whichever element sits at that index
+// in the file. The message still names the value.
+func addPolicyErrors(diags *diag.Diagnostics, err error) {
+	const summary = "Invalid JIT Policy"
+	for _, problem := range unjoin(err) {
+		var fe *jit.FieldError
+		if errors.As(problem, &fe) {
+			if p, ok := attributePath(fe.Path); ok {
+				root, _, _ := strings.Cut(fe.Path, "[")
+				switch root {
+				case "allowed_source_address_prefixes", "destination_address_prefixes", "ports":
+					p = path.Root(root)
+				}
+				diags.AddAttributeError(p, summary, fe.Path+": "+fe.Message)
+				continue
+			}
+		}
+		diags.AddError(summary, problem.Error())
+	}
 }
 
 // policyFromModel builds the domain policy from a known plan.
@@ -818,7 +1059,7 @@ func (r *policyResource) policyFromModel(ctx context.Context, m policyModel, dia
 	}
 	p, err := jit.NewPolicy(in)
 	if err != nil {
-		addFieldErrors(diags, "Invalid JIT Policy", err)
+		addPolicyErrors(diags, err)
 		return jit.Policy{}, nil
 	}
 	return p, setStrings(ctx, m.NSGIDs, diags)
@@ -869,8 +1110,8 @@ func policyInput(ctx context.Context, m policyModel, diags *diag.Diagnostics) (j
 // setPolicyAttributes writes a policy read from Azure into the model.
 func setPolicyAttributes(m *policyModel, p jit.Policy) {
 	m.Name = types.StringValue(p.Name)
-	m.DestinationPrefixes = stringList(p.DestinationPrefixes)
-	m.AllowedSources = stringList(p.AllowedSources)
+	m.DestinationPrefixes = stringSet(p.DestinationPrefixes)
+	m.AllowedSources = stringSet(p.AllowedSources)
 	ports := make([]attr.Value, 0, len(p.Ports))
 	for _, port := range p.Ports {
 		ports = append(ports, types.ObjectValueMust(portAttrTypes, map[string]attr.Value{
@@ -879,7 +1120,7 @@ func setPolicyAttributes(m *policyModel, p jit.Policy) {
 			"max_duration": types.StringValue(formatDuration(port.MaxDuration)),
 		}))
 	}
-	m.Ports = types.ListValueMust(types.ObjectType{AttrTypes: portAttrTypes}, ports)
+	m.Ports = types.SetValueMust(types.ObjectType{AttrTypes: portAttrTypes}, ports)
 	m.Band = types.ObjectValueMust(bandAttrTypes, map[string]attr.Value{
 		"start": types.Int64Value(int64(p.Band.Start)), "end": types.Int64Value(int64(p.Band.End)),
 	})

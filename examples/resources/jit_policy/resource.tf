@@ -29,8 +29,16 @@ resource "jit_policy" "web_admin" {
   # Fail the plan if a pre-existing rule (say "Allow 22 from Internet" at
   # priority 90) would keep a protected port open.
   fail_on_bypass = true
+
+  # Fail the plan if a rule outside the policy (say "Allow 22 from" the VPN
+  # range) lets allowed sources in with no grant.
+  fail_on_standing_access = true
 }
 
 output "not_really_closed" {
   value = jit_policy.web_admin.bypassing_rules
+}
+
+output "open_without_a_grant" {
+  value = jit_policy.web_admin.standing_access
 }
