@@ -415,7 +415,7 @@ func (d *Daemon) restorePolicy(ctx context.Context, nsgID string, r Restore) (in
 		case errors.Is(err, jit.ErrNothingMissing):
 			return jit.SecurityRule{}, errRestoreUnneeded
 		case err != nil:
-			return jit.SecurityRule{}, fmt.Errorf("%w: %v", errRestoreStale, err)
+			return jit.SecurityRule{}, fmt.Errorf("%w: %w", errRestoreStale, err)
 		case !again.Policy.Equal(r.Policy):
 			return jit.SecurityRule{}, fmt.Errorf("%w: the policy's remaining rules are now those of another version of it", errRestoreStale)
 		case !slices.Equal(ruleNames(again.Missing), names):

@@ -702,12 +702,12 @@ func TestRunReportsAVanishedPolicyOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		web := testPolicy(t, "web", 100)
 		az := newFakeAzure()
-		az.put("nsg-a", web.Rules()...)
+		az.put("nsg-b", web.Rules()...)
 		d, rec := newTestDaemon(t, az, Options{Interval: time.Hour})
 		stop := startRun(t, d)
 		defer stop()
 		synctest.Wait()
-		az.remove("nsg-a", web.GuardAndDenyNames()...)
+		az.remove("nsg-b", web.GuardAndDenyNames()...)
 		time.Sleep(5 * time.Minute)
 		synctest.Wait()
 		var got []string
@@ -730,7 +730,7 @@ func TestPassReportsStandingAccess(t *testing.T) {
 	az := newFakeAzure()
 	vpn := jit.SecurityRule{Name: "vpn-ssh", Priority: 150, Direction: jit.Inbound, Access: jit.Allow, Protocol: jit.ProtocolTCP,
 		SourcePrefixes: []string{"203.0.113.0/25"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"22"}}
-	az.put("nsg-a", append(web.Rules(), vpn)...)
+	az.put("nsg-b", append(web.Rules(), vpn)...)
 	d, rec := newTestDaemon(t, az, Options{})
 	for range 2 {
 		if sum := d.Pass(t.Context()); sum.Err() != nil {
@@ -825,20 +825,20 @@ func TestRunRestoreDoesNotMixPolicyVersions(t *testing.T) {
 			t.Fatal(err)
 		}
 		az := newFakeAzure()
-		az.put("nsg-a", two.Rules()...)
+		az.put("nsg-b", two.Rules()...)
 		d, _ := newTestDaemon(t, az, Options{Interval: time.Hour, RetryDelay: 10 * time.Second})
 		stop := startRun(t, d)
 		defer stop()
 		synctest.Wait()
 
-		az.remove("nsg-a", "jit-web-guard-udp")
+		az.remove("nsg-b", "jit-web-guard-udp")
 		first := true
 		az.mu.Lock()
 		az.beforeWrite = func() {
 			if first {
 				first = false
 				az.mu.Lock()
-				az.nsgs["nsg-a"] = slices.DeleteFunc(longer.Rules(), func(r jit.SecurityRule) bool { return r.Name == "jit-web-guard-udp" })
+				az.nsgs["nsg-b"] = slices.DeleteFunc(longer.Rules(), func(r jit.SecurityRule) bool { return r.Name == "jit-web-guard-udp" })
 				az.mu.Unlock()
 			}
 		}
@@ -850,7 +850,7 @@ func TestRunRestoreDoesNotMixPolicyVersions(t *testing.T) {
 		}
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
-		dp := jit.ReadNSG(az.rulesOf("nsg-a")).Policies["web"]
+		dp := jit.ReadNSG(az.rulesOf("nsg-b")).Policies["web"]
 		if dp.Problem != "" || !dp.Policy.Equal(longer) {
 			t.Errorf("policy after the retry = %+v, problem %q; want the new version restored", dp.Policy, dp.Problem)
 		}

@@ -353,7 +353,7 @@ func TestPlanNSGRestores(t *testing.T) {
 			if tc.detail != "" && (len(plan.Findings) == 0 || !strings.Contains(plan.Findings[0].Detail, tc.detail)) {
 				t.Errorf("findings %+v, want the first to say %q", plan.Findings, tc.detail)
 			}
-			if got := sortedKeys(plan.LastSeen); !slices.Equal(got, tc.lastSeen) && !(len(got) == 0 && len(tc.lastSeen) == 0) {
+			if got := sortedKeys(plan.LastSeen); !slices.Equal(got, tc.lastSeen) && (len(got) != 0 || len(tc.lastSeen) != 0) {
 				t.Errorf("last seen afterwards = %q, want %q", got, tc.lastSeen)
 			}
 		})

@@ -111,7 +111,7 @@ func PlanRestore(name string, rules []SecurityRule, lastSeen *Policy) (Restorati
 		p, err := reconstructPolicy(name, present, names, descs)
 		if err != nil {
 			if lastErr != nil {
-				return Restoration{}, fmt.Errorf("the remaining rules are not those of the policy last seen intact (%v), and %w", lastErr, err)
+				return Restoration{}, fmt.Errorf("the remaining rules are not those of the policy last seen intact (%w), and %w", lastErr, err)
 			}
 			return Restoration{}, err
 		}
