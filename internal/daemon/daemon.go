@@ -539,8 +539,15 @@ func (d *Daemon) end(ctx context.Context, nsgID string, c Close) error {
 		return rec, nil
 	}})
 	_, err := d.rules.ApplyRuleChanges(ctx, nsgID, changes)
-	if errors.Is(err, azure.ErrNotFound) {
+	switch {
+	case errors.Is(err, azure.ErrNotFound):
 		return nil
+	case errors.Is(err, azure.ErrForbidden) && errors.Is(err, azure.ErrNotWritten):
+		// A role without networkSecurityGroups/write still closes: the
+		// rule goes, without its record.
+		d.log.Warn("no permission to write the NSG: closing the grant without keeping its record",
+			"nsg_id", nsgID, "rule", c.Rule.Name, "error", err)
+		return d.rules.DeleteRule(ctx, nsgID, c.Rule.Name)
 	}
 	return err
 }

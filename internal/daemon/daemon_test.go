@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -855,4 +856,20 @@ func TestRunRestoreDoesNotMixPolicyVersions(t *testing.T) {
 			t.Errorf("policy after the retry = %+v, problem %q; want the new version restored", dp.Policy, dp.Problem)
 		}
 	})
+}
+
+// A role without networkSecurityGroups/write still closes grants: the NSG
+// write that would keep the record is refused, and the rule is deleted.
+func TestPassClosesWithoutWritePermission(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	az := newFakeAzure()
+	az.put("nsg-a", append(web.Rules(), grantRule(t, web, "g1", time.Now().Add(-time.Minute).Truncate(time.Second)))...)
+	az.writeErr = fmt.Errorf("%w: %w", azure.ErrNotWritten, &azure.Error{Kind: azure.KindForbidden, Op: "write", ResourceID: "nsg-a"})
+	d, _ := newTestDaemon(t, az, Options{})
+	if sum := d.Pass(t.Context()); sum.Err() != nil || sum.Closed != 1 {
+		t.Fatalf("pass: %+v", sum)
+	}
+	if view := jit.ReadNSG(az.rulesOf("nsg-a")); len(view.Grants) != 0 {
+		t.Fatalf("grant still open: %v", view.Grants)
+	}
 }

@@ -158,13 +158,7 @@ resource "terraform_data" "nsg_b" {
 func TestAccGrant_sameRequestIsRecognised(t *testing.T) {
 	env := acctest.New(t, azuresim.Options{})
 	nsgID := env.CreateNSG("nsg-web")
-	policy, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{vm},
-		AllowedSources: []string{"203.0.113.0/24"}, BandStart: 100, BandEnd: 199,
-		Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "3h"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.PutRules(nsgID, policy.Rules()...)
+	sshPolicyOn(t, env, nsgID)
 	clock := newTestClock()
 	const src = "203.0.113.7"
 	block := func(name, justification string) string {
@@ -299,12 +293,7 @@ func (compareEqual) CompareValues(values ...any) error {
 func TestAccGrant_importedActiveGrantAppliesWithoutClosing(t *testing.T) {
 	env := acctest.New(t, azuresim.Options{})
 	nsgID := env.CreateNSG("nsg-web")
-	policy, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{vm},
-		AllowedSources: []string{"203.0.113.0/24"}, BandStart: 100, BandEnd: 199,
-		Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "3h"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	policy := sshPolicyOn(t, env, nsgID)
 	clock := newTestClock()
 	const src = "203.0.113.7"
 	spec, err := policy.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: src, Duration: "1h", Requester: "alice@example.com"})
@@ -312,7 +301,7 @@ func TestAccGrant_importedActiveGrantAppliesWithoutClosing(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := jit.GrantRequest{Policy: "web", Spec: spec, Justification: "INC-1"}.ID()
-	env.PutRules(nsgID, append(policy.Rules(), policy.GrantRule(id, spec, clock.Now().Add(time.Hour), 106))...)
+	env.PutRules(nsgID, policy.GrantRule(id, spec, clock.Now().Add(time.Hour), 106))
 	policyID := "web@" + nsgID
 	config := env.ProviderBlock() + fmt.Sprintf(`
 resource "jit_access_grant" "a" {
@@ -360,13 +349,7 @@ resource "jit_access_grant" "a" {
 func TestAccGrant_timedOutCreateLeavesNothingOpen(t *testing.T) {
 	env := acctest.New(t, azuresim.Options{})
 	nsgID := env.CreateNSG("nsg-web")
-	policy, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{vm},
-		AllowedSources: []string{"203.0.113.0/24"}, BandStart: 100, BandEnd: 199,
-		Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "3h"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.PutRules(nsgID, policy.Rules()...)
+	sshPolicyOn(t, env, nsgID)
 	sources := []string{"203.0.113.7", "203.0.113.8", "203.0.113.9"}
 	var blocks, flows = "", []acctest.Flow{}
 	for i, src := range sources {
@@ -411,6 +394,20 @@ resource "jit_access_grant" "g%d" {
 			},
 		},
 	})
+}
+
+// sshPolicyOn writes policy "web" (port 22 of vm for 203.0.113.0/24, up
+// to 3h, band 100–199) on an NSG, as the platform team's workspace would.
+func sshPolicyOn(t *testing.T, env *acctest.Env, nsgID string) jit.Policy {
+	t.Helper()
+	policy, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{vm},
+		AllowedSources: []string{"203.0.113.0/24"}, BandStart: 100, BandEnd: 199,
+		Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "3h"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.PutRules(nsgID, policy.Rules()...)
+	return policy
 }
 
 // endGrantAsJitd ends the grant rule letting source in on one NSG, as jitd

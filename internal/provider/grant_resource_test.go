@@ -395,13 +395,7 @@ func distinctGrantPriorities(env *acctest.Env, nsgID string, want int) statechec
 func TestAccGrant_twoWorkspacesRaceForTheBand(t *testing.T) {
 	env := acctest.New(t, azuresim.Options{WriteLatency: 20 * time.Millisecond})
 	nsgID := env.CreateNSG("nsg-web")
-	policy, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{vm},
-		AllowedSources: []string{"203.0.113.0/24"}, BandStart: 100, BandEnd: 199,
-		Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "3h"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.PutRules(nsgID, policy.Rules()...)
+	sshPolicyOn(t, env, nsgID)
 	before := env.Snapshot(nsgID)
 
 	workspace := func(t *testing.T, first int) {
