@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 )
 
 // ErrQueueFull is returned by Webhook.Emit when the event was dropped
@@ -33,6 +35,52 @@ type WebhookOptions struct {
 	// OnError is told about every event given up on (attempts exhausted or
 	// refused). It is called from the delivery goroutine.
 	OnError func(error)
+	// Format is the chat markup the "text" is escaped for. Default
+	// FormatAuto: chosen from the URL's host.
+	Format Format
+}
+
+// Format is the chat markup of a webhook's "text". Every value in the text
+// that the product did not write itself (rule, policy and NSG names,
+// requester, source, ports, reasons with rule descriptions or Azure's
+// messages) is escaped for it, so that nobody who can write a rule
+// description or a grant request can make the webhook mention a channel
+// or post a disguised link.
+type Format int
+
+const (
+	// FormatAuto is FormatSlack for Slack's hosts, FormatTeams for
+	// Microsoft's webhook hosts (Office 365 connectors, Power Automate
+	// workflows), and FormatAny for any other host, which may relay to
+	// either.
+	FormatAuto Format = iota
+	// FormatSlack escapes for Slack mrkdwn, and asks Slack not to format,
+	// link or unfurl the text at all (mrkdwn, parse, link_names and
+	// unfurl_* fields).
+	FormatSlack
+	// FormatTeams escapes for Teams markdown (connector cards and Adaptive
+	// Cards).
+	FormatTeams
+	// FormatAny escapes for both at once: inert in either, at the cost of
+	// backslashes Slack shows.
+	FormatAny
+)
+
+// formatFor is FormatAuto resolved for a webhook host.
+func formatFor(host string) Format {
+	host = strings.ToLower(host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	has := func(domain string) bool { return host == domain || strings.HasSuffix(host, "."+domain) }
+	switch {
+	case has("slack.com"):
+		return FormatSlack
+	case has("webhook.office.com"), has("outlook.office.com"), has("outlook.office365.com"),
+		has("logic.azure.com"), has("api.powerplatform.com"):
+		return FormatTeams
+	}
+	return FormatAny
 }
 
 // Webhook POSTs each event as a JSON object to a URL: the event's own
@@ -47,6 +95,7 @@ type WebhookOptions struct {
 type Webhook struct {
 	url      string
 	host     string
+	format   Format
 	client   *http.Client
 	opts     WebhookOptions
 	queue    chan Event
@@ -81,8 +130,12 @@ func NewWebhook(rawURL string, o WebhookOptions) (*Webhook, error) {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = time.Minute
 	}
+	format := o.Format
+	if format == FormatAuto {
+		format = formatFor(u.Host)
+	}
 	w := &Webhook{
-		url: rawURL, host: u.Host, client: o.Client, opts: o,
+		url: rawURL, host: u.Host, format: format, client: o.Client, opts: o,
 		queue: make(chan Event, o.QueueSize), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	go w.deliverAll()
@@ -135,7 +188,7 @@ func (w *Webhook) deliverAll() {
 // deliver POSTs one event, retrying transient failures (connection
 // errors, 408, 429, 5xx) with backoff.
 func (w *Webhook) deliver(e Event) error {
-	body, err := webhookBody(e)
+	body, err := webhookBody(e, w.format)
 	if err != nil {
 		return err
 	}
@@ -216,8 +269,10 @@ func parseRetryAfter(v string) time.Duration {
 	return 0
 }
 
-// webhookBody is the event's JSON object with a "text" field added.
-func webhookBody(e Event) ([]byte, error) {
+// webhookBody is the event's JSON object with a "text" field added, the
+// event summarised and escaped for the chat's markup. The event's own
+// fields stay as they are: they are data, not markup.
+func webhookBody(e Event, f Format) ([]byte, error) {
 	line, err := Marshal(e)
 	if err != nil {
 		return nil, err
@@ -226,7 +281,16 @@ func webhookBody(e Event) ([]byte, error) {
 	if err := json.Unmarshal(line, &obj); err != nil {
 		return nil, fmt.Errorf("encode webhook body: %w", err)
 	}
-	obj["text"] = Text(e)
+	obj["text"] = ChatText(e, f)
+	if f != FormatTeams {
+		// Slack: show the text as it is, link and mention nothing, preview
+		// no link. Other receivers ignore these fields.
+		obj["mrkdwn"] = false
+		obj["parse"] = "none"
+		obj["link_names"] = false
+		obj["unfurl_links"] = false
+		obj["unfurl_media"] = false
+	}
 	b, err := json.Marshal(obj)
 	if err != nil {
 		return nil, fmt.Errorf("encode webhook body: %w", err)
@@ -234,10 +298,66 @@ func webhookBody(e Event) ([]byte, error) {
 	return b, nil
 }
 
-// Text is a one-line, human-readable summary of an event, for chat.
-func Text(e Event) string {
+// Text is a one-line, human-readable summary of an event, unescaped: for
+// plain-text destinations only. Chat gets ChatText.
+func Text(e Event) string { return summary(e, oneLine) }
+
+// ChatText is Text with every value escaped for the chat markup f
+// (FormatAuto is taken as FormatAny). Teams' escapes are inert in Slack
+// too (it decodes the same three entities, and shows backslashes as they
+// are), so FormatAny uses them.
+func ChatText(e Event, f Format) string {
+	if f == FormatSlack {
+		return summary(e, EscapeSlack)
+	}
+	return summary(e, EscapeTeams)
+}
+
+// oneLine replaces line breaks and other control characters with spaces:
+// a value must not start a new line, where markup reads headings, quotes
+// and lists.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == '\u0085' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// EscapeSlack makes untrusted text inert in Slack mrkdwn. &, < and > are
+// Slack's control characters: every mention (<!channel>, <!here>, <@U…>)
+// and every link with a label of its own (<https://…|click>) is written
+// with them, so as entities (which Slack shows as the characters) none of
+// those forms remains. Emphasis and code marks need no escape: the webhook
+// body turns mrkdwn off (and Slack has no escape for them).
+func EscapeSlack(s string) string { return slackEscaper.Replace(oneLine(s)) }
+
+// teamsEscaper escapes what Teams markdown reads as markup: HTML's &, <
+// and > as entities, and markdown's emphasis, code, link, image, heading
+// and table punctuation with a backslash (CommonMark escapes, which render
+// as the character alone). A backslash itself is escaped first.
+var teamsEscaper = strings.NewReplacer(
+	"&", "&amp;", "<", "&lt;", ">", "&gt;",
+	`\`, `\\`, "`", "\\`", "*", `\*`, "_", `\_`, "~", `\~`,
+	"[", `\[`, "]", `\]`, "(", `\(`, ")", `\)`, "#", `\#`, "!", `\!`, "|", `\|`,
+	// A zero-width space after the scheme's colon keeps a URL from being
+	// made a link.
+	"://", ":\u200b//",
+)
+
+// EscapeTeams makes untrusted text inert in Teams markdown: no HTML, no
+// emphasis or code, no [label](link) or image, no heading, and no bare URL
+// that is turned into a link.
+func EscapeTeams(s string) string { return teamsEscaper.Replace(oneLine(s)) }
+
+// summary writes the one-line summary of an event, every value passed
+// through esc.
+func summary(e Event, esc func(string) string) string {
 	var b strings.Builder
-	b.WriteString(e.Actor)
+	b.WriteString(esc(e.Actor))
 	switch e.Action {
 	case ActionOpen:
 		b.WriteString(" opened")
@@ -250,44 +370,48 @@ func Text(e Event) string {
 	case ActionFind:
 		b.WriteString(" found")
 		if e.Kind != "" {
-			b.WriteString(" " + strings.ReplaceAll(e.Kind, "_", " "))
+			b.WriteString(" " + esc(strings.ReplaceAll(e.Kind, "_", " ")))
 		}
 	default:
-		b.WriteString(" " + string(e.Action))
+		b.WriteString(" " + esc(string(e.Action)))
 	}
 	switch {
 	case e.GrantID != "":
-		fmt.Fprintf(&b, " grant %s", e.GrantID)
+		fmt.Fprintf(&b, " grant %s", esc(e.GrantID))
 		if e.Policy != "" {
-			fmt.Fprintf(&b, " of policy %s", e.Policy)
+			fmt.Fprintf(&b, " of policy %s", esc(e.Policy))
 		}
 	case e.Policy != "" && e.Action == ActionFind:
-		fmt.Fprintf(&b, " on policy %s", e.Policy)
+		fmt.Fprintf(&b, " on policy %s", esc(e.Policy))
 	}
 	if e.RuleName != "" {
-		fmt.Fprintf(&b, " (rule %s)", e.RuleName)
+		fmt.Fprintf(&b, " (rule %s)", esc(e.RuleName))
 	}
 	if len(e.NSGIDs) > 0 {
 		names := make([]string, len(e.NSGIDs))
 		for i, id := range e.NSGIDs {
-			names[i] = id[strings.LastIndex(id, "/")+1:]
+			names[i] = esc(id[strings.LastIndex(id, "/")+1:])
 		}
 		fmt.Fprintf(&b, " on NSG %s", strings.Join(names, ", "))
 	}
 	if e.Requester != "" {
-		fmt.Fprintf(&b, " for %s", e.Requester)
+		fmt.Fprintf(&b, " for %s", esc(e.Requester))
 	}
 	if len(e.Ports) > 0 {
-		fmt.Fprintf(&b, ", ports %s", strings.Join(e.Ports, " "))
+		ports := make([]string, len(e.Ports))
+		for i, p := range e.Ports {
+			ports[i] = esc(p)
+		}
+		fmt.Fprintf(&b, ", ports %s", strings.Join(ports, " "))
 	}
 	if e.Source != "" {
-		fmt.Fprintf(&b, " from %s", e.Source)
+		fmt.Fprintf(&b, " from %s", esc(e.Source))
 	}
 	if e.Reason != "" {
-		fmt.Fprintf(&b, ": %s", e.Reason)
+		fmt.Fprintf(&b, ": %s", esc(e.Reason))
 	}
 	if e.Result != "" && e.Result != ResultSuccess {
-		fmt.Fprintf(&b, " [%s]", e.Result)
+		fmt.Fprintf(&b, " [%s]", esc(string(e.Result)))
 	}
 	return b.String()
 }

@@ -223,3 +223,197 @@ func TestTextOfAFinding(t *testing.T) {
 		t.Errorf("Text = %q, want %q", got, want)
 	}
 }
+
+// hostile is text anyone who can write a rule description or a grant
+// request controls: Slack mentions and labelled links, markdown links,
+// emphasis, code, HTML and a line break starting a heading.
+const hostile = "<!channel> <!here> <@U024BE7LH> <https://evil.example|renew your access> " +
+	"[click](https://evil.example) ![img](https://evil.example/x.png) *bold* _it_ ~gone~ `code` " +
+	"<a href=\"https://evil.example\">x</a> &lt;!channel&gt;\n# heading https://evil.example/login"
+
+func hostileEvent() Event {
+	return Event{Action: ActionFind, Actor: "jitd", Kind: "standing_access", Policy: "web-ssh",
+		RuleName: "allow-vpn <!channel>", Requester: "[boss](https://evil.example)",
+		NSGIDs: []string{"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/web-nsg"},
+		Ports:  []string{"22/Tcp"}, Source: "10.8.0.0/16", Reason: "rule description: " + hostile, Result: ResultSuccess}
+}
+
+// inertForSlack checks that text holds no Slack control sequence and no
+// line break: every & starts one of the three entities Slack decodes.
+func inertForSlack(t *testing.T, text string) {
+	t.Helper()
+	if strings.ContainsAny(text, "<>\n\r") {
+		t.Errorf("Slack text holds <, > or a line break: %q", text)
+	}
+	for i := strings.IndexByte(text, '&'); i >= 0; i = nextByte(text, '&', i) {
+		rest := text[i:]
+		if !strings.HasPrefix(rest, "&amp;") && !strings.HasPrefix(rest, "&lt;") && !strings.HasPrefix(rest, "&gt;") {
+			t.Errorf("Slack text holds a bare &: %q", rest)
+		}
+	}
+}
+
+// inertForTeams checks that text holds no HTML, no line break, no URL
+// scheme separator and no markdown punctuation that is not escaped, but
+// for the characters in ours (the summary's own parentheses).
+func inertForTeams(t *testing.T, text, ours string) {
+	t.Helper()
+	inertForSlack(t, text) // the same three entities, no tags
+	if strings.Contains(text, "://") {
+		t.Errorf("Teams text holds a linkable URL: %q", text)
+	}
+	for i := 0; i < len(text); i++ {
+		switch c := text[i]; {
+		case c == '\\':
+			if i+1 >= len(text) || !strings.ContainsRune(teamsMarkup, rune(text[i+1])) {
+				t.Errorf("Teams text holds a stray backslash at %d: %q", i, text)
+			}
+			i++ // the escaped character
+		case strings.ContainsRune(teamsMarkup, rune(c)) && !strings.ContainsRune(ours, rune(c)):
+			t.Errorf("Teams text holds unescaped %q at %d: %q", c, i, text)
+		}
+	}
+}
+
+// teamsMarkup is the punctuation EscapeTeams escapes with a backslash.
+const teamsMarkup = "\\`*_~[]()#!|"
+
+func nextByte(s string, c byte, after int) int {
+	if j := strings.IndexByte(s[after+1:], c); j >= 0 {
+		return after + 1 + j
+	}
+	return -1
+}
+
+func TestEscapeSlack(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"alice@example.com", "alice@example.com"},
+		{"jit-web_ssh-g-a1b2", "jit-web_ssh-g-a1b2"},
+		{"<!channel>", "&lt;!channel&gt;"},
+		{"<@U024BE7LH> hi", "&lt;@U024BE7LH&gt; hi"},
+		{"<https://evil.example|click>", "&lt;https://evil.example|click&gt;"},
+		{"a & b", "a &amp; b"},
+		{"&lt;!here&gt;", "&amp;lt;!here&amp;gt;"},
+		{"line\nbreak\r\u2028x", "line break  x"},
+	}
+	for _, tt := range tests {
+		if got := EscapeSlack(tt.in); got != tt.want {
+			t.Errorf("EscapeSlack(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestEscapeTeams(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"alice@example.com", "alice@example.com"},
+		{"22/Tcp from 10.8.0.0/16", "22/Tcp from 10.8.0.0/16"},
+		{"jit-web_ssh", `jit-web\_ssh`},
+		{"[click](https://evil.example)", "\\[click\\]\\(https:\u200b//evil.example\\)"},
+		{"![x](y)", `\!\[x\]\(y\)`},
+		{"*bold* `code` ~s~", "\\*bold\\* \\`code\\` \\~s\\~"},
+		{`<a href="x">`, `&lt;a href="x"&gt;`},
+		{`a\*b`, `a\\\*b`},
+		{"x\n# heading", `x \# heading`},
+		{"| a | b |", `\| a \| b \|`},
+	}
+	for _, tt := range tests {
+		if got := EscapeTeams(tt.in); got != tt.want {
+			t.Errorf("EscapeTeams(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// The text a webhook posts shows untrusted values but no markup of theirs,
+// in every format; the event's own fields keep the values as they are.
+func TestWebhookTextIsInert(t *testing.T) {
+	for name, format := range map[string]Format{"slack": FormatSlack, "teams": FormatTeams, "any": FormatAuto} {
+		t.Run(name, func(t *testing.T) {
+			srv := newHookServer(t, http.StatusOK)
+			var errs errorLog
+			o := fastOptions(&errs)
+			o.Format = format
+			w, err := NewWebhook(srv.URL, o) // a local host: FormatAuto is FormatAny
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := hostileEvent()
+			if err := w.Emit(context.Background(), e); err != nil {
+				t.Fatal(err)
+			}
+			closeWebhook(t, w)
+			bodies := srv.received()
+			if len(bodies) != 1 {
+				t.Fatalf("%d bodies, want 1", len(bodies))
+			}
+			body := bodies[0]
+			text, _ := body["text"].(string)
+			t.Log(text)
+			bad := []string{"<!channel>", "<!here>", "<@U", "<https", "<a ", "\n"}
+			if format != FormatSlack {
+				// Slack shows these as they are: the body turns mrkdwn off,
+				// and a [label](link) is no link in Slack.
+				bad = append(bad, "](", "*bold*", "`code`", "https://")
+			}
+			for _, b := range bad {
+				if strings.Contains(text, b) {
+					t.Errorf("text holds %q: %q", b, text)
+				}
+			}
+			if format == FormatSlack {
+				inertForSlack(t, text)
+				if !strings.Contains(text, "&lt;!channel&gt;") || body["mrkdwn"] != false || body["parse"] != "none" ||
+					body["link_names"] != false || body["unfurl_links"] != false {
+					t.Errorf("Slack body does not show the mention as text or turn formatting off: %v", body)
+				}
+			} else {
+				inertForTeams(t, text, "()")
+			}
+			if body["reason"] != e.Reason || body["requester"] != e.Requester || body["rule_name"] != e.RuleName {
+				t.Errorf("the event's fields changed: %v", body)
+			}
+		})
+	}
+}
+
+func TestWebhookFormatFromHost(t *testing.T) {
+	tests := map[string]Format{
+		"hooks.slack.com":                            FormatSlack,
+		"HOOKS.SLACK.COM:443":                        FormatSlack,
+		"contoso.webhook.office.com":                 FormatTeams,
+		"outlook.office.com":                         FormatTeams,
+		"prod-12.westeurope.logic.azure.com:443":     FormatTeams,
+		"default1.environment.api.powerplatform.com": FormatTeams,
+		"slack.com.evil.example":                     FormatAny,
+		"hooks.example.com":                          FormatAny,
+		"127.0.0.1:8080":                             FormatAny,
+	}
+	for host, want := range tests {
+		if got := formatFor(host); got != want {
+			t.Errorf("formatFor(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+func FuzzEscapeSlack(f *testing.F) {
+	for _, s := range []string{hostile, "<!channel>", "&amp;<", "a\nb", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := EscapeSlack(s)
+		inertForSlack(t, got)
+		// Nothing is lost: Slack's decoding gives back the one-line input.
+		back := strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(got)
+		if back != oneLine(s) {
+			t.Errorf("EscapeSlack(%q) = %q decodes to %q", s, got, back)
+		}
+	})
+}
+
+func FuzzEscapeTeams(f *testing.F) {
+	for _, s := range []string{hostile, "[a](b)", `\\*`, "http://x", ":/", "a\nb", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		inertForTeams(t, EscapeTeams(s), "")
+	})
+}

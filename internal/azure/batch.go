@@ -30,6 +30,11 @@ import (
 // concurrent writer elsewhere makes the ETag stale; the write then fails
 // with 412 and the batch is read and applied again, so no update is lost.
 //
+// A caller may give up (its context ends) while its changes wait in a
+// batch. Nothing is then written on its behalf that it does not hear of:
+// changes that no write carries yet are withdrawn, and a caller whose
+// changes a write already carries waits for that write's outcome.
+//
 // The NSG is read and written as raw JSON, not through the SDK's model, so
 // that every property this project does not know (tags, flow logs, new
 // properties of newer api-versions) is written back exactly as it was read.
