@@ -367,6 +367,10 @@ func summary(e Event, esc func(string) string) string {
 		b.WriteString(" refused")
 	case ActionDrift:
 		b.WriteString(" found drift on")
+	case ActionAdopt:
+		b.WriteString(" took over")
+	case ActionRestore:
+		b.WriteString(" restored")
 	case ActionFind:
 		b.WriteString(" found")
 		if e.Kind != "" {

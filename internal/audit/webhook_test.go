@@ -417,3 +417,15 @@ func FuzzEscapeTeams(f *testing.F) {
 		inertForTeams(t, EscapeTeams(s), "")
 	})
 }
+
+func TestTextOfAnAdoptionAndARestore(t *testing.T) {
+	adopt := Event{Action: ActionAdopt, Actor: "terraform-provider-jit", GrantID: "k3j9x0p2ab", Policy: "web-ssh",
+		Result: ResultSuccess, Reason: "already open"}
+	if got := Text(adopt); !strings.HasPrefix(got, "terraform-provider-jit took over grant k3j9x0p2ab of policy web-ssh") {
+		t.Errorf("Text = %q", got)
+	}
+	restore := Event{Action: ActionRestore, Actor: "jitd", Policy: "web-ssh", RuleName: "jit-web-ssh-deny-tcp", Result: ResultSuccess}
+	if got := Text(restore); !strings.HasPrefix(got, "jitd restored") || !strings.Contains(got, "jit-web-ssh-deny-tcp") {
+		t.Errorf("Text = %q", got)
+	}
+}

@@ -742,7 +742,16 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 		}
 	}
 
-	if !r.checkConflicts(ctx, p, nsgIDs, "Unable to Update JIT Policy", &resp.Diagnostics) {
+	// Conflicts are checked where this apply writes the policy anew: every
+	// NSG when the policy changes, else only the NSGs it gains (a flag-only
+	// change must not fail on a foreign rule already reported in the band).
+	checked := nsgIDs
+	if in, known := policyInput(ctx, state, &resp.Diagnostics); known {
+		if old, err := jit.NewPolicy(in); err == nil && old.Equal(p) {
+			checked = gained
+		}
+	}
+	if !r.checkConflicts(ctx, p, checked, "Unable to Update JIT Policy", &resp.Diagnostics) {
 		return
 	}
 	failedNSG, err := forEachNSG(ctx, nsgIDs, func(ctx context.Context, nsgID string) error {

@@ -98,6 +98,15 @@ func TestAccPolicy_reportsStandingAccess(t *testing.T) {
 				PlanOnly: true,
 			},
 			{
+				// Nor does an apply that changes only a switch: the policy's
+				// rules are not rewritten, so the rule in the band does not
+				// conflict with them.
+				Config: policyConfig(env, nsgID, []string{"22"}, band, "fail_on_bypass = true"),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("jit_policy.web", tfjsonpath.New("fail_on_bypass"), knownvalue.Bool(true)),
+				},
+			},
+			{
 				Config: policyConfig(env, nsgID, []string{"22"}, band, "fail_on_standing_access = true"),
 				ExpectError: regexp.MustCompile(`(?s)Allowed Sources Have Standing Access.*VPNToSSHInBand \(priority 250\).*` +
 					`port 22/Tcp,\s+sources\s+203\.0\.113\.128/25,\s+ports\s+22,3389:.*inside\s+the\s+policy's\s+band`),

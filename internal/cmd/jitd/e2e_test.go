@@ -352,6 +352,9 @@ func TestEndToEndClosesGrantsAtExpiry(t *testing.T) {
 			len(lags), lags[len(lags)/2], lags[len(lags)-1], lags[0])
 	}
 
+	// A clean stop first: jitd audits a close once its write has returned,
+	// a moment after the local Azure shows it, and finishes that on SIGTERM.
+	d.stop(t)
 	events, err := audit.ReadFile(auditLog)
 	if err != nil {
 		t.Fatal(err)
@@ -365,7 +368,6 @@ func TestEndToEndClosesGrantsAtExpiry(t *testing.T) {
 	if closed != len(grants) {
 		t.Errorf("audit log has %d expiry closes, want %d", closed, len(grants))
 	}
-	d.stop(t)
 }
 
 func TestEndToEndKill9WhileGrantsExpire(t *testing.T) {
@@ -629,15 +631,20 @@ func TestEndToEndRestoresADeletedDenyAll(t *testing.T) {
 		t.Error("the active grant no longer opens 203.0.113.9 → 10.0.1.4:22")
 	}
 
-	events, err := audit.ReadFile(auditLog)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// jitd audits a restore once its write has returned, which may be a
+	// moment after the local Azure shows the rule.
 	var got []string
-	for _, e := range events {
-		got = append(got, string(e.Action)+" "+string(e.Result)+" "+cmp.Or(e.RuleName, e.Kind))
-	}
-	if !slices.Contains(got, "restore success "+deny) || !slices.Contains(got, "find success missing_deny") {
+	if err := poll(30*time.Second, func() bool {
+		events, err := audit.ReadFile(auditLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, e := range events {
+			got = append(got, string(e.Action)+" "+string(e.Result)+" "+cmp.Or(e.RuleName, e.Kind))
+		}
+		return slices.Contains(got, "restore success "+deny) && slices.Contains(got, "find success missing_deny")
+	}); err != nil {
 		t.Errorf("audit events = %q, want the restore of %s and the missing_deny finding", got, deny)
 	}
 	if slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "close ") }) {
@@ -686,6 +693,7 @@ func TestEndToEndRebuildsAGuardDeletedWhileDown(t *testing.T) {
 	if !slices.ContainsFunc(rules, func(r jit.SecurityRule) bool { return reflect.DeepEqual(r, inBand) }) {
 		t.Errorf("foreign rule %s changed or gone: %q", inBand.Name, la.ruleNames(t, nsgID))
 	}
+	d.stop(t) // jitd audits the restore once its write has returned
 	events, err := audit.ReadFile(auditLog)
 	if err != nil {
 		t.Fatal(err)
@@ -696,5 +704,4 @@ func TestEndToEndRebuildsAGuardDeletedWhileDown(t *testing.T) {
 	}) {
 		t.Errorf("audit events %+v lack the rebuild of %s from the remaining rules", events, guard)
 	}
-	d.stop(t)
 }
