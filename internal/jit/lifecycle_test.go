@@ -243,3 +243,47 @@ func TestMoveGrant(t *testing.T) {
 		t.Errorf("moved into a full band: %v", err)
 	}
 }
+
+// FuzzEndedRecord: whatever grant rule ends, its record decodes as the
+// record of that grant, matches no packet (one source, equal to its
+// destination, outbound), and once it is there ending the grant again
+// changes nothing; and no sighting moves a terminal state.
+func FuzzEndedRecord(f *testing.F) {
+	f.Add("web", "abc", "203.0.113.7", "22", "Tcp", int64(1_800_000_000), "alice@example.com", uint8(0))
+	f.Add("a-b", "z9", "2001:db8::1", "3389", "*", int64(1), "x y<>", uint8(3))
+	f.Fuzz(func(t *testing.T, policy, id, source, port, proto string, exp int64, requester string, state uint8) {
+		if !validPolicyName(policy) || !ValidGrantID(id) || exp <= 0 || exp > 1<<40 {
+			t.Skip()
+		}
+		p := mustPolicy(t, PolicyInput{Name: policy, DestinationPrefixes: list("*"), AllowedSources: list("*"),
+			Ports: []PortInput{{22, "Tcp", "1h"}}, BandStart: 100, BandEnd: 199})
+		g := GrantRule{Policy: policy, ID: id, Requester: requester, ExpiresAt: time.Unix(exp, 0),
+			Rule: SecurityRule{Name: GrantRuleName(policy, id), Protocol: Protocol(proto), SourcePrefixes: list(source),
+				DestinationPorts: list(port)}}
+		rules := append(p.Rules(), g.Rule)
+		rec, ok := EndedRule(g, rules)
+		if !ok {
+			t.Fatal("no outbound priority free on a nearly empty NSG")
+		}
+		if rec.Direction != Outbound || len(rec.SourcePrefixes) != 1 || !slices.Equal(rec.SourcePrefixes, rec.DestinationPrefixes) {
+			t.Fatalf("record %+v could match traffic", rec)
+		}
+		view := ReadNSG(append(p.Rules(), rec))
+		if len(view.Malformed) > 0 {
+			// A source or requester no grant could have had: the record is
+			// malformed, and a malformed jit- Deny rule is left alone.
+			return
+		}
+		if len(view.Ended) != 1 || view.Ended[0].ID != id || view.Ended[0].ExpiresAt.Unix() != exp {
+			t.Fatalf("record %+v reads back as %+v", rec, view.Ended)
+		}
+		if end := EndGrant(view, g); !end.Empty() {
+			t.Fatalf("ending the grant again changes %+v", end)
+		}
+		terminal := []GrantState{GrantExpired, GrantRevoked, GrantClosed}[int(state)%3]
+		s := SightGrant("a", view, policy, id)
+		if got := terminal.Observe(time.Unix(exp, 0), []GrantSighting{s, {NSGID: "b", Open: true, Rule: &g}}, time.Unix(0, 0)); got != terminal {
+			t.Fatalf("%s became %s", terminal, got)
+		}
+	})
+}
