@@ -254,7 +254,7 @@ func (b *batcher) fail(call *batchCall, err error) {
 	if call.finished {
 		return
 	}
-	outcome, note := error(ErrNotWritten), ""
+	outcome, note := ErrNotWritten, ""
 	if call.carried || call.mayHaveLanded {
 		outcome, note = ErrOutcomeUnknown, ErrOutcomeUnknown.Error()
 	}

@@ -285,7 +285,11 @@ type gatedTransport struct {
 }
 
 func newGatedTransport() *gatedTransport {
-	return &gatedTransport{client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}}
+	base, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		panic("http.DefaultTransport is not an *http.Transport")
+	}
+	return &gatedTransport{client: &http.Client{Transport: base.Clone()}}
 }
 
 func (g *gatedTransport) setHook(hook func(req *http.Request, send func() (*http.Response, error)) (*http.Response, error)) {
