@@ -372,9 +372,27 @@ func (r *policyResource) ValidateConfig(ctx context.Context, req resource.Valida
 	if !known || resp.Diagnostics.HasError() {
 		return
 	}
-	if _, err := jit.NewPolicy(in); err != nil {
+	p, err := jit.NewPolicy(in)
+	if err != nil {
 		addPolicyErrors(&resp.Diagnostics, err)
+		return
 	}
+	// The NSG stores the allowed sources as the complement of the guard, so
+	// they read back merged and minimal: say so where the configuration
+	// differs, or an import (which reads them back) plans an update.
+	if !slices.Equal(sortedCopy(in.AllowedSources), sortedCopy(p.AllowedSources)) {
+		resp.Diagnostics.AddAttributeWarning(path.Root("allowed_source_address_prefixes"), "Allowed Sources Read Back Merged",
+			fmt.Sprintf("The NSG records allowed_source_address_prefixes as %s (adjacent ranges merged, single addresses "+
+				"without a prefix length). Write them "+
+				"that way so that an import or another workspace reads back exactly this configuration; as written, an "+
+				"imported policy plans an update that changes nothing on Azure.", strings.Join(p.AllowedSources, ", ")))
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
 }
 
 // ModifyPlan checks the policy against what is on its NSGs now — other
