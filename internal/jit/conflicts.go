@@ -52,7 +52,7 @@ func Conflicts(p Policy, nsgID string, rules []SecurityRule) error {
 
 	own := func(r SecurityRule) bool {
 		n, ok := parseRuleName(r.Name)
-		return ok && n.policy == p.Name && n.role != RoleGrant
+		return ok && n.policy == p.Name && (n.role == RoleGuard || n.role == RoleDeny)
 	}
 	count, prefixes := 0, 0
 	for _, r := range rules {

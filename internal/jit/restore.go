@@ -77,7 +77,7 @@ func PlanRestore(name string, rules []SecurityRule, lastSeen *Policy) (Restorati
 	var descs []Description
 	for _, r := range rules {
 		n, ok := parseRuleName(r.Name)
-		if !ok || n.policy != name || n.role == RoleGrant {
+		if !ok || n.policy != name || n.role == RoleGrant || n.role == RoleEnded {
 			continue
 		}
 		err := checkRuleShape(r, Deny)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // restorePolicy protects TCP 22/3389 and UDP 500 on an IPv4 and an IPv6
@@ -222,4 +223,33 @@ func FuzzPlanRestore(f *testing.F) {
 			t.Fatalf("every group and family kept a rule, yet %+v was restored as %+v", p, res.Policy)
 		}
 	})
+}
+
+// The records of ended grants belong to the policy's name but are not its
+// guard or deny-all rules: a partial policy with records beside it is
+// restored, not refused (found by the lifecycle suite, seeds 1 and 4).
+func TestPlanRestoreIgnoresRecordsOfEndedGrants(t *testing.T) {
+	p := grantPolicy(t)
+	exp := time.Unix(1_800_000_000, 0).UTC()
+	grant := ReadNSG(append(p.Rules(), p.GrantRule("abc", grantSpec(t, p, "203.0.113.7"), exp, 106))).Grants[0]
+	rec, _ := EndedRule(grant, p.Rules())
+	var rules []SecurityRule
+	var deny SecurityRule
+	for _, r := range p.Rules() {
+		if strings.HasPrefix(r.Name, "jit-web-ssh-deny-tcp") && deny.Name == "" {
+			deny = r
+			continue
+		}
+		rules = append(rules, r)
+	}
+	rules = append(rules, rec)
+	for _, last := range []*Policy{&p, nil} {
+		res, err := PlanRestore(p.Name, rules, last)
+		if err != nil {
+			t.Fatalf("restore with a record beside the policy (last seen %v): %v", last != nil, err)
+		}
+		if len(res.Missing) != 1 || res.Missing[0].Name != deny.Name {
+			t.Errorf("missing %v, want %s", res.Missing, deny.Name)
+		}
+	}
 }
