@@ -873,3 +873,32 @@ func TestPassClosesWithoutWritePermission(t *testing.T) {
 		t.Fatalf("grant still open: %v", view.Grants)
 	}
 }
+
+// A grant's rule edited in place after jitd saw it (its source moved to
+// another allowed address) is not the grant that was reviewed: closed.
+// Found by the lifecycle suite (seed 2).
+func TestPassClosesAGrantTamperedSinceLastSeen(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	az := newFakeAzure()
+	grant := grantRule(t, web, "g1", time.Now().Add(time.Hour).Truncate(time.Second))
+	az.put("nsg-a", append(web.Rules(), grant)...)
+	d, rec := newTestDaemon(t, az, Options{})
+	if sum := d.Pass(t.Context()); sum.Err() != nil || sum.ActiveGrants != 1 || sum.Closed != 0 {
+		t.Fatalf("first pass: %+v", sum)
+	}
+	tampered := grant
+	tampered.SourcePrefixes = []string{"203.0.113.99"} // inside the allowed sources
+	az.remove("nsg-a", grant.Name)
+	az.put("nsg-a", tampered)
+	if sum := d.Pass(t.Context()); sum.Err() != nil || sum.Closed != 1 {
+		t.Fatalf("second pass: %+v", sum)
+	}
+	if view := jit.ReadNSG(az.rulesOf("nsg-a")); len(view.Grants) != 0 {
+		t.Fatalf("tampered grant still open: %v", view.Grants)
+	}
+	if !slices.ContainsFunc(rec.all(), func(e audit.Event) bool {
+		return e.Action == audit.ActionClose && e.Kind == string(ReasonTampered) && strings.Contains(e.Reason, "203.0.113.99")
+	}) {
+		t.Errorf("no audited close for the tampered grant: %+v", rec.all())
+	}
+}

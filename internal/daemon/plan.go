@@ -43,6 +43,10 @@ const (
 	// ReasonPolicyMalformed: the grant's policy is on the NSG but its rules
 	// do not decode exactly, so nothing can be judged against it.
 	ReasonPolicyMalformed Reason = "policy_malformed"
+	// ReasonTampered: the grant's rule no longer says what it said when
+	// jitd last saw it (another source, ports, protocol, destinations,
+	// expiry or requester): it is not the grant that was reviewed.
+	ReasonTampered Reason = "tampered"
 )
 
 // FindingKind classifies what jitd reports but never changes.
@@ -236,6 +240,9 @@ func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time, o PlanOption
 
 	for _, g := range view.Grants {
 		reason, detail := judgeGrant(g, view, now)
+		if reason == "" {
+			reason, detail = judgeAgainstLastSeen(g, o.LastActive)
+		}
 		if reason == "" {
 			plan.Active = append(plan.Active, g)
 			if plan.NextExpiry.IsZero() || g.ExpiresAt.Before(plan.NextExpiry) {
@@ -526,4 +533,29 @@ func revokedGrants(last []jit.GrantRule, view jit.NSGView, rules []jit.SecurityR
 		}
 	}
 	return out
+}
+
+// judgeAgainstLastSeen closes a grant whose rule changed since jitd last
+// saw it open: nothing the product does edits a grant's rule in place (a
+// grant that moves to another NSG is a new rule there), so a change is
+// someone else's, and fails closed.
+func judgeAgainstLastSeen(g jit.GrantRule, last []jit.GrantRule) (Reason, string) {
+	for _, prev := range last {
+		if !strings.EqualFold(prev.Rule.Name, g.Rule.Name) {
+			continue
+		}
+		was, is := prev.Rule, g.Rule
+		switch {
+		case !sameSet(was.SourcePrefixes, is.SourcePrefixes):
+			return ReasonTampered, fmt.Sprintf("its source changed from %s to %s", strings.Join(was.SourcePrefixes, ","), strings.Join(is.SourcePrefixes, ","))
+		case !sameSet(was.DestinationPorts, is.DestinationPorts) || !strings.EqualFold(string(was.Protocol), string(is.Protocol)):
+			return ReasonTampered, fmt.Sprintf("its ports changed from %s/%s to %s/%s", strings.Join(was.DestinationPorts, ","), was.Protocol,
+				strings.Join(is.DestinationPorts, ","), is.Protocol)
+		case !sameSet(was.DestinationPrefixes, is.DestinationPrefixes):
+			return ReasonTampered, fmt.Sprintf("its destinations changed from %s to %s", strings.Join(was.DestinationPrefixes, ","), strings.Join(is.DestinationPrefixes, ","))
+		case !prev.ExpiresAt.Equal(g.ExpiresAt) || prev.Requester != g.Requester:
+			return ReasonTampered, fmt.Sprintf("its description changed from %q to %q", was.Description, is.Description)
+		}
+	}
+	return "", ""
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -209,4 +210,27 @@ func DecideOpen(id string, duration time.Duration, sightings []GrantSighting, no
 		}
 	}
 	return OpenDecision{Action: OpenNew, ExpiresAt: now.Add(duration)}
+}
+
+// Tampered returns why a grant's rule on one of the NSGs no longer says what
+// its request did (its source, ports or protocol were edited in place), or
+// "" when every rule found matches want. Such a rule is not the grant that
+// was reviewed: the grant counts as revoked, and the rule is closed.
+func Tampered(sightings []GrantSighting, want SecurityRule) string {
+	for _, s := range sightings {
+		if s.Rule == nil {
+			continue
+		}
+		got := s.Rule.Rule
+		switch {
+		case !slices.Equal(canonicalPrefixSet(got.SourcePrefixes), canonicalPrefixSet(want.SourcePrefixes)):
+			return fmt.Sprintf("the rule on %s lets %s in, the request asked for %s", s.NSGID,
+				strings.Join(got.SourcePrefixes, ","), strings.Join(want.SourcePrefixes, ","))
+		case !slices.Equal(sortedCopy(got.DestinationPorts), sortedCopy(want.DestinationPorts)) ||
+			!strings.EqualFold(string(got.Protocol), string(want.Protocol)):
+			return fmt.Sprintf("the rule on %s opens %s/%s, the request asked for %s/%s", s.NSGID,
+				strings.Join(got.DestinationPorts, ","), got.Protocol, strings.Join(want.DestinationPorts, ","), want.Protocol)
+		}
+	}
+	return ""
 }

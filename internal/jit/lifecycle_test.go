@@ -287,3 +287,24 @@ func FuzzEndedRecord(f *testing.F) {
 		}
 	})
 }
+
+func TestTampered(t *testing.T) {
+	p := grantPolicy(t)
+	exp := time.Unix(1_800_000_000, 0).UTC()
+	g := ReadNSG(append(p.Rules(), p.GrantRule("abc", grantSpec(t, p, "203.0.113.7"), exp, 106))).Grants[0]
+	want := SecurityRule{Protocol: ProtocolTCP, SourcePrefixes: list("203.0.113.7/32"), DestinationPorts: list("22")}
+	if why := Tampered([]GrantSighting{{NSGID: "a", Rule: &g, Open: true}, {NSGID: "b"}}, want); why != "" {
+		t.Errorf("the rule as written is tampered: %s", why)
+	}
+	for name, edit := range map[string]func(*GrantRule){
+		"source":   func(g *GrantRule) { g.Rule.SourcePrefixes = list("203.0.113.99") },
+		"ports":    func(g *GrantRule) { g.Rule.DestinationPorts = list("22", "3389") },
+		"protocol": func(g *GrantRule) { g.Rule.Protocol = ProtocolAny },
+	} {
+		x := g
+		edit(&x)
+		if why := Tampered([]GrantSighting{{NSGID: "a", Rule: &g}, {NSGID: "b", Rule: &x}}, want); !strings.Contains(why, "on b") {
+			t.Errorf("an edited %s is not seen: %q", name, why)
+		}
+	}
+}

@@ -461,3 +461,45 @@ func expectNoJITRules(env *acctest.Env, nsgID string) statecheck.StateCheck {
 		return nil
 	})
 }
+
+// A grant's rule edited in place (its source moved to another allowed
+// address) is not the grant that was reviewed: the next plan reports it
+// revoked and closes the rule.
+func TestAccGrant_tamperedRuleIsRevokedAndClosed(t *testing.T) {
+	env := acctest.New(t, azuresim.Options{})
+	nsgID := env.CreateNSG("nsg-web")
+	sshPolicyOn(t, env, nsgID)
+	const src, other = "203.0.113.7", "203.0.113.99"
+	config := env.ProviderBlock() + fmt.Sprintf(`
+resource "jit_access_grant" "a" {
+  policy_id             = "web@%s"
+  ports                 = [22]
+  source_address_prefix = %q
+  duration              = "1h"
+  requester             = "alice@example.com"
+  justification         = "INC-1"
+}
+`, nsgID, src)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: providerFactoriesAt(newTestClock()),
+		Steps: []resource.TestStep{
+			{Config: config},
+			{
+				PreConfig: func() {
+					r := env.Snapshot(nsgID)[ruleName(t, env, nsgID, src)]
+					r.SourcePrefixes = []string{other}
+					env.PutRules(nsgID, r)
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_access_grant.a", plancheck.ResourceActionUpdate),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("jit_access_grant.a", tfjsonpath.New("status"), knownvalue.StringExact("revoked")),
+					statecheck.ExpectKnownValue("jit_access_grant.a", tfjsonpath.New("open"), knownvalue.Bool(false)),
+					env.ExpectReachable([]string{nsgID}, false, ssh(src), ssh(other)),
+				},
+			},
+		},
+	})
+}

@@ -664,6 +664,7 @@ func (r *grantResource) Read(ctx context.Context, req resource.ReadRequest, resp
 					strings.Join(nsgIDs, ", ")))
 			return
 		}
+		g = stateGrant(ctx, state)
 	}
 	if previous == "" {
 		previous = jit.GrantActive
@@ -674,6 +675,12 @@ func (r *grantResource) Read(ctx context.Context, req resource.ReadRequest, resp
 		return
 	}
 	status := previous.Observe(expires, sightings, r.data.clock.Now())
+	tampered := jit.Tampered(sightings, g.Rule)
+	if tampered != "" && !status.Terminal() {
+		// Edited in place: not the grant that was reviewed. Revoked, and
+		// the plan closes the rule.
+		status = jit.GrantRevoked
+	}
 	state.Status = types.StringValue(string(status))
 	state.Open = types.BoolValue(anyOpen(sightings))
 	state.RuleName = types.StringValue(jit.GrantRuleName(g.Policy, g.ID))
@@ -686,6 +693,9 @@ func (r *grantResource) Read(ctx context.Context, req resource.ReadRequest, resp
 			}
 		}
 		reason := fmt.Sprintf("%s; %d of %d rules still open", status, present, len(nsgIDs))
+		if tampered != "" {
+			reason += "; tampered: " + tampered
+		}
 		_ = r.emit(ctx, grantEvent(ctx, state), audit.ActionDrift, audit.ResultSuccess, reason)
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
