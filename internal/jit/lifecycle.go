@@ -172,6 +172,12 @@ type OpenDecision struct {
 	ExpiresAt time.Time
 	// Reason says why a request is adopted or refused, for people.
 	Reason string
+	// CloseRemains is set with OpenRefuse when the request's rule is open
+	// on some of the policy's NSGs and missing on others, with no record:
+	// an open that was interrupted, or a revocation nobody recorded. The
+	// two cannot be told apart, so the grant counts as revoked and what
+	// remains open is closed (fail closed), never completed.
+	CloseRemains bool
 }
 
 // DecideOpen decides what creating a grant does, given what the policy's
@@ -193,6 +199,13 @@ func DecideOpen(id string, duration time.Duration, sightings []GrantSighting, no
 		}
 	}
 	if adopt != nil {
+		missing := slices.IndexFunc(sightings, func(x GrantSighting) bool { return !x.Open })
+		if missing >= 0 {
+			return OpenDecision{Action: OpenRefuse, ExpiresAt: adopt.ExpiresAt, CloseRemains: true,
+				Reason: fmt.Sprintf("this exact request (grant %s) is open on some NSGs of its policy but not on %s: an open "+
+					"that was interrupted, or a revocation; it counts as revoked and what remains open is closed",
+					id, sightings[missing].NSGID)}
+		}
 		if !now.Before(adopt.ExpiresAt) {
 			return OpenDecision{Action: OpenRefuse, ExpiresAt: adopt.ExpiresAt,
 				Reason: fmt.Sprintf("this exact request (grant %s) was already granted and its window ended at %s",

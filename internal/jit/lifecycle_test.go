@@ -111,7 +111,8 @@ func TestDecideOpen(t *testing.T) {
 		expires   time.Time
 	}{
 		{"nothing there: a new window", []GrantSighting{{NSGID: "a"}, {NSGID: "b"}}, OpenNew, now.Add(time.Hour)},
-		{"open elsewhere: adopted, window kept", []GrantSighting{{NSGID: "a", Rule: open, Open: true}, {NSGID: "b"}}, OpenAdopt, open.ExpiresAt},
+		{"open everywhere: adopted, window kept", []GrantSighting{{NSGID: "a", Rule: open, Open: true}, {NSGID: "b", Rule: open, Open: true}}, OpenAdopt, open.ExpiresAt},
+		{"open on one NSG of two: refused, the rest closed", []GrantSighting{{NSGID: "a", Rule: open, Open: true}, {NSGID: "b"}}, OpenRefuse, open.ExpiresAt},
 		{"window over: refused", []GrantSighting{{NSGID: "a", Rule: over, Open: true}}, OpenRefuse, over.ExpiresAt},
 		{"recorded as ended: refused", []GrantSighting{{NSGID: "a", Rule: open, Open: true}, {NSGID: "b", Ended: rec}}, OpenRefuse, rec.ExpiresAt},
 		{"an undecodable rule of that name: refused", []GrantSighting{{NSGID: "a", Open: true}}, OpenRefuse, time.Time{}},
@@ -124,6 +125,9 @@ func TestDecideOpen(t *testing.T) {
 			}
 			if d.Action != OpenNew && d.Reason == "" {
 				t.Error("no reason given")
+			}
+			if partial := strings.Contains(tc.name, "one NSG of two"); d.CloseRemains != partial {
+				t.Errorf("close remains = %v, want %v", d.CloseRemains, partial)
 			}
 		})
 	}

@@ -503,3 +503,42 @@ resource "jit_access_grant" "a" {
 		},
 	})
 }
+
+// The same request found open on one NSG of its policy and missing on the
+// other (an open interrupted by a killed terraform, or a revocation) is
+// never completed: it counts as revoked and what remains is closed.
+func TestAccGrant_partlyOpenRequestIsClosedNotCompleted(t *testing.T) {
+	env := acctest.New(t, azuresim.Options{})
+	nsgA, nsgB := env.CreateNSG("nsg-a"), env.CreateNSG("nsg-b")
+	policy := sshPolicyOn(t, env, nsgA)
+	env.PutRules(nsgB, policy.Rules()...)
+	clock := newTestClock()
+	const src = "203.0.113.7"
+	spec, err := policy.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: src, Duration: "1h", Requester: "alice@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := jit.GrantRequest{Policy: "web", Spec: spec, Justification: "INC-1"}.ID()
+	env.PutRules(nsgA, policy.GrantRule(id, spec, clock.Now().Add(50*time.Minute), 106))
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: providerFactoriesAt(clock),
+		Steps: []resource.TestStep{{
+			Config: env.ProviderBlock() + fmt.Sprintf(`
+resource "jit_access_grant" "a" {
+  policy_id             = "web@%s,%s"
+  ports                 = [22]
+  source_address_prefix = %q
+  duration              = "1h"
+  requester             = "alice@example.com"
+  justification         = "INC-1"
+}
+`, nsgA, nsgB, src),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("jit_access_grant.a", tfjsonpath.New("status"), knownvalue.StringExact("revoked")),
+				statecheck.ExpectKnownValue("jit_access_grant.a", tfjsonpath.New("open"), knownvalue.Bool(false)),
+				env.ExpectReachable([]string{nsgA}, false, ssh(src)),
+				env.ExpectReachable([]string{nsgB}, false, ssh(src)),
+			},
+		}},
+	})
+}

@@ -388,6 +388,19 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 		}
 		plan.Status = types.StringValue(string(status))
 		plan.Open = types.BoolValue(anyOpen(sightings))
+		if decision.CloseRemains {
+			status = jit.GrantRevoked
+			plan.Status = types.StringValue(string(status))
+			event.RuleName = jit.GrantRuleName(policyName, id)
+			g := jit.GrantRule{Policy: policyName, ID: id, Requester: spec.Requester, ExpiresAt: decision.ExpiresAt,
+				Rule: policy.GrantRule(id, spec, decision.ExpiresAt, 0)}
+			if err := r.endOn(ctx, nsgIDs, g); err != nil {
+				resp.Diagnostics.AddError("Unable to Close Access Grant", err.Error())
+			} else {
+				plan.Open = types.BoolValue(false)
+				_ = r.emit(ctx, event, audit.ActionClose, audit.ResultSuccess, decision.Reason)
+			}
+		}
 		if decision.ExpiresAt.IsZero() {
 			// No window to tell (a rule of this name that does not decode):
 			// it ends now.
