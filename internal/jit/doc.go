@@ -99,4 +99,21 @@
 // bands, foreign rules inside the band, and Azure's per-NSG rule and prefix
 // limits. Allowed evaluates a flow the way Azure does, first match by
 // priority through a path of NSGs.
+//
+// # A grant's life
+//
+// GrantState is the lifecycle the provider and jitd share (requested →
+// active → expired | revoked | closed; the last three are terminal), and
+// Observe moves it from what an NSG shows. A grant is identified by its
+// request (GrantRequest.ID, a hash of every request field), so the same
+// request applied again is recognised: DecideOpen adopts it while it is
+// open on every NSG of its policy, and refuses it once it has ended,
+// when a record of it is found, or when it is open on only some NSGs (an
+// interrupted open or a revocation, closed rather than completed). Ending
+// a grant (EndGrant) deletes its rule and leaves a record, an inert
+// outbound rule jit-<policy>-e-<id> (see ended.go), where its policy is.
+// Tampered compares a grant's rules with its request. A policy that gains
+// an NSG carries its active grants there with MoveGrant, for their
+// remaining window; PlanRestore rebuilds a policy's missing guard and
+// deny-all rules from those that remain.
 package jit
