@@ -311,6 +311,12 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 	results := make([]nsgResult, len(ids))
 	sem := make(chan struct{}, d.concurrency)
 	var wg sync.WaitGroup
+	// Grants seen open anywhere in scope: a grant's copy on one NSG tells
+	// what its copy on another must say (the policy moves rules unchanged).
+	var elsewhere []jit.GrantRule
+	for _, gs := range d.open {
+		elsewhere = append(elsewhere, gs...)
+	}
 	for i, id := range ids {
 		if ctx.Err() != nil {
 			results[i] = nsgResult{nsgID: id}
@@ -320,7 +326,7 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 		seen, open := d.seen[id], d.open[id] // read here: only this goroutine writes them, after wg.Wait
 		wg.Go(func() {
 			defer func() { <-sem }()
-			results[i] = d.reconcileNSG(ctx, id, seen, open)
+			results[i] = d.reconcileNSG(ctx, id, seen, open, elsewhere)
 		})
 	}
 	wg.Wait()
@@ -329,7 +335,7 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 
 // reconcileNSG is one reconcile step of one NSG: observe, plan, apply.
 // seen are the policies last seen intact on it.
-func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy, open []jit.GrantRule) nsgResult {
+func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy, open, elsewhere []jit.GrantRule) nsgResult {
 	res := nsgResult{nsgID: nsgID}
 	rules, err := d.rules.ListRules(ctx, nsgID)
 	switch {
@@ -346,7 +352,7 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 		return res
 	}
 	res.listed = true
-	res.plan = PlanNSG(nsgID, rules, d.now(), PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open})
+	res.plan = PlanNSG(nsgID, rules, d.now(), PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere})
 	for _, c := range res.plan.Closes {
 		// Stop starting deletes once asked to stop; the next run closes
 		// what is left.

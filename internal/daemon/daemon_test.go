@@ -902,3 +902,28 @@ func TestPassClosesAGrantTamperedSinceLastSeen(t *testing.T) {
 		t.Errorf("no audited close for the tampered grant: %+v", rec.all())
 	}
 }
+
+// A grant's copy on one NSG edited before jitd read that NSG again is
+// judged against its copy on another NSG: the policy moves a grant's rule
+// unchanged, so a copy that differs was edited. Found by the lifecycle
+// suite (seed 5: a tamper right after the policy gained the NSG).
+func TestPassClosesAGrantWhoseCopiesDisagree(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	az := newFakeAzure()
+	grant := grantRule(t, web, "g1", time.Now().Add(time.Hour).Truncate(time.Second))
+	az.put("nsg-a", append(web.Rules(), grant)...)
+	az.put("nsg-b", web.Rules()...)
+	d, _ := newTestDaemon(t, az, Options{})
+	if sum := d.Pass(t.Context()); sum.Err() != nil || sum.ActiveGrants != 1 {
+		t.Fatalf("first pass: %+v", sum)
+	}
+	moved := grant
+	moved.SourcePrefixes = []string{"203.0.113.99"} // moved to nsg-b and edited there before jitd read it
+	az.put("nsg-b", moved)
+	if sum := d.Pass(t.Context()); sum.Err() != nil || sum.Closed != 1 || sum.ActiveGrants != 1 {
+		t.Fatalf("second pass: %+v, want the edited copy closed and the other kept", sum)
+	}
+	if view := jit.ReadNSG(az.rulesOf("nsg-b")); len(view.Grants) != 0 {
+		t.Fatalf("edited copy still open: %v", view.Grants)
+	}
+}

@@ -161,6 +161,10 @@ type Revoked struct {
 type PlanOptions struct {
 	// LastActive are the grants open on this NSG at its last read.
 	LastActive []jit.GrantRule
+	// Elsewhere are the grants open on any NSG in scope at its last read:
+	// a grant's rule must say on this NSG what it says there (source,
+	// ports, protocol, expiry, requester).
+	Elsewhere []jit.GrantRule
 	// LastSeen are the policies last read intact from this NSG, by name.
 	LastSeen map[string]jit.Policy
 	// Restore plans the restoration of partial policies; grants under a
@@ -241,7 +245,10 @@ func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time, o PlanOption
 	for _, g := range view.Grants {
 		reason, detail := judgeGrant(g, view, now)
 		if reason == "" {
-			reason, detail = judgeAgainstLastSeen(g, o.LastActive)
+			reason, detail = judgeAgainstLastSeen(g, o.LastActive, true)
+		}
+		if reason == "" {
+			reason, detail = judgeAgainstLastSeen(g, o.Elsewhere, false)
 		}
 		if reason == "" {
 			plan.Active = append(plan.Active, g)
@@ -539,12 +546,18 @@ func revokedGrants(last []jit.GrantRule, view jit.NSGView, rules []jit.SecurityR
 // saw it open: nothing the product does edits a grant's rule in place (a
 // grant that moves to another NSG is a new rule there), so a change is
 // someone else's, and fails closed.
-func judgeAgainstLastSeen(g jit.GrantRule, last []jit.GrantRule) (Reason, string) {
+//
+// Copies on other NSGs (sameNSG false) are compared without their
+// destinations, which are each NSG's policy's.
+func judgeAgainstLastSeen(g jit.GrantRule, last []jit.GrantRule, sameNSG bool) (Reason, string) {
 	for _, prev := range last {
 		if !strings.EqualFold(prev.Rule.Name, g.Rule.Name) {
 			continue
 		}
 		was, is := prev.Rule, g.Rule
+		if !sameNSG {
+			was.DestinationPrefixes = is.DestinationPrefixes
+		}
 		switch {
 		case !sameSet(was.SourcePrefixes, is.SourcePrefixes):
 			return ReasonTampered, fmt.Sprintf("its source changed from %s to %s", strings.Join(was.SourcePrefixes, ","), strings.Join(is.SourcePrefixes, ","))
