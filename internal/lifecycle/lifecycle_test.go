@@ -1,0 +1,108 @@
+package lifecycle
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Environment variables of the suite.
+const (
+	envSeed  = "JIT_LIFECYCLE_SEED"  // replay one seed
+	envSteps = "JIT_LIFECYCLE_STEPS" // steps per seed
+	envSoak  = "JIT_SOAK"            // 1: many seeds (make test-soak)
+)
+
+// defaultSeeds run in make test: 4 × 50 steps.
+var defaultSeeds = []uint64{1, 2, 3, 4}
+
+const defaultSteps = 50
+
+// Soak: soakSeeds seeds of soakSteps steps each (10,000 steps).
+const (
+	soakSeeds = 100
+	soakSteps = 100
+)
+
+func envInt(t *testing.T, name string, def uint64) uint64 {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%q: want a non-negative integer", name, v)
+	}
+	return n
+}
+
+// TestLifecycle runs seeded random sequences of operations against real
+// terraform, provider, jitd and local Azure processes, checking the access
+// invariant after every step.
+func TestLifecycle(t *testing.T) {
+	env := startEnv(t)
+	seeds, steps := defaultSeeds, envInt(t, envSteps, defaultSteps)
+	if os.Getenv(envSoak) == "1" {
+		seeds = nil
+		base := uint64(time.Now().UnixNano())
+		for i := range soakSeeds {
+			seeds = append(seeds, base+uint64(i))
+		}
+		steps = envInt(t, envSteps, soakSteps)
+	}
+	if os.Getenv(envSeed) != "" {
+		seeds = []uint64{envInt(t, envSeed, 0)}
+	}
+	total, start := 0, time.Now()
+	for run, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			total += runSeed(t, env, seed, int(steps), run)
+		})
+	}
+	el := time.Since(start)
+	t.Logf("%d steps over %d seeds in %s (%.2f steps/s)", total, len(seeds), el.Round(time.Second), float64(total)/el.Seconds())
+}
+
+// runSeed runs one sequence and returns the number of steps taken.
+func runSeed(t *testing.T, env *suiteEnv, seed uint64, steps, run int) int {
+	w := newWorld(t, env, seed, run)
+	start := time.Now()
+	first := w.apply
+	if out, err := first(); err != nil {
+		t.Fatalf("seed %d: initial apply failed: %v\n%s", seed, err, out)
+	}
+	w.steps = append(w.steps, "setup: policy web on nsg-a, nsg-b; jitd watching")
+	if p := w.check(); len(p) > 0 {
+		w.fail(p)
+	}
+	for n := range steps {
+		o := pick(w.rng)
+		line := o.run(w)
+		w.steps = append(w.steps, fmt.Sprintf("%3d %s", n+1, line))
+		if testing.Verbose() {
+			t.Logf("seed %d step %d: %s", seed, n+1, line)
+		}
+		if p := w.check(); len(p) > 0 {
+			w.fail(p)
+		}
+		if t.Failed() {
+			w.fail([]string{"a step reported an error"})
+		}
+	}
+	el := time.Since(start)
+	t.Logf("seed %d: %d steps in %s (%.2f steps/s; terraform %d runs, %s)", seed, steps, el.Round(time.Millisecond),
+		float64(steps)/el.Seconds(), w.tfRuns, w.tfTime.Round(time.Millisecond))
+	return steps
+}
+
+// fail stops the run with the seed, the step list and the problems.
+func (w *world) fail(problems []string) {
+	w.t.Helper()
+	w.t.Fatalf("access invariant violated (seed %d, after %d steps)\nreplay: %s=%d %s=%d go test ./internal/lifecycle/ -run TestLifecycle -v\nsteps:\n  %s\nproblems:\n  %s\njitd logs:\n%s",
+		w.seed, len(w.steps)-1, envSeed, w.seed, envSteps, len(w.steps)-1, strings.Join(w.steps, "\n  "),
+		strings.Join(problems, "\n  "), w.jitd.Logs())
+}

@@ -1,0 +1,626 @@
+package lifecycle
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/testproc"
+)
+
+// op is one kind of step. run draws its parameters from the world's
+// random source, acts, and returns a line for the step list. Weights say
+// how often the generator picks it.
+type op struct {
+	name   string
+	weight int
+	run    func(w *world) string
+}
+
+// ops are every operation the generator draws from. Each of issue 10's
+// items is reachable: 1 (policyNSG, rename, replace, stateRm, import,
+// readd), 2 (timeout, interrupt), 3 (policyNSG adding nsg-c, then clock),
+// 4 (foreign standing), 5 (deletePolicyRule, staleOverwrite), 6 (import).
+var ops = []op{
+	{"grant", 12, opGrant},
+	{"grantInvalid", 3, opGrantInvalid},
+	{"removeGrant", 4, opRemoveGrant},
+	{"readdEnded", 2, opReaddEnded},
+	{"clock", 8, opClock},
+	{"revoke", 2, opRevoke},
+	{"tamper", 2, opTamper},
+	{"deletePolicyRule", 2, opDeletePolicyRule},
+	{"policyNSG", 4, opPolicyNSG},
+	{"policyOther", 4, opPolicyOther},
+	{"replace", 2, opReplace},
+	{"stateRmReapply", 2, opStateRmReapply},
+	{"importGrant", 2, opImportGrant},
+	{"importPolicy", 1, opImportPolicy},
+	{"refreshOnly", 2, opRefreshOnly},
+	{"savedPlan", 2, opSavedPlan},
+	{"timeout", 2, opTimeout},
+	{"interrupt", 2, opInterrupt},
+	{"jitdKill", 1, opJitdKill},
+	{"foreign", 3, opForeign},
+	{"staleOverwrite", 2, opStaleOverwrite},
+	{"fault", 1, opFault},
+}
+
+func pick(r *rand.Rand) op {
+	total := 0
+	for _, o := range ops {
+		total += o.weight
+	}
+	n := r.IntN(total)
+	for _, o := range ops {
+		if n < o.weight {
+			return o
+		}
+		n -= o.weight
+	}
+	panic("unreachable")
+}
+
+func oneOf[T any](r *rand.Rand, v ...T) T { return v[r.IntN(len(v))] }
+
+// result formats a terraform outcome for the step list.
+func result(err error) string {
+	if err != nil {
+		return fmt.Sprintf("exit %d", testproc.ExitCode(err))
+	}
+	return "ok"
+}
+
+// newRequest draws a valid request against the configured policy.
+func (w *world) newRequest() request {
+	w.next++
+	ports := []int{22}
+	if slices.Contains(w.cfg.ports, 3389) && w.rng.IntN(3) == 0 {
+		ports = []int{22, 3389}
+	}
+	durs := []string{"1m", "5m", "20m"}
+	if w.cfg.maxDur == "1h" {
+		durs = append(durs, "45m")
+	}
+	r := request{Ports: ports, Source: oneOf(w.rng, grantSources...), Duration: oneOf(w.rng, durs...),
+		Requester: oneOf(w.rng, "alice@example.com", "bob@example.com"), Justification: fmt.Sprintf("INC-%d", w.next)}
+	if w.rng.IntN(2) == 0 {
+		r.Approval = fmt.Sprintf("https://example.com/pr/%d", w.next)
+	}
+	return r
+}
+
+func (w *world) addBlock(r request, timeout string) *block {
+	b := &block{name: fmt.Sprintf("g%d", w.next), req: r, timeout: timeout}
+	for slices.ContainsFunc(w.blocks, func(x *block) bool { return x.name == b.name }) {
+		w.next++
+		b.name = fmt.Sprintf("g%d", w.next)
+	}
+	w.blocks = append(w.blocks, b)
+	return b
+}
+
+func describe(b *block) string {
+	return fmt.Sprintf("%s{%v from %s for %s by %s, %s}", b.name, b.req.Ports, b.req.Source, b.req.Duration, b.req.Requester, b.req.Justification)
+}
+
+func opGrant(w *world) string {
+	b := w.addBlock(w.newRequest(), "")
+	_, err := w.apply()
+	return fmt.Sprintf("grant %s: apply %s", describe(b), result(err))
+}
+
+func opGrantInvalid(w *world) string {
+	r := w.newRequest()
+	var why string
+	switch w.rng.IntN(3) {
+	case 0:
+		r.Source, why = outsideSource, "source outside the allowed sources"
+	case 1:
+		r.Duration, why = "3h", "duration over the maximum"
+	default:
+		r.Ports, why = []int{webPort}, "unprotected port"
+	}
+	b := w.addBlock(r, "")
+	_, err := w.apply()
+	w.blocks = slices.DeleteFunc(w.blocks, func(x *block) bool { return x == b })
+	if err == nil {
+		w.removed = append(w.removed, b)
+		w.t.Errorf("invalid request (%s) %s applied", why, describe(b))
+	}
+	return fmt.Sprintf("grantInvalid (%s) %s: apply %s", why, describe(b), result(err))
+}
+
+func (w *world) pickBlock() *block {
+	if len(w.blocks) == 0 {
+		return nil
+	}
+	return w.blocks[w.rng.IntN(len(w.blocks))]
+}
+
+func opRemoveGrant(w *world) string {
+	b := w.pickBlock()
+	if b == nil {
+		return opGrant(w)
+	}
+	w.removeBlock(b)
+	_, err := w.apply()
+	return fmt.Sprintf("removeGrant %s: apply %s", b.name, result(err))
+}
+
+// opReaddEnded asks again, identically, for a request that has ended
+// (expired, revoked or closed): the same grant, which must not open.
+func opReaddEnded(w *world) string {
+	var ended []*grantModel
+	for _, k := range sortedKeys(w.grants) {
+		g := w.grants[k]
+		if g.firstOpen.IsZero() || slices.ContainsFunc(w.blocks, func(b *block) bool { return b.req.key() == k }) {
+			continue
+		}
+		if g.closed || len(g.endedOn) > 0 || w.now().After(g.windowEnd()) {
+			ended = append(ended, g)
+		}
+	}
+	if len(ended) == 0 {
+		return opClock(w)
+	}
+	g := ended[w.rng.IntN(len(ended))]
+	w.next++
+	b := w.addBlock(g.req, "")
+	_, err := w.apply()
+	return fmt.Sprintf("readdEnded %s (ended request asked again, identical): apply %s", describe(b), result(err))
+}
+
+func opClock(w *world) string {
+	d := oneOf(w.rng, 30*time.Second, 2*time.Minute, 10*time.Minute, time.Hour)
+	w.offset += d
+	w.writeClock()
+	return fmt.Sprintf("clock +%s (offset %s)", d, w.offset)
+}
+
+// activeInState is the blocks whose grant state says is active.
+func (w *world) activeInState() []*block {
+	var out []*block
+	for _, b := range w.blocks {
+		if a, ok := w.stateGrant(b.name); ok && str(a["status"]) == "active" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func opRevoke(w *world) string {
+	act := w.activeInState()
+	if len(act) == 0 {
+		return opGrant(w)
+	}
+	b := act[w.rng.IntN(len(act))]
+	a, _ := w.stateGrant(b.name)
+	name := str(a["rule_name"])
+	var on []string
+	for i := range w.ids {
+		if w.deleteRule(i, name) {
+			w.grant(b.req).endedOn[strings.ToLower(w.ids[i])] = true
+			on = append(on, nsgNames[i])
+		}
+	}
+	w.gone[name] = true
+	return fmt.Sprintf("revoke %s: deleted %s out of band on %v", b.name, name, on)
+}
+
+// deleteRule deletes a rule through the SDK; false if it was not there.
+func (w *world) deleteRule(i int, name string) bool {
+	w.t.Helper()
+	if _, err := w.env.arm.Rules.Get(w.t.Context(), w.rg, nsgNames[i], name, nil); err != nil {
+		return false
+	}
+	poller, err := w.env.arm.Rules.BeginDelete(w.t.Context(), w.rg, nsgNames[i], name, nil)
+	if err == nil {
+		_, err = poller.PollUntilDone(w.t.Context(), &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
+	}
+	if err != nil {
+		w.t.Fatalf("delete %s on %s: %v", name, nsgNames[i], err)
+	}
+	return true
+}
+
+func (w *world) putRule(i int, r armnetwork.SecurityRule) {
+	w.t.Helper()
+	poller, err := w.env.arm.Rules.BeginCreateOrUpdate(w.t.Context(), w.rg, nsgNames[i], *r.Name, r, nil)
+	if err == nil {
+		_, err = poller.PollUntilDone(w.t.Context(), &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
+	}
+	if err != nil {
+		w.t.Fatalf("put %s on %s: %v", *r.Name, nsgNames[i], err)
+	}
+}
+
+var expField = regexp.MustCompile(`exp=(\d+)`)
+
+func opTamper(w *world) string {
+	type loc struct {
+		i int
+		r *armnetwork.SecurityRule
+	}
+	var rules []loc
+	for i := range w.ids {
+		g, err := w.getNSG(i)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		for _, r := range g.Properties.SecurityRules {
+			if isGrantRule(*r.Name) {
+				rules = append(rules, loc{i, r})
+			}
+		}
+	}
+	if len(rules) == 0 {
+		return opGrant(w)
+	}
+	l := rules[w.rng.IntN(len(rules))]
+	r := *l.r
+	p := *r.Properties
+	p.ProvisioningState = nil
+	r.Properties, r.Etag = &p, nil
+	var what string
+	if w.rng.IntN(2) == 0 && p.Description != nil {
+		d := expField.ReplaceAllStringFunc(*p.Description, func(m string) string {
+			n, _ := strconv.ParseInt(m[4:], 10, 64)
+			return "exp=" + strconv.FormatInt(n+10*3600, 10)
+		})
+		p.Description, what = &d, "expiry +10h in the description"
+	} else {
+		p.SourceAddressPrefix, p.SourceAddressPrefixes, what = testproc.To(spareSource), nil, "source → "+spareSource
+	}
+	w.putRule(l.i, r)
+	return fmt.Sprintf("tamper %s on %s: %s", *r.Name, nsgNames[l.i], what)
+}
+
+func opDeletePolicyRule(w *world) string {
+	var choices []string
+	for i, id := range w.ids {
+		if !w.protect.nsgs[strings.ToLower(id)] {
+			continue
+		}
+		for _, n := range w.protect.ruleNames {
+			choices = append(choices, fmt.Sprintf("%d/%s", i, n))
+		}
+	}
+	if len(choices) == 0 {
+		return opGrant(w)
+	}
+	c := oneOf(w.rng, choices...)
+	i, _ := strconv.Atoi(c[:1])
+	w.deleteRule(i, c[2:])
+	return fmt.Sprintf("deletePolicyRule %s on %s (out of band)", c[2:], nsgNames[i])
+}
+
+func opPolicyNSG(w *world) string {
+	var out []int
+	for i := range nsgNames {
+		if !slices.Contains(w.cfg.nsgs, i) {
+			out = append(out, i)
+		}
+	}
+	var what string
+	if len(out) > 0 && (len(w.cfg.nsgs) == 1 || w.rng.IntN(2) == 0) {
+		i := oneOf(w.rng, out...)
+		w.cfg.nsgs = append(w.cfg.nsgs, i)
+		what = "add " + nsgNames[i]
+		if w.rng.IntN(2) == 0 {
+			w.lateSeq++
+			w.cfg.late[i] = fmt.Sprintf("late_%s_%d", strings.ReplaceAll(nsgNames[i], "-", "_"), w.lateSeq)
+			what += " (id unknown at plan)"
+		}
+	} else {
+		i := oneOf(w.rng, w.cfg.nsgs...)
+		w.cfg.nsgs = slices.DeleteFunc(w.cfg.nsgs, func(x int) bool { return x == i })
+		delete(w.cfg.late, i)
+		what = "remove " + nsgNames[i]
+	}
+	_, err := w.apply()
+	return fmt.Sprintf("policyNSG %s: apply %s", what, result(err))
+}
+
+func opPolicyOther(w *world) string {
+	var what string
+	switch w.rng.IntN(5) {
+	case 0:
+		if slices.Contains(w.cfg.ports, 3389) {
+			w.cfg.ports, what = []int{22}, "ports → [22]"
+		} else {
+			w.cfg.ports, what = []int{22, 3389}, "ports → [22, 3389]"
+		}
+	case 1:
+		if w.cfg.sources[0] == "203.0.113.0/24" {
+			w.cfg.sources = []string{"203.0.113.0/25"}
+		} else {
+			w.cfg.sources = []string{"203.0.113.0/24"}
+		}
+		what = "sources → " + w.cfg.sources[0]
+	case 2:
+		w.cfg.maxDur = map[string]string{"1h": "30m", "30m": "1h"}[w.cfg.maxDur]
+		what = "max_duration → " + w.cfg.maxDur
+	case 3:
+		w.cfg.bandStart = map[int]int{200: 300, 300: 200}[w.cfg.bandStart]
+		what = fmt.Sprintf("band → %d-%d", w.cfg.bandStart, w.cfg.bandStart+99)
+	default:
+		w.cfg.name = map[string]string{"web": "web2", "web2": "web"}[w.cfg.name]
+		what = "rename → " + w.cfg.name
+	}
+	_, err := w.apply()
+	return fmt.Sprintf("policyOther %s: apply %s", what, result(err))
+}
+
+func (w *world) pickInState() *block {
+	var in []*block
+	for _, b := range w.blocks {
+		if _, ok := w.stateGrant(b.name); ok {
+			in = append(in, b)
+		}
+	}
+	if len(in) == 0 {
+		return nil
+	}
+	return in[w.rng.IntN(len(in))]
+}
+
+func opReplace(w *world) string {
+	b := w.pickInState()
+	if b == nil {
+		return opGrant(w)
+	}
+	_, err := w.apply("-replace=jit_access_grant." + b.name)
+	return fmt.Sprintf("replace %s: apply -replace %s", b.name, result(err))
+}
+
+func (w *world) stateRm(addr string) error {
+	cmd, out := w.tf.Command(nil, "state", "rm", "-lock=false", addr)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("state rm %s: %w\n%s", addr, err, out)
+	}
+	return nil
+}
+
+func opStateRmReapply(w *world) string {
+	b := w.pickInState()
+	if b == nil {
+		return opGrant(w)
+	}
+	if err := w.stateRm("jit_access_grant." + b.name); err != nil {
+		w.t.Fatal(err)
+	}
+	w.orphans = true
+	_, err := w.apply()
+	return fmt.Sprintf("stateRmReapply %s: state rm, apply %s", b.name, result(err))
+}
+
+func opImportGrant(w *world) string {
+	b := w.pickInState()
+	if b == nil {
+		return opGrant(w)
+	}
+	a, _ := w.stateGrant(b.name)
+	id := str(a["id"])
+	if err := w.stateRm("jit_access_grant." + b.name); err != nil {
+		w.t.Fatal(err)
+	}
+	w.orphans = true
+	out, err := w.terraform("import", "-input=false", "-no-color", "-lock=false", "jit_access_grant."+b.name, id)
+	if err != nil {
+		w.t.Logf("import %s: %s", b.name, testproc.Tail(out))
+	}
+	_, err2 := w.apply()
+	return fmt.Sprintf("importGrant %s (status %s): state rm, import %s, apply %s", b.name, str(a["status"]), result(err), result(err2))
+}
+
+func opImportPolicy(w *world) string {
+	var id string
+	for _, in := range w.state() {
+		if in.Type == "jit_policy" {
+			id = str(in.Attributes["id"])
+		}
+	}
+	if id == "" {
+		return opGrant(w)
+	}
+	if err := w.stateRm("jit_policy.p"); err != nil {
+		w.t.Fatal(err)
+	}
+	_, err := w.terraform("import", "-input=false", "-no-color", "-lock=false", "jit_policy.p", id)
+	out, err2 := w.terraform("plan", "-input=false", "-no-color", "-lock=false", "-detailed-exitcode")
+	planned := "empty"
+	if testproc.ExitCode(err2) == 2 {
+		planned = "changes"
+		w.t.Logf("plan after policy import:\n%s", testproc.Tail(out))
+	}
+	_, err3 := w.apply()
+	return fmt.Sprintf("importPolicy: state rm, import %s, plan %s (%s), apply %s", result(err), result(err2), planned, result(err3))
+}
+
+func opRefreshOnly(w *world) string {
+	_, err := w.apply("-refresh-only")
+	return "refreshOnly: apply -refresh-only " + result(err)
+}
+
+func opSavedPlan(w *world) string {
+	b := w.addBlock(w.newRequest(), "")
+	_, err := w.terraform("plan", "-input=false", "-no-color", "-lock=false", "-out=saved.tfplan")
+	d := oneOf(w.rng, 2*time.Minute, time.Hour)
+	w.offset += d
+	w.writeClock()
+	_, err2 := w.terraform("apply", "-auto-approve", "-input=false", "-no-color", "-lock=false", "saved.tfplan")
+	return fmt.Sprintf("savedPlan %s: plan -out %s, clock +%s, apply saved plan %s", describe(b), result(err), d, result(err2))
+}
+
+// opTimeout: create timeouts shorter than the local Azure's write latency.
+func opTimeout(w *world) string {
+	if err := w.env.arm.SetSimConfig(3*time.Second, 0); err != nil {
+		w.t.Fatal(err)
+	}
+	n := 1 + w.rng.IntN(3)
+	var bs []*block
+	for range n {
+		bs = append(bs, w.addBlock(w.newRequest(), "1s"))
+	}
+	_, err := w.apply()
+	if err := w.env.arm.SetSimConfig(0, 0); err != nil {
+		w.t.Fatal(err)
+	}
+	var names []string
+	for _, b := range bs {
+		names = append(names, describe(b))
+		w.removeBlock(b) // the requester gives up; nothing may stay open
+	}
+	return fmt.Sprintf("timeout %d grants with create = 1s, writes 3s: apply %s; blocks removed %v", n, result(err), names)
+}
+
+// opInterrupt: SIGINT or SIGKILL terraform mid-write.
+func opInterrupt(w *world) string {
+	if err := w.env.arm.SetSimConfig(2*time.Second, 0); err != nil {
+		w.t.Fatal(err)
+	}
+	b := w.addBlock(w.newRequest(), "")
+	w.writeConfig()
+	cmd, _ := w.tf.Command(nil, "apply", "-auto-approve", "-input=false", "-no-color", "-lock=false")
+	sig := oneOf(w.rng, syscall.SIGINT, syscall.SIGKILL)
+	after := time.Duration(300+w.rng.IntN(2500)) * time.Millisecond
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(after):
+		_ = cmd.Process.Signal(sig)
+		select {
+		case err = <-done:
+		case <-time.After(2 * time.Minute):
+			_ = cmd.Process.Kill()
+			err = <-done
+		}
+	}
+	if err := w.env.arm.SetSimConfig(0, 0); err != nil {
+		w.t.Fatal(err)
+	}
+	w.afterTerraform(err == nil)
+	if sig == syscall.SIGKILL && err != nil {
+		if g := w.grant(b.req); g.firstOpen.IsZero() {
+			g.firstOpen, g.killed = w.now(), true
+		}
+	}
+	keep := w.rng.IntN(2) == 0
+	if !keep {
+		w.removeBlock(b)
+	}
+	return fmt.Sprintf("interrupt %s: %s after %s, writes 2s: %s; block kept %v", describe(b), sig, after, result(err), keep)
+}
+
+func opJitdKill(w *world) string {
+	w.killJitd()
+	w.startJitd()
+	return "jitdKill: kill -9 jitd, restart"
+}
+
+var foreignSeq int
+
+// opForeign plants a foreign Allow to port 22 above, inside or below the
+// band, from an outside range (a bypass) or from inside the allowed
+// sources (standing access). Below the band it is harmless while the
+// deny-all rule is there.
+func opForeign(w *world) string {
+	i := w.rng.IntN(len(nsgNames))
+	foreignSeq++
+	name := fmt.Sprintf("other-team-%d", foreignSeq)
+	where := oneOf(w.rng, "above", "inside", "below")
+	prio := map[string]int32{"above": 150, "inside": int32(w.cfg.bandStart + 50), "below": 1000}[where]
+	if where == "above" && w.cfg.bandStart == 300 && w.rng.IntN(2) == 0 {
+		prio = 250
+	}
+	src, kind := "198.51.100.0/24", "bypass"
+	if w.rng.IntN(2) == 0 {
+		src, kind = "203.0.113.0/26", "standing"
+	}
+	w.putRule(i, armnetwork.SecurityRule{Name: testproc.To(name), Properties: &armnetwork.SecurityRulePropertiesFormat{
+		Priority: testproc.To(prio), Direction: testproc.To(armnetwork.SecurityRuleDirectionInbound),
+		Access: testproc.To(armnetwork.SecurityRuleAccessAllow), Protocol: testproc.To(armnetwork.SecurityRuleProtocolTCP),
+		SourceAddressPrefix: testproc.To(src), SourcePortRange: testproc.To("*"),
+		DestinationAddressPrefix: testproc.To("*"), DestinationPortRange: testproc.To("22"),
+	}})
+	w.recordForeign(i, name, true)
+	return fmt.Sprintf("foreign %s on %s: Allow 22 from %s at %d (%s the band, %s)", name, nsgNames[i], src, prio, where, kind)
+}
+
+// opStaleOverwrite: another writer reads a whole NSG, a grant is applied
+// meanwhile, and the writer PUTs its stale copy back (a tag update).
+func opStaleOverwrite(w *world) string {
+	i := w.rng.IntN(len(nsgNames))
+	stale, err := w.getNSG(i)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	before := map[string]bool{}
+	for _, r := range stale.Properties.SecurityRules {
+		before[*r.Name] = true
+	}
+	between := opGrant(w)
+	cur, err := w.getNSG(i)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if stale.Tags == nil {
+		stale.Tags = map[string]*string{}
+	}
+	stale.Tags["touched-by"] = testproc.To("another-tool")
+	poller, err := w.env.arm.Groups.BeginCreateOrUpdate(w.t.Context(), w.rg, nsgNames[i], stale, nil)
+	if err == nil {
+		_, err = poller.PollUntilDone(w.t.Context(), &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
+	}
+	if err != nil {
+		w.t.Fatalf("stale PUT of %s: %v", nsgNames[i], err)
+	}
+	var dropped []string
+	for _, r := range cur.Properties.SecurityRules {
+		if before[*r.Name] {
+			continue
+		}
+		dropped = append(dropped, *r.Name)
+		if isGrantRule(*r.Name) {
+			w.gone[*r.Name] = true
+			if k, ok := w.ruleKey[*r.Name]; ok {
+				w.grants[k].endedOn[strings.ToLower(w.ids[i])] = true
+			}
+		}
+	}
+	return fmt.Sprintf("staleOverwrite %s: GET, then [%s], then PUT the stale copy (dropped %v)", nsgNames[i], between, dropped)
+}
+
+func opFault(w *world) string {
+	if err := w.env.arm.SetSimConfig(0, 0.3); err != nil {
+		w.t.Fatal(err)
+	}
+	s := opGrant(w)
+	if err := w.env.arm.SetSimConfig(0, 0); err != nil {
+		w.t.Fatal(err)
+	}
+	return "fault rate 0.3 during [" + s + "]"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	k := make([]string, 0, len(m))
+	for x := range m {
+		k = append(k, x)
+	}
+	slices.Sort(k)
+	return k
+}
