@@ -35,6 +35,8 @@ func (w *world) check() []string {
 	if len(problems) == 0 {
 		w.settled = false // liveness is checked once, right after an apply
 	}
+	problems = append(w.stepProblems, problems...)
+	w.stepProblems = nil
 	return problems
 }
 
@@ -60,6 +62,8 @@ func readAudit(path string) ([]audit.Event, error) {
 func (w *world) evaluate() []string {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	w.heals = nil
+	heal := func(f func()) { w.heals = append(w.heals, f) }
 	o := observation{rules: map[int][]*armnetwork.SecurityRule{}, present: map[string]*armnetwork.SecurityRule{}, bypassing: map[string]bool{}}
 	for i := range nsgNames {
 		g, err := w.getNSG(i)
@@ -109,6 +113,8 @@ func (w *world) evaluate() []string {
 				if port == webPort || !w.protect.nsgs[lid] || !w.protect.ports[port] {
 					if isJITRule(v.RuleName) && port == webPort {
 						add("%s: %s → %d/Tcp (never protected) decided by JIT rule %s", nsgNames[i], src, port, v.RuleName)
+						name := v.RuleName
+						heal(func() { w.revokeEverywhere(name) })
 					}
 					continue
 				}
@@ -121,10 +127,17 @@ func (w *world) evaluate() []string {
 					}
 					add("%s: %s → %d/Tcp allowed by foreign rule %s, which no finding reports (no jitd find event, not in bypassing_rules)",
 						nsgNames[i], src, port, v.RuleName)
+					i, name := i, v.RuleName
+					heal(func() { w.deleteRule(i, name); delete(w.foreign, fmt.Sprintf("%d/%s", i, name)) })
 					continue
 				}
 				add("%s: %s → %d/Tcp allowed by %s (priority %d) with no active grant in its window, no exemption and no finding",
 					nsgNames[i], src, port, v.RuleName, v.Priority)
+				if name := v.RuleName; isGrantRule(name) {
+					heal(func() { w.revokeEverywhere(name) })
+				} else {
+					heal(w.reapply)
+				}
 			}
 		}
 	}
@@ -142,13 +155,19 @@ func (w *world) evaluate() []string {
 			switch {
 			case !ok:
 				add("%s: unknown non-JIT rule %s appeared", nsgNames[i], *r.Name)
+				i, name := i, *r.Name
+				heal(func() { w.recordForeign(i, name, false) })
 			case ruleJSON(r) != p.json:
 				add("%s: foreign rule %s changed:\n    was %s\n    now %s", nsgNames[i], *r.Name, p.json, ruleJSON(r))
+				p, now := p, ruleJSON(r)
+				heal(func() { p.json = now })
 			}
 		}
 		for _, p := range w.foreign {
 			if p.nsg == i && !have[p.name] {
 				add("%s: foreign rule %s was deleted", nsgNames[i], p.name)
+				key := fmt.Sprintf("%d/%s", i, p.name)
+				heal(func() { delete(w.foreign, key) })
 			}
 		}
 	}
@@ -175,6 +194,7 @@ func (w *world) evaluate() []string {
 				continue
 			}
 			add("%s: grant rule %s is open and no grant in state holds it there (state: %v)", nsgNames[i], name, known)
+			heal(func() { w.revokeEverywhere(name) })
 		}
 	}
 
@@ -209,6 +229,7 @@ func (w *world) evaluate() []string {
 			for _, rn := range w.protect.ruleNames {
 				if !slices.ContainsFunc(o.rules[i], func(r *armnetwork.SecurityRule) bool { return *r.Name == rn }) {
 					add("%s: policy rule %s is missing", nsgNames[i], rn)
+					heal(w.reapply)
 				}
 			}
 		}
@@ -230,11 +251,13 @@ func (w *world) evaluate() []string {
 	for name, src := range o.present {
 		if !opened[name] && !w.seen[name] && !w.killedRequestCovers(src, now) {
 			add("grant rule %s is open with no audited open", name)
+			heal(func() { w.seen[name] = true })
 		}
 	}
 	for name := range w.seen {
 		if o.present[name] == nil && !w.gone[name] && !closed[name] {
 			add("grant rule %s was closed with no audited close", name)
+			heal(func() { w.gone[name] = true })
 		}
 	}
 	if len(problems) == 0 {
@@ -257,6 +280,43 @@ func (w *world) explainedByGrant(lid, src string, port int, now time.Time) bool 
 		}
 	}
 	return false
+}
+
+// revokeEverywhere deletes a grant rule on every NSG, as an operator
+// cleaning up would: the model ends its request there.
+func (w *world) revokeEverywhere(name string) {
+	for i, id := range w.ids {
+		if w.deleteRule(i, name) {
+			if k, ok := w.ruleKey[name]; ok {
+				w.grants[k].endedOn[strings.ToLower(id)] = true
+			}
+		}
+	}
+	w.gone[name] = true
+}
+
+// reapply runs terraform apply once, as an operator would to put the
+// policy's rules back.
+func (w *world) reapply() {
+	if w.healedApply {
+		return
+	}
+	w.healedApply = true
+	if _, err := w.apply(); err != nil {
+		w.t.Logf("heal: apply: %v", err)
+	}
+}
+
+// heal acts on the last evaluation's problems so that a run can go on
+// after a violation (JIT_LIFECYCLE_CONTINUE=1): grant rules nothing
+// explains are deleted, unreported foreign rules deleted, missing policy
+// rules re-applied, changed foreign rules and unaudited events accepted.
+func (w *world) heal() {
+	hs := w.heals
+	w.healedApply = false
+	for _, h := range hs {
+		h()
+	}
 }
 
 // killedRequestCovers: r opens the source of a request whose terraform was

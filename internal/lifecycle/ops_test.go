@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"regexp"
@@ -73,10 +74,15 @@ func oneOf[T any](r *rand.Rand, v ...T) T { return v[r.IntN(len(v))] }
 
 // result formats a terraform outcome for the step list.
 func result(err error) string {
-	if err != nil {
+	var te *tfError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &te):
+		return fmt.Sprintf("exit %d (%s)", testproc.ExitCode(err), te.summary)
+	default:
 		return fmt.Sprintf("exit %d", testproc.ExitCode(err))
 	}
-	return "ok"
 }
 
 // newRequest draws a valid request against the configured policy.
@@ -115,6 +121,9 @@ func describe(b *block) string {
 func opGrant(w *world) string {
 	b := w.addBlock(w.newRequest(), "")
 	_, err := w.apply()
+	if err != nil {
+		w.removeBlock(b) // the requester gives up on a refused request
+	}
 	return fmt.Sprintf("grant %s: apply %s", describe(b), result(err))
 }
 
@@ -134,7 +143,7 @@ func opGrantInvalid(w *world) string {
 	w.blocks = slices.DeleteFunc(w.blocks, func(x *block) bool { return x == b })
 	if err == nil {
 		w.removed = append(w.removed, b)
-		w.t.Errorf("invalid request (%s) %s applied", why, describe(b))
+		w.problem("invalid request (%s) %s was applied", why, describe(b))
 	}
 	return fmt.Sprintf("grantInvalid (%s) %s: apply %s", why, describe(b), result(err))
 }
@@ -303,7 +312,20 @@ func opDeletePolicyRule(w *world) string {
 	return fmt.Sprintf("deletePolicyRule %s on %s (out of band)", c[2:], nsgNames[i])
 }
 
+// clonePolicy copies the configured policy, to put it back when a change
+// is refused (the platform team reverts its pull request).
+func (w *world) clonePolicy() policyConfig {
+	c := w.cfg
+	c.nsgs, c.ports, c.sources = slices.Clone(c.nsgs), slices.Clone(c.ports), slices.Clone(c.sources)
+	c.late = map[int]string{}
+	for k, v := range w.cfg.late {
+		c.late[k] = v
+	}
+	return c
+}
+
 func opPolicyNSG(w *world) string {
+	old := w.clonePolicy()
 	var out []int
 	for i := range nsgNames {
 		if !slices.Contains(w.cfg.nsgs, i) {
@@ -327,10 +349,17 @@ func opPolicyNSG(w *world) string {
 		what = "remove " + nsgNames[i]
 	}
 	_, err := w.apply()
+	if err != nil {
+		if strings.HasPrefix(what, "add") && !w.foreignInBand() {
+			w.problem("the policy could not grow (%s): %s", what, result(err))
+		}
+		w.cfg = old
+	}
 	return fmt.Sprintf("policyNSG %s: apply %s", what, result(err))
 }
 
 func opPolicyOther(w *world) string {
+	old := w.clonePolicy()
 	var what string
 	switch w.rng.IntN(5) {
 	case 0:
@@ -357,6 +386,9 @@ func opPolicyOther(w *world) string {
 		what = "rename → " + w.cfg.name
 	}
 	_, err := w.apply()
+	if err != nil {
+		w.cfg = old
+	}
 	return fmt.Sprintf("policyOther %s: apply %s", what, result(err))
 }
 
@@ -419,6 +451,9 @@ func opImportGrant(w *world) string {
 		w.t.Logf("import %s: %s", b.name, testproc.Tail(out))
 	}
 	_, err2 := w.apply()
+	if err != nil || err2 != nil {
+		w.problem("grant import round trip failed: import %s, apply %s", result(err), result(err2))
+	}
 	return fmt.Sprintf("importGrant %s (status %s): state rm, import %s, apply %s", b.name, str(a["status"]), result(err), result(err2))
 }
 
@@ -440,7 +475,7 @@ func opImportPolicy(w *world) string {
 	planned := "empty"
 	if testproc.ExitCode(err2) == 2 {
 		planned = "changes"
-		w.t.Logf("plan after policy import:\n%s", testproc.Tail(out))
+		w.problem("an imported policy does not plan empty:\n%s", testproc.Tail(out))
 	}
 	_, err3 := w.apply()
 	return fmt.Sprintf("importPolicy: state rm, import %s, plan %s (%s), apply %s", result(err), result(err2), planned, result(err3))
@@ -623,4 +658,21 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(k)
 	return k
+}
+
+// problem records a violation seen by a step itself (a refused valid
+// change, a failed import round trip), reported by the next check.
+func (w *world) problem(format string, args ...any) {
+	w.stepProblems = append(w.stepProblems, fmt.Sprintf(format, args...))
+}
+
+// foreignInBand: a foreign rule the suite planted sits inside the
+// configured band on an NSG, so policy changes are rightly refused.
+func (w *world) foreignInBand() bool {
+	for _, p := range w.foreign {
+		if p.mustReport && strings.Contains(p.json, fmt.Sprintf(`"priority":%d`, w.cfg.bandStart+50)) {
+			return true
+		}
+	}
+	return false
 }

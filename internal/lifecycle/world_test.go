@@ -126,23 +126,29 @@ type world struct {
 	jitdAudit     string
 	providerAudit string
 
-	cfg      policyConfig
-	blocks   []*block
-	removed  []*block // removed from the configuration, not yet destroyed by a successful apply
-	grants   map[string]*grantModel
-	next     int
-	lateSeq  int
-	foreign  map[string]*planted // by NSG index + "/" + name
-	ruleKey  map[string]string   // grant rule name → request key (from state)
-	seen     map[string]bool     // grant rule names seen on an NSG
-	gone     map[string]bool     // grant rule names the suite deleted or overwrote itself
-	orphans  bool                // a grant was state-rm'd and no apply has run since
-	protect  protection          // what the NSGs should enforce
-	settled  bool                // the last terraform command succeeded: state and NSGs agree
-	steps    []string
-	tfTime   time.Duration
-	tfRuns   int
-	stepTime time.Duration
+	cfg     policyConfig
+	blocks  []*block
+	removed []*block // removed from the configuration, not yet destroyed by a successful apply
+	grants  map[string]*grantModel
+	next    int
+	lateSeq int
+	foreign map[string]*planted // by NSG index + "/" + name
+	ruleKey map[string]string   // grant rule name → request key (from state)
+	seen    map[string]bool     // grant rule names seen on an NSG
+	gone    map[string]bool     // grant rule names the suite deleted or overwrote itself
+	orphans bool                // a grant was state-rm'd and no apply has run since
+	protect protection          // what the NSGs should enforce
+	settled bool                // the last terraform command succeeded: state and NSGs agree
+	steps   []string
+	heals   []func() // repairs of the last evaluation's problems
+	// healedApply: a repair already ran terraform apply in this round.
+	healedApply bool
+	violations  int
+	// stepProblems are violations a step saw itself, for the next check.
+	stepProblems []string
+	tfTime       time.Duration
+	tfRuns       int
+	stepTime     time.Duration
 }
 
 // protection is the part of the policy the checker needs: which NSGs and
@@ -176,6 +182,12 @@ func newWorld(t *testing.T, env *suiteEnv, seed uint64, run int) *world {
 	w.tf = testproc.NewTerraform(t, env.terraform, w.dir, testproc.DevOverrides(env.providerDir), nil,
 		append(env.sim.Environ(), "ARM_USE_CLI=false", "JIT_AUDIT_LOG_PATH="+w.providerAudit,
 			"JIT_TEST_CLOCK_OFFSET_FILE="+w.clockFile)...)
+	// The policy exists before jitd starts, as in any real set-up: an NSG
+	// that gets its first policy after jitd's last full resync is a step
+	// of its own (adding nsg-c).
+	if out, err := w.apply(); err != nil {
+		t.Fatalf("seed %d: initial apply failed: %v\n%s", seed, err, out)
+	}
 	w.startJitd()
 	return w
 }
@@ -353,7 +365,33 @@ func (w *world) terraform(args ...string) (string, error) {
 	w.tfTime += time.Since(start)
 	w.tfRuns++
 	w.afterTerraform(err == nil)
+	if err != nil {
+		err = &tfError{err: err, summary: errorSummary(out.String())}
+	}
 	return out.String(), err
+}
+
+// tfError is a failed terraform command with the summaries of its errors.
+type tfError struct {
+	err     error
+	summary string
+}
+
+func (e *tfError) Error() string { return e.err.Error() + ": " + e.summary }
+func (e *tfError) Unwrap() error { return e.err }
+
+// errorSummary is the "Error: ..." lines of terraform's output, joined.
+func errorSummary(out string) string {
+	var s []string
+	for line := range strings.Lines(out) {
+		if l := strings.TrimSpace(line); strings.HasPrefix(l, "Error: ") {
+			s = append(s, strings.TrimPrefix(l, "Error: "))
+		}
+	}
+	if len(s) == 0 {
+		return testproc.Tail(out)
+	}
+	return strings.Join(s, "; ")
 }
 
 // apply runs terraform apply with extra arguments.
