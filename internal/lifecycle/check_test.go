@@ -114,7 +114,7 @@ func (w *world) evaluate() []string {
 					if isJITRule(v.RuleName) && port == webPort {
 						add("%s: %s → %d/Tcp (never protected) decided by JIT rule %s", nsgNames[i], src, port, v.RuleName)
 						name := v.RuleName
-						heal(func() { w.revokeEverywhere(name) })
+						heal(func() { w.revokeEverywhere(name, true) })
 					}
 					continue
 				}
@@ -134,7 +134,7 @@ func (w *world) evaluate() []string {
 				add("%s: %s → %d/Tcp allowed by %s (priority %d) with no active grant in its window, no exemption and no finding",
 					nsgNames[i], src, port, v.RuleName, v.Priority)
 				if name := v.RuleName; isGrantRule(name) {
-					heal(func() { w.revokeEverywhere(name) })
+					heal(func() { w.revokeEverywhere(name, true) })
 				} else {
 					heal(w.reapply)
 				}
@@ -194,7 +194,7 @@ func (w *world) evaluate() []string {
 				continue
 			}
 			add("%s: grant rule %s is open and no grant in state holds it there (state: %v)", nsgNames[i], name, known)
-			heal(func() { w.revokeEverywhere(name) })
+			heal(func() { w.revokeEverywhere(name, false) })
 		}
 	}
 
@@ -284,9 +284,9 @@ func (w *world) explainedByGrant(lid, src string, port int, now time.Time) bool 
 
 // revokeEverywhere deletes a grant rule on every NSG, as an operator
 // cleaning up would: the model ends its request there.
-func (w *world) revokeEverywhere(name string) {
+func (w *world) revokeEverywhere(name string, endModel bool) {
 	for i, id := range w.ids {
-		if w.deleteRule(i, name) {
+		if w.deleteRule(i, name) && endModel {
 			if k, ok := w.ruleKey[name]; ok {
 				w.grants[k].endedOn[strings.ToLower(id)] = true
 			}
@@ -313,7 +313,7 @@ func (w *world) reapply() {
 // rules re-applied, changed foreign rules and unaudited events accepted.
 func (w *world) heal() {
 	hs := w.heals
-	w.healedApply = false
+	w.healedApply, w.settled = false, false
 	for _, h := range hs {
 		h()
 	}

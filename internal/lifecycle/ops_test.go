@@ -51,6 +51,7 @@ var ops = []op{
 	{"interrupt", 2, opInterrupt},
 	{"jitdKill", 1, opJitdKill},
 	{"foreign", 3, opForeign},
+	{"removeForeign", 2, opRemoveForeign},
 	{"staleOverwrite", 2, opStaleOverwrite},
 	{"fault", 1, opFault},
 }
@@ -118,8 +119,10 @@ func describe(b *block) string {
 	return fmt.Sprintf("%s{%v from %s for %s by %s, %s}", b.name, b.req.Ports, b.req.Source, b.req.Duration, b.req.Requester, b.req.Justification)
 }
 
-func opGrant(w *world) string {
-	b := w.addBlock(w.newRequest(), "")
+func opGrant(w *world) string { return doGrant(w, w.newRequest()) }
+
+func doGrant(w *world, r request) string {
+	b := w.addBlock(r, "")
 	_, err := w.apply()
 	if err != nil {
 		w.removeBlock(b) // the requester gives up on a refused request
@@ -160,6 +163,10 @@ func opRemoveGrant(w *world) string {
 	if b == nil {
 		return opGrant(w)
 	}
+	return doRemoveGrant(w, b)
+}
+
+func doRemoveGrant(w *world, b *block) string {
 	w.removeBlock(b)
 	_, err := w.apply()
 	return fmt.Sprintf("removeGrant %s: apply %s", b.name, result(err))
@@ -181,7 +188,10 @@ func opReaddEnded(w *world) string {
 	if len(ended) == 0 {
 		return opClock(w)
 	}
-	g := ended[w.rng.IntN(len(ended))]
+	return doReadd(w, ended[w.rng.IntN(len(ended))])
+}
+
+func doReadd(w *world, g *grantModel) string {
 	w.next++
 	b := w.addBlock(g.req, "")
 	_, err := w.apply()
@@ -189,7 +199,10 @@ func opReaddEnded(w *world) string {
 }
 
 func opClock(w *world) string {
-	d := oneOf(w.rng, 30*time.Second, 2*time.Minute, 10*time.Minute, time.Hour)
+	return doClock(w, oneOf(w.rng, 30*time.Second, 2*time.Minute, 10*time.Minute, time.Hour))
+}
+
+func doClock(w *world, d time.Duration) string {
 	w.offset += d
 	w.writeClock()
 	return fmt.Sprintf("clock +%s (offset %s)", d, w.offset)
@@ -211,7 +224,10 @@ func opRevoke(w *world) string {
 	if len(act) == 0 {
 		return opGrant(w)
 	}
-	b := act[w.rng.IntN(len(act))]
+	return doRevoke(w, act[w.rng.IntN(len(act))])
+}
+
+func doRevoke(w *world, b *block) string {
 	a, _ := w.stateGrant(b.name)
 	name := str(a["rule_name"])
 	var on []string
@@ -308,8 +324,12 @@ func opDeletePolicyRule(w *world) string {
 	}
 	c := oneOf(w.rng, choices...)
 	i, _ := strconv.Atoi(c[:1])
-	w.deleteRule(i, c[2:])
-	return fmt.Sprintf("deletePolicyRule %s on %s (out of band)", c[2:], nsgNames[i])
+	return doDeletePolicyRule(w, i, c[2:])
+}
+
+func doDeletePolicyRule(w *world, i int, name string) string {
+	w.deleteRule(i, name)
+	return fmt.Sprintf("deletePolicyRule %s on %s (out of band)", name, nsgNames[i])
 }
 
 // clonePolicy copies the configured policy, to put it back when a change
@@ -325,25 +345,32 @@ func (w *world) clonePolicy() policyConfig {
 }
 
 func opPolicyNSG(w *world) string {
-	old := w.clonePolicy()
 	var out []int
 	for i := range nsgNames {
 		if !slices.Contains(w.cfg.nsgs, i) {
 			out = append(out, i)
 		}
 	}
-	var what string
 	if len(out) > 0 && (len(w.cfg.nsgs) == 1 || w.rng.IntN(2) == 0) {
-		i := oneOf(w.rng, out...)
+		return doPolicyNSG(w, true, oneOf(w.rng, out...), w.rng.IntN(2) == 0)
+	}
+	return doPolicyNSG(w, false, oneOf(w.rng, w.cfg.nsgs...), false)
+}
+
+// doPolicyNSG adds NSG i to the policy (late: its id unknown at plan) or
+// removes it.
+func doPolicyNSG(w *world, add bool, i int, late bool) string {
+	old := w.clonePolicy()
+	var what string
+	if add {
 		w.cfg.nsgs = append(w.cfg.nsgs, i)
 		what = "add " + nsgNames[i]
-		if w.rng.IntN(2) == 0 {
+		if late {
 			w.lateSeq++
 			w.cfg.late[i] = fmt.Sprintf("late_%s_%d", strings.ReplaceAll(nsgNames[i], "-", "_"), w.lateSeq)
 			what += " (id unknown at plan)"
 		}
 	} else {
-		i := oneOf(w.rng, w.cfg.nsgs...)
 		w.cfg.nsgs = slices.DeleteFunc(w.cfg.nsgs, func(x int) bool { return x == i })
 		delete(w.cfg.late, i)
 		what = "remove " + nsgNames[i]
@@ -358,10 +385,14 @@ func opPolicyNSG(w *world) string {
 	return fmt.Sprintf("policyNSG %s: apply %s", what, result(err))
 }
 
-func opPolicyOther(w *world) string {
+func opPolicyOther(w *world) string { return doPolicyOther(w, w.rng.IntN(5)) }
+
+// doPolicyOther changes one thing of the policy: 0 ports, 1 sources,
+// 2 max duration, 3 band, 4 name.
+func doPolicyOther(w *world, kind int) string {
 	old := w.clonePolicy()
 	var what string
-	switch w.rng.IntN(5) {
+	switch kind {
 	case 0:
 		if slices.Contains(w.cfg.ports, 3389) {
 			w.cfg.ports, what = []int{22}, "ports → [22]"
@@ -369,12 +400,16 @@ func opPolicyOther(w *world) string {
 			w.cfg.ports, what = []int{22, 3389}, "ports → [22, 3389]"
 		}
 	case 1:
-		if w.cfg.sources[0] == "203.0.113.0/24" {
+		// Three shapes, one of them two ranges not in sorted order.
+		switch w.cfg.sources[0] {
+		case "203.0.113.0/24":
 			w.cfg.sources = []string{"203.0.113.0/25"}
-		} else {
+		case "203.0.113.0/25":
+			w.cfg.sources = []string{"203.0.113.128/25", "203.0.113.0/25"}
+		default:
 			w.cfg.sources = []string{"203.0.113.0/24"}
 		}
-		what = "sources → " + w.cfg.sources[0]
+		what = "sources → " + strings.Join(w.cfg.sources, ", ")
 	case 2:
 		w.cfg.maxDur = map[string]string{"1h": "30m", "30m": "1h"}[w.cfg.maxDur]
 		what = "max_duration → " + w.cfg.maxDur
@@ -410,6 +445,10 @@ func opReplace(w *world) string {
 	if b == nil {
 		return opGrant(w)
 	}
+	return doReplace(w, b)
+}
+
+func doReplace(w *world, b *block) string {
 	_, err := w.apply("-replace=jit_access_grant." + b.name)
 	return fmt.Sprintf("replace %s: apply -replace %s", b.name, result(err))
 }
@@ -427,6 +466,10 @@ func opStateRmReapply(w *world) string {
 	if b == nil {
 		return opGrant(w)
 	}
+	return doStateRmReapply(w, b)
+}
+
+func doStateRmReapply(w *world, b *block) string {
 	if err := w.stateRm("jit_access_grant." + b.name); err != nil {
 		w.t.Fatal(err)
 	}
@@ -440,6 +483,10 @@ func opImportGrant(w *world) string {
 	if b == nil {
 		return opGrant(w)
 	}
+	return doImportGrant(w, b)
+}
+
+func doImportGrant(w *world, b *block) string {
 	a, _ := w.stateGrant(b.name)
 	id := str(a["id"])
 	if err := w.stateRm("jit_access_grant." + b.name); err != nil {
@@ -498,13 +545,21 @@ func opSavedPlan(w *world) string {
 
 // opTimeout: create timeouts shorter than the local Azure's write latency.
 func opTimeout(w *world) string {
+	var reqs []request
+	for range 1 + w.rng.IntN(3) {
+		reqs = append(reqs, w.newRequest())
+	}
+	return doTimeout(w, reqs)
+}
+
+func doTimeout(w *world, reqs []request) string {
 	if err := w.env.arm.SetSimConfig(3*time.Second, 0); err != nil {
 		w.t.Fatal(err)
 	}
-	n := 1 + w.rng.IntN(3)
+	n := len(reqs)
 	var bs []*block
-	for range n {
-		bs = append(bs, w.addBlock(w.newRequest(), "1s"))
+	for _, r := range reqs {
+		bs = append(bs, w.addBlock(r, "1s"))
 	}
 	_, err := w.apply()
 	if err := w.env.arm.SetSimConfig(0, 0); err != nil {
@@ -575,15 +630,31 @@ var foreignSeq int
 // deny-all rule is there.
 func opForeign(w *world) string {
 	i := w.rng.IntN(len(nsgNames))
-	foreignSeq++
-	name := fmt.Sprintf("other-team-%d", foreignSeq)
 	where := oneOf(w.rng, "above", "inside", "below")
 	prio := map[string]int32{"above": 150, "inside": int32(w.cfg.bandStart + 50), "below": 1000}[where]
 	if where == "above" && w.cfg.bandStart == 300 && w.rng.IntN(2) == 0 {
 		prio = 250
 	}
+	return doForeign(w, i, where, prio, w.rng.IntN(2) == 0)
+}
+
+// doForeign plants other-team-<n> on NSG i: Allow 22 at prio from inside
+// the allowed sources (standing) or from outside (bypass).
+func doForeign(w *world, i int, where string, prio int32, standing bool) string {
+	foreignSeq++
+	name := fmt.Sprintf("other-team-%d", foreignSeq)
+	// Azure refuses two inbound rules at one priority: take the next free.
+	g, err := w.getNSG(i)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for slices.ContainsFunc(g.Properties.SecurityRules, func(r *armnetwork.SecurityRule) bool {
+		return r.Properties != nil && r.Properties.Priority != nil && *r.Properties.Priority == prio
+	}) {
+		prio++
+	}
 	src, kind := "198.51.100.0/24", "bypass"
-	if w.rng.IntN(2) == 0 {
+	if standing {
 		src, kind = "203.0.113.0/26", "standing"
 	}
 	w.putRule(i, armnetwork.SecurityRule{Name: testproc.To(name), Properties: &armnetwork.SecurityRulePropertiesFormat{
@@ -675,4 +746,21 @@ func (w *world) foreignInBand() bool {
 		}
 	}
 	return false
+}
+
+// opRemoveForeign: the other team deletes one of its rules.
+func opRemoveForeign(w *world) string {
+	var mine []string
+	for _, k := range sortedKeys(w.foreign) {
+		if w.foreign[k].mustReport {
+			mine = append(mine, k)
+		}
+	}
+	if len(mine) == 0 {
+		return opForeign(w)
+	}
+	p := w.foreign[oneOf(w.rng, mine...)]
+	w.deleteRule(p.nsg, p.name)
+	delete(w.foreign, fmt.Sprintf("%d/%s", p.nsg, p.name))
+	return fmt.Sprintf("removeForeign %s on %s", p.name, nsgNames[p.nsg])
 }
