@@ -96,6 +96,19 @@ func (w *world) evaluate() []string {
 		}
 	}
 
+	opened, closed := map[string]bool{}, map[string]bool{}
+	for _, e := range append(slices.Clone(o.providerLog), o.jitdLog...) {
+		if e.Result != audit.ResultSuccess {
+			continue
+		}
+		switch e.Action {
+		case audit.ActionOpen:
+			opened[e.RuleName] = true
+		case audit.ActionClose:
+			closed[e.RuleName] = true
+		}
+	}
+
 	// 1. Flows: every allowed flow to a protected port is explained.
 	now := w.now()
 	sources := append(slices.Clone(grantSources), spareSource, wideOnlySource, outsideSource)
@@ -199,10 +212,12 @@ func (w *world) evaluate() []string {
 	}
 
 	// 4. Liveness right after a successful apply: an active grant in state
-	// has its rule on each of its NSGs, unless ended there out of band.
+	// has its rule on each of its NSGs, unless ended there out of band or
+	// closed with an audited close (jitd closes grants over a lowered
+	// maximum; a saved plan's apply does not refresh).
 	if w.settled {
 		for name, a := range inState {
-			if str(a["status"]) != "active" {
+			if str(a["status"]) != "active" || closed[name] {
 				continue
 			}
 			g := w.grant(requestOf(a))
@@ -236,18 +251,6 @@ func (w *world) evaluate() []string {
 	}
 
 	// 6. Every open and close is audited.
-	opened, closed := map[string]bool{}, map[string]bool{}
-	for _, e := range append(slices.Clone(o.providerLog), o.jitdLog...) {
-		if e.Result != audit.ResultSuccess {
-			continue
-		}
-		switch e.Action {
-		case audit.ActionOpen:
-			opened[e.RuleName] = true
-		case audit.ActionClose:
-			closed[e.RuleName] = true
-		}
-	}
 	for name, src := range o.present {
 		if !opened[name] && !w.seen[name] && !w.killedRequestCovers(src, now) {
 			add("grant rule %s is open with no audited open", name)

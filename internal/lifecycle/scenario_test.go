@@ -17,7 +17,9 @@ var regressionSeeds = []struct {
 	item  string // issue 10's item
 }{
 	{1, 9, "2: timed-out creates leave untracked, unaudited rules"},
-	{2, 7, "1 and 2: a policy cannot gain an existing NSG; timed-out creates leave rules"},
+	{2, 5, "1: a policy cannot gain an existing NSG while grants are active"},
+	{3, 7, "1: a policy cannot gain back an NSG after a policy import"},
+	{4, 4, "1: a policy cannot gain an existing NSG while grants are active"},
 }
 
 // TestLifecycleRegressions replays the seeds that found violations.
