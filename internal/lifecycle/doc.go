@@ -55,7 +55,10 @@
 // The generator draws from math/rand/v2's PCG seeded with the run's seed;
 // a failure prints the seed and the numbered step list, and
 // JIT_LIFECYCLE_SEED=<seed> JIT_LIFECYCLE_STEPS=<n> replays it (the
-// sequence is the same as long as the product behaves the same). Seeds
+// sequence is the same as long as the product behaves the same, and as
+// long as the table of operations, ops, keeps its order and weights:
+// changing it changes what every seed means, so re-record the regression
+// seeds when you do). Seeds
 // that found violations are kept in regressionSeeds and run by
 // TestLifecycleRegressions.
 //
@@ -64,6 +67,13 @@
 //	go test ./internal/lifecycle/ -run TestLifecycle -v        # make test: 4 seeds × 50 steps
 //	JIT_LIFECYCLE_SEED=7 JIT_LIFECYCLE_STEPS=30 go test ./internal/lifecycle/ -run 'TestLifecycle$' -v
 //	JIT_SOAK=1 go test ./internal/lifecycle/ -run TestLifecycle -v -timeout 6h  # make test-soak: 100 seeds × 100 steps
+//
+// JIT_LIFECYCLE_CONTINUE=1 surveys instead of stopping: a violation is
+// logged with its step list, the world repaired (unexplained grant rules
+// and unreported foreign rules deleted, the policy re-applied, changed
+// foreign rules and unaudited events accepted) and the run goes on; the
+// test still fails at the end. TestLifecycleScenarios holds the minimal
+// step list of each violation found, one world each.
 //
 // Skipped with -short and when terraform is not found.
 package lifecycle

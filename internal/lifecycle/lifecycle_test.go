@@ -5,6 +5,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -61,41 +63,54 @@ func TestLifecycle(t *testing.T) {
 	if os.Getenv(envSeed) != "" {
 		seeds = []uint64{envInt(t, envSeed, 0)}
 	}
-	total, start := 0, time.Now()
-	for run, seed := range seeds {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			runSeed(t, env, seed, int(steps), run, &total)
-		})
-	}
+	var total atomic.Int64
+	start := time.Now()
+	// Seeds run in parallel (go test -parallel, GOMAXPROCS by default),
+	// each in its own resource group, workspace and jitd; operations that
+	// change the shared local Azure's latency or faults run alone.
+	t.Run("seeds", func(t *testing.T) {
+		for run, seed := range seeds {
+			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+				t.Parallel()
+				runSeed(t, env, seed, int(steps), run, &total)
+			})
+		}
+	})
 	el := time.Since(start)
-	t.Logf("%d steps over %d seeds in %s (%.2f steps/s)", total, len(seeds), el.Round(time.Second), float64(total)/el.Seconds())
+	t.Logf("%d steps over %d seeds in %s (%.2f steps/s)", total.Load(), len(seeds), el.Round(time.Second), float64(total.Load())/el.Seconds())
 }
 
+// simKnobs keeps exclusive operations (see op) apart from every other
+// step and check of the runs going on in parallel.
+var simKnobs sync.RWMutex
+
 // runSeed runs one sequence, adding the steps it takes to total.
-func runSeed(t *testing.T, env *suiteEnv, seed uint64, steps, run int, total *int) {
-	w := newWorld(t, env, seed, run)
+func runSeed(t *testing.T, env *suiteEnv, seed uint64, steps, run int, total *atomic.Int64) {
+	var w *world
+	withKnobs(false, func() { w = newWorld(t, env, seed, run) })
 	start := time.Now()
 	w.steps = append(w.steps, "setup: policy web on nsg-a, nsg-b; jitd watching")
-	if p := w.check(); len(p) > 0 {
+	if p := w.lockedCheck(); len(p) > 0 {
 		w.fail(p)
 	}
 	for n := range steps {
 		o := pick(w.rng)
-		line := o.run(w)
-		*total++
+		var line string
+		withKnobs(o.exclusive, func() { line = o.run(w) })
+		total.Add(1)
 		w.steps = append(w.steps, fmt.Sprintf("%3d %s", n+1, line))
 		if testing.Verbose() {
 			t.Logf("seed %d step %d: %s", seed, n+1, line)
 		}
-		if p := w.check(); len(p) > 0 {
+		if p := w.lockedCheck(); len(p) > 0 {
 			if os.Getenv(envContinue) != "1" {
 				w.fail(p)
 			}
 			w.violations++
 			t.Logf("VIOLATION %d (seed %d, after %d steps)\nsteps:\n  %s\nproblems:\n  %s", w.violations, seed, n+1,
 				strings.Join(w.steps, "\n  "), strings.Join(p, "\n  "))
-			w.heal()
-			if p := w.check(); len(p) > 0 {
+			withKnobs(false, w.heal)
+			if p := w.lockedCheck(); len(p) > 0 {
 				w.fail(append([]string{"still failing after repair:"}, p...))
 			}
 		}
@@ -109,6 +124,26 @@ func runSeed(t *testing.T, env *suiteEnv, seed uint64, steps, run int, total *in
 	el := time.Since(start)
 	t.Logf("seed %d: %d steps in %s (%.2f steps/s; terraform %d runs, %s)", seed, steps, el.Round(time.Millisecond),
 		float64(steps)/el.Seconds(), w.tfRuns, w.tfTime.Round(time.Millisecond))
+}
+
+// withKnobs runs f alone (exclusive) or beside the other runs' ordinary
+// steps; deferred unlocks keep a t.Fatal inside f from blocking them.
+func withKnobs(exclusive bool, f func()) {
+	if exclusive {
+		simKnobs.Lock()
+		defer simKnobs.Unlock()
+	} else {
+		simKnobs.RLock()
+		defer simKnobs.RUnlock()
+	}
+	f()
+}
+
+// lockedCheck is check while no exclusive operation runs.
+func (w *world) lockedCheck() []string {
+	simKnobs.RLock()
+	defer simKnobs.RUnlock()
+	return w.check()
 }
 
 // fail stops the run with the seed, the step list and the problems.

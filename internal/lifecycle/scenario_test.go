@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -28,7 +29,7 @@ func TestLifecycleRegressions(t *testing.T) {
 	if os.Getenv(envSeed) != "" {
 		t.Skip("replaying one seed: see TestLifecycle")
 	}
-	total := 0
+	var total atomic.Int64
 	for run, r := range regressionSeeds {
 		t.Run(fmt.Sprintf("seed=%d", r.seed), func(t *testing.T) {
 			t.Logf("issue 10 item %s", r.item)

@@ -146,6 +146,7 @@ type world struct {
 	violations  int
 	// stepProblems are violations a step saw itself, for the next check.
 	stepProblems []string
+	foreignSeq   int
 	tfTime       time.Duration
 	tfRuns       int
 	stepTime     time.Duration
