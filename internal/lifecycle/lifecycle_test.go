@@ -60,6 +60,17 @@ func TestLifecycle(t *testing.T) {
 		}
 		steps = envInt(t, envSteps, soakSteps)
 	}
+	if v := os.Getenv("JIT_LIFECYCLE_SEEDS"); v != "" {
+		// A list of seeds, e.g. 5,6,7: a survey.
+		seeds = nil
+		for f := range strings.SplitSeq(v, ",") {
+			n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+			if err != nil {
+				t.Fatalf("JIT_LIFECYCLE_SEEDS=%q: want comma-separated integers", v)
+			}
+			seeds = append(seeds, n)
+		}
+	}
 	if os.Getenv(envSeed) != "" {
 		seeds = []uint64{envInt(t, envSeed, 0)}
 	}
@@ -102,6 +113,7 @@ func runSeed(t *testing.T, env *suiteEnv, seed uint64, steps, run int, total *at
 		if testing.Verbose() {
 			t.Logf("seed %d step %d: %s", seed, n+1, line)
 		}
+		checkStart := time.Now()
 		if p := w.lockedCheck(); len(p) > 0 {
 			if os.Getenv(envContinue) != "1" {
 				w.fail(p)
@@ -113,6 +125,7 @@ func runSeed(t *testing.T, env *suiteEnv, seed uint64, steps, run int, total *at
 			if p := w.lockedCheck(); len(p) > 0 {
 				w.fail(append([]string{"still failing after repair:"}, p...))
 			}
+			w.violationTime += time.Since(checkStart)
 		}
 		if t.Failed() && os.Getenv(envContinue) != "1" {
 			w.fail([]string{"a step reported an error"})
@@ -122,8 +135,9 @@ func runSeed(t *testing.T, env *suiteEnv, seed uint64, steps, run int, total *at
 		t.Errorf("seed %d: %d violations (logged above)", seed, w.violations)
 	}
 	el := time.Since(start)
-	t.Logf("seed %d: %d steps in %s (%.2f steps/s; terraform %d runs, %s)", seed, steps, el.Round(time.Millisecond),
-		float64(steps)/el.Seconds(), w.tfRuns, w.tfTime.Round(time.Millisecond))
+	t.Logf("seed %d: %d steps in %s (%.2f steps/s; terraform %d runs, %s; %d violations, %s of it waiting out and repairing them)",
+		seed, steps, el.Round(time.Millisecond), float64(steps)/el.Seconds(), w.tfRuns, w.tfTime.Round(time.Millisecond),
+		w.violations, w.violationTime.Round(time.Millisecond))
 }
 
 // withKnobs runs f alone (exclusive) or beside the other runs' ordinary

@@ -147,9 +147,12 @@ type world struct {
 	// stepProblems are violations a step saw itself, for the next check.
 	stepProblems []string
 	foreignSeq   int
-	tfTime       time.Duration
-	tfRuns       int
-	stepTime     time.Duration
+	// violationTime is the time spent waiting out and repairing
+	// violations, for the figures.
+	violationTime time.Duration
+	tfTime        time.Duration
+	tfRuns        int
+	stepTime      time.Duration
 }
 
 // protection is the part of the policy the checker needs: which NSGs and
