@@ -188,9 +188,11 @@ func (w *world) evaluate() []string {
 	// 3. Every grant rule on an NSG is known to state (or was left by a
 	// state rm the suite did, or has expired and waits for jitd).
 	inState := map[string]map[string]any{}
+	w.stateName = map[string]string{}
 	for _, in := range st {
 		if in.Type == "jit_access_grant" {
 			inState[str(in.Attributes["rule_name"])] = in.Attributes
+			w.stateName[str(in.Attributes["rule_name"])] = in.Name
 		}
 	}
 	for i, id := range w.ids {
@@ -220,7 +222,11 @@ func (w *world) evaluate() []string {
 			if str(a["status"]) != "active" || closed[name] {
 				continue
 			}
-			g := w.grant(requestOf(a))
+			r, ok := w.blockRequest(w.stateName[name])
+			if !ok {
+				continue
+			}
+			g := w.grant(r)
 			for _, id := range strs(a["network_security_group_ids"]) {
 				lid := strings.ToLower(id)
 				if g.endedOn[lid] || g.closed || !w.protect.nsgs[lid] {

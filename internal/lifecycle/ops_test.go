@@ -198,6 +198,9 @@ func doReadd(w *world, g *grantModel) string {
 	w.next++
 	b := w.addBlock(g.req, "")
 	_, err := w.apply()
+	if err != nil {
+		w.removeBlock(b)
+	}
 	return fmt.Sprintf("readdEnded %s (ended request asked again, identical): apply %s", describe(b), result(err))
 }
 

@@ -147,6 +147,7 @@ type world struct {
 	// stepProblems are violations a step saw itself, for the next check.
 	stepProblems []string
 	foreignSeq   int
+	stateName    map[string]string // grant rule name → resource name in state
 	// violationTime is the time spent waiting out and repairing
 	// violations, for the figures.
 	violationTime time.Duration
@@ -470,7 +471,15 @@ func (w *world) afterTerraform(ok bool) {
 			}
 			pol = &p
 		case "jit_access_grant":
-			req := requestOf(in.Attributes)
+			// The request is the configuration's: after an import, state
+			// holds only what the rule tells (no duration, no
+			// justification).
+			req, ok := w.blockRequest(in.Name)
+			if !ok {
+				if req = requestOf(in.Attributes); req.Duration == "" {
+					continue
+				}
+			}
 			g := w.grant(req)
 			if name := str(in.Attributes["rule_name"]); name != "" {
 				w.ruleKey[name] = req.key()
@@ -524,4 +533,14 @@ func (w *world) grant(r request) *grantModel {
 func (w *world) removeBlock(b *block) {
 	w.blocks = slices.DeleteFunc(w.blocks, func(x *block) bool { return x == b })
 	w.removed = append(w.removed, b)
+}
+
+// blockRequest is the request of the configured block name.
+func (w *world) blockRequest(name string) (request, bool) {
+	for _, b := range w.blocks {
+		if b.name == name {
+			return b.req, true
+		}
+	}
+	return request{}, false
 }
