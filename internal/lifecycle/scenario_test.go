@@ -17,10 +17,14 @@ var regressionSeeds = []struct {
 	steps int
 	item  string // issue 10's item
 }{
-	{1, 9, "2: timed-out creates leave untracked, unaudited rules"},
-	{2, 5, "1: a policy cannot gain an existing NSG while grants are active"},
-	{3, 7, "1: a policy cannot gain back an NSG after a policy import"},
-	{4, 4, "1: a policy cannot gain an existing NSG while grants are active"},
+	{1, 2, "4: standing access from an allowed range above the band is not reported"},
+	{2, 8, "1: a policy that loses an NSG re-opens an expired grant on the NSGs it keeps"},
+	{3, 19, "6: applying an imported active grant fails (invalid result object: unknown open/status)"},
+	{4, 5, "5: a deleted deny-all rule stays deleted; the office reaches 22 through the rule below the band"},
+	{5, 5, "1: state rm and re-apply doubles a grant (the old rule stays open, untracked)"},
+	{6, 2, "5: a deleted guard rule is not restored"},
+	{8, 3, "2: a timed-out create leaves an open rule that state does not know and no audit recorded"},
+	{11, 6, "1: a policy cannot gain an existing NSG while a grant is in state (JIT Policy Not Found)"},
 }
 
 // TestLifecycleRegressions replays the seeds that found violations.
