@@ -96,7 +96,7 @@ var scenarios = []scenario{
 			return doReadd(w, w.grant(req("203.0.113.10", "5m", "INC-1")))
 		},
 	}},
-	{"renaming the policy re-opens an expired grant", "1", []func(*world) string{
+	{"renaming the policy does not re-open an expired grant", "1", []func(*world) string{
 		func(w *world) string { return doGrant(w, req("203.0.113.10", "1m", "INC-1")) },
 		func(w *world) string { return doClock(w, 2*time.Minute) },
 		func(w *world) string { return doPolicyOther(w, 4) },
@@ -124,7 +124,7 @@ var scenarios = []scenario{
 		func(w *world) string { return doGrant(w, req("203.0.113.10", "20m", "INC-1")) },
 		func(w *world) string { return doImportGrant(w, lastBlock(w)) },
 	}},
-	{"a saved plan applied late opens a grant state calls active but nothing holds open", "new", []func(*world) string{
+	{"a saved plan applied late opens the grant from apply, for its duration", "1", []func(*world) string{
 		func(w *world) string {
 			b := w.addBlock(req("203.0.113.10", "1m", "INC-1"), "")
 			_, err := w.terraform("plan", "-input=false", "-no-color", "-lock=false", "-out=saved.tfplan")
