@@ -17,7 +17,7 @@ import (
 // lag is how long the checker waits for the product to reach an allowed
 // state: jitd's watch interval (1s), a write and its audit, with room for a
 // loaded machine. It is a deadline for polling, never a sleep.
-const lag = 15 * time.Second
+const lag = 20 * time.Second
 
 // check compares the world with the model after a step, polling until they
 // agree or lag has passed. It returns the problems still seen at the
@@ -205,7 +205,7 @@ func (w *world) evaluate() []string {
 			if known && slices.ContainsFunc(strs(a["network_security_group_ids"]), func(s string) bool { return strings.EqualFold(s, id) }) {
 				continue
 			}
-			if w.orphans || w.killedRequestCovers(r, now) {
+			if w.orphans || w.resurrected[name] || w.killedRequestCovers(r, now) {
 				continue
 			}
 			add("%s: grant rule %s is open and no grant in state holds it there (state: %v)", nsgNames[i], name, known)
@@ -331,11 +331,18 @@ func (w *world) heal() {
 // killedRequestCovers: r opens the source of a request whose terraform was
 // SIGKILLed, inside that request's window.
 func (w *world) killedRequestCovers(r *armnetwork.SecurityRule, now time.Time) bool {
-	if r.Properties == nil || r.Properties.SourceAddressPrefix == nil {
+	if r.Properties == nil {
 		return false
 	}
+	var sources []string
+	if p := r.Properties.SourceAddressPrefix; p != nil {
+		sources = append(sources, *p)
+	}
+	for _, p := range r.Properties.SourceAddressPrefixes {
+		sources = append(sources, *p)
+	}
 	for _, g := range w.grants {
-		if g.killed && g.req.Source == *r.Properties.SourceAddressPrefix && !now.After(g.windowEnd()) {
+		if g.killed && slices.Contains(sources, g.req.Source) && !now.After(g.windowEnd()) {
 			return true
 		}
 	}

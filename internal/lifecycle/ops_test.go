@@ -702,6 +702,26 @@ func opStaleOverwrite(w *world) string {
 	if err != nil {
 		w.t.Fatalf("stale PUT of %s: %v", nsgNames[i], err)
 	}
+	// Grant rules the stale copy brings back were written by the other
+	// writer: nothing in the product can tell them from the originals, so
+	// the model lets them be, inside their request's window, until jitd
+	// closes them at expiry.
+	now := map[string]bool{}
+	for _, r := range cur.Properties.SecurityRules {
+		now[*r.Name] = true
+	}
+	var back []string
+	for _, r := range stale.Properties.SecurityRules {
+		if name := *r.Name; isGrantRule(name) && !now[name] {
+			back = append(back, name)
+			w.resurrected[name] = true
+			if k, ok := w.ruleKey[name]; ok {
+				g := w.grants[k]
+				delete(g.endedOn, strings.ToLower(w.ids[i]))
+				g.closed = false
+			}
+		}
+	}
 	var dropped []string
 	for _, r := range cur.Properties.SecurityRules {
 		if before[*r.Name] {
@@ -715,7 +735,7 @@ func opStaleOverwrite(w *world) string {
 			}
 		}
 	}
-	return fmt.Sprintf("staleOverwrite %s: GET, then [%s], then PUT the stale copy (dropped %v)", nsgNames[i], between, dropped)
+	return fmt.Sprintf("staleOverwrite %s: GET, then [%s], then PUT the stale copy (dropped %v, brought back %v)", nsgNames[i], between, dropped, back)
 }
 
 func opFault(w *world) string {

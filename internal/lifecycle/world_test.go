@@ -148,6 +148,7 @@ type world struct {
 	stepProblems []string
 	foreignSeq   int
 	stateName    map[string]string // grant rule name → resource name in state
+	resurrected  map[string]bool   // grant rules a stale whole-NSG PUT brought back
 	// violationTime is the time spent waiting out and repairing
 	// violations, for the figures.
 	violationTime time.Duration
@@ -169,7 +170,7 @@ func newWorld(t *testing.T, env *suiteEnv, seed uint64, run int) *world {
 	t.Helper()
 	w := &world{t: t, env: env, seed: seed, rng: rand.New(rand.NewPCG(seed, 0x6a09e667f3bcc909)),
 		rg: fmt.Sprintf("lc-%d-%d", seed, run), grants: map[string]*grantModel{}, foreign: map[string]*planted{},
-		ruleKey: map[string]string{}, seen: map[string]bool{}, gone: map[string]bool{}}
+		ruleKey: map[string]string{}, seen: map[string]bool{}, gone: map[string]bool{}, resurrected: map[string]bool{}}
 	w.dir = t.TempDir()
 	w.clockFile = filepath.Join(w.dir, "clock-offset")
 	w.providerAudit = filepath.Join(w.dir, "provider-audit.jsonl")
