@@ -406,12 +406,14 @@ func doPolicyOther(w *world, kind int) string {
 			w.cfg.ports, what = []int{22, 3389}, "ports → [22, 3389]"
 		}
 	case 1:
-		// Three shapes, one of them two ranges not in sorted order.
+		// Three shapes, one of them two ranges not in sorted order (not
+		// adjacent: adjacent ranges read back merged, which the provider
+		// warns about at validate).
 		switch w.cfg.sources[0] {
 		case "203.0.113.0/24":
 			w.cfg.sources = []string{"203.0.113.0/25"}
 		case "203.0.113.0/25":
-			w.cfg.sources = []string{"203.0.113.128/25", "203.0.113.0/25"}
+			w.cfg.sources = []string{"203.0.113.128/26", "203.0.113.0/25"}
 		default:
 			w.cfg.sources = []string{"203.0.113.0/24"}
 		}
