@@ -421,6 +421,16 @@ func doPolicyOther(w *world, kind int) string {
 	case 2:
 		w.cfg.maxDur = map[string]string{"1h": "30m", "30m": "1h"}[w.cfg.maxDur]
 		what = "max_duration → " + w.cfg.maxDur
+		if w.cfg.maxDur == "30m" {
+			// Requests over the new maximum no longer plan: the team
+			// removes them with the change.
+			for _, b := range slices.Clone(w.blocks) {
+				if b.req.duration() > 30*time.Minute {
+					w.removeBlock(b)
+					what += ", remove " + b.name
+				}
+			}
+		}
 	case 3:
 		w.cfg.bandStart = map[int]int{200: 300, 300: 200}[w.cfg.bandStart]
 		what = fmt.Sprintf("band → %d-%d", w.cfg.bandStart, w.cfg.bandStart+99)

@@ -512,7 +512,10 @@ func (w *world) afterTerraform(ok bool) {
 	w.settled = ok
 	if ok {
 		for _, b := range w.removed {
-			if _, inState := w.stateGrant(b.name); !inState {
+			// A request whose terraform was SIGKILLed may have a rule
+			// nobody recorded: removing the block cannot close it, so
+			// its window stands.
+			if _, inState := w.stateGrant(b.name); !inState && !w.grant(b.req).killed {
 				w.grant(b.req).closed = true
 			}
 		}
