@@ -604,9 +604,15 @@ func opInterrupt(w *world) string {
 	cmd, _ := w.tf.Command(nil, "apply", "-auto-approve", "-input=false", "-no-color", "-lock=false")
 	sig := oneOf(w.rng, syscall.SIGINT, syscall.SIGKILL)
 	after := time.Duration(300+w.rng.IntN(2500)) * time.Millisecond
+	// Its own process group: the provider process a SIGKILLed terraform
+	// leaves behind keeps running through the rest of the run, as on a CI
+	// runner, and the group is ended when the run ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}
+	pgid := cmd.Process.Pid
+	w.t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var err error
