@@ -47,7 +47,9 @@ type jitProvider struct {
 // New returns a constructor of the provider, as providerserver.Serve expects.
 func New(version, commit string) func() provider.Provider {
 	return func() provider.Provider {
-		return &jitProvider{version: version, commit: commit, getenv: os.Getenv, clock: jit.SystemClock{}}
+		// The clock is the system's unless the testing hook
+		// JIT_TEST_CLOCK_OFFSET_FILE is set (see jit.ClockFromEnv).
+		return &jitProvider{version: version, commit: commit, getenv: os.Getenv, clock: jit.ClockFromEnv(os.Getenv)}
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/audit"
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/daemon"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 // version is set by the release build (goreleaser ldflags).
@@ -196,6 +197,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	d, err := daemon.New(daemon.Options{
 		Rules: client, Scope: sc, Interval: o.interval, Watch: watchOption(o.watch), Concurrency: o.concurrency, NoRestore: o.noRestore,
 		DryRun: o.dryRun, Audit: sink, Logger: log,
+		// The system clock unless the testing hook JIT_TEST_CLOCK_OFFSET_FILE
+		// is set (jit.ClockFromEnv); timers still run in real time, so a
+		// jump is seen at the next watch read.
+		Now: jit.ClockFromEnv(getenv).Now,
 	})
 	if err != nil {
 		return err

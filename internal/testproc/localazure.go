@@ -1,0 +1,129 @@
+package testproc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+)
+
+// ARMClients are the armnetwork clients another tool (the portal, azurerm,
+// a script) would use against the local Azure run as a process: the test
+// acts as that other writer through them.
+type ARMClients struct {
+	Groups *armnetwork.SecurityGroupsClient
+	Rules  *armnetwork.SecurityRulesClient
+	// Client is this project's own Azure client, for reading rules in the
+	// domain form.
+	Client *azure.Client
+	// HTTP talks to the local Azure's /_sim endpoints.
+	HTTP *http.Client
+	URL  string
+}
+
+// NewARMClients builds the clients for the azuresim process a. It sets
+// SSL_CERT_FILE in this process to a's CA first: Go reads it once, before
+// the first TLS connection, so call this before any other HTTPS client of
+// the test process connects.
+func NewARMClients(ctx context.Context, a *Azuresim) (*ARMClients, error) {
+	if err := os.Setenv("SSL_CERT_FILE", a.Env["SSL_CERT_FILE"]); err != nil {
+		return nil, err
+	}
+	getenv := func(k string) string {
+		if v, ok := a.Env[k]; ok {
+			return v
+		}
+		if k == "ARM_USE_CLI" {
+			return "false"
+		}
+		return ""
+	}
+	cfg, err := azure.ConfigFromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	c := &ARMClients{HTTP: &http.Client{Timeout: 30 * time.Second}, URL: a.URL}
+	if c.Client, err = azure.NewClient(ctx, cfg, azure.ClientOptions{PollFrequency: 100 * time.Millisecond}); err != nil {
+		return nil, err
+	}
+	cl := c.Client.Cloud()
+	opts := policy.ClientOptions{Cloud: cloud.Configuration{
+		ActiveDirectoryAuthorityHost: cl.AuthorityHost,
+		Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
+			cloud.ResourceManager: {Endpoint: cl.ResourceManagerEndpoint, Audience: cl.ResourceManagerAudience},
+		},
+	}}
+	cred, err := azidentity.NewClientSecretCredential(cfg.TenantID, cfg.ClientID, cfg.ClientSecret,
+		&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: true})
+	if err != nil {
+		return nil, err
+	}
+	factory, err := armnetwork.NewClientFactory(cfg.SubscriptionID, cred, &arm.ClientOptions{ClientOptions: opts})
+	if err != nil {
+		return nil, err
+	}
+	c.Groups, c.Rules = factory.NewSecurityGroupsClient(), factory.NewSecurityRulesClient()
+	return c, nil
+}
+
+// FlowVerdict is the local Azure's answer to a flow verification.
+type FlowVerdict struct {
+	Allowed  bool   `json:"allowed"`
+	NSGID    string `json:"nsgId"`
+	RuleName string `json:"ruleName"`
+	Priority int32  `json:"priority"`
+}
+
+// VerifyFlow asks the local Azure (POST /_sim/flow/verify) whether src may
+// reach dst:port over protocol through the NSGs nsgIDs, in order.
+func (c *ARMClients) VerifyFlow(nsgIDs []string, protocol, src, dst string, port int) (FlowVerdict, error) {
+	body, _ := json.Marshal(map[string]any{"nsgIds": nsgIDs, "protocol": protocol, "source": src,
+		"destination": dst, "destinationPort": port})
+	resp, err := c.HTTP.Post(c.URL+"/_sim/flow/verify", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return FlowVerdict{}, fmt.Errorf("flow verify: %w", err)
+	}
+	defer resp.Body.Close()
+	var v FlowVerdict
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return v, fmt.Errorf("flow verify: %d %s", resp.StatusCode, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return v, fmt.Errorf("flow verify: %w", err)
+	}
+	return v, nil
+}
+
+// SetSimConfig changes the local Azure's write latency and fault rate
+// (PUT /_sim/config).
+func (c *ARMClients) SetSimConfig(writeLatency time.Duration, faultRate float64) error {
+	body, _ := json.Marshal(map[string]any{"writeLatency": writeLatency.String(), "faultRate": faultRate})
+	req, err := http.NewRequest(http.MethodPut, c.URL+"/_sim/config", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("sim config: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("sim config: %d %s", resp.StatusCode, b)
+	}
+	return nil
+}
