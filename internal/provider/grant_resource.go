@@ -456,6 +456,10 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 			detail += fmt.Sprintf(" (It had been written on %s.)", strings.Join(opened, ", "))
 		}
 		_ = r.emit(ctx, event, audit.ActionOpen, audit.ResultFailure, err.Error()+"; nothing left open")
+		// Its rule may have been open for a moment: the close is audited
+		// as any other.
+		_ = r.emit(ctx, event, audit.ActionClose, audit.ResultSuccess,
+			"the create failed: the grant's rule was deleted again from every NSG it may have reached")
 	} else {
 		detail += fmt.Sprintf("\n\nThe grant's rule could not be closed again on %s: it stays open until %s. It is kept in "+
 			"Terraform's state, so `terraform destroy` or the next apply closes it; jitd closes it at expiry.",
