@@ -264,6 +264,10 @@ func (w *world) evaluate() []string {
 		}
 	}
 	for name := range w.seen {
+		if o.present[name] == nil && !w.gone[name] && !closed[name] && w.killedStep {
+			w.gone[name] = true // closed by a provider killed before its audit event
+			continue
+		}
 		if o.present[name] == nil && !w.gone[name] && !closed[name] {
 			add("grant rule %s was closed with no audited close", name)
 			heal(func() { w.gone[name] = true })

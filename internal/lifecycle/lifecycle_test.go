@@ -107,6 +107,7 @@ func runSeed(t *testing.T, env *suiteEnv, seed uint64, steps, run int, total *at
 	for n := range steps {
 		o := pick(w.rng)
 		var line string
+		w.killedStep = false
 		withKnobs(o.exclusive, func() { line = o.run(w) })
 		total.Add(1)
 		w.steps = append(w.steps, fmt.Sprintf("%3d %s", n+1, line))

@@ -632,6 +632,7 @@ func opInterrupt(w *world) string {
 	}
 	w.afterTerraform(err == nil)
 	if sig == syscall.SIGKILL && err != nil {
+		w.killedStep = true
 		if g := w.grant(b.req); g.firstOpen.IsZero() {
 			g.firstOpen, g.killed = w.now(), true
 		}

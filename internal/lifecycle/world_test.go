@@ -136,11 +136,15 @@ type world struct {
 	ruleKey map[string]string   // grant rule name → request key (from state)
 	seen    map[string]bool     // grant rule names seen on an NSG
 	gone    map[string]bool     // grant rule names the suite deleted or overwrote itself
-	orphans bool                // a grant was state-rm'd and no apply has run since
-	protect protection          // what the NSGs should enforce
-	settled bool                // the last terraform command succeeded: state and NSGs agree
-	steps   []string
-	heals   []func() // repairs of the last evaluation's problems
+	// killedStep: terraform was SIGKILLed in this step. A provider killed
+	// between an NSG write and its audit event cannot write the event:
+	// a close in such a step is accepted unaudited, as an open is.
+	killedStep bool
+	orphans    bool       // a grant was state-rm'd and no apply has run since
+	protect    protection // what the NSGs should enforce
+	settled    bool       // the last terraform command succeeded: state and NSGs agree
+	steps      []string
+	heals      []func() // repairs of the last evaluation's problems
 	// healedApply: a repair already ran terraform apply in this round.
 	healedApply bool
 	violations  int

@@ -50,7 +50,7 @@ func TestAccGrant_policyMembershipMovesRulesAndNeverReopens(t *testing.T) {
 	nsgB := env.CreateNSG("nsg-b")
 	nsgC := env.CreateNSG("nsg-c")
 	clock := newTestClock()
-	const active, expired, revoked, other = "203.0.113.7", "203.0.113.8", "203.0.113.9", "203.0.113.10"
+	const active, expired, revoked, other, newcomer = "203.0.113.7", "203.0.113.8", "203.0.113.9", "203.0.113.10", "203.0.113.11"
 
 	grants := grantBlock("active", active, "3h") + grantBlock("expired", expired, "1h") + grantBlock("revoked", revoked, "3h")
 	// nsg-b's id reaches the policy through terraform_data: known only at apply.
@@ -110,12 +110,12 @@ resource "terraform_data" "nsg_b" {
 				},
 			},
 			{
-				// Gains nsg-c, an existing NSG: the plan reads no policy there yet,
-				// and must not need to.
-				Config:           config(q(nsgA), "terraform_data.nsg_b.output", q(nsgC)),
+				// Gains nsg-c, an existing NSG, with a new request in the same
+				// run: the plan reads no policy there yet, and must not need to.
+				Config:           config(q(nsgA), "terraform_data.nsg_b.output", q(nsgC)) + grantBlock("newcomer", newcomer, "1h"),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: inPlace()},
 				ConfigStateChecks: []statecheck.StateCheck{
-					env.ExpectReachable([]string{nsgC}, true, ssh(active)),
+					env.ExpectReachable([]string{nsgC}, true, ssh(active), ssh(newcomer)),
 					env.ExpectReachable([]string{nsgC}, false, ssh(expired), ssh(revoked), ssh(other)),
 				},
 			},

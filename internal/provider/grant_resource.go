@@ -284,7 +284,7 @@ func (r *grantResource) planCreate(ctx context.Context, plan grantModel, resp *r
 	if !known || resp.Diagnostics.HasError() {
 		return
 	}
-	policy, diags := r.readPolicy(ctx, policyName, nsgIDs)
+	policy, diags := r.readPolicy(ctx, policyName, nsgIDs, true)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
@@ -347,7 +347,7 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 	// Checked again at apply, against the NSGs as this apply read them (once
 	// per NSG for all its grants). Where the rule goes is decided later, in
 	// the NSG write itself, against the NSG as it is at that moment.
-	policy, diags := r.readPolicy(ctx, policyName, nsgIDs)
+	policy, diags := r.readPolicy(ctx, policyName, nsgIDs, false)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		_ = r.emit(ctx, event, audit.ActionRefuse, audit.ResultDenied, diagSummary(resp.Diagnostics))
@@ -806,17 +806,24 @@ func (r *grantResource) ImportState(ctx context.Context, req resource.ImportStat
 // readPolicy reads the policy from every NSG of its id. It must be intact
 // and identical on all of them: a grant is never judged against a policy
 // that is missing or malformed somewhere (fail closed).
-func (r *grantResource) readPolicy(ctx context.Context, name string, nsgIDs []string) (jit.Policy, diag.Diagnostics) {
-	var diags diag.Diagnostics
+//
+// At plan time (planning) an NSG without the policy is allowed when another
+// NSG of the id holds it: the policy may be gaining that NSG in the same
+// run, and the apply checks again once it has.
+func (r *grantResource) readPolicy(ctx context.Context, name string, nsgIDs []string, planning bool) (_ jit.Policy, diags diag.Diagnostics) {
 	var policy *jit.Policy
+	var missing string
 	for _, nsgID := range nsgIDs {
 		view, err := r.data.rules.View(ctx, nsgID)
-		if err != nil {
+		if err != nil && !(planning && errors.Is(err, azure.ErrNotFound)) {
 			diags.AddAttributeError(path.Root("policy_id"), "Unable to Read JIT Policy", azureErrorDetail("read the rules of", nsgID, err))
 			return jit.Policy{}, diags
 		}
 		decoded, ok := view.Policies[name]
 		switch {
+		case !ok && planning:
+			missing = nsgID
+			continue
 		case !ok:
 			diags.AddAttributeError(path.Root("policy_id"), "JIT Policy Not Found",
 				fmt.Sprintf("Policy %q is not on %s: no grant can be opened there. Apply the policy first.", name, nsgID))
@@ -835,6 +842,11 @@ func (r *grantResource) readPolicy(ctx context.Context, name string, nsgIDs []st
 			p := decoded.Policy
 			policy = &p
 		}
+	}
+	if policy == nil {
+		diags.AddAttributeError(path.Root("policy_id"), "JIT Policy Not Found",
+			fmt.Sprintf("Policy %q is not on %s: no grant can be opened there. Apply the policy first.", name, missing))
+		return jit.Policy{}, diags
 	}
 	return *policy, diags
 }
