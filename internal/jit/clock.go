@@ -68,18 +68,18 @@ func (c *offsetClock) current() (time.Duration, error) {
 	defer c.mu.Unlock()
 	fi, err := os.Stat(c.path)
 	if err != nil {
-		return 0, fmt.Errorf("%s: test clock offset file unreadable: %v", EnvTestClockOffsetFile, err)
+		return 0, fmt.Errorf("%s: test clock offset file unreadable: %w", EnvTestClockOffsetFile, err)
 	}
 	if c.read && fi.Size() == c.size && fi.ModTime().Equal(c.mtime) {
 		return c.offset, nil
 	}
 	b, err := os.ReadFile(c.path)
 	if err != nil {
-		return 0, fmt.Errorf("%s: test clock offset file unreadable: %v", EnvTestClockOffsetFile, err)
+		return 0, fmt.Errorf("%s: test clock offset file unreadable: %w", EnvTestClockOffsetFile, err)
 	}
 	off, err := time.ParseDuration(strings.TrimSpace(string(b)))
 	if err != nil {
-		return 0, fmt.Errorf("%s: %s does not hold a Go duration: %v", EnvTestClockOffsetFile, c.path, err)
+		return 0, fmt.Errorf("%s: %s does not hold a Go duration: %w", EnvTestClockOffsetFile, c.path, err)
 	}
 	c.read, c.size, c.mtime, c.offset = true, fi.Size(), fi.ModTime(), off
 	return off, nil

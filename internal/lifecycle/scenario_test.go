@@ -138,7 +138,7 @@ var scenarios = []scenario{
 	{"an imported policy does not plan empty", "6", []func(*world) string{
 		func(w *world) string { return doPolicyOther(w, 1) },
 		func(w *world) string { return doPolicyOther(w, 1) },
-		func(w *world) string { return opImportPolicy(w) },
+		opImportPolicy,
 	}},
 }
 

@@ -158,7 +158,6 @@ type world struct {
 	violationTime time.Duration
 	tfTime        time.Duration
 	tfRuns        int
-	stepTime      time.Duration
 }
 
 // protection is the part of the policy the checker needs: which NSGs and
@@ -280,7 +279,9 @@ func (w *world) startJitd() {
 	w.jitd = testproc.StartJitd(t, cmd, 60*time.Second, func(p *testproc.Jitd) {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
-			<-p.Exited
+			if err := <-p.Exited; err == nil {
+				t.Log("jitd had exited cleanly before the end of the run")
+			}
 		}
 	})
 }
@@ -288,7 +289,9 @@ func (w *world) startJitd() {
 // killJitd ends jitd with SIGKILL, as a crash would.
 func (w *world) killJitd() {
 	_ = w.jitd.Cmd.Process.Kill()
-	<-w.jitd.Exited
+	if err := <-w.jitd.Exited; err == nil {
+		w.t.Log("jitd had exited cleanly before it was killed")
+	}
 }
 
 // --- terraform ---

@@ -815,7 +815,7 @@ func (r *grantResource) readPolicy(ctx context.Context, name string, nsgIDs []st
 	var missing string
 	for _, nsgID := range nsgIDs {
 		view, err := r.data.rules.View(ctx, nsgID)
-		if err != nil && !(planning && errors.Is(err, azure.ErrNotFound)) {
+		if err != nil && (!planning || !errors.Is(err, azure.ErrNotFound)) {
 			diags.AddAttributeError(path.Root("policy_id"), "Unable to Read JIT Policy", azureErrorDetail("read the rules of", nsgID, err))
 			return jit.Policy{}, diags
 		}
