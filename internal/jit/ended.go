@@ -220,3 +220,30 @@ func (p Policy) MoveGrant(g GrantRule, rules []SecurityRule) (SecurityRule, erro
 	}
 	return r, nil
 }
+
+// MoveRecord is record e for another NSG of its policy, given that NSG's
+// rules: at e's priority when it is free among the outbound rules there,
+// else at the highest free outbound priority. A policy's records go with
+// it to every NSG it holds, so that none is lost when it leaves one.
+func MoveRecord(e EndedRecord, rules []SecurityRule) (SecurityRule, bool) {
+	r := e.Rule
+	r.SourcePrefixes = slices.Clone(r.SourcePrefixes)
+	r.DestinationPrefixes = slices.Clone(r.DestinationPrefixes)
+	r.DestinationPorts = slices.Clone(r.DestinationPorts)
+	used := map[int32]bool{}
+	for _, x := range rules {
+		if strings.EqualFold(string(x.Direction), string(Outbound)) && !strings.EqualFold(x.Name, r.Name) {
+			used[x.Priority] = true
+		}
+	}
+	if !used[r.Priority] && r.Priority >= MinPriority && r.Priority <= MaxPriority {
+		return r, true
+	}
+	for prio := int32(MaxPriority); prio >= MinPriority; prio-- {
+		if !used[prio] {
+			r.Priority = prio
+			return r, true
+		}
+	}
+	return SecurityRule{}, false
+}

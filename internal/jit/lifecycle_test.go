@@ -312,3 +312,20 @@ func TestTampered(t *testing.T) {
 		}
 	}
 }
+
+func TestMoveRecord(t *testing.T) {
+	p := grantPolicy(t)
+	g := ReadNSG(append(p.Rules(), p.GrantRule("abc", grantSpec(t, p, "203.0.113.7"), time.Unix(1_800_000_000, 0), 106))).Grants[0]
+	rec, _ := EndedRule(g, nil)
+	e := ReadNSG([]SecurityRule{rec}).Ended[0]
+	if moved, ok := MoveRecord(e, p.Rules()); !ok || moved.Priority != rec.Priority || moved.Description != rec.Description {
+		t.Errorf("moved to a free NSG: %+v", moved)
+	}
+	taken := []SecurityRule{{Name: "AllowOut", Direction: Outbound, Priority: rec.Priority}}
+	if moved, ok := MoveRecord(e, taken); !ok || moved.Priority != rec.Priority-1 {
+		t.Errorf("moved where %d is taken: %+v", rec.Priority, moved)
+	}
+	if v := ReadNSG([]SecurityRule{func() SecurityRule { m, _ := MoveRecord(e, taken); return m }()}); len(v.Ended) != 1 {
+		t.Errorf("a moved record does not read back: %+v", v)
+	}
+}

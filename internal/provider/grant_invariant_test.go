@@ -128,6 +128,10 @@ resource "terraform_data" "nsg_b" {
 					expectNoJITRules(env, nsgA),
 					env.ExpectReachable([]string{nsgB}, true, ssh(active)),
 					env.ExpectReachable([]string{nsgC}, true, ssh(active)),
+					// The expired grant's record, written on nsg-a, went with the
+					// policy to the NSGs it kept: it is not lost with nsg-a.
+					expectRecordFor(env, nsgB, expired),
+					expectRecordFor(env, nsgC, expired),
 				},
 			},
 			{
@@ -452,6 +456,23 @@ func endGrantAsJitd(t *testing.T, env *acctest.Env, nsgID, source string) {
 		return
 	}
 	t.Fatalf("no grant %s on %s", name, nsgID)
+}
+
+// expectRecordFor checks that an NSG holds the record of an ended grant
+// for source.
+func expectRecordFor(env *acctest.Env, nsgID, source string) statecheck.StateCheck {
+	return stateCheckFunc(func() error {
+		var rules []jit.SecurityRule
+		for _, r := range env.Snapshot(nsgID) {
+			rules = append(rules, r)
+		}
+		for _, e := range jit.ReadNSG(rules).Ended {
+			if len(e.Rule.SourcePrefixes) == 1 && strings.TrimSuffix(e.Rule.SourcePrefixes[0], "/32") == source {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s holds no record of the ended grant for %s", nsgID, source)
+	})
 }
 
 // expectNoJITRules checks that an NSG holds no rule of the jit- namespace.

@@ -40,9 +40,11 @@ func policyRuleNames(policy string) []string {
 // newly protected port is still open or a guard is missing. The rules of
 // the active grants in carry (from the policy's other NSGs, when this one
 // joins the policy) are written in the same write, where missing, for their
-// remaining window only (jit.Policy.MoveGrant). It returns the names of the
-// rules it created (not updated), for a rollback.
-func applyPolicyToNSG(ctx context.Context, store ruleStore, nsgID string, p jit.Policy, existing []jit.SecurityRule, carry []jit.GrantRule) (created []string, err error) {
+// remaining window only (jit.Policy.MoveGrant), and so are the records of
+// ended grants in records (jit.MoveRecord), so that every NSG of the policy
+// holds them all. It returns the names of the rules it created (not
+// updated), for a rollback.
+func applyPolicyToNSG(ctx context.Context, store ruleStore, nsgID string, p jit.Policy, existing []jit.SecurityRule, carry []jit.GrantRule, records []jit.EndedRecord) (created []string, err error) {
 	current := map[string]jit.SecurityRule{}
 	for _, r := range existing {
 		current[strings.ToLower(r.Name)] = r
@@ -73,6 +75,18 @@ func applyPolicyToNSG(ctx context.Context, store ruleStore, nsgID string, p jit.
 			return p.MoveGrant(g, rules)
 		}})
 		created = append(created, g.Rule.Name)
+	}
+	for _, e := range records {
+		if _, exists := current[strings.ToLower(e.Rule.Name)]; exists {
+			continue
+		}
+		changes = append(changes, azure.RuleChange{Choose: func(rules []jit.SecurityRule) (jit.SecurityRule, error) {
+			r, ok := jit.MoveRecord(e, rules)
+			if !ok {
+				return jit.SecurityRule{}, fmt.Errorf("no outbound priority is free for the record %s", e.Rule.Name)
+			}
+			return r, nil
+		}})
 	}
 	if len(changes) == 0 {
 		return nil, nil

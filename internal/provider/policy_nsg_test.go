@@ -116,7 +116,7 @@ func TestApplyPolicyWritesEachChangeAsOneNSGWrite(t *testing.T) {
 	for i, step := range steps {
 		store.calls = nil
 		rules, _ := store.ListRules(ctx, nsg)
-		if _, err := applyPolicyToNSG(ctx, store, nsg, step.policy, rules, nil); err != nil {
+		if _, err := applyPolicyToNSG(ctx, store, nsg, step.policy, rules, nil, nil); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
 		if strings.Join(store.calls, ";") != strings.Join(step.want, ";") {
@@ -204,7 +204,7 @@ func TestCachedRulesViewFollowsWrites(t *testing.T) {
 		t.Fatalf("empty NSG: %+v, %v", v, err)
 	}
 	p := mustPolicy(t, jit.PortInput{Number: 22, Protocol: "Tcp", MaxDuration: "3h"})
-	if _, err := applyPolicyToNSG(ctx, c, "a", p, nil, nil); err != nil {
+	if _, err := applyPolicyToNSG(ctx, c, "a", p, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	v, err := c.View(ctx, "a")

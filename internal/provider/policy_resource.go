@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -571,7 +572,7 @@ func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest,
 		if err != nil {
 			return err
 		}
-		created, err := applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules, nil)
+		created, err := applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules, nil, nil)
 		mu.Lock()
 		written[nsgID] = created
 		mu.Unlock()
@@ -759,6 +760,16 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 			return
 		}
 	}
+	// The records of ended grants go to every NSG the policy keeps or gains,
+	// so that none is lost with an NSG it leaves.
+	var records []jit.EndedRecord
+	if len(gained) > 0 || len(leaving) > 0 {
+		var err error
+		if records, err = r.policyRecords(ctx, p.Name, oldIDs); err != nil {
+			resp.Diagnostics.AddError("Unable to Update JIT Policy", err.Error())
+			return
+		}
+	}
 
 	// Conflicts are checked where this apply writes the policy anew: every
 	// NSG when the policy changes, else only the NSGs it gains (a flag-only
@@ -781,7 +792,7 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 		if containsFold(gained, nsgID) {
 			moved = carry
 		}
-		if _, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules, moved); err != nil {
+		if _, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules, moved, records); err != nil {
 			return err
 		}
 		for _, g := range moved {
@@ -953,6 +964,31 @@ func (r *policyResource) movableGrants(ctx context.Context, policy string, nsgID
 		}
 	}
 	return out, nil
+}
+
+// policyRecords is the union of the policy's records of ended grants on
+// nsgIDs, newest first, at most jit.MaxEndedRecords.
+func (r *policyResource) policyRecords(ctx context.Context, policy string, nsgIDs []string) ([]jit.EndedRecord, error) {
+	byName := map[string]jit.EndedRecord{}
+	for _, nsgID := range nsgIDs {
+		view, err := r.data.rules.View(ctx, nsgID)
+		if errors.Is(err, azure.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the rules of %s: %w", nsgID, err)
+		}
+		for _, e := range view.Ended {
+			if e.Policy == policy {
+				byName[strings.ToLower(e.Rule.Name)] = e
+			}
+		}
+	}
+	out := slices.Collect(maps.Values(byName))
+	slices.SortFunc(out, func(a, b jit.EndedRecord) int {
+		return cmp.Or(b.ExpiresAt.Compare(a.ExpiresAt), strings.Compare(a.Rule.Name, b.Rule.Name))
+	})
+	return out[:min(len(out), jit.MaxEndedRecords)], nil
 }
 
 // audit records a grant's rule moving with its policy.
