@@ -495,6 +495,14 @@ func (w *world) afterTerraform(ok bool) {
 			if str(in.Attributes["status"]) == "active" && g.firstOpen.IsZero() {
 				g.firstOpen = now
 			}
+			// A request whose terraform was SIGKILLed may never have opened:
+			// the provider left behind closes a failed create again, with no
+			// record, and the same request may then open for real later. Its
+			// window is the one state reports.
+			if exp, err := time.Parse(time.RFC3339, str(in.Attributes["expires_at"])); err == nil && g.killed &&
+				str(in.Attributes["status"]) == "active" && exp.After(g.windowEnd()) {
+				g.firstOpen, g.killed = exp.Add(-g.req.duration()), false
+			}
 		}
 	}
 	switch {
