@@ -164,7 +164,7 @@ func TestAccGrant_sameRequestIsRecognised(t *testing.T) {
 	sshPolicyOn(t, env, nsgID)
 	clock := newTestClock()
 	const src = "203.0.113.7"
-	block := func(name, justification string) string { return requestBlock(name, "web@"+nsgID, src, justification) }
+	block := func(name, justification string) string { return requestBlock(name, "web@"+nsgID, justification) }
 	grantRules := func() int {
 		n := 0
 		for name := range env.Snapshot(nsgID) {
@@ -295,7 +295,7 @@ func TestAccGrant_importedActiveGrantAppliesWithoutClosing(t *testing.T) {
 	id := jit.GrantRequest{Policy: "web", Spec: spec, Justification: "INC-1"}.ID()
 	env.PutRules(nsgID, policy.GrantRule(id, spec, clock.Now().Add(time.Hour), 106))
 	policyID := "web@" + nsgID
-	config := env.ProviderBlock() + requestBlock("a", policyID, src, "INC-1")
+	config := env.ProviderBlock() + requestBlock("a", policyID, "INC-1")
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: providerFactoriesAt(clock),
 		Steps: []resource.TestStep{
@@ -388,8 +388,10 @@ resource "jit_access_grant" "g%d" {
 	})
 }
 
-// requestBlock is a one-hour request by alice for port 22 of the policy.
-func requestBlock(name, policyID, source, justification string) string {
+// requestBlock is a one-hour request by alice, from 203.0.113.7, for port
+// 22 of the policy.
+func requestBlock(name, policyID, justification string) string {
+	const source = "203.0.113.7"
 	return fmt.Sprintf(`
 resource "jit_access_grant" %q {
   policy_id             = %q
@@ -493,7 +495,7 @@ func TestAccGrant_tamperedRuleIsRevokedAndClosed(t *testing.T) {
 	nsgID := env.CreateNSG("nsg-web")
 	sshPolicyOn(t, env, nsgID)
 	const src, other = "203.0.113.7", "203.0.113.99"
-	config := env.ProviderBlock() + requestBlock("a", "web@"+nsgID, src, "INC-1")
+	config := env.ProviderBlock() + requestBlock("a", "web@"+nsgID, "INC-1")
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: providerFactoriesAt(newTestClock()),
 		Steps: []resource.TestStep{
@@ -537,7 +539,7 @@ func TestAccGrant_partlyOpenRequestIsClosedNotCompleted(t *testing.T) {
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: providerFactoriesAt(clock),
 		Steps: []resource.TestStep{{
-			Config: env.ProviderBlock() + requestBlock("a", "web@"+nsgA+","+nsgB, src, "INC-1"),
+			Config: env.ProviderBlock() + requestBlock("a", "web@"+nsgA+","+nsgB, "INC-1"),
 			ConfigStateChecks: []statecheck.StateCheck{
 				statecheck.ExpectKnownValue("jit_access_grant.a", tfjsonpath.New("status"), knownvalue.StringExact("revoked")),
 				statecheck.ExpectKnownValue("jit_access_grant.a", tfjsonpath.New("open"), knownvalue.Bool(false)),
