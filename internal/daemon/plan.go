@@ -308,8 +308,9 @@ func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time, o PlanOption
 			continue
 		}
 		plan.LastSeen[name] = dp.Policy
-		plan.Findings = append(plan.Findings, bypassFindings(dp.Policy, remaining)...)
-		plan.Findings = append(plan.Findings, standingFindings(dp.Policy, withoutNames(remaining, activeGrants))...)
+		plan.Findings = append(plan.Findings, ruleFindings(FindingBypass, dp.Policy.Name, dp.Policy.Bypasses(remaining))...)
+		plan.Findings = append(plan.Findings, ruleFindings(FindingStandingAccess, dp.Policy.Name,
+			dp.Policy.StandingAccess(withoutNames(remaining, activeGrants)))...)
 	}
 	for _, name := range sortedKeys(o.LastSeen) {
 		if _, there := view.Policies[name]; !there {
@@ -439,35 +440,18 @@ func grantCheckReason(err error, left time.Duration) (Reason, string) {
 	return ReasonOutsidePolicy, strings.Join(msgs, "; ")
 }
 
-// bypassFindings reports the rules that defeat a policy, one finding per
-// rule.
-func bypassFindings(p jit.Policy, rules []jit.SecurityRule) []Finding {
+// ruleFindings reports the rules found (bypasses or standing access) as
+// findings of one kind, one per rule, its ports joined.
+func ruleFindings(kind FindingKind, policy string, found []jit.Bypass) []Finding {
 	var out []Finding
 	index := map[string]int{}
-	for _, b := range p.Bypasses(rules) {
+	for _, b := range found {
 		if i, seen := index[b.Rule.Name]; seen {
 			out[i].Detail += "; " + b.Port.String() + ": " + b.Reason
 			continue
 		}
 		index[b.Rule.Name] = len(out)
-		out = append(out, Finding{Kind: FindingBypass, Policy: p.Name, RuleName: b.Rule.Name,
-			Detail: b.Port.String() + ": " + b.Reason})
-	}
-	return out
-}
-
-// standingFindings reports the rules that give some of a policy's allowed
-// sources access with no grant, one finding per rule.
-func standingFindings(p jit.Policy, rules []jit.SecurityRule) []Finding {
-	var out []Finding
-	index := map[string]int{}
-	for _, b := range p.StandingAccess(rules) {
-		if i, seen := index[b.Rule.Name]; seen {
-			out[i].Detail += "; " + b.Port.String() + ": " + b.Reason
-			continue
-		}
-		index[b.Rule.Name] = len(out)
-		out = append(out, Finding{Kind: FindingStandingAccess, Policy: p.Name, RuleName: b.Rule.Name,
+		out = append(out, Finding{Kind: kind, Policy: policy, RuleName: b.Rule.Name,
 			Detail: b.Port.String() + ": " + b.Reason})
 	}
 	return out

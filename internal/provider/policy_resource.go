@@ -210,32 +210,14 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 				Computed: true,
 				MarkdownDescription: "Rules outside the policy that let a protected port in from a source the policy does not allow, " +
 					"ahead of its rules: while any is listed, the ports are not really closed. They are never modified.",
-				NestedObject: schema.NestedAttributeObject{
-					Attributes: map[string]schema.Attribute{
-						"network_security_group_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The NSG holding the rule."},
-						"name":                      schema.StringAttribute{Computed: true, MarkdownDescription: "The rule's name."},
-						"priority":                  schema.Int64Attribute{Computed: true, MarkdownDescription: "The rule's priority."},
-						"port":                      schema.Int64Attribute{Computed: true, MarkdownDescription: "The protected port it lets in."},
-						"protocol":                  schema.StringAttribute{Computed: true, MarkdownDescription: "The protected port's protocol."},
-						"reason":                    schema.StringAttribute{Computed: true, MarkdownDescription: "Why it bypasses the policy."},
-					},
-				},
+				NestedObject: schema.NestedAttributeObject{Attributes: ruleFindingAttributes("Why it bypasses the policy.")},
 			},
 			"standing_access": schema.ListNestedAttribute{
 				Computed: true,
 				MarkdownDescription: "Rules outside the policy, above its band or inside it ahead of its deny-all rules, that let " +
 					"allowed sources reach a protected port with no grant: while any is listed, those sources have standing access " +
 					"to the port. A rule already listed in `bypassing_rules` for a port is not repeated here. They are never modified.",
-				NestedObject: schema.NestedAttributeObject{
-					Attributes: map[string]schema.Attribute{
-						"network_security_group_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The NSG holding the rule."},
-						"name":                      schema.StringAttribute{Computed: true, MarkdownDescription: "The rule's name."},
-						"priority":                  schema.Int64Attribute{Computed: true, MarkdownDescription: "The rule's priority."},
-						"port":                      schema.Int64Attribute{Computed: true, MarkdownDescription: "The protected port it lets in."},
-						"protocol":                  schema.StringAttribute{Computed: true, MarkdownDescription: "The protected port's protocol."},
-						"reason":                    schema.StringAttribute{Computed: true, MarkdownDescription: "Which allowed sources it lets in, and ahead of which rule."},
-					},
-				},
+				NestedObject: schema.NestedAttributeObject{Attributes: ruleFindingAttributes("Which allowed sources it lets in, and ahead of which rule.")},
 			},
 			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
 		},
@@ -355,6 +337,19 @@ func upgradePolicyStateV0(ctx context.Context, req resource.UpgradeStateRequest,
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// ruleFindingAttributes are the attributes of one rule reported in
+// bypassing_rules or standing_access; reason says what the rule does.
+func ruleFindingAttributes(reason string) map[string]schema.Attribute {
+	return map[string]schema.Attribute{
+		"network_security_group_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The NSG holding the rule."},
+		"name":                      schema.StringAttribute{Computed: true, MarkdownDescription: "The rule's name."},
+		"priority":                  schema.Int64Attribute{Computed: true, MarkdownDescription: "The rule's priority."},
+		"port":                      schema.Int64Attribute{Computed: true, MarkdownDescription: "The protected port it lets in."},
+		"protocol":                  schema.StringAttribute{Computed: true, MarkdownDescription: "The protected port's protocol."},
+		"reason":                    schema.StringAttribute{Computed: true, MarkdownDescription: reason},
+	}
 }
 
 func (r *policyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
