@@ -219,7 +219,7 @@ func DecideOpen(id string, duration time.Duration, sightings []GrantSighting, no
 		if x.Open {
 			// A rule of this name that does not decode: never build on it.
 			return OpenDecision{Action: OpenRefuse,
-				Reason: fmt.Sprintf("a rule named %s is on %s but does not read back as a grant; it is closed by jitd or the next apply", GrantRuleName("…", id), x.NSGID)}
+				Reason: fmt.Sprintf("a rule of grant %s is on %s but does not read back as a grant; jitd closes it", id, x.NSGID)}
 		}
 	}
 	return OpenDecision{Action: OpenNew, ExpiresAt: now.Add(duration)}
