@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -317,6 +318,12 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 	for _, gs := range d.open {
 		elsewhere = append(elsewhere, gs...)
 	}
+	policies := map[string][]jit.Policy{}
+	for _, nsgID := range slices.Sorted(maps.Keys(d.seen)) {
+		for name, p := range d.seen[nsgID] {
+			policies[name] = append(policies[name], p)
+		}
+	}
 	for i, id := range ids {
 		if ctx.Err() != nil {
 			results[i] = nsgResult{nsgID: id}
@@ -326,7 +333,7 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 		seen, open := d.seen[id], d.open[id] // read here: only this goroutine writes them, after wg.Wait
 		wg.Go(func() {
 			defer func() { <-sem }()
-			results[i] = d.reconcileNSG(ctx, id, seen, open, elsewhere)
+			results[i] = d.reconcileNSG(ctx, id, seen, open, elsewhere, policies)
 		})
 	}
 	wg.Wait()
@@ -335,7 +342,7 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 
 // reconcileNSG is one reconcile step of one NSG: observe, plan, apply.
 // seen are the policies last seen intact on it.
-func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy, open, elsewhere []jit.GrantRule) nsgResult {
+func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy, open, elsewhere []jit.GrantRule, policies map[string][]jit.Policy) nsgResult {
 	res := nsgResult{nsgID: nsgID}
 	rules, err := d.rules.ListRules(ctx, nsgID)
 	switch {
@@ -352,7 +359,7 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 		return res
 	}
 	res.listed = true
-	res.plan = PlanNSG(nsgID, rules, d.now(), PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere})
+	res.plan = PlanNSG(nsgID, rules, d.now(), PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere, SeenElsewhere: policies})
 	for _, c := range res.plan.Closes {
 		// Stop starting deletes once asked to stop; the next run closes
 		// what is left.

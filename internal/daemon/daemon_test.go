@@ -927,3 +927,38 @@ func TestPassClosesAGrantWhoseCopiesDisagree(t *testing.T) {
 		t.Fatalf("edited copy still open: %v", view.Grants)
 	}
 }
+
+// A guard deleted on one NSG right after the policy was updated, before
+// jitd read that NSG again, is restored from the new version jitd has seen
+// intact on another NSG. Found by the lifecycle suite (seed 23).
+func TestPassRestoresFromThePolicySeenOnAnotherNSG(t *testing.T) {
+	version := func(ports ...int64) jit.Policy {
+		var in []jit.PortInput
+		for _, p := range ports {
+			in = append(in, jit.PortInput{Number: p, Protocol: "Tcp", MaxDuration: "1h"})
+		}
+		p, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"},
+			AllowedSources: []string{"203.0.113.0/24"}, Ports: in, BandStart: 100, BandEnd: 199})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	v1, v2 := version(22), version(22, 3389)
+	az := newFakeAzure()
+	az.put("nsg-a", v1.Rules()...)
+	az.put("nsg-b", v1.Rules()...)
+	d, _ := newTestDaemon(t, az, Options{})
+	d.Pass(t.Context())
+	// The policy is updated on both; on nsg-b its guard is then deleted.
+	for _, nsg := range []string{"nsg-a", "nsg-b"} {
+		az.remove(nsg, v1.GuardAndDenyNames()...)
+		az.put(nsg, v2.Rules()...)
+	}
+	az.remove("nsg-b", "jit-web-guard-tcp")
+	d.Pass(t.Context()) // reads v2 intact on nsg-a; nsg-b fits neither v1 nor what remains
+	d.Pass(t.Context())
+	if dp := jit.ReadNSG(az.rulesOf("nsg-b")).Policies["web"]; dp.Problem != "" || !dp.Policy.Equal(v2) {
+		t.Fatalf("nsg-b after the passes: %+v, problem %q; want v2 restored", dp.Policy, dp.Problem)
+	}
+}

@@ -159,6 +159,10 @@ type Revoked struct {
 
 // PlanOptions are what PlanNSG knows besides the NSG's rules.
 type PlanOptions struct {
+	// SeenElsewhere are the policies last seen intact on any NSG in scope,
+	// by name: a restore falls back on them when this NSG's own memory is
+	// older than the rules left on it.
+	SeenElsewhere map[string][]jit.Policy
 	// LastActive are the grants open on this NSG at its last read.
 	LastActive []jit.GrantRule
 	// Elsewhere are the grants open on any NSG in scope at its last read:
@@ -230,6 +234,18 @@ func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time, o PlanOption
 				last = &p
 			}
 			res, err := jit.PlanRestore(name, base, last)
+			// The policy as last seen intact on another NSG in scope: one
+			// changed here right after an update jitd had not read yet is
+			// still whole there. PlanRestore takes it only if every rule
+			// left here is exactly that policy's.
+			for _, p := range o.SeenElsewhere[name] {
+				if err == nil || errors.Is(err, jit.ErrNothingMissing) || errors.Is(err, jit.ErrNothingLeft) {
+					break
+				}
+				if r, e := jit.PlanRestore(name, base, &p); e == nil {
+					res, err = r, nil
+				}
+			}
 			if err != nil {
 				if !errors.Is(err, jit.ErrNothingMissing) && !errors.Is(err, jit.ErrNothingLeft) {
 					notRestored[name] = err.Error()
