@@ -113,13 +113,12 @@ func TestPlanNSG(t *testing.T) {
 			closes: map[string]Reason{"jit-web-g-a1": ReasonOrphan}},
 		{name: "expired orphan is closed as expired", rules: []jit.SecurityRule{grantRule(t, web, "e3", planNow.Add(-time.Minute))},
 			closes: map[string]Reason{"jit-web-g-e3": ReasonExpired}},
-		{name: "missing deny-all rules: reported, grants fail closed", rules: append(withoutDeny(), active),
-			closes:   map[string]Reason{"jit-web-g-a1": ReasonPolicyMalformed},
-			findings: []string{"missing_deny web"}},
+		{name: "missing deny-all rules: reported, restored from the guards, the grant stays", rules: append(withoutDeny(), active),
+			active: 1, nextExpiryIn: time.Hour, findings: []string{"missing_deny web"}},
 		{name: "one deny-all rule missing", rules: func() []jit.SecurityRule {
 			rs := slices.DeleteFunc(with(active), func(r jit.SecurityRule) bool { return r.Name == "jit-web-deny-tcp" })
 			return rs
-		}(), closes: map[string]Reason{"jit-web-g-a1": ReasonPolicyMalformed}, findings: []string{"missing_deny web"}},
+		}(), active: 1, nextExpiryIn: time.Hour, findings: []string{"missing_deny web"}},
 		{name: "tampered deny-all rule is reported, never deleted", rules: func() []jit.SecurityRule {
 			rs := with(active)
 			for i, r := range rs {
@@ -285,9 +284,12 @@ func TestPlanNSGRestores(t *testing.T) {
 		{name: "never seen, rebuilt from the remaining rules", rules: drop(two.Rules(), "jit-web-guard-udp"),
 			opts: PlanOptions{Restore: true}, restore: []string{"jit-web-guard-udp"}, source: jit.RestoreFromRules,
 			findings: []string{"malformed_policy web"}, detail: "from the policy's remaining rules", lastSeen: []string{"web"}},
-		{name: "never seen, nothing to rebuild the durations from", rules: drop(append(web.Rules(), active), "jit-web-deny-tcp"),
-			opts: PlanOptions{Restore: true}, closes: []string{"jit-web-g-a1"}, findings: []string{"missing_deny web"},
-			detail: "not restored: no deny-all rule is left"},
+		{name: "never seen, the deny-all rebuilt from its guard, the grant stays", rules: drop(append(web.Rules(), active), "jit-web-deny-tcp"),
+			opts: PlanOptions{Restore: true}, restore: []string{"jit-web-deny-tcp"}, source: jit.RestoreFromRules,
+			findings: []string{"missing_deny web"}, detail: "from the policy's remaining rules", lastSeen: []string{"web"}},
+		{name: "never seen, nothing to rebuild the allowed sources from", rules: drop(append(web.Rules(), active), "jit-web-guard-tcp"),
+			opts: PlanOptions{Restore: true}, closes: []string{"jit-web-g-a1"}, findings: []string{"malformed_policy web"},
+			detail: "not restored: every IPv4 guard rule is gone"},
 		{name: "guard deleted", rules: drop(two.Rules(), "jit-web-guard-tcp"), opts: PlanOptions{Restore: true, LastSeen: seen(two)},
 			restore: []string{"jit-web-guard-tcp"}, source: jit.RestoreFromLastSeen, findings: []string{"malformed_policy web"}, lastSeen: []string{"web"}},
 		{name: "deny-all turned into an allow: closed, then restored", rules: func() []jit.SecurityRule {

@@ -243,9 +243,15 @@ func TestReadNSGFailsClosed(t *testing.T) {
 			return rs
 		}, `rule "jit-ssh-guard-tcp" has priority 102, the policy's encoding says 100`, false},
 		{"band mismatch", func(rs []SecurityRule) []SecurityRule {
-			byName(rs, "jit-ssh-guard-any").Description = "jit:v1 role=guard band=100-299"
+			r := byName(rs, "jit-ssh-guard-any")
+			r.Description = strings.Replace(r.Description, "band=100-199", "band=100-299", 1)
 			return rs
 		}, "band 100-299", false},
+		{"tampered maximum duration on a guard", func(rs []SecurityRule) []SecurityRule {
+			r := byName(rs, "jit-ssh-guard-tcp")
+			r.Description = strings.Replace(r.Description, "22:3h", "22:24h", 1)
+			return rs
+		}, `rule "jit-ssh-guard-tcp" has description`, false},
 		{"consistent but moved band", func(rs []SecurityRule) []SecurityRule {
 			for i := range rs {
 				rs[i].Description = strings.Replace(rs[i].Description, "band=100-199", "band=100-198", 1)
@@ -398,6 +404,6 @@ func ExamplePolicy_Rules() {
 		fmt.Println(r.Priority, r.Name, r.Access, r.SourcePrefixes, r.DestinationPorts, r.Description)
 	}
 	// Output:
-	// 100 jit-ssh-guard-tcp Deny [128.0.0.0/1] [22] jit:v1 role=guard band=100-199
+	// 100 jit-ssh-guard-tcp Deny [128.0.0.0/1] [22] jit:v1 role=guard band=100-199 guard=v4 max=3h
 	// 199 jit-ssh-deny-tcp Deny [*] [22] jit:v1 role=deny band=100-199 guard=v4 max=3h
 }

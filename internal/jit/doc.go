@@ -53,11 +53,13 @@
 // cannot, as a version tag and space-separated key=value fields (see
 // Description for the grammar):
 //
-//	jit:v1 role=guard band=100-199
+//	jit:v1 role=guard band=100-199 guard=v4,v6 max=3h
 //	jit:v1 role=deny band=100-199 guard=v4,v6 max=3h
 //	jit:v1 role=deny band=100-199 guard=none max=22:3h,3389:1h
 //	jit:v1 role=grant id=a1b2 exp=1767225600 by=alice@example.com
 //
+// A guard's description is its protocol group's deny-all description with
+// role=guard, so that either rule is enough to write the other back.
 // A deny-all description names the address families that have a guard rule
 // (v4, v6, both, or none when any source may ask), and gives one maximum
 // grant duration when every port of its group shares it, else one per port

@@ -106,8 +106,10 @@ func (p Policy) Rules() []SecurityRule {
 	families := p.families()
 	for _, g := range p.groups() {
 		ports := g.portStrings()
-		deny := denyDescription(p.Band, g.ports, p.guardFamilies()).String()
-		guard := Description{Role: RoleGuard, Band: p.Band}.String()
+		desc := bandDescription(p.Band, g.ports, p.guardFamilies())
+		deny := desc.String()
+		desc.Role = RoleGuard
+		guard := desc.String()
 		for _, f := range families {
 			if !p.anySource() {
 				if comp := Complement(p.allowedPrefixes(f), f); len(comp) > 0 {
@@ -267,14 +269,19 @@ type PortDuration struct {
 // Description is the parsed form of a JIT rule's description: what the
 // rule's structure cannot carry. Its grammar (version 1):
 //
-//	guard: jit:v1 role=guard band=<start>-<end>
 //	deny:  jit:v1 role=deny band=<start>-<end> guard=<families> max=<duration>
 //	       jit:v1 role=deny band=<start>-<end> guard=<families> max=<port>:<duration>,<port>:<duration>...
+//	guard: the same as its protocol group's deny-all, with role=guard
 //
 // <families> is "v4", "v6", "v4,v6" or "none": the address families that
 // have a guard rule. Without it, deleting a guard would read back as a
 // policy that allows every source of that family; with it, a missing guard
 // makes the policy malformed, and malformed fails closed.
+//
+// Guard and deny-all rules carry the same fields so that either one is
+// enough to write the other back (PlanRestore): the guard alone holds the
+// allowed sources, the descriptions the band, the guarded families and the
+// maximum durations.
 //
 //	grant: jit:v1 role=grant id=<grant id> exp=<unix seconds> by=<requester>
 //	ended: jit:v1 role=ended id=<grant id> exp=<unix seconds> by=<requester>
@@ -285,8 +292,8 @@ type PortDuration struct {
 type Description struct {
 	Role         Role
 	Band         Band           // guard and deny
-	Guards       []int          // deny: the address families (IPv4, IPv6) that have a guard rule
-	MaxDurations []PortDuration // deny: a single entry with Port 0 when every port shares it
+	Guards       []int          // guard and deny: the address families (IPv4, IPv6) that have a guard rule
+	MaxDurations []PortDuration // guard and deny: a single entry with Port 0 when every port shares it
 	GrantID      string         // grant and ended
 	ExpiresAt    time.Time      // grant and ended, whole seconds
 	Requester    string         // grant and ended
@@ -299,18 +306,16 @@ func (d Description) String() string {
 	switch d.Role {
 	case RoleGuard, RoleDeny:
 		b.WriteString(" band=" + d.Band.String())
-		if d.Role == RoleDeny {
-			b.WriteString(" guard=" + formatGuards(d.Guards))
-			b.WriteString(" max=")
-			for i, pd := range d.MaxDurations {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				if pd.Port != 0 {
-					b.WriteString(strconv.Itoa(int(pd.Port)) + ":")
-				}
-				b.WriteString(FormatDuration(pd.MaxDuration))
+		b.WriteString(" guard=" + formatGuards(d.Guards))
+		b.WriteString(" max=")
+		for i, pd := range d.MaxDurations {
+			if i > 0 {
+				b.WriteByte(',')
 			}
+			if pd.Port != 0 {
+				b.WriteString(strconv.Itoa(int(pd.Port)) + ":")
+			}
+			b.WriteString(FormatDuration(pd.MaxDuration))
 		}
 	case RoleGrant, RoleEnded:
 		fmt.Fprintf(&b, " id=%s exp=%d by=%s", d.GrantID, d.ExpiresAt.Unix(), d.Requester)
@@ -318,10 +323,10 @@ func (d Description) String() string {
 	return b.String()
 }
 
-// denyDescription is the deny-all description of one protocol group:
-// the families that have guards, and one max when every port shares it,
-// else one per port.
-func denyDescription(b Band, ports []Port, guards []int) Description {
+// bandDescription is the deny-all description of one protocol group (its
+// guards' differ only in role): the families that have guards, and one max
+// when every port shares it, else one per port.
+func bandDescription(b Band, ports []Port, guards []int) Description {
 	d := Description{Role: RoleDeny, Band: b, Guards: guards}
 	uniform := true
 	for _, p := range ports[1:] {
@@ -395,10 +400,7 @@ func ParseDescription(s string) (Description, error) {
 	var want []string
 	var err error
 	switch d.Role = Role(kv["role"]); d.Role {
-	case RoleGuard:
-		want = []string{"role", "band"}
-		d.Band, err = parseBand(kv["band"])
-	case RoleDeny:
+	case RoleGuard, RoleDeny:
 		want = []string{"role", "band", "guard", "max"}
 		if d.Band, err = parseBand(kv["band"]); err == nil {
 			if d.Guards, err = parseGuards(kv["guard"]); err == nil {

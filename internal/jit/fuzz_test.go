@@ -14,7 +14,7 @@ import (
 // produces, and a grant description built from any requester parses back.
 func FuzzParseDescription(f *testing.F) {
 	for _, s := range []string{
-		"jit:v1 role=guard band=100-199",
+		"jit:v1 role=guard band=100-199 guard=v4 max=3h",
 		"jit:v1 role=deny band=100-199 guard=v4 max=3h",
 		"jit:v1 role=deny band=100-199 guard=v4 max=22:3h,3389:1h30m",
 		"jit:v1 role=grant id=a1b2 exp=1767225600 by=alice@example.com",

@@ -315,9 +315,14 @@ func NewPolicy(in PolicyInput) (Policy, error) {
 
 	if len(errs) == 0 {
 		for _, g := range p.groups() {
-			d := denyDescription(p.Band, g.ports, p.guardFamilies())
+			// A guard's description is the longer ("guard" against "deny").
+			d := bandDescription(p.Band, g.ports, p.guardFamilies())
+			what := "deny-all rule"
+			if len(d.Guards) > 0 {
+				d.Role, what = RoleGuard, "guard rule"
+			}
 			if s := d.String(); len(s) > MaxDescriptionLength {
-				errs.add(pathPorts, "the deny-all rule for %s ports would need a %d-character description, over Azure's limit of %d: use fewer distinct max_duration values for %s ports or split the policy", g.group.protocol(), len(s), MaxDescriptionLength, g.group.protocol())
+				errs.add(pathPorts, "the %s for %s ports would need a %d-character description, over Azure's limit of %d: use fewer distinct max_duration values for %s ports or split the policy", what, g.group.protocol(), len(s), MaxDescriptionLength, g.group.protocol())
 			}
 		}
 	}

@@ -199,7 +199,7 @@ func TestNewPolicyInvalid(t *testing.T) {
 			for i := range 20 {
 				in.Ports = append(in.Ports, PortInput{int64(1000 + i), "Tcp", fmt.Sprintf("%dm", 10+i)})
 			}
-		}, []fe{{"ports", "the deny-all rule for Tcp ports would need a 222-character description, over Azure's limit of 140: use fewer distinct max_duration values"}}},
+		}, []fe{{"ports", "the guard rule for Tcp ports would need a 223-character description, over Azure's limit of 140: use fewer distinct max_duration values"}}},
 
 		{"every problem at once", func(in *PolicyInput) {
 			in.Name = "X"

@@ -178,20 +178,13 @@ func reconstructPolicy(name string, rules []SecurityRule, names []ruleName, desc
 	}
 	in.BandStart, in.BandEnd = int64(band.Start), int64(band.End)
 
-	// Guarded families, from the deny-all descriptions; they must agree.
-	var guards []int
-	haveDeny := false
+	// Guarded families, from the descriptions (guard and deny-all rules
+	// carry the same); they must agree.
+	guards := descs[0].Guards
 	for i, d := range descs {
-		if names[i].role != RoleDeny {
-			continue
+		if !slices.Equal(guards, d.Guards) {
+			return Policy{}, fmt.Errorf("rules %q and %q disagree on the guarded address families (%s and %s)", rules[0].Name, rules[i].Name, formatGuards(guards), formatGuards(d.Guards))
 		}
-		if haveDeny && !slices.Equal(guards, d.Guards) {
-			return Policy{}, fmt.Errorf("deny-all rules disagree on the guarded address families (%s and %s)", formatGuards(guards), formatGuards(d.Guards))
-		}
-		guards, haveDeny = d.Guards, true
-	}
-	if !haveDeny {
-		return Policy{}, errors.New("no deny-all rule is left, so the policy's maximum grant durations cannot be read back")
 	}
 
 	// Destinations per family, from every remaining rule.
@@ -235,20 +228,15 @@ func reconstructPolicy(name string, rules []SecurityRule, names []ruleName, desc
 		}
 	}
 
-	// Ports and maximum durations per protocol group, from its deny-all
-	// rules; a group with only guards left has unknown durations.
+	// Ports and maximum durations per protocol group, from any of its
+	// remaining rules.
 	type portKey struct {
 		number uint16
 		proto  Protocol
 	}
 	durations := map[portKey]PortDuration{}
 	var portOrder []portKey
-	denied := map[protoGroup]bool{}
 	for i, r := range rules {
-		if names[i].role != RoleDeny {
-			continue
-		}
-		denied[names[i].group] = true
 		proto := names[i].group.protocol()
 		var numbers []uint16
 		for _, s := range r.DestinationPorts {
@@ -275,17 +263,12 @@ func reconstructPolicy(name string, rules []SecurityRule, names []ruleName, desc
 			k := portKey{n, proto}
 			if old, seen := durations[k]; seen {
 				if old.MaxDuration != pd.MaxDuration {
-					return Policy{}, fmt.Errorf("port %d/%s has maximum duration %s on one deny-all rule and %s on another", n, proto, FormatDuration(old.MaxDuration), FormatDuration(pd.MaxDuration))
+					return Policy{}, fmt.Errorf("port %d/%s has maximum duration %s on one rule and %s on another", n, proto, FormatDuration(old.MaxDuration), FormatDuration(pd.MaxDuration))
 				}
 				continue
 			}
 			durations[k] = pd
 			portOrder = append(portOrder, k)
-		}
-	}
-	for i, r := range rules {
-		if names[i].role == RoleGuard && !denied[names[i].group] {
-			return Policy{}, fmt.Errorf("guard rule %q is left but every %s deny-all rule is gone, so the maximum grant durations of its ports cannot be read back", r.Name, names[i].group.label())
 		}
 	}
 	for _, k := range portOrder {

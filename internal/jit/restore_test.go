@@ -72,18 +72,21 @@ func TestPlanRestore(t *testing.T) {
 	}{
 		{name: "deny-all deleted, reconstructed", policy: p, rules: without(all, "deny-tcp$"),
 			want: list("jit-web-deny-tcp"), source: RestoreFromRules},
-		{name: "a group's deny-all rules gone, reconstructed: durations unknown", policy: p, rules: without(all, "deny-tcp"),
-			wantErr: "every tcp deny-all rule is gone"},
+		{name: "a group's deny-all rules gone, reconstructed from its guards", policy: p, rules: without(all, "deny-tcp"),
+			want: list("jit-web-deny-tcp-v6", "jit-web-deny-tcp"), source: RestoreFromRules},
 		{name: "one deny-all deleted, last seen", policy: p, rules: without(all, "deny-tcp-v6"), lastSeen: &p,
 			want: list("jit-web-deny-tcp-v6"), source: RestoreFromLastSeen},
 		{name: "guard deleted, reconstructed from the other group's guard", policy: p, rules: without(all, "guard-tcp"),
 			want: list("jit-web-guard-tcp", "jit-web-guard-tcp-v6"), source: RestoreFromRules},
-		{name: "every deny-all gone: durations unknown", policy: p, rules: without(all, "-deny-"),
-			wantErr: "no deny-all rule is left"},
+		{name: "every deny-all gone, reconstructed from the guards", policy: p, rules: without(all, "-deny-"),
+			want: list("jit-web-deny-udp-v6", "jit-web-deny-udp", "jit-web-deny-tcp-v6", "jit-web-deny-tcp"), source: RestoreFromRules},
+		{name: "a guard whose description disagrees on the durations", policy: p,
+			rules:   withDescription(without(all, "-deny-"), "jit-web-guard-tcp", "22:3h", "22:4h"),
+			wantErr: "port 22/Tcp has maximum duration"},
 		{name: "every deny-all gone, last seen", policy: p, rules: without(all, "-deny-"), lastSeen: &p,
 			want: list("jit-web-deny-udp-v6", "jit-web-deny-udp", "jit-web-deny-tcp-v6", "jit-web-deny-tcp"), source: RestoreFromLastSeen},
 		{name: "a group's deny-all rules gone, its guards left", policy: p, rules: without(all, "deny-udp"),
-			wantErr: "every udp deny-all rule is gone"},
+			want: list("jit-web-deny-udp-v6", "jit-web-deny-udp"), source: RestoreFromRules},
 		{name: "every IPv4 guard gone: allowed sources unknown", policy: p, rules: without(all, "guard-tcp", "guard-udp"),
 			wantErr: "every IPv4 guard rule is gone"},
 		{name: "every IPv6 rule gone: destinations unknown", policy: p, rules: without(all, "-v6"),
@@ -252,4 +255,16 @@ func TestPlanRestoreIgnoresRecordsOfEndedGrants(t *testing.T) {
 			t.Errorf("missing %v, want %s", res.Missing, deny.Name)
 		}
 	}
+}
+
+// withDescription replaces old with repl in the description of the rule
+// named name.
+func withDescription(rules []SecurityRule, name, old, repl string) []SecurityRule {
+	out := slices.Clone(rules)
+	for i := range out {
+		if out[i].Name == name {
+			out[i].Description = strings.Replace(out[i].Description, old, repl, 1)
+		}
+	}
+	return out
 }

@@ -25,6 +25,7 @@ var regressionSeeds = []struct {
 	{6, 2, "5: a deleted guard rule is not restored"},
 	{8, 3, "2: a timed-out create leaves an open rule that state does not know and no audit recorded"},
 	{11, 6, "1: a policy cannot gain an existing NSG while a grant is in state (JIT Policy Not Found)"},
+	{22, 22, "5: a deny-all deleted right after a policy update, before jitd read it, is not restored"},
 }
 
 // TestLifecycleRegressions replays the seeds that found violations.

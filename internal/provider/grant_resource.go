@@ -464,7 +464,10 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 		detail += fmt.Sprintf("\n\nThe grant's rule could not be closed again on %s: it stays open until %s. It is kept in "+
 			"Terraform's state, so `terraform destroy` or the next apply closes it; jitd closes it at expiry.",
 			strings.Join(leftOpen, ", "), expires.Format(time.RFC3339))
-		_ = r.emit(ctx, event, audit.ActionOpen, audit.ResultFailure, err.Error()+"; left open on "+strings.Join(leftOpen, ", "))
+		// Access is open: the audit trail says so as it says of any open
+		// (a failure would read as "nothing opened"), with why it is partial.
+		_ = r.emit(ctx, event, audit.ActionOpen, audit.ResultSuccess, "the create failed ("+err.Error()+
+			") and the grant's rule could not be closed again: it is open on "+strings.Join(leftOpen, ", ")+" until it expires or is destroyed")
 		plan.NSGIDs = stringSet(nsgIDs)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	}
@@ -521,17 +524,47 @@ func (r *grantResource) undoOpen(ctx context.Context, nsgIDs []string, ruleName 
 	defer cancel()
 	var left []string
 	for _, nsgID := range nsgIDs {
-		_, err := r.data.rules.ApplyRuleChanges(ctx, nsgID, []azure.RuleChange{{Delete: ruleName}})
-		if err != nil && !errors.Is(err, azure.ErrNotFound) {
-			tflog.Error(ctx, "Could not close a grant rule after a failed create", map[string]any{"nsg_id": nsgID, "rule": ruleName, "error": err.Error()})
-			left = append(left, nsgID)
+		delay := undoRetryDelay
+		for attempt := 1; ; attempt++ {
+			_, err := r.data.rules.ApplyRuleChanges(ctx, nsgID, []azure.RuleChange{{Delete: ruleName}})
+			if err == nil || errors.Is(err, azure.ErrNotFound) {
+				break
+			}
+			// A close is worth retrying whenever it may succeed: a failed
+			// long-running operation, throttling or an outage ends, while
+			// a missing permission or an invalid request does not.
+			final := errors.Is(err, azure.ErrForbidden) || errors.Is(err, azure.ErrUnauthorized) || errors.Is(err, azure.ErrInvalid)
+			fields := map[string]any{"nsg_id": nsgID, "rule": ruleName, "attempt": attempt, "error": err.Error()}
+			if final || !sleepCtx(ctx, delay) {
+				tflog.Error(ctx, "Could not close a grant rule after a failed create", fields)
+				left = append(left, nsgID)
+				break
+			}
+			tflog.Warn(ctx, "Retrying the close of a grant rule after a failed create", fields)
+			delay = min(2*delay, undoRetryMaxDelay)
 		}
 	}
 	return left
 }
 
-// undoTimeout bounds the clean-up after a failed or timed-out create.
+// undoTimeout bounds the clean-up after a failed or timed-out create; within
+// it, a close that failed for a reason that can pass is retried, waiting
+// undoRetryDelay, then twice as long each time, up to undoRetryMaxDelay.
 const undoTimeout = 5 * time.Minute
+
+var undoRetryDelay, undoRetryMaxDelay = time.Second, 30 * time.Second
+
+// sleepCtx waits d, or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 // openOn writes the grant's allow rule on one NSG at the lowest free
 // priority of the policy's grant range, chosen against the NSG as it is at

@@ -21,6 +21,7 @@ import (
 
 	"github.com/jitaccess/terraform-provider-jit/internal/acctest"
 	"github.com/jitaccess/terraform-provider-jit/internal/audit"
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -449,4 +450,40 @@ resource "jit_access_grant" "team" {
 	c := env.Sim.Counters()
 	t.Logf("12 grants opened and closed by two workspaces: %d NSG writes, %d refused for a stale ETag (the other workspace wrote first), %d for a busy NSG",
 		c.Requests["PUT nsg"], c.Responses["PUT nsg 412"], c.Busy)
+}
+
+// A failed create closes its rule again even when the first closes fail for
+// a reason that passes (a failed long-running operation, throttling); a
+// missing permission is not retried.
+func TestUndoOpenRetriesTransientFailures(t *testing.T) {
+	undoRetryDelay, undoRetryMaxDelay = time.Millisecond, time.Millisecond
+	t.Cleanup(func() { undoRetryDelay, undoRetryMaxDelay = time.Second, 30*time.Second })
+	const nsg, rule = "nsg-a", "jit-web-g-abc"
+	for _, tc := range []struct {
+		name      string
+		failTimes int
+		failErr   error
+		wantLeft  bool
+		wantCalls int
+	}{
+		{name: "transient", failTimes: 3, wantCalls: 4},
+		{name: "forbidden", failTimes: 0, failErr: &azure.Error{Kind: azure.KindForbidden, StatusCode: 403}, wantLeft: true, wantCalls: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeStore()
+			f.rules[nsg] = map[string]jit.SecurityRule{rule: {Name: rule}}
+			f.fail, f.failTimes, f.failErr = "delete "+rule, tc.failTimes, tc.failErr
+			r := &grantResource{data: &providerData{rules: newCachedRules(f)}}
+			left := r.undoOpen(context.Background(), []string{nsg}, rule)
+			if got := len(left) > 0; got != tc.wantLeft {
+				t.Errorf("left open on %v, want left open: %v", left, tc.wantLeft)
+			}
+			if len(f.calls) != tc.wantCalls {
+				t.Errorf("calls %q, want %d", f.calls, tc.wantCalls)
+			}
+			if _, open := f.rules[nsg][rule]; open != tc.wantLeft {
+				t.Errorf("rule on the NSG: %v, want %v", open, tc.wantLeft)
+			}
+		})
+	}
 }

@@ -19,6 +19,21 @@ type fakeStore struct {
 	calls []string
 	lists int
 	fail  string // a call ("put <name>" / "delete <name>") that fails
+	// failTimes is how many times that call fails before it succeeds
+	// (0: always), failErr the error it fails with.
+	failTimes int
+	failErr   error
+}
+
+// failed counts the calls so far that were the failing one.
+func (f *fakeStore) failed() int {
+	n := 0
+	for _, c := range f.calls {
+		if c == f.fail {
+			n++
+		}
+	}
+	return n
 }
 
 func newFakeStore() *fakeStore { return &fakeStore{rules: map[string]map[string]jit.SecurityRule{}} }
@@ -74,7 +89,10 @@ func (f *fakeStore) ApplyRuleChanges(_ context.Context, nsgID string, changes []
 	}
 	call := strings.Join(ops, ",")
 	f.calls = append(f.calls, call)
-	if call == f.fail {
+	if call == f.fail && (f.failTimes == 0 || f.failed() <= f.failTimes) {
+		if f.failErr != nil {
+			return nil, f.failErr
+		}
 		return nil, errors.New("injected failure")
 	}
 	f.rules[nsgID] = next

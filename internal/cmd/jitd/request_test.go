@@ -249,7 +249,7 @@ func TestRequestCheckWithoutAzure(t *testing.T) {
 	})
 	t.Run("policy tampered with", func(t *testing.T) {
 		rules := p.Rules()
-		rules[0].Description = "jit:v1 role=guard band=100-150"
+		rules[0].Description = strings.Replace(rules[0].Description, "band=100-199", "band=100-150", 1)
 		lister[other] = rules
 		out, err := run("web@"+other, "--port", "22", "--source", "203.0.113.7", "--for", "1h")
 		checkOutcome(t, out, err, "JIT Policy Is Malformed")
