@@ -192,6 +192,9 @@ func policyInputFromRules(name string, rules []SecurityRule, names []ruleName, d
 		}
 	}
 	in.BandStart, in.BandEnd = int64(band.Start), int64(band.End)
+	// Every rule must say the same (the rules are compared with the ones
+	// the policy writes afterwards); the first one tells.
+	in.EndSessions = descs[0].EndSessions
 
 	type portKey struct {
 		number uint16

@@ -26,7 +26,7 @@ func randomPolicyInput(r *rand.Rand) PolicyInput {
 	if name[len(name)-1] == '-' {
 		name = append(name, 'z')
 	}
-	in := PolicyInput{Name: string(name)}
+	in := PolicyInput{Name: string(name), EndSessions: r.IntN(2) == 0}
 
 	var families []int
 	switch r.IntN(4) {

@@ -106,7 +106,7 @@ func (p Policy) Rules() []SecurityRule {
 	families := p.families()
 	for _, g := range p.groups() {
 		ports := g.portStrings()
-		desc := bandDescription(p.Band, g.ports, p.guardFamilies())
+		desc := bandDescription(p.Band, g.ports, p.guardFamilies(), p.EndSessions)
 		deny := desc.String()
 		desc.Role = RoleGuard
 		guard := desc.String()
@@ -271,6 +271,7 @@ type PortDuration struct {
 //
 //	deny:  jit:v1 role=deny band=<start>-<end> guard=<families> max=<duration>
 //	       jit:v1 role=deny band=<start>-<end> guard=<families> max=<port>:<duration>,<port>:<duration>...
+//	       ... sessions=end    (appended when the policy ends live sessions at expiry)
 //	guard: the same as its protocol group's deny-all, with role=guard
 //
 // <families> is "v4", "v6", "v4,v6" or "none": the address families that
@@ -294,6 +295,7 @@ type Description struct {
 	Band         Band           // guard and deny
 	Guards       []int          // guard and deny: the address families (IPv4, IPv6) that have a guard rule
 	MaxDurations []PortDuration // guard and deny: a single entry with Port 0 when every port shares it
+	EndSessions  bool           // guard and deny: the policy ends live sessions at expiry (sessions=end)
 	GrantID      string         // grant and ended
 	ExpiresAt    time.Time      // grant and ended, whole seconds
 	Requester    string         // grant and ended
@@ -317,6 +319,9 @@ func (d Description) String() string {
 			}
 			b.WriteString(FormatDuration(pd.MaxDuration))
 		}
+		if d.EndSessions {
+			b.WriteString(" sessions=end")
+		}
 	case RoleGrant, RoleEnded:
 		fmt.Fprintf(&b, " id=%s exp=%d by=%s", d.GrantID, d.ExpiresAt.Unix(), d.Requester)
 	}
@@ -326,8 +331,8 @@ func (d Description) String() string {
 // bandDescription is the deny-all description of one protocol group (its
 // guards' differ only in role): the families that have guards, and one max
 // when every port shares it, else one per port.
-func bandDescription(b Band, ports []Port, guards []int) Description {
-	d := Description{Role: RoleDeny, Band: b, Guards: guards}
+func bandDescription(b Band, ports []Port, guards []int, endSessions bool) Description {
+	d := Description{Role: RoleDeny, Band: b, Guards: guards, EndSessions: endSessions}
 	uniform := true
 	for _, p := range ports[1:] {
 		if p.MaxDuration != ports[0].MaxDuration {
@@ -405,6 +410,12 @@ func ParseDescription(s string) (Description, error) {
 		if d.Band, err = parseBand(kv["band"]); err == nil {
 			if d.Guards, err = parseGuards(kv["guard"]); err == nil {
 				d.MaxDurations, err = parseMaxList(kv["max"])
+			}
+		}
+		if v, ok := kv["sessions"]; ok {
+			want = append(want, "sessions")
+			if d.EndSessions = v == "end"; !d.EndSessions && err == nil {
+				err = fmt.Errorf("sessions %q is not \"end\"", v)
 			}
 		}
 	case RoleGrant, RoleEnded:

@@ -90,13 +90,20 @@ type Policy struct {
 	AllowedSources []string
 	Ports          []Port // sorted by (Number, Protocol)
 	Band           Band
+	// EndSessions asks that live sessions end when access ends: the
+	// policy's NSGs get flushConnection, so that Azure re-evaluates
+	// established flows whenever their rules change, and the deletion of
+	// a grant's rule cuts the sessions it admitted. Recorded in the
+	// policy's descriptions (sessions=end), so jitd and other workspaces
+	// know it is asked for.
+	EndSessions bool
 }
 
 // Equal reports whether two policies mean the same. Both are brought to
 // canonical form first, so a hand-built policy listing 10.0.0.0/25 and
 // 10.0.0.128/25 equals one listing 10.0.0.0/24.
 func (p Policy) Equal(o Policy) bool {
-	if p.Name != o.Name || p.Band != o.Band || !slices.Equal(p.Ports, o.Ports) ||
+	if p.Name != o.Name || p.Band != o.Band || p.EndSessions != o.EndSessions || !slices.Equal(p.Ports, o.Ports) ||
 		!slices.Equal(p.DestinationPrefixes, o.DestinationPrefixes) {
 		return false
 	}
@@ -259,6 +266,7 @@ type PolicyInput struct {
 	AllowedSources      []string
 	Ports               []PortInput
 	BandStart, BandEnd  int64
+	EndSessions         bool
 }
 
 var policyNamePattern = regexp.MustCompile(`^(?:[a-z]|[a-z][a-z0-9-]{0,38}[a-z0-9])$`)
@@ -278,7 +286,7 @@ var policyNamePattern = regexp.MustCompile(`^(?:[a-z]|[a-z][a-z0-9-]{0,38}[a-z0-
 // diff in the plan.
 func NewPolicy(in PolicyInput) (Policy, error) {
 	var errs problems
-	p := Policy{Name: in.Name}
+	p := Policy{Name: in.Name, EndSessions: in.EndSessions}
 
 	if !policyNamePattern.MatchString(in.Name) || strings.Contains(in.Name, "--") {
 		errs.add(pathName, "name %q is invalid: use 1–%d characters of lower-case letters, digits and single hyphens, starting with a letter and ending with a letter or digit", in.Name, MaxNameLength)
@@ -316,7 +324,7 @@ func NewPolicy(in PolicyInput) (Policy, error) {
 	if len(errs) == 0 {
 		for _, g := range p.groups() {
 			// A guard's description is the longer ("guard" against "deny").
-			d := bandDescription(p.Band, g.ports, p.guardFamilies())
+			d := bandDescription(p.Band, g.ports, p.guardFamilies(), p.EndSessions)
 			what := "deny-all rule"
 			if len(d.Guards) > 0 {
 				d.Role, what = RoleGuard, "guard rule"

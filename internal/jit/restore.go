@@ -177,6 +177,9 @@ func reconstructPolicy(name string, rules []SecurityRule, names []ruleName, desc
 		}
 	}
 	in.BandStart, in.BandEnd = int64(band.Start), int64(band.End)
+	// Every rule must say the same (the rules are compared with the ones
+	// the policy writes afterwards); the first one tells.
+	in.EndSessions = descs[0].EndSessions
 
 	// Guarded families, from the descriptions (guard and deny-all rules
 	// carry the same); they must agree.

@@ -268,3 +268,24 @@ func withDescription(rules []SecurityRule, name, old, repl string) []SecurityRul
 	}
 	return out
 }
+
+// A policy that ends live sessions keeps the option through a restoration
+// from its remaining rules, and rules that disagree about it do not decode.
+func TestEndSessionsSurvivesRestoreAndMustAgree(t *testing.T) {
+	p, err := NewPolicy(PolicyInput{Name: "web", DestinationPrefixes: list("10.0.1.4"), AllowedSources: list("203.0.113.0/24"),
+		Ports: []PortInput{{22, "Tcp", "1h"}}, BandStart: 100, BandEnd: 199, EndSessions: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := PlanRestore("web", without(p.Rules(), "deny-tcp$"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Policy.EndSessions || !res.Policy.Equal(p) {
+		t.Errorf("restored %+v, want %+v", res.Policy, p)
+	}
+	rules := withDescription(p.Rules(), "jit-web-guard-tcp", " sessions=end", "")
+	if dp := ReadNSG(rules).Policies["web"]; dp.Problem == "" {
+		t.Errorf("guard without sessions=end beside a deny-all with it read back as %+v, want a problem", dp.Policy)
+	}
+}
