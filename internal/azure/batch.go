@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,12 @@ type RuleChange struct {
 	Choose func(current []jit.SecurityRule) (jit.SecurityRule, error)
 	// Delete removes the rule of this name; a missing rule is no error.
 	Delete string
+	// FlushConnection, when not nil, sets the NSG's flushConnection
+	// property (Azure then re-evaluates established flows whenever the
+	// NSG's rules change) in the same write. It is not a rule change, but
+	// it travels with them so that a policy's rules and the setting it
+	// asks for land together.
+	FlushConnection *bool
 }
 
 // Every error of ApplyRuleChanges says what the call's changes came to on
@@ -396,21 +403,23 @@ func (c *Client) writeNSG(ctx context.Context, id NSGID, b *batcher, batch []*ba
 		}
 		var pending []*batchCall
 		written := map[*batchCall][]string{}
+		var flush *bool
 		for _, call := range b.carry(batch) {
-			next, names, err := applyChanges(rules, call.changes)
+			callFlush := flush
+			next, names, err := applyChanges(rules, call.changes, &callFlush)
 			if err != nil {
 				b.settle([]*batchCall{call}, true) // not in this write
 				b.fail(call, err)
 				continue
 			}
-			rules = next
+			rules, flush = next, callFlush
 			written[call] = names
 			pending = append(pending, call)
 		}
 		if len(pending) == 0 {
 			return nil
 		}
-		if err := doc.setRules(rules); err != nil {
+		if err := doc.setRules(rules, flush); err != nil {
 			b.settle(pending, true)
 			return &Error{Kind: KindInvalid, Op: op, ResourceID: id.String(), Message: err.Error(), Err: err}
 		}
@@ -435,11 +444,14 @@ func (c *Client) writeNSG(ctx context.Context, id NSGID, b *batcher, batch []*ba
 }
 
 // applyChanges returns the rule list after the changes, and the names of the
-// rules they put.
-func applyChanges(rules []rawRule, changes []RuleChange) ([]rawRule, []string, error) {
+// rules they put; the flushConnection setting they ask for is set on flush.
+func applyChanges(rules []rawRule, changes []RuleChange, flush **bool) ([]rawRule, []string, error) {
 	next := append([]rawRule(nil), rules...)
 	var names []string
 	for _, ch := range changes {
+		if ch.FlushConnection != nil {
+			*flush = ch.FlushConnection
+		}
 		switch {
 		case ch.Put != nil || ch.Choose != nil:
 			r := ch.Put
@@ -559,10 +571,15 @@ func (d rawNSG) rules() ([]rawRule, error) {
 	return out, nil
 }
 
-func (d rawNSG) setRules(rules []rawRule) error {
+// setRules sets the document's rule list, and its flushConnection property
+// when flush is not nil.
+func (d rawNSG) setRules(rules []rawRule, flush *bool) error {
 	props, err := d.properties()
 	if err != nil {
 		return err
+	}
+	if flush != nil {
+		props["flushConnection"] = json.RawMessage(strconv.FormatBool(*flush))
 	}
 	list := make([]json.RawMessage, len(rules))
 	for i, r := range rules {

@@ -681,3 +681,31 @@ func TestApplyRuleChangesErrorsSayWhatWasWritten(t *testing.T) {
 		t.Errorf("malformed id: %v, want nothing written", err)
 	}
 }
+
+// FlushConnection travels with rule changes: set and cleared in the same
+// write as the rules, every other property kept, and read back by GetNSG.
+func TestApplyRuleChangesSetsFlushConnection(t *testing.T) {
+	_, nsgID, env := localAzure(t, azuresim.Options{})
+	c := clientFromEnv(t, env)
+	ctx := context.Background()
+	on, off := true, false
+	for _, tc := range []struct {
+		changes []RuleChange
+		want    bool
+	}{
+		{[]RuleChange{{Put: ptr(allowFrom("jit-web-g-1", "203.0.113.7", 200)), FlushConnection: &on}}, true},
+		{[]RuleChange{{Delete: "jit-web-g-1"}}, true}, // nil: unchanged
+		{[]RuleChange{{FlushConnection: &off}}, false},
+	} {
+		if _, err := c.ApplyRuleChanges(ctx, nsgID, tc.changes); err != nil {
+			t.Fatal(err)
+		}
+		nsg, err := c.GetNSG(ctx, nsgID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nsg.FlushConnection != tc.want {
+			t.Errorf("after %+v: flushConnection %v, want %v", tc.changes, nsg.FlushConnection, tc.want)
+		}
+	}
+}

@@ -229,6 +229,9 @@ type NSG struct {
 	Location string
 	Etag     string
 	Rules    []jit.SecurityRule
+	// FlushConnection is Azure's flushConnection property: established
+	// flows are re-evaluated whenever the NSG's rules change.
+	FlushConnection bool
 	// DefaultRules are Azure's fixed rules at priorities 65000-65500
 	// (AllowVnetInBound, ..., DenyAllInBound), which decide every flow the
 	// custom rules do not.
@@ -312,6 +315,7 @@ func (c *Client) GetNSG(ctx context.Context, nsgID string) (NSG, error) {
 	out := NSG{ID: deref(g.ID), Name: deref(g.Name), Location: deref(g.Location), Etag: deref(g.Etag)}
 	if g.Properties != nil {
 		out.Rules = rulesFromARM(g.Properties.SecurityRules)
+		out.FlushConnection = deref(g.Properties.FlushConnection)
 		out.DefaultRules = rulesFromARM(g.Properties.DefaultSecurityRules)
 	}
 	return out, nil
