@@ -88,9 +88,9 @@ func start(t testing.TB, pollInterval time.Duration) *env {
 // rule is a security rule in the form tests write: one value goes to the
 // singular field, several to the plural one.
 type rule struct {
-	name, access, protocol string
-	prio                   int32
-	src, sports, dports    []string
+	name, access, protocol   string
+	prio                     int32
+	src, dst, sports, dports []string
 }
 
 func (r rule) arm() armnetwork.SecurityRule {
@@ -108,14 +108,17 @@ func (r rule) arm() armnetwork.SecurityRule {
 	if proto == "" {
 		proto = "Tcp"
 	}
-	dst := "*"
 	p := &armnetwork.SecurityRulePropertiesFormat{
-		Priority:                 &r.prio,
-		Direction:                new(armnetwork.SecurityRuleDirectionInbound),
-		Access:                   new(armnetwork.SecurityRuleAccess(r.access)),
-		Protocol:                 new(armnetwork.SecurityRuleProtocol(proto)),
-		DestinationAddressPrefix: &dst,
+		Priority:  &r.prio,
+		Direction: new(armnetwork.SecurityRuleDirectionInbound),
+		Access:    new(armnetwork.SecurityRuleAccess(r.access)),
+		Protocol:  new(armnetwork.SecurityRuleProtocol(proto)),
 	}
+	dst := r.dst
+	if dst == nil {
+		dst = []string{"*"}
+	}
+	p.DestinationAddressPrefix, p.DestinationAddressPrefixes = one(dst)
 	sports := r.sports
 	if sports == nil {
 		sports = []string{"*"}

@@ -43,7 +43,6 @@ func (d *Dataplane) Sync(ctx context.Context) error {
 	copy(next, d.path)
 	seen := make([]string, len(d.path))
 	changed := make([]bool, len(d.path))
-	var readErrs []error
 	for i, n := range d.path {
 		seen[i] = fingerprint(events, n.id)
 		if d.synced && seen[i] == d.seen[i] {
@@ -54,7 +53,6 @@ func (d *Dataplane) Sync(ctx context.Context) error {
 		switch {
 		case errors.As(err, &respErr) && respErr.StatusCode == http.StatusNotFound:
 			got = pathNSG{id: n.id, unreadable: true}
-			readErrs = append(readErrs, fmt.Errorf("NSG %s not found: refusing every new flow", n.id))
 		case err != nil:
 			return err
 		}
@@ -82,7 +80,13 @@ func (d *Dataplane) Sync(ctx context.Context) error {
 		d.flushes++
 	}
 	d.path, d.seen, d.synced = next, seen, true
-	return errors.Join(readErrs...)
+	var missing []error
+	for _, n := range next {
+		if n.unreadable {
+			missing = append(missing, fmt.Errorf("NSG %s not found: refusing every new flow", n.id))
+		}
+	}
+	return errors.Join(missing...)
 }
 
 // fingerprint is what the event log says about one NSG: every write to it
