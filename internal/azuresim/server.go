@@ -101,6 +101,7 @@ type Server struct {
 	nics         map[string]*netEntry[nicState]
 	groups       map[string]*resourceGroup
 	ops          map[string]*operation // by lower-case operation id
+	conns        connectionTable
 	events       []Event
 	eventSeq     int64
 	counters     counterState
@@ -132,6 +133,7 @@ func Start(opts Options) (*Server, error) {
 		nics:           make(map[string]*netEntry[nicState]),
 		groups:         make(map[string]*resourceGroup),
 		ops:            make(map[string]*operation),
+		conns:          newConnectionTable(),
 		counters:       newCounterState(),
 		writeLatency:   opts.WriteLatency,
 		faultRate:      opts.FaultRate,
