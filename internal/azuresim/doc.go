@@ -14,11 +14,25 @@
 // reachability with VerifyFlow, a Network Watcher style flow check, through
 // given NSGs or through a network interface's subnet and NIC NSGs.
 //
+// NSGs are stateful, as on Azure: EstablishFlow opens a connection if
+// VerifyFlow allows its flow at that moment, and the connection outlives the
+// rule that admitted it. Only the NSG property flushConnection changes that:
+// when a write to an NSG on a connection's path commits and that NSG, as
+// committed, has flushConnection true (including the write that turns it
+// on), the connection is re-evaluated against the committed rules of every
+// NSG on its path and, if they deny it, cut at the operation's completion
+// time, naming the rule that denied it. Writes to NSGs with flushConnection
+// false or absent, failed operations and tag updates cut nothing. A
+// connection's path is fixed when it is established; an NSG deleted since
+// drops out of it.
+//
 // Its own endpoints live under /_sim/:
 //
 //	GET  /_sim/counters              request counters (Counters); POST /_sim/counters/reset zeroes them
 //	GET  /_sim/events                accepted NSG and rule writes (Events)
 //	POST /_sim/flow/verify           judge a Flow (VerifyFlow), answers a Verdict
+//	POST /_sim/flow/establish        open a connection for a Flow (EstablishFlow), answers a Connection
+//	GET  /_sim/flow/connections/{id} alive, or when and by which rule cut (ConnectionState); DELETE closes it
 //	GET|PUT /_sim/config             {"writeLatency":"250ms","faultRate":0.1}
 //	GET  /_sim/msi/token             App Service managed identity (ManagedIdentityEndpoint)
 //	GET  /_sim/github/idtoken        GitHub Actions OIDC token request (GitHubIDTokenRequest)
@@ -26,5 +40,8 @@
 //
 // Writes complete lazily: an operation's result is applied the first time
 // anything looks at its NSG after its due time, so no goroutine runs per
-// operation and a zero write latency costs nothing.
+// operation and a zero write latency costs nothing. While connections are
+// open, due operations complete in the order they came due, so each
+// re-evaluation sees the other NSGs as they were at that moment; reading a
+// connection's state completes the operations due first.
 package azuresim

@@ -331,6 +331,9 @@ func (s *Server) newNSGState(rg, name string, raw []byte, cur *nsgState) (*nsgSt
 			next.props[k] = v
 		}
 	}
+	if err := checkFlushConnection(next.props["flushConnection"]); err != nil {
+		return nil, err
+	}
 	if body.Properties != nil {
 		seen := map[string]bool{}
 		for _, sr := range body.Properties.SecurityRules {
@@ -349,6 +352,27 @@ func (s *Server) newNSGState(rg, name string, raw []byte, cur *nsgState) (*nsgSt
 	}
 	next.etag = newETag()
 	return next, nil
+}
+
+// checkFlushConnection refuses a flushConnection that is not a boolean, as
+// ARM's request parser does; absent or null means false.
+func checkFlushConnection(raw json.RawMessage) *armError {
+	switch string(bytes.TrimSpace(raw)) {
+	case "", "null", "true", "false":
+		return nil
+	}
+	return &armError{
+		Code: "InvalidRequestFormat", Message: "Cannot parse the request.",
+		Details: []armError{{Code: "InvalidJson", Message: fmt.Sprintf(
+			"Could not convert %s to boolean. Path 'properties.flushConnection'.", raw)}},
+	}
+}
+
+// flushConnection is the NSG's flushConnection property: whether the
+// commit of a write to it re-evaluates the connections through it (see
+// connections.go). It was checked when written.
+func (st *nsgState) flushConnection() bool {
+	return string(bytes.TrimSpace(st.props["flushConnection"])) == "true"
 }
 
 // writeAccepted answers a PUT whose operation was started: the resource as

@@ -187,16 +187,30 @@ var errUnknownNSG = errors.New("network security group not found")
 // path, as Azure's data plane would: an operation still running has not
 // taken effect yet.
 func (s *Server) VerifyFlow(f Flow) (Verdict, error) {
-	unguarded := false
+	f, nf, err := s.resolveFlow(f)
+	if err != nil {
+		return Verdict{}, fmt.Errorf("verify flow: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, err := s.judgeFlow(f.NSGIDs, nf)
+	if err != nil {
+		return Verdict{}, fmt.Errorf("verify flow %w", err)
+	}
+	return v, nil
+}
+
+// resolveFlow checks f and completes it: a flow through a network interface
+// gets its path of NSGs (possibly none) and its local address.
+func (s *Server) resolveFlow(f Flow) (Flow, nsgrules.Flow, error) {
 	switch {
 	case len(f.NSGIDs) == 0 && f.NetworkInterfaceID != "":
 		var err error
 		if f, err = s.flowThroughNIC(f); err != nil {
-			return Verdict{}, fmt.Errorf("verify flow: %w", err)
+			return f, nsgrules.Flow{}, err
 		}
-		unguarded = len(f.NSGIDs) == 0
 	case len(f.NSGIDs) == 0:
-		return Verdict{}, errors.New("verify flow: no network security group ids or network interface id given")
+		return f, nsgrules.Flow{}, errors.New("no network security group ids or network interface id given")
 	}
 	nf := nsgrules.Flow{
 		Direction: f.Direction, Protocol: f.Protocol, Source: f.Source, SourcePort: f.SourcePort,
@@ -209,28 +223,39 @@ func (s *Server) VerifyFlow(f Flow) (Verdict, error) {
 		nf.SourcePort = ephemeralPort
 	}
 	if err := nf.Validate(); err != nil {
-		return Verdict{}, fmt.Errorf("verify flow: %w", err)
+		return f, nf, err
 	}
-	if unguarded {
+	return f, nf, nil
+}
+
+// judgeFlow evaluates nf through the committed rules of the NSGs ids, in
+// order; with no NSG on the path Azure does not filter. Its errors start
+// with "through <id>". Callers hold s.mu.
+func (s *Server) judgeFlow(ids []string, nf nsgrules.Flow) (Verdict, error) {
+	if len(ids) == 0 {
 		return Verdict{Allowed: true}, nil
 	}
-	s.mu.Lock()
-	paths := make([][]nsgrules.Rule, len(f.NSGIDs))
-	ids := make([]string, len(f.NSGIDs))
-	for i, id := range f.NSGIDs {
+	paths := make([][]nsgrules.Rule, len(ids))
+	found := make([]string, len(ids))
+	for i, id := range ids {
 		st, err := s.committedNSG(id)
 		if err != nil {
-			s.mu.Unlock()
-			return Verdict{}, fmt.Errorf("verify flow through %s: %w", id, err)
+			return Verdict{}, fmt.Errorf("through %s: %w", id, err)
 		}
-		ids[i] = st.id
-		for _, r := range st.rules {
-			paths[i] = append(paths[i], toNSGRule(r.name, &r.props))
-		}
+		found[i] = st.id
+		paths[i] = st.nsgRules()
 	}
-	s.mu.Unlock()
 	i, m := nsgrules.EvaluatePath(paths, nf, nsgrules.Env{})
-	return Verdict{Allowed: m.Allowed, NSGID: ids[i], RuleName: m.RuleName, Priority: m.Priority}, nil
+	return Verdict{Allowed: m.Allowed, NSGID: found[i], RuleName: m.RuleName, Priority: m.Priority}, nil
+}
+
+// nsgRules is the NSG's rules in nsgrules' model.
+func (st *nsgState) nsgRules() []nsgrules.Rule {
+	rules := make([]nsgrules.Rule, len(st.rules))
+	for i, r := range st.rules {
+		rules[i] = toNSGRule(r.name, &r.props)
+	}
+	return rules
 }
 
 // committedNSG finds an NSG by id. Callers hold s.mu.

@@ -70,6 +70,11 @@ type Options struct {
 
 	// Logger receives one debug line per request; nil discards.
 	Logger *slog.Logger
+
+	// Now is the server's clock, which decides when operations complete and
+	// tokens expire; nil is time.Now. Tests pass a fake clock to see a
+	// write's effect before and after its operation completes.
+	Now func() time.Time
 }
 
 // Server is a running local Azure.
@@ -101,6 +106,7 @@ type Server struct {
 	nics         map[string]*netEntry[nicState]
 	groups       map[string]*resourceGroup
 	ops          map[string]*operation // by lower-case operation id
+	conns        connectionTable
 	events       []Event
 	eventSeq     int64
 	counters     counterState
@@ -132,6 +138,7 @@ func Start(opts Options) (*Server, error) {
 		nics:           make(map[string]*netEntry[nicState]),
 		groups:         make(map[string]*resourceGroup),
 		ops:            make(map[string]*operation),
+		conns:          newConnectionTable(),
 		counters:       newCounterState(),
 		writeLatency:   opts.WriteLatency,
 		faultRate:      opts.FaultRate,
@@ -140,6 +147,9 @@ func Start(opts Options) (*Server, error) {
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now != nil {
+		s.now = opts.Now
 	}
 	switch s.busyStatus {
 	case 0:

@@ -23,6 +23,10 @@ func (s *Server) serveSim(w http.ResponseWriter, r *http.Request) string {
 		writeJSON(w, http.StatusOK, map[string]any{"events": s.Events()})
 	case path == "/_sim/flow/verify" && r.Method == http.MethodPost:
 		s.serveVerifyFlow(w, r)
+	case path == "/_sim/flow/establish" && r.Method == http.MethodPost:
+		s.serveEstablishFlow(w, r)
+	case connectionID(path) != "":
+		s.serveConnection(w, r, connectionID(path))
 	case path == "/_sim/config":
 		s.serveConfig(w, r)
 	case path == "/_sim/msi/token":

@@ -1,6 +1,7 @@
 package azuresim
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -162,11 +163,27 @@ func (s *Server) entry(key string) *nsgEntry {
 }
 
 // settle completes e's operation if it is due. Callers hold s.mu.
+//
+// While connections are tracked, a commit to an NSG with flushConnection on
+// re-evaluates them against every NSG on their path as it was at that
+// moment, so then every due operation completes, in the order they came
+// due; with no connection the order of completions cannot be observed and
+// only e's is completed.
 func (s *Server) settle(key string, e *nsgEntry) {
 	op := e.op
 	if op == nil || s.now().Before(op.due) {
 		return
 	}
+	if len(s.conns.live) > 0 {
+		s.settleAll()
+		return
+	}
+	s.complete(key, e)
+}
+
+// complete applies e's operation, which is due. Callers hold s.mu.
+func (s *Server) complete(key string, e *nsgEntry) {
+	op := e.op
 	e.op = nil
 	ev := &s.events[op.event]
 	ev.Completed = op.due
@@ -182,12 +199,30 @@ func (s *Server) settle(key string, e *nsgEntry) {
 	if e.state == nil {
 		delete(s.nsgs, key)
 	}
+	if op.status == statusSucceeded && e.state != nil && e.state.flushConnection() {
+		s.flushConnections(key, op.due)
+	}
 }
 
-// settleAll settles every NSG; used before snapshots of the whole store.
+// settleAll completes every due operation, in the order they came due (then
+// in the order they were accepted); used before snapshots of the whole store
+// and whenever connections must see each commit in its turn.
 func (s *Server) settleAll() {
-	for k, e := range s.nsgs {
-		s.settle(k, e)
+	now := s.now()
+	var due []*nsgEntry
+	for _, e := range s.nsgs {
+		if e.op != nil && !now.Before(e.op.due) {
+			due = append(due, e)
+		}
+	}
+	slices.SortFunc(due, func(a, b *nsgEntry) int {
+		if c := a.op.due.Compare(b.op.due); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.op.event, b.op.event)
+	})
+	for _, e := range due {
+		s.complete(e.op.key, e)
 	}
 }
 

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
@@ -105,6 +107,73 @@ func (c *ARMClients) VerifyFlow(nsgIDs []string, protocol, src, dst string, port
 		return v, fmt.Errorf("flow verify: %w", err)
 	}
 	return v, nil
+}
+
+// FlowConnection is the local Azure's answer to EstablishFlow: the
+// connection's id when it was established, and the flow's verdict then.
+type FlowConnection struct {
+	ID          string      `json:"id"`
+	Established bool        `json:"established"`
+	Verdict     FlowVerdict `json:"verdict"`
+}
+
+// ConnectionState is what became of an established connection: alive, or
+// cut at CutAt by the rule RuleName (Priority) of NSG NSGID, when a write to
+// an NSG on its path with flushConnection on completed.
+type ConnectionState struct {
+	ID            string    `json:"id"`
+	NSGIDs        []string  `json:"nsgIds"`
+	EstablishedAt time.Time `json:"establishedAt"`
+	Alive         bool      `json:"alive"`
+	CutAt         time.Time `json:"cutAt"`
+	NSGID         string    `json:"nsgId"`
+	RuleName      string    `json:"ruleName"`
+	Priority      int32     `json:"priority"`
+}
+
+// EstablishFlow opens a connection from src to dst:port over protocol
+// through the NSGs nsgIDs, in order (POST /_sim/flow/establish), if the
+// local Azure allows the flow now. A connection outlives the rule that
+// admitted it unless an NSG on its path has flushConnection on.
+func (c *ARMClients) EstablishFlow(nsgIDs []string, protocol, src, dst string, port int) (FlowConnection, error) {
+	body, _ := json.Marshal(map[string]any{"nsgIds": nsgIDs, "protocol": protocol, "source": src,
+		"destination": dst, "destinationPort": port})
+	var conn FlowConnection
+	err := c.simJSON(http.MethodPost, "/_sim/flow/establish", body, &conn, http.StatusCreated, http.StatusOK)
+	if err != nil {
+		return conn, fmt.Errorf("establish flow: %w", err)
+	}
+	return conn, nil
+}
+
+// ConnectionState asks the local Azure (GET /_sim/flow/connections/{id})
+// whether the connection id is still alive.
+func (c *ARMClients) ConnectionState(id string) (ConnectionState, error) {
+	var st ConnectionState
+	if err := c.simJSON(http.MethodGet, "/_sim/flow/connections/"+url.PathEscape(id), nil, &st, http.StatusOK); err != nil {
+		return st, fmt.Errorf("connection %s: %w", id, err)
+	}
+	return st, nil
+}
+
+// simJSON sends body to the local Azure's endpoint path and decodes an
+// answer with one of the statuses ok into out.
+func (c *ARMClients) simJSON(method, path string, body []byte, out any, ok ...int) error {
+	req, err := http.NewRequest(method, c.URL+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if !slices.Contains(ok, resp.StatusCode) {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%d %s", resp.StatusCode, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // SetSimConfig changes the local Azure's write latency and fault rate
