@@ -321,6 +321,13 @@ func (c *Client) GetNSG(ctx context.Context, nsgID string) (NSG, error) {
 	return out, nil
 }
 
+// FlushConnection reads an NSG's flushConnection property: whether Azure
+// re-evaluates established flows when the NSG's rules change.
+func (c *Client) FlushConnection(ctx context.Context, nsgID string) (bool, error) {
+	nsg, err := c.GetNSG(ctx, nsgID)
+	return nsg.FlushConnection, err
+}
+
 // ListRules returns an NSG's custom rules (not its default rules).
 func (c *Client) ListRules(ctx context.Context, nsgID string) ([]jit.SecurityRule, error) {
 	const op = "list security rules of"

@@ -30,6 +30,9 @@ type RuleClient interface {
 	ListRules(ctx context.Context, nsgID string) ([]jit.SecurityRule, error)
 	DeleteRule(ctx context.Context, nsgID, name string) error
 	ApplyRuleChanges(ctx context.Context, nsgID string, changes []azure.RuleChange) ([]jit.SecurityRule, error)
+	// FlushConnection reads the NSG's flushConnection; asked only where a
+	// policy ends live sessions at expiry.
+	FlushConnection(ctx context.Context, nsgID string) (bool, error)
 }
 
 // Scope lists the NSGs to watch. It is asked at every full resync, so NSGs
@@ -359,7 +362,18 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 		return res
 	}
 	res.listed = true
-	res.plan = PlanNSG(nsgID, rules, d.now(), PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere, SeenElsewhere: policies})
+	opts := PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere, SeenElsewhere: policies}
+	if endsSessions(rules) {
+		on, err := d.rules.FlushConnection(ctx, nsgID)
+		if err != nil {
+			// The rest of the plan does not depend on it: go on, report.
+			d.metrics.errors.WithLabelValues(opList).Inc()
+			d.log.Error("reading flushConnection failed", "nsg_id", nsgID, "error", err)
+		} else {
+			opts.FlushConnection = &on
+		}
+	}
+	res.plan = PlanNSG(nsgID, rules, d.now(), opts)
 	for _, c := range res.plan.Closes {
 		// Stop starting deletes once asked to stop; the next run closes
 		// what is left.
@@ -737,4 +751,15 @@ func union(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// endsSessions reports whether a policy on the NSG ends live sessions at
+// expiry.
+func endsSessions(rules []jit.SecurityRule) bool {
+	for _, dp := range jit.ReadNSG(rules).Policies {
+		if dp.Problem == "" && dp.Policy.EndSessions {
+			return true
+		}
+	}
+	return false
 }

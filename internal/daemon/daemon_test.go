@@ -35,6 +35,13 @@ type fakeAzure struct {
 	// beforeWrite, when set, runs inside ApplyRuleChanges before the NSG
 	// is read for the write (another writer's change, say).
 	beforeWrite func()
+	flush       map[string]bool // by NSG: flushConnection
+}
+
+func (f *fakeAzure) FlushConnection(_ context.Context, nsg string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.flush[nsg], nil
 }
 
 // write is one successful whole-NSG write.
@@ -50,7 +57,8 @@ type deletion struct {
 }
 
 func newFakeAzure() *fakeAzure {
-	return &fakeAzure{nsgs: map[string][]jit.SecurityRule{}, listErr: map[string]error{}, readAt: map[string][]time.Time{}}
+	return &fakeAzure{nsgs: map[string][]jit.SecurityRule{}, listErr: map[string]error{}, readAt: map[string][]time.Time{},
+		flush: map[string]bool{}}
 }
 
 func (f *fakeAzure) put(nsg string, rules ...jit.SecurityRule) {

@@ -76,11 +76,17 @@ const (
 	// intact on the NSG is gone. It is reported once, never rewritten: the
 	// policy may have been removed or renamed on purpose.
 	FindingPolicyMissing FindingKind = "policy_missing"
+	// FindingSessionsNotEnded: a policy ends live sessions at expiry, but
+	// its NSG's flushConnection is off (turned off outside the policy, for
+	// example by another tool's whole-NSG write), so sessions opened during
+	// a grant outlive it. Reported, not changed: the policy's next apply
+	// turns it on again.
+	FindingSessionsNotEnded FindingKind = "sessions_not_ended"
 )
 
 // findingKinds are every kind, for the metrics' label values.
 var findingKinds = []FindingKind{FindingBypass, FindingMissingDeny, FindingMalformedPolicy, FindingMalformedRule,
-	FindingStandingAccess, FindingPolicyMissing}
+	FindingStandingAccess, FindingPolicyMissing, FindingSessionsNotEnded}
 
 // ClockSkew is how much further out than its policy's maximum a grant's
 // expiry may be before it counts as over the maximum. The provider stamps
@@ -171,6 +177,9 @@ type PlanOptions struct {
 	Elsewhere []jit.GrantRule
 	// LastSeen are the policies last read intact from this NSG, by name.
 	LastSeen map[string]jit.Policy
+	// FlushConnection is the NSG's flushConnection when it was read (jitd
+	// reads it where a policy ends sessions at expiry); nil when not.
+	FlushConnection *bool
 	// Restore plans the restoration of partial policies; grants under a
 	// policy being restored are judged against the restored policy. When
 	// false, partial policies are only reported and grants under them fail
@@ -324,6 +333,11 @@ func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time, o PlanOption
 			continue
 		}
 		plan.LastSeen[name] = dp.Policy
+		if dp.Policy.EndSessions && o.FlushConnection != nil && !*o.FlushConnection {
+			plan.Findings = append(plan.Findings, Finding{Kind: FindingSessionsNotEnded, Policy: name,
+				Detail: fmt.Sprintf("policy %q ends live sessions at expiry, but flushConnection is off on this NSG, so sessions "+
+					"opened during a grant outlive it; the policy's next apply turns it on again", name)})
+		}
 		plan.Findings = append(plan.Findings, ruleFindings(FindingBypass, dp.Policy.Name, dp.Policy.Bypasses(remaining))...)
 		plan.Findings = append(plan.Findings, ruleFindings(FindingStandingAccess, dp.Policy.Name,
 			dp.Policy.StandingAccess(withoutNames(remaining, activeGrants)))...)

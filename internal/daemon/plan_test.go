@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/audit"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -395,4 +396,61 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// A policy that ends live sessions at expiry on an NSG whose
+// flushConnection is off is reported; read on, or not read, it is not.
+func TestPlanNSGReportsSessionsNotEnded(t *testing.T) {
+	p, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"},
+		AllowedSources: []string{"203.0.113.0/24"}, Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "1h"}},
+		BandStart: 100, BandEnd: 199, EndSessions: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	on, off := true, false
+	for _, tc := range []struct {
+		flush *bool
+		want  []string
+	}{
+		{&off, []string{"sessions_not_ended web"}},
+		{&on, nil},
+		{nil, nil},
+	} {
+		plan := PlanNSG("nsg-1", p.Rules(), planNow, PlanOptions{FlushConnection: tc.flush})
+		var got []string
+		for _, f := range plan.Findings {
+			got = append(got, string(f.Kind)+" "+f.Policy)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("flush %v: findings %q, want %q", tc.flush, got, tc.want)
+		}
+	}
+}
+
+// jitd reads flushConnection where a policy ends sessions, and reports it
+// off.
+func TestPassReportsSessionsNotEnded(t *testing.T) {
+	p, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"},
+		AllowedSources: []string{"203.0.113.0/24"}, Ports: []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "1h"}},
+		BandStart: 100, BandEnd: 199, EndSessions: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	az := newFakeAzure()
+	az.put("nsg-a", p.Rules()...)
+	d, sink := newTestDaemon(t, az, Options{})
+	d.Pass(t.Context())
+	if !slices.ContainsFunc(sink.all(), func(e audit.Event) bool { return e.Kind == string(FindingSessionsNotEnded) }) {
+		t.Errorf("no sessions_not_ended finding audited: %+v", sink.all())
+	}
+	az.flush["nsg-a"] = true
+	az.put("nsg-b", p.Rules()...)
+	az.flush["nsg-b"] = true
+	before := len(sink.all())
+	d.Pass(t.Context())
+	for _, e := range sink.all()[before:] {
+		if e.Kind == string(FindingSessionsNotEnded) {
+			t.Errorf("finding with flushConnection on: %+v", e)
+		}
+	}
 }

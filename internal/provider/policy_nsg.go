@@ -42,9 +42,10 @@ func policyRuleNames(policy string) []string {
 // joins the policy) are written in the same write, where missing, for their
 // remaining window only (jit.Policy.MoveGrant), and so are the records of
 // ended grants in records (jit.MoveRecord), so that every NSG of the policy
-// holds them all. It returns the names of the rules it created (not
-// updated), for a rollback.
-func applyPolicyToNSG(ctx context.Context, store ruleStore, nsgID string, p jit.Policy, existing []jit.SecurityRule, carry []jit.GrantRule, records []jit.EndedRecord) (created []string, err error) {
+// holds them all. A flush that is not nil sets the NSG's flushConnection in
+// the same write (sessionSettings). It returns the names of the rules it
+// created (not updated), for a rollback.
+func applyPolicyToNSG(ctx context.Context, store ruleStore, nsgID string, p jit.Policy, existing []jit.SecurityRule, carry []jit.GrantRule, records []jit.EndedRecord, flush *bool) (created []string, err error) {
 	current := map[string]jit.SecurityRule{}
 	for _, r := range existing {
 		current[strings.ToLower(r.Name)] = r
@@ -88,6 +89,9 @@ func applyPolicyToNSG(ctx context.Context, store ruleStore, nsgID string, p jit.
 			return r, nil
 		}})
 	}
+	if flush != nil {
+		changes = append(changes, azure.RuleChange{FlushConnection: flush})
+	}
 	if len(changes) == 0 {
 		return nil, nil
 	}
@@ -100,9 +104,11 @@ func applyPolicyToNSG(ctx context.Context, store ruleStore, nsgID string, p jit.
 
 // removePolicyFromNSG deletes the policy's rules from one NSG, its grant
 // rules and the records of its ended grants with them, in one NSG write, so
-// the NSG is left as it was before the policy. Rules outside the policy's
-// names are never touched. A missing NSG has nothing to remove.
-func removePolicyFromNSG(ctx context.Context, store ruleStore, nsgID, policy string, grants []jit.GrantRule) error {
+// the NSG is left as it was before the policy: flushConnection too, when
+// the policy turned it on and no other policy there asks for it. Rules
+// outside the policy's names are never touched. A missing NSG has nothing
+// to remove.
+func removePolicyFromNSG(ctx context.Context, store ruleStore, nsgID, policy string, grants []jit.GrantRule, sessions *sessionSettings) error {
 	rules, err := store.ListRules(ctx, nsgID)
 	if errors.Is(err, azure.ErrNotFound) {
 		return nil
@@ -128,6 +134,16 @@ func removePolicyFromNSG(ctx context.Context, store ruleStore, nsgID, policy str
 	for _, name := range names {
 		if actual, ok := present[name]; ok {
 			changes = append(changes, azure.RuleChange{Delete: actual})
+		}
+	}
+	if sessions != nil && sessions.knows(nsgID) {
+		current, err := store.FlushConnection(ctx, nsgID)
+		if err != nil {
+			return fmt.Errorf("read flushConnection of %s: %w", nsgID, err)
+		}
+		others := len(otherPoliciesEndingSessions(jit.ReadNSG(rules), policy)) > 0
+		if flush := sessions.release(nsgID, current, others); flush != nil {
+			changes = append(changes, azure.RuleChange{FlushConnection: flush})
 		}
 	}
 	if len(changes) == 0 {

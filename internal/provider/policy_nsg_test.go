@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ type fakeStore struct {
 	// (0: always), failErr the error it fails with.
 	failTimes int
 	failErr   error
+	flush     map[string]bool // nsg -> flushConnection
 }
 
 // failed counts the calls so far that were the failing one.
@@ -36,7 +38,19 @@ func (f *fakeStore) failed() int {
 	return n
 }
 
-func newFakeStore() *fakeStore { return &fakeStore{rules: map[string]map[string]jit.SecurityRule{}} }
+// FlushConnection reads the fake's flushConnection setting of the NSG.
+func (f *fakeStore) FlushConnection(_ context.Context, nsgID string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.rules[nsgID]; !ok {
+		return false, &azure.Error{Kind: azure.KindNotFound, StatusCode: 404}
+	}
+	return f.flush[nsgID], nil
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{rules: map[string]map[string]jit.SecurityRule{}, flush: map[string]bool{}}
+}
 
 func (f *fakeStore) ListRules(_ context.Context, nsgID string) ([]jit.SecurityRule, error) {
 	f.mu.Lock()
@@ -64,7 +78,12 @@ func (f *fakeStore) ApplyRuleChanges(_ context.Context, nsgID string, changes []
 	}
 	var ops []string
 	var written []jit.SecurityRule
+	var flush *bool
 	for _, ch := range changes {
+		if ch.FlushConnection != nil {
+			flush = ch.FlushConnection
+			ops = append(ops, fmt.Sprintf("flush %v", *flush))
+		}
 		switch {
 		case ch.Put != nil || ch.Choose != nil:
 			r := ch.Put
@@ -82,7 +101,7 @@ func (f *fakeStore) ApplyRuleChanges(_ context.Context, nsgID string, changes []
 			ops = append(ops, "put "+r.Name)
 			next[r.Name] = *r
 			written = append(written, *r)
-		default:
+		case ch.Delete != "":
 			ops = append(ops, "delete "+ch.Delete)
 			delete(next, ch.Delete)
 		}
@@ -96,6 +115,9 @@ func (f *fakeStore) ApplyRuleChanges(_ context.Context, nsgID string, changes []
 		return nil, errors.New("injected failure")
 	}
 	f.rules[nsgID] = next
+	if flush != nil {
+		f.flush[nsgID] = *flush
+	}
 	return written, nil
 }
 
@@ -134,7 +156,7 @@ func TestApplyPolicyWritesEachChangeAsOneNSGWrite(t *testing.T) {
 	for i, step := range steps {
 		store.calls = nil
 		rules, _ := store.ListRules(ctx, nsg)
-		if _, err := applyPolicyToNSG(ctx, store, nsg, step.policy, rules, nil, nil); err != nil {
+		if _, err := applyPolicyToNSG(ctx, store, nsg, step.policy, rules, nil, nil, nil); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
 		if strings.Join(store.calls, ";") != strings.Join(step.want, ";") {
@@ -161,7 +183,7 @@ func TestRemovePolicyTouchesOnlyItsRules(t *testing.T) {
 		_, _ = store.ApplyRuleChanges(ctx, nsg, []azure.RuleChange{{Put: &r}})
 	}
 	store.calls = nil
-	if err := removePolicyFromNSG(ctx, store, nsg, "web", nil); err != nil {
+	if err := removePolicyFromNSG(ctx, store, nsg, "web", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range p.Rules() {
@@ -174,7 +196,7 @@ func TestRemovePolicyTouchesOnlyItsRules(t *testing.T) {
 			t.Errorf("another policy's rule %s was removed", r.Name)
 		}
 	}
-	if err := removePolicyFromNSG(ctx, store, "missing-nsg", "web", nil); err != nil {
+	if err := removePolicyFromNSG(ctx, store, "missing-nsg", "web", nil, nil); err != nil {
 		t.Errorf("a missing NSG has nothing to remove: %v", err)
 	}
 }
@@ -222,7 +244,7 @@ func TestCachedRulesViewFollowsWrites(t *testing.T) {
 		t.Fatalf("empty NSG: %+v, %v", v, err)
 	}
 	p := mustPolicy(t, jit.PortInput{Number: 22, Protocol: "Tcp", MaxDuration: "3h"})
-	if _, err := applyPolicyToNSG(ctx, c, "a", p, nil, nil, nil); err != nil {
+	if _, err := applyPolicyToNSG(ctx, c, "a", p, nil, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	v, err := c.View(ctx, "a")

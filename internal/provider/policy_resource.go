@@ -70,6 +70,7 @@ type policyModel struct {
 	Band                types.Object   `tfsdk:"priority_band"`
 	FailOnBypass        types.Bool     `tfsdk:"fail_on_bypass"`
 	FailOnStanding      types.Bool     `tfsdk:"fail_on_standing_access"`
+	EndSessions         types.Bool     `tfsdk:"end_sessions_at_expiry"`
 	RuleNames           types.List     `tfsdk:"rule_names"`
 	BypassingRules      types.List     `tfsdk:"bypassing_rules"`
 	StandingAccess      types.List     `tfsdk:"standing_access"`
@@ -201,6 +202,18 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 					"band or inside it) lets allowed sources reach a protected port with no grant. By default it is a warning " +
 					"and listed in `standing_access`.",
 			},
+			"end_sessions_at_expiry": schema.BoolAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+				MarkdownDescription: "End live sessions when access ends: the provider sets Azure's `flushConnection` on the " +
+					"policy's NSGs, so that Azure re-evaluates established flows whenever the NSG's rules change, and a session " +
+					"opened during a grant is cut when the grant's rule is deleted at expiry. Without it an SSH session opened " +
+					"during a grant keeps running after expiry (NSGs are stateful). The setting belongs to the whole NSG: every " +
+					"other rule's established flows are re-evaluated too, and turning it on re-evaluates every flow on the NSG " +
+					"once. Destroying the policy, or turning the option off, puts back the value found before, unless another " +
+					"policy on the NSG asks for it. Defaults to `false`.",
+			},
 			"rule_names": schema.ListAttribute{
 				Computed:            true,
 				ElementType:         types.StringType,
@@ -325,6 +338,7 @@ func upgradePolicyStateV0(ctx context.Context, req resource.UpgradeStateRequest,
 		Band:                old.Band,
 		FailOnBypass:        old.FailOnBypass,
 		FailOnStanding:      old.FailOnStanding,
+		EndSessions:         types.BoolValue(false),
 		RuleNames:           old.RuleNames,
 		BypassingRules:      old.BypassingRules,
 		StandingAccess:      old.StandingAccess,
@@ -475,6 +489,7 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 				r.checkGrantsFitBand(p, nsgID, view, &resp.Diagnostics)
 			}
 		}
+		sessionsDiagnostics(p, nsgID, view, &resp.Diagnostics)
 		for _, b := range p.Bypasses(rules) {
 			bypasses = append(bypasses, nsgBypass{nsgID: nsgID, Bypass: b})
 		}
@@ -562,12 +577,17 @@ func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest,
 
 	var mu sync.Mutex
 	written := map[string][]string{}
+	sessions := loadSessionSettings(ctx, nil, &resp.Diagnostics)
 	failedNSG, err := forEachNSG(ctx, nsgIDs, func(ctx context.Context, nsgID string) error {
 		rules, err := r.data.rules.ListRules(ctx, nsgID)
 		if err != nil {
 			return err
 		}
-		created, err := applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules, nil, nil)
+		flush, err := r.sessionsFlush(ctx, sessions, p, nsgID)
+		if err != nil {
+			return err
+		}
+		created, err := applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules, nil, nil, flush)
 		mu.Lock()
 		written[nsgID] = created
 		mu.Unlock()
@@ -577,15 +597,35 @@ func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest,
 		return err
 	})
 	if err != nil {
-		r.rollback(ctx, written)
+		r.rollback(ctx, written, sessions)
 		resp.Diagnostics.AddError("Unable to Create JIT Policy",
 			azureErrorDetail("write the policy's rules on", failedNSG, err)+
 				"\n\nThe rules this apply had written were removed again; the NSGs are as they were before.")
 		return
 	}
 
+	sessions.save(ctx, resp.Private, &resp.Diagnostics)
 	r.setComputed(ctx, &plan, p, nsgIDs, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+// sessionsFlush returns the flushConnection value to write with the
+// policy's rules on an NSG it has or keeps (nil: none), reading the NSG's
+// current value only when the policy ends sessions or turned the setting
+// on there before.
+func (r *policyResource) sessionsFlush(ctx context.Context, sessions *sessionSettings, p jit.Policy, nsgID string) (*bool, error) {
+	if !p.EndSessions && !sessions.knows(nsgID) {
+		return nil, nil
+	}
+	current, err := r.data.rules.FlushConnection(ctx, nsgID)
+	if err != nil {
+		return nil, fmt.Errorf("read flushConnection of %s: %w", nsgID, err)
+	}
+	view, err := r.data.rules.View(ctx, nsgID)
+	if err != nil {
+		return nil, err
+	}
+	return sessions.keep(nsgID, p, current, len(otherPoliciesEndingSessions(view, p.Name)) > 0), nil
 }
 
 // checkConflicts checks the policy against every NSG as it is now (other
@@ -615,13 +655,19 @@ func (r *policyResource) setComputed(ctx context.Context, m *policyModel, p jit.
 }
 
 // rollback removes the rules a failed create wrote, so that a failure leaves
-// no half-written policy behind. Only rules this apply created are removed.
-func (r *policyResource) rollback(ctx context.Context, written map[string][]string) {
+// no half-written policy behind. Only rules this apply created are removed,
+// and flushConnection is put back where it was turned on.
+func (r *policyResource) rollback(ctx context.Context, written map[string][]string, sessions *sessionSettings) {
 	ctx = context.WithoutCancel(ctx)
 	for nsgID, names := range written {
 		var changes []azure.RuleChange
 		for _, name := range names {
 			changes = append(changes, azure.RuleChange{Delete: name})
+		}
+		if sessions.knows(nsgID) {
+			if flush := sessions.release(nsgID, true, false); flush != nil {
+				changes = append(changes, azure.RuleChange{FlushConnection: flush})
+			}
 		}
 		if len(changes) == 0 {
 			continue
@@ -697,6 +743,12 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 		// configuration, rather than forgetting the policy.
 		found = want
 	}
+	if found.EndSessions {
+		intact = r.sessionsStillEnded(ctx, name, intact, &resp.Diagnostics)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+	}
 	if want == nil {
 		// After an import: everything comes from Azure.
 		setPolicyAttributes(&state, *found)
@@ -708,6 +760,30 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	state.RuleNames = stringList(found.GuardAndDenyNames())
 	state.BypassingRules, state.StandingAccess = r.findingLists(ctx, *found, intact, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+// sessionsStillEnded returns the NSGs of intact that still have
+// flushConnection on. One where someone turned it off no longer ends
+// sessions at expiry: it is reported and left out, so that the plan writes
+// the policy there again, and the setting with it.
+func (r *policyResource) sessionsStillEnded(ctx context.Context, name string, intact []string, diags *diag.Diagnostics) []string {
+	var out []string
+	for _, nsgID := range intact {
+		on, err := r.data.rules.FlushConnection(ctx, nsgID)
+		if err != nil {
+			diags.AddError("Unable to Read JIT Policy", azureErrorDetail("read flushConnection of", nsgID, err))
+			return nil
+		}
+		if !on {
+			diags.AddWarning("Live Sessions No Longer End at Expiry",
+				fmt.Sprintf("Policy %q ends live sessions at expiry, but flushConnection is off on %s (turned off outside "+
+					"Terraform, for example by a whole-NSG write from another tool): sessions opened there during a grant "+
+					"would outlive it. The next apply turns it on again.", name, nsgID))
+			continue
+		}
+		out = append(out, nsgID)
+	}
+	return out
 }
 
 func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -778,8 +854,14 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 	if !r.checkConflicts(ctx, p, checked, "Unable to Update JIT Policy", &resp.Diagnostics) {
 		return
 	}
+	sessions := loadSessionSettings(ctx, req.Private, &resp.Diagnostics)
+	defer sessions.save(ctx, resp.Private, &resp.Diagnostics)
 	failedNSG, err := forEachNSG(ctx, nsgIDs, func(ctx context.Context, nsgID string) error {
 		rules, err := r.data.rules.ListRules(ctx, nsgID)
+		if err != nil {
+			return err
+		}
+		flush, err := r.sessionsFlush(ctx, sessions, p, nsgID)
 		if err != nil {
 			return err
 		}
@@ -787,7 +869,7 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 		if containsFold(gained, nsgID) {
 			moved = carry
 		}
-		if _, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules, moved, records); err != nil {
+		if _, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules, moved, records, flush); err != nil {
 			return err
 		}
 		for _, g := range moved {
@@ -807,7 +889,7 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 	failedNSG, err = forEachNSG(ctx, leaving, func(ctx context.Context, nsgID string) error {
 		grants, err := r.policyGrants(ctx, p.Name, nsgID)
 		if err == nil {
-			err = removePolicyFromNSG(ctx, r.data.rules, nsgID, p.Name, grants)
+			err = removePolicyFromNSG(ctx, r.data.rules, nsgID, p.Name, grants, sessions)
 		}
 		if err == nil {
 			for _, g := range grants {
@@ -854,10 +936,11 @@ func (r *policyResource) Delete(ctx context.Context, req resource.DeleteRequest,
 		resp.Diagnostics.AddError("JIT Policy Has Active Grants", activeGrantsDetail(name, active))
 		return
 	}
+	sessions := loadSessionSettings(ctx, req.Private, &resp.Diagnostics)
 	failedNSG, err := forEachNSG(ctx, nsgIDs, func(ctx context.Context, nsgID string) error {
 		grants, err := r.policyGrants(ctx, name, nsgID)
 		if err == nil {
-			err = removePolicyFromNSG(ctx, r.data.rules, nsgID, name, grants)
+			err = removePolicyFromNSG(ctx, r.data.rules, nsgID, name, grants, sessions)
 		}
 		if err == nil {
 			tflog.Info(ctx, "Policy rules removed", map[string]any{"nsg_id": nsgID, "policy": name})
@@ -1128,13 +1211,14 @@ func (r *policyResource) policyFromModel(ctx context.Context, m policyModel, dia
 func policyInput(ctx context.Context, m policyModel, diags *diag.Diagnostics) (jit.PolicyInput, bool) {
 	var in jit.PolicyInput
 	if m.Name.IsUnknown() || m.DestinationPrefixes.IsUnknown() || m.AllowedSources.IsUnknown() ||
-		m.Ports.IsUnknown() || m.Band.IsUnknown() {
+		m.Ports.IsUnknown() || m.Band.IsUnknown() || m.EndSessions.IsUnknown() {
 		return in, false
 	}
 	if hasUnknownElement(m.DestinationPrefixes) || hasUnknownElement(m.AllowedSources) {
 		return in, false
 	}
 	in.Name = m.Name.ValueString()
+	in.EndSessions = m.EndSessions.ValueBool()
 	if !m.DestinationPrefixes.IsNull() {
 		diags.Append(m.DestinationPrefixes.ElementsAs(ctx, &in.DestinationPrefixes, false)...)
 	} else {
@@ -1168,6 +1252,7 @@ func policyInput(ctx context.Context, m policyModel, diags *diag.Diagnostics) (j
 // setPolicyAttributes writes a policy read from Azure into the model.
 func setPolicyAttributes(m *policyModel, p jit.Policy) {
 	m.Name = types.StringValue(p.Name)
+	m.EndSessions = types.BoolValue(p.EndSessions)
 	m.DestinationPrefixes = stringSet(p.DestinationPrefixes)
 	m.AllowedSources = stringSet(p.AllowedSources)
 	ports := make([]attr.Value, 0, len(p.Ports))

@@ -16,6 +16,8 @@ import (
 type ruleStore interface {
 	ListRules(ctx context.Context, nsgID string) ([]jit.SecurityRule, error)
 	ApplyRuleChanges(ctx context.Context, nsgID string, changes []azure.RuleChange) ([]jit.SecurityRule, error)
+	// FlushConnection reads the NSG's flushConnection property.
+	FlushConnection(ctx context.Context, nsgID string) (bool, error)
 }
 
 // cachedRules lists each NSG's rules at most once per provider process —
@@ -95,4 +97,10 @@ func (c *cachedRules) forget(nsgID string, e *cacheEntry) {
 	if e == nil || c.entries[key] == e {
 		delete(c.entries, key)
 	}
+}
+
+// FlushConnection reads the NSG's flushConnection property, uncached: only
+// policies that end sessions at expiry ask, once per NSG per run.
+func (c *cachedRules) FlushConnection(ctx context.Context, nsgID string) (bool, error) {
+	return c.store.FlushConnection(ctx, nsgID)
 }
