@@ -24,26 +24,37 @@ type pathNSG struct {
 	rules      []nsgrules.Rule
 }
 
-// compile renders the ruleset for the VM's inbound traffic: established and
-// related packets pass, then every NSG on the path in order (subnet, NIC)
-// must allow a new TCP flow, each judged by its inbound rules and Azure's
+// compile renders the ruleset for the VM's inbound traffic: packets of a
+// flow already admitted (or opened by the VM) pass, then every NSG on the
+// path in order (subnet, NIC) must allow a new TCP flow, each judged by its inbound rules and Azure's
 // default rules in priority order. A rule that allows returns to the next
 // NSG; one that denies answers with a TCP reset.
 //
 // Only TCP over IPv4 to the VM's address is judged; other IPv4 packets to
 // the VM are dropped (nothing listens for them).
+// admittedMark is the conntrack mark of a flow the NSGs admitted, or that
+// the VM opened: its packets pass without being judged again, until a
+// flush makes conntrack forget it.
+const admittedMark = "0x1"
+
 func compile(vm netip.Addr, path []pathNSG, env nsgrules.Env) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip %s\ndelete table ip %s\ntable ip %s {\n", tableName, tableName, tableName)
 	b.WriteString("\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n")
 	b.WriteString("\t\tiifname \"lo\" accept\n")
-	b.WriteString("\t\tct state established,related accept\n")
 	fmt.Fprintf(&b, "\t\tip daddr != %s accept\n", vm)
+	// A flow passes without being judged again only when it was admitted
+	// (marked below) or opened by the VM. Being "established" is not
+	// enough: once conntrack forgot a flow (a flush), the VM's next reply
+	// makes conntrack pick it up again mid-stream, unjudged.
+	fmt.Fprintf(&b, "\t\tct mark %s accept\n", admittedMark)
 	b.WriteString("\t\tmeta l4proto != tcp drop\n")
 	for i := range path {
 		fmt.Fprintf(&b, "\t\tjump nsg%d\n", i)
 	}
-	b.WriteString("\t\taccept\n\t}\n")
+	fmt.Fprintf(&b, "\t\tct mark set %s accept\n\t}\n", admittedMark)
+	b.WriteString("\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n")
+	fmt.Fprintf(&b, "\t\ttcp flags & (syn | ack) == syn ct state new ct mark set %s\n\t}\n", admittedMark)
 	for i, n := range path {
 		fmt.Fprintf(&b, "\tchain nsg%d {\n", i)
 		fmt.Fprintf(&b, "\t\t# %s\n", comment(n.id))

@@ -9,10 +9,11 @@
 // the NIC's), read with the armnetwork SecurityGroupsClient from the local
 // Azure over HTTPS:
 //
-//	ct state established,related accept
+//	a flow already admitted (conntrack mark 1) passes
 //	then, for each NSG on the path, its inbound rules and Azure's default
 //	rules in priority order: an Allow goes on to the next NSG, a Deny
-//	answers with a TCP reset.
+//	answers with a TCP reset; a flow all of them allow is marked admitted
+//	(and so is a connection the VM opens)
 //
 // It follows the local Azure: it polls the event log (GET /_sim/events) and
 // re-reads and recompiles an NSG when a write to it was accepted or
@@ -22,7 +23,10 @@
 // flushConnection set, the conntrack entries of flows to the VM are deleted
 // after the new ruleset is in place, so the next packet of every held
 // connection is judged again: with nf_conntrack_tcp_loose=1 an allowed flow
-// is picked up mid-stream and goes on; a denied one gets a reset. Without
+// is picked up mid-stream and goes on; a denied one gets a reset. The mark,
+// not conntrack's "established", is what lets a flow pass unjudged: after a
+// flush, the VM's next reply makes conntrack pick the flow up again as
+// established, and the client's next packet must still be judged. Without
 // flushConnection established flows keep passing after their allow rule
 // goes, as Azure documents.
 //
