@@ -322,6 +322,28 @@ func (d *Dataplane) untrack(c net.Conn) {
 	delete(d.conns, c)
 }
 
+// Keepalive makes the VM speak first on every connection it holds: it
+// writes msg to each, as an SSH server's keepalive would, and returns how
+// many it wrote to. Whether a connection then still works must not depend
+// on who spoke last.
+func (d *Dataplane) Keepalive(msg []byte) (int, error) {
+	d.connsMu.Lock()
+	conns := make([]net.Conn, 0, len(d.conns))
+	for c := range d.conns {
+		// The VM's side of a connection, not a client's.
+		if a, ok := c.LocalAddr().(*net.TCPAddr); ok && a.IP.Equal(net.IP(d.vm.AsSlice())) {
+			conns = append(conns, c)
+		}
+	}
+	d.connsMu.Unlock()
+	for _, c := range conns {
+		if _, err := c.Write(msg); err != nil {
+			return 0, fmt.Errorf("keepalive: %w", err)
+		}
+	}
+	return len(conns), nil
+}
+
 // dialTimeout bounds a connect: a denied connect is answered with a reset
 // at once, so only a broken dataplane waits this long.
 const dialTimeout = 10 * time.Second
