@@ -7,7 +7,9 @@
 # 2. The platform team applies a jit_policy: SSH is closed to everyone.
 # 3. A pull request adds a jit_access_grant for Alice; applied, SSH opens for
 #    her address only, for one minute.
-# 4. jitd, the companion daemon, deletes the rule when the minute is up.
+# 4. jitd, the companion daemon, deletes the rule when the minute is up, and
+#    (run as root) Alice's live SSH session, held over real packets through
+#    the kernel, is cut at that moment (end_sessions_at_expiry).
 # 5. The next plan reports the grant as expired and re-opens nothing.
 #
 # Reachability is asked of the local Azure's flow verification at each step,
@@ -23,15 +25,16 @@ VERSION="${VERSION:-0.1.0}"
 for tool in "$TERRAFORM" curl; do
 	command -v "$tool" >/dev/null || { echo "demo: $tool is required but not on PATH" >&2; exit 1; }
 done
-for bin in terraform-provider-jit azuresim jitd; do
+for bin in terraform-provider-jit azuresim jitd sessiondemo; do
 	[ -x "$BIN/$bin" ] || { echo "demo: $BIN/$bin missing: run 'make build' first" >&2; exit 1; }
 done
 
 work="$(mktemp -d)"
 sim_pid=""
 jitd_pid=""
+session_pid=""
 cleanup() {
-	for pid in $jitd_pid $sim_pid; do
+	for pid in $session_pid $jitd_pid $sim_pid; do
 		kill "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
@@ -110,6 +113,21 @@ step "   jitd starts watching the NSG (it closes grants at expiry, whoever runs 
 jitd_pid=$!
 echo "  jitd running (pid $jitd_pid): full resync every 5m, NSGs with a policy re-read every 30s, a timer at each expiry"
 
+step "   Real packets: Alice's laptop and the VM in network namespaces, the NSG's rules in the kernel (nftables)"
+if "$BIN/sessiondemo" -check >"$work/session-check.txt"; then
+	"$BIN/sessiondemo" -nsg "$nsg_id" -source 203.0.113.7 -port 22 >"$work/session.log" 2>&1 &
+	session_pid=$!
+	for _ in $(seq 1 100); do
+		[ -s "$work/session.log" ] && break
+		sleep 0.1
+	done
+	echo "  Alice tries to SSH to the VM, again and again, and holds the session once it opens:"
+	sed 's/^/    /' "$work/session.log"
+else
+	echo "  $(cat "$work/session-check.txt")"
+	echo "  (run 'sudo make demo' to see Alice's session over real packets; the rest of the demo asks flow verification)"
+fi
+
 step "3. A pull request adds requests/alice-ssh.tf; CI plans it"
 cp "$here/requests/alice-ssh.tf" "$repo/"
 tf plan -input=false -no-color | grep -E '^\s+# |^Plan:|duration|source_address_prefix|requester' || true
@@ -141,6 +159,14 @@ while :; do
 done
 printf '\n  closed by jitd about %ds after expiry\n' "$((closed - expires_epoch))"
 show_reach
+if [ -n "$session_pid" ]; then
+	for _ in $(seq 1 50); do
+		grep -q 'session CUT' "$work/session.log" && break
+		sleep 0.1
+	done
+	echo "  Alice's SSH session, over real packets (end_sessions_at_expiry = true):"
+	sed 's/^/    /' "$work/session.log"
+fi
 echo "  jitd's audit event:"
 grep '"action":"close"' "$work/jitd-audit.jsonl" | head -n1 | sed 's/^/    /'
 

@@ -37,6 +37,9 @@ resource "jit_policy" "web_ssh" {
   ports = [
     { port = 22, max_duration = "1h" },
   ]
+  # Azure keeps established connections after their rule goes: this ends
+  # the grantee's SSH session at expiry too (flushConnection on the NSG).
+  end_sessions_at_expiry = true
 }
 
 data "jit_network_security_group" "web" {
