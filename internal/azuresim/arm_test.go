@@ -498,7 +498,7 @@ func TestFaultInjection(t *testing.T) {
 	raw := newRawClient(t, srv)
 	seen := map[string]bool{}
 	for i := 0; i < 200 && len(seen) < 5; i++ {
-		resp, b, err := raw.do(http.MethodPut, rulePath(srv, "nsg-f", fmt.Sprintf("r%d", i)), rawRuleBody(100+i, "22"), nil)
+		resp, b, err := raw.do(http.MethodPut, rulePath(srv, "nsg-f", fmt.Sprintf("r%d", i)), rawRuleBody(100+i, "22"))
 		switch {
 		case err != nil:
 			seen["reset"] = true
@@ -534,7 +534,7 @@ func TestFailedOperationLeavesNoRule(t *testing.T) {
 	srv.SetFaultRate(1)
 	var asyncURL string
 	for i := 0; i < 200 && asyncURL == ""; i++ {
-		resp, _, err := raw.do(http.MethodPut, rulePath(srv, "nsg-lro", "doomed"), rawRuleBody(200, "22"), nil)
+		resp, _, err := raw.do(http.MethodPut, rulePath(srv, "nsg-lro", "doomed"), rawRuleBody(200, "22"))
 		if err == nil && resp.StatusCode == http.StatusCreated {
 			asyncURL = resp.Header.Get("Azure-AsyncOperation")
 		}

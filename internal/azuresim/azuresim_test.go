@@ -158,7 +158,7 @@ func newRawClient(t testing.TB, srv *azuresim.Server) *rawClient {
 	return &rawClient{t: t, srv: srv, token: tok.Token}
 }
 
-func (c *rawClient) do(method, path string, body any, header http.Header) (*http.Response, []byte, error) {
+func (c *rawClient) do(method, path string, body any) (*http.Response, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -178,9 +178,6 @@ func (c *rawClient) do(method, path string, body any, header http.Header) (*http
 	req.Header.Set("Content-Type", "application/json")
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	for k, v := range header {
-		req.Header[k] = v
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -210,7 +207,7 @@ func (c *rawClient) doText(method, path, body string) (*http.Response, []byte, e
 
 func (c *rawClient) must(method, path string, body any) (*http.Response, []byte) {
 	c.t.Helper()
-	resp, b, err := c.do(method, path, body, nil)
+	resp, b, err := c.do(method, path, body)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)
 	}

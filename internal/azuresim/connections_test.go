@@ -169,7 +169,7 @@ func TestFailedWriteCutsNothing(t *testing.T) {
 	srv.SetFaultRate(1)
 	var asyncURL string
 	for i := 0; i < 200 && asyncURL == ""; i++ {
-		resp, _, err := raw.do(http.MethodDelete, rulePath(srv, "nsg-flush", "jit-ssh"), nil, nil)
+		resp, _, err := raw.do(http.MethodDelete, rulePath(srv, "nsg-flush", "jit-ssh"), nil)
 		if err == nil && resp.StatusCode == http.StatusAccepted {
 			asyncURL = resp.Header.Get("Azure-AsyncOperation")
 		}

@@ -124,7 +124,7 @@ func compileMatch(vm netip.Addr, r nsgrules.Rule, env nsgrules.Env) (string, boo
 		return "", false
 	}
 	var parts []string
-	if !(len(src) == 1 && src[0] == (addrRange{0, 0xffffffff})) {
+	if len(src) != 1 || src[0] != (addrRange{0, 0xffffffff}) {
 		parts = append(parts, "ip saddr "+set(src, formatAddrRange))
 	}
 	if sports != nil {

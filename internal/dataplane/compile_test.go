@@ -94,10 +94,10 @@ func TestRemoveStaleNamespaces(t *testing.T) {
 	stale := namePrefix + strconv.Itoa(cmd.Process.Pid) + "-1-vm"
 	live := newBaseName() + "-vm"
 	for _, ns := range []string{stale, live} {
-		if err := run(ctx, nil, "ip", "netns", "add", ns); err != nil {
+		if err := runIP(ctx, nil, "netns", "add", ns); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = run(ctx, nil, "ip", "netns", "delete", ns) })
+		t.Cleanup(func() { _ = runIP(ctx, nil, "netns", "delete", ns) })
 	}
 	removeStaleNamespaces(ctx)
 	if _, err := os.Stat("/var/run/netns/" + stale); !os.IsNotExist(err) {

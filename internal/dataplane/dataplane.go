@@ -106,12 +106,12 @@ func unsupported() string {
 	}
 	ctx := context.Background()
 	probe := newBaseName() + "-probe"
-	if err := run(ctx, nil, "ip", "netns", "add", probe); err != nil {
+	if err := runIP(ctx, nil, "netns", "add", probe); err != nil {
 		return "cannot create a network namespace: " + err.Error()
 	}
-	defer func() { _ = run(ctx, nil, "ip", "netns", "delete", probe) }()
-	if err := run(ctx, []byte("table ip probe {\n\tchain c {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tct state established accept\n\t\treject with tcp reset\n\t}\n}\n"),
-		"ip", "netns", "exec", probe, "nft", "-f", "-"); err != nil {
+	defer func() { _ = runIP(ctx, nil, "netns", "delete", probe) }()
+	if err := runIP(ctx, []byte("table ip probe {\n\tchain c {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tct state established accept\n\t\treject with tcp reset\n\t}\n}\n"),
+		"netns", "exec", probe, "nft", "-f", "-"); err != nil {
 		return "nftables with conntrack does not work in a network namespace: " + err.Error()
 	}
 	return ""
@@ -171,7 +171,7 @@ func New(ctx context.Context, cfg Config) (_ *Dataplane, err error) {
 	if err := d.Sync(ctx); err != nil {
 		return nil, err
 	}
-	if err := run(ctx, nil, "ip", "netns", "exec", d.vmNS, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=1"); err != nil {
+	if err := runIP(ctx, nil, "netns", "exec", d.vmNS, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=1"); err != nil {
 		return nil, fmt.Errorf("let conntrack pick up flushed flows: %w", err)
 	}
 	interval := cfg.PollInterval
@@ -192,7 +192,7 @@ func newDataplane(cfg Config) (*Dataplane, error) {
 		return nil, fmt.Errorf("VM address %q is not an IPv4 address", cfg.VM)
 	}
 	if cfg.Groups == nil || cfg.SimURL == "" {
-		return nil, errors.New("Groups and SimURL are required: the dataplane follows the local Azure")
+		return nil, errors.New("the dataplane needs Groups and SimURL: it follows the local Azure")
 	}
 	if cfg.HTTP == nil {
 		cfg.HTTP = &http.Client{Timeout: 30 * time.Second}
@@ -233,7 +233,7 @@ func newDataplane(cfg Config) (*Dataplane, error) {
 // created inside their namespaces, so deleting the namespaces removes
 // everything.
 func (d *Dataplane) buildTopology(ctx context.Context) error {
-	ip := func(args ...string) error { return run(ctx, nil, "ip", args...) }
+	ip := func(args ...string) error { return runIP(ctx, nil, args...) }
 	if err := ip("netns", "add", d.vmNS); err != nil {
 		return err
 	}
@@ -404,7 +404,7 @@ func Echo(c net.Conn) error {
 	if err := c.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
 		return err
 	}
-	defer c.SetDeadline(time.Time{})
+	defer func() { _ = c.SetDeadline(time.Time{}) }()
 	if _, err := c.Write(msg); err != nil {
 		return err
 	}
@@ -459,7 +459,7 @@ func (d *Dataplane) Close() error {
 	d.connsMu.Unlock()
 	var errs []error
 	for _, ns := range d.nss {
-		if err := run(context.Background(), nil, "ip", "netns", "delete", ns); err != nil {
+		if err := runIP(context.Background(), nil, "netns", "delete", ns); err != nil {
 			errs = append(errs, err)
 		}
 	}

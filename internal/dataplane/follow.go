@@ -61,7 +61,7 @@ func (d *Dataplane) Sync(ctx context.Context) error {
 	}
 	text := compile(d.vm, next, d.cfg.Env)
 	if text != d.applied {
-		if err := run(ctx, []byte(text), "ip", "netns", "exec", d.vmNS, "nft", "-f", "-"); err != nil {
+		if err := runIP(ctx, []byte(text), "netns", "exec", d.vmNS, "nft", "-f", "-"); err != nil {
 			return fmt.Errorf("install ruleset: %w", err)
 		}
 		d.applied = text

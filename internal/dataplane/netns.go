@@ -50,14 +50,15 @@ func removeStaleNamespaces(ctx context.Context) {
 			continue
 		}
 		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
-			_ = run(ctx, nil, "ip", "netns", "delete", e.Name())
+			_ = runIP(ctx, nil, "netns", "delete", e.Name())
 		}
 	}
 }
 
-// run runs a command and returns its stderr in the error when it fails.
-func run(ctx context.Context, stdin []byte, name string, args ...string) error {
-	_, err := output(ctx, stdin, name, args...)
+// runIP runs ip (iproute2; "ip netns exec" for commands in a namespace)
+// and returns its stderr in the error when it fails.
+func runIP(ctx context.Context, stdin []byte, args ...string) error {
+	_, err := output(ctx, stdin, "ip", args...)
 	return err
 }
 

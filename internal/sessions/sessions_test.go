@@ -231,16 +231,18 @@ func (r *rig) apply() {
 	}
 }
 
-func (r *rig) startJitd() *testproc.Jitd {
+func (r *rig) startJitd() {
 	r.t.Helper()
 	sub := r.s.sim.Env["ARM_SUBSCRIPTION_ID"]
 	cmd := exec.Command(r.s.jitd, "--listen", "127.0.0.1:0", "--audit-log", r.jitdAudit,
 		"--resource-group", sub+"/"+r.rg, "--interval", "1m", "--watch-interval", "1s")
 	cmd.Env = append(r.s.sim.Environ(), "PATH="+os.Getenv("PATH"), "ARM_USE_CLI=false")
-	return testproc.StartJitd(r.t, cmd, 60*time.Second, func(p *testproc.Jitd) {
+	testproc.StartJitd(r.t, cmd, 60*time.Second, func(p *testproc.Jitd) {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
-			<-p.Exited
+			if err := <-p.Exited; err == nil {
+				r.t.Log("jitd had exited cleanly before the end of the test")
+			}
 		}
 	})
 }
@@ -308,16 +310,6 @@ func (r *rig) waitClosed(deadline time.Duration) {
 	if err != nil {
 		r.t.Fatalf("jitd did not close the grants: %v", err)
 	}
-}
-
-func (r *rig) side(name string) *side {
-	for _, sd := range r.sides {
-		if sd.name == name {
-			return sd
-		}
-	}
-	r.t.Fatalf("no side %q", name)
-	return nil
 }
 
 // TestSessionsEndAtExpiry: the story of issue "live sessions end when

@@ -57,12 +57,16 @@ func main() {
 		fmt.Printf("real packets skipped: %s\n", why)
 		os.Exit(exitUnsupported)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *nsg, *vm, *source, *name, *port); err != nil {
+	if err := runUntilSignalled(*nsg, *vm, *source, *name, *port); err != nil {
 		fmt.Fprintln(os.Stderr, "sessiondemo:", err)
 		os.Exit(1)
 	}
+}
+
+func runUntilSignalled(nsg, vm, source, name string, port int) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, nsg, vm, source, name, port)
 }
 
 func run(ctx context.Context, nsg, vm, source, name string, port int) error {
@@ -94,8 +98,8 @@ func run(ctx context.Context, nsg, vm, source, name string, port int) error {
 	tick := time.NewTicker(100 * time.Millisecond) // a user typing: the session is kept busy
 	defer tick.Stop()
 	for {
-		switch {
-		case held == nil:
+		switch held {
+		case nil:
 			c, err := dp.Dial(source, port)
 			if err != nil {
 				if last != "refused" {
