@@ -310,6 +310,7 @@ func (p *jitProvider) DataSources(context.Context) []func() datasource.DataSourc
 		newClientConfigDataSource,
 		newNetworkSecurityGroupDataSource,
 		newNetworkInterfacesDataSource,
+		newAccessGrantsDataSource,
 	}
 }
 
