@@ -75,6 +75,7 @@ type subscriptionClients struct {
 	groups     *armnetwork.SecurityGroupsClient
 	interfaces *armnetwork.InterfacesClient
 	subnets    *armnetwork.SubnetsClient
+	management *armnetwork.ManagementClient
 }
 
 // NewClient validates c, resolves the cloud and builds the credential
@@ -262,7 +263,11 @@ func (c *Client) subscription(id string) (*subscriptionClients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the subnets client for subscription %s: %w", id, err)
 	}
-	sc := &subscriptionClients{rules: rules, groups: groups, interfaces: interfaces, subnets: subnets}
+	management, err := armnetwork.NewManagementClient(id, c.cred, c.armOptions)
+	if err != nil {
+		return nil, fmt.Errorf("creating the network management client for subscription %s: %w", id, err)
+	}
+	sc := &subscriptionClients{rules: rules, groups: groups, interfaces: interfaces, subnets: subnets, management: management}
 	c.clients[key] = sc
 	return sc, nil
 }
