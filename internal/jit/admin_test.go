@@ -33,8 +33,16 @@ func TestAdminOverrides(t *testing.T) {
 			r.Direction = Outbound
 			return r
 		}(), nil},
-		{"Any protocol", func() AdminRule { r := rule("any", AdminAlwaysAllow, 10, list("*"), list("*"), "22"); r.Protocol = "Any"; return r }(), []string{"always_allow 22/Tcp"}},
-		{"Udp only", func() AdminRule { r := rule("udp", AdminAlwaysAllow, 10, list("*"), list("*"), "22"); r.Protocol = "Udp"; return r }(), nil},
+		{"Any protocol", func() AdminRule {
+			r := rule("any", AdminAlwaysAllow, 10, list("*"), list("*"), "22")
+			r.Protocol = "Any"
+			return r
+		}(), []string{"always_allow 22/Tcp"}},
+		{"Udp only", func() AdminRule {
+			r := rule("udp", AdminAlwaysAllow, 10, list("*"), list("*"), "22")
+			r.Protocol = "Udp"
+			return r
+		}(), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
