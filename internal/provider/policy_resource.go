@@ -71,6 +71,8 @@ type policyModel struct {
 	FailOnBypass        types.Bool     `tfsdk:"fail_on_bypass"`
 	FailOnStanding      types.Bool     `tfsdk:"fail_on_standing_access"`
 	EndSessions         types.Bool     `tfsdk:"end_sessions_at_expiry"`
+	FailOnAdmin         types.Bool     `tfsdk:"fail_on_admin_override"`
+	AdminOverrides      types.List     `tfsdk:"admin_rule_overrides"`
 	RuleNames           types.List     `tfsdk:"rule_names"`
 	BypassingRules      types.List     `tfsdk:"bypassing_rules"`
 	StandingAccess      types.List     `tfsdk:"standing_access"`
@@ -214,6 +216,14 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 					"once. Destroying the policy, or turning the option off, puts back the value found before, unless another " +
 					"policy on the NSG asks for it. Defaults to `false`.",
 			},
+			"fail_on_admin_override": schema.BoolAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+				MarkdownDescription: "Fail the plan when an Azure Virtual Network Manager security admin rule decides a " +
+					"protected port before any NSG (see `admin_rule_overrides`). By default it is a warning.",
+			},
+			"admin_rule_overrides": adminOverrideAttribute(),
 			"rule_names": schema.ListAttribute{
 				Computed:            true,
 				ElementType:         types.StringType,
@@ -339,6 +349,8 @@ func upgradePolicyStateV0(ctx context.Context, req resource.UpgradeStateRequest,
 		FailOnBypass:        old.FailOnBypass,
 		FailOnStanding:      old.FailOnStanding,
 		EndSessions:         types.BoolValue(false),
+		FailOnAdmin:         types.BoolValue(false),
+		AdminOverrides:      types.ListNull(types.ObjectType{AttrTypes: adminAttrTypes}),
 		RuleNames:           old.RuleNames,
 		BypassingRules:      old.BypassingRules,
 		StandingAccess:      old.StandingAccess,
@@ -506,6 +518,7 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 			resp.Diagnostics.AddWarning(summary, detail)
 		}
 	}
+	adminDiagnostics(p, r.adminOverrides(ctx, p, nsgIDs, &resp.Diagnostics), plan.FailOnAdmin.ValueBool(), &resp.Diagnostics)
 	if len(standing) > 0 {
 		summary, detail := standingDiagnostic(p.Name, standing)
 		if plan.FailOnStanding.ValueBool() {
@@ -652,6 +665,7 @@ func (r *policyResource) setComputed(ctx context.Context, m *policyModel, p jit.
 	m.ID = types.StringValue(policyID(p.Name, nsgIDs))
 	m.RuleNames = stringList(p.GuardAndDenyNames())
 	m.BypassingRules, m.StandingAccess = r.findingLists(ctx, p, nsgIDs, diags)
+	m.AdminOverrides = adminOverrideList(r.adminOverrides(ctx, p, nsgIDs, diags))
 }
 
 // rollback removes the rules a failed create wrote, so that a failure leaves
@@ -759,6 +773,10 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	state.ID = types.StringValue(policyID(name, nsgIDs))
 	state.RuleNames = stringList(found.GuardAndDenyNames())
 	state.BypassingRules, state.StandingAccess = r.findingLists(ctx, *found, intact, &resp.Diagnostics)
+	state.AdminOverrides = adminOverrideList(r.adminOverrides(ctx, *found, intact, &resp.Diagnostics))
+	if state.FailOnAdmin.IsNull() {
+		state.FailOnAdmin = types.BoolValue(false)
+	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 

@@ -51,6 +51,9 @@ func TestPolicyValidateWarnsAboutSourcesReadBackMerged(t *testing.T) {
 				RuleNames:      types.ListUnknown(types.StringType),
 				BypassingRules: types.ListUnknown(types.ObjectType{AttrTypes: bypassAttrTypes}),
 				StandingAccess: types.ListUnknown(types.ObjectType{AttrTypes: bypassAttrTypes}),
+				EndSessions:    types.BoolNull(),
+				FailOnAdmin:    types.BoolNull(),
+				AdminOverrides: types.ListUnknown(types.ObjectType{AttrTypes: adminAttrTypes}),
 				Timeouts:       timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{"create": types.StringType, "read": types.StringType, "update": types.StringType, "delete": types.StringType})},
 			}
 			state := tfsdk.State{Schema: schemaResp.Schema}

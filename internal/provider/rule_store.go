@@ -18,6 +18,10 @@ type ruleStore interface {
 	ApplyRuleChanges(ctx context.Context, nsgID string, changes []azure.RuleChange) ([]jit.SecurityRule, error)
 	// FlushConnection reads the NSG's flushConnection property.
 	FlushConnection(ctx context.Context, nsgID string) (bool, error)
+	// NSGVirtualNetworks and EffectiveAdminRules find the security admin
+	// rules in effect for an NSG's traffic.
+	NSGVirtualNetworks(ctx context.Context, nsgID string) ([]string, error)
+	EffectiveAdminRules(ctx context.Context, vnetID string) ([]jit.AdminRule, error)
 }
 
 // cachedRules lists each NSG's rules at most once per provider process —
@@ -28,6 +32,7 @@ type cachedRules struct {
 
 	mu      sync.Mutex
 	entries map[string]*cacheEntry // by lower-case NSG id
+	admin   map[string][]vnetAdminRules
 }
 
 type cacheEntry struct {
@@ -103,4 +108,51 @@ func (c *cachedRules) forget(nsgID string, e *cacheEntry) {
 // policies that end sessions at expiry ask, once per NSG per run.
 func (c *cachedRules) FlushConnection(ctx context.Context, nsgID string) (bool, error) {
 	return c.store.FlushConnection(ctx, nsgID)
+}
+
+// vnetAdminRules are the admin rules in effect for one virtual network.
+type vnetAdminRules struct {
+	vnetID string
+	rules  []jit.AdminRule
+}
+
+// AdminRules returns the security admin rules in effect for each virtual
+// network the NSG's traffic passes through, read once per run per NSG.
+func (c *cachedRules) AdminRules(ctx context.Context, nsgID string) ([]vnetAdminRules, error) {
+	key := strings.ToLower(nsgID)
+	c.mu.Lock()
+	if c.admin == nil {
+		c.admin = map[string][]vnetAdminRules{}
+	}
+	if v, ok := c.admin[key]; ok {
+		c.mu.Unlock()
+		return v, nil
+	}
+	c.mu.Unlock()
+	vnets, err := c.store.NSGVirtualNetworks(ctx, nsgID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]vnetAdminRules, 0, len(vnets))
+	for _, v := range vnets {
+		rules, err := c.store.EffectiveAdminRules(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vnetAdminRules{vnetID: v, rules: rules})
+	}
+	c.mu.Lock()
+	c.admin[key] = out
+	c.mu.Unlock()
+	return out, nil
+}
+
+// NSGVirtualNetworks passes through, uncached (AdminRules caches).
+func (c *cachedRules) NSGVirtualNetworks(ctx context.Context, nsgID string) ([]string, error) {
+	return c.store.NSGVirtualNetworks(ctx, nsgID)
+}
+
+// EffectiveAdminRules passes through, uncached (AdminRules caches).
+func (c *cachedRules) EffectiveAdminRules(ctx context.Context, vnetID string) ([]jit.AdminRule, error) {
+	return c.store.EffectiveAdminRules(ctx, vnetID)
 }
