@@ -28,7 +28,9 @@ var adminAttrTypes = map[string]attr.Type{
 }
 
 func adminOverrideAttribute() schema.ListNestedAttribute {
-	str := func(d string) schema.StringAttribute { return schema.StringAttribute{Computed: true, MarkdownDescription: d} }
+	str := func(d string) schema.StringAttribute {
+		return schema.StringAttribute{Computed: true, MarkdownDescription: d}
+	}
 	return schema.ListNestedAttribute{
 		Computed: true,
 		MarkdownDescription: "Azure Virtual Network Manager security admin rules in effect for the virtual networks of the " +

@@ -52,7 +52,9 @@ func (f *fakeStore) FlushConnection(_ context.Context, nsgID string) (bool, erro
 func (f *fakeStore) NSGVirtualNetworks(context.Context, string) ([]string, error) { return nil, nil }
 
 // EffectiveAdminRules: none.
-func (f *fakeStore) EffectiveAdminRules(context.Context, string) ([]jit.AdminRule, error) { return nil, nil }
+func (f *fakeStore) EffectiveAdminRules(context.Context, string) ([]jit.AdminRule, error) {
+	return nil, nil
+}
 
 func newFakeStore() *fakeStore {
 	return &fakeStore{rules: map[string]map[string]jit.SecurityRule{}, flush: map[string]bool{}}
