@@ -116,7 +116,7 @@ func (w *world) evaluate() []string {
 		lid := strings.ToLower(id)
 		for _, port := range []int{22, 3389, webPort} {
 			for _, src := range sources {
-				v, err := w.env.arm.VerifyFlow([]string{id}, "Tcp", src, destination, port)
+				v, err := w.env.ARM.VerifyFlow([]string{id}, "Tcp", src, destination, port)
 				if err != nil {
 					return []string{err.Error()}
 				}

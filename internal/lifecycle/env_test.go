@@ -1,27 +1,16 @@
 package lifecycle
 
 import (
-	"context"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/testproc"
 )
 
-// suiteEnv is what every run of the suite shares in one test process: the
-// binaries built from the working tree, terraform, and one local Azure
-// process (Go reads SSL_CERT_FILE once per process, so one CA, so one
-// server). Each run works in a resource group of its own.
-type suiteEnv struct {
-	providerDir string
-	jitd        string
-	terraform   string
-	sim         *testproc.Azuresim
-	arm         *testproc.ARMClients
-}
+// suiteEnv is the shared binaries, terraform and local Azure process of
+// the suite (testproc.Suite).
+type suiteEnv = testproc.Suite
 
 var (
 	builds    = testproc.Builds{Pattern: "jit-lifecycle-"}
@@ -32,9 +21,7 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared != nil {
-		shared.sim.Stop()
-	}
+	shared.Close()
 	builds.Remove()
 	os.Exit(code)
 }
@@ -49,35 +36,9 @@ func startEnv(t *testing.T) *suiteEnv {
 	if err != nil {
 		t.Skip(err.Error())
 	}
-	envOnce.Do(func() { shared, sharedErr = setUp(tf) })
+	envOnce.Do(func() { shared, sharedErr = testproc.StartSuite(&builds, tf) })
 	if sharedErr != nil {
 		t.Fatal(sharedErr)
 	}
 	return shared
-}
-
-func setUp(tf string) (*suiteEnv, error) {
-	const module = "github.com/jitaccess/terraform-provider-jit"
-	e := &suiteEnv{terraform: tf}
-	provider, err := builds.Build(filepath.Join("provider", "terraform-provider-jit"), module, "-trimpath")
-	if err != nil {
-		return e, err
-	}
-	e.providerDir = filepath.Dir(provider)
-	if e.jitd, err = builds.Build("jitd", module+"/internal/cmd/jitd", "-trimpath"); err != nil {
-		return e, err
-	}
-	sim, err := builds.Build("azuresim", module+"/internal/cmd/azuresim", "-trimpath")
-	if err != nil {
-		return e, err
-	}
-	dir, err := builds.Dir()
-	if err != nil {
-		return e, err
-	}
-	if e.sim, err = testproc.StartAzuresim(sim, dir, 60*time.Second); err != nil {
-		return e, err
-	}
-	e.arm, err = testproc.NewARMClients(context.Background(), e.sim)
-	return e, err
 }

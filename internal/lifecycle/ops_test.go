@@ -250,10 +250,10 @@ func doRevoke(w *world, b *block) string {
 // deleteRule deletes a rule through the SDK; false if it was not there.
 func (w *world) deleteRule(i int, name string) bool {
 	w.t.Helper()
-	if _, err := w.env.arm.Rules.Get(w.t.Context(), w.rg, nsgNames[i], name, nil); err != nil {
+	if _, err := w.env.ARM.Rules.Get(w.t.Context(), w.rg, nsgNames[i], name, nil); err != nil {
 		return false
 	}
-	poller, err := w.env.arm.Rules.BeginDelete(w.t.Context(), w.rg, nsgNames[i], name, nil)
+	poller, err := w.env.ARM.Rules.BeginDelete(w.t.Context(), w.rg, nsgNames[i], name, nil)
 	if err == nil {
 		_, err = poller.PollUntilDone(w.t.Context(), &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
 	}
@@ -265,7 +265,7 @@ func (w *world) deleteRule(i int, name string) bool {
 
 func (w *world) putRule(i int, r armnetwork.SecurityRule) {
 	w.t.Helper()
-	poller, err := w.env.arm.Rules.BeginCreateOrUpdate(w.t.Context(), w.rg, nsgNames[i], *r.Name, r, nil)
+	poller, err := w.env.ARM.Rules.BeginCreateOrUpdate(w.t.Context(), w.rg, nsgNames[i], *r.Name, r, nil)
 	if err == nil {
 		_, err = poller.PollUntilDone(w.t.Context(), &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
 	}
@@ -576,7 +576,7 @@ func opTimeout(w *world) string {
 }
 
 func doTimeout(w *world, reqs []request) string {
-	if err := w.env.arm.SetSimConfig(3*time.Second, 0); err != nil {
+	if err := w.env.ARM.SetSimConfig(3*time.Second, 0); err != nil {
 		w.t.Fatal(err)
 	}
 	n := len(reqs)
@@ -585,7 +585,7 @@ func doTimeout(w *world, reqs []request) string {
 		bs = append(bs, w.addBlock(r, "1s"))
 	}
 	_, err := w.apply()
-	if err := w.env.arm.SetSimConfig(0, 0); err != nil {
+	if err := w.env.ARM.SetSimConfig(0, 0); err != nil {
 		w.t.Fatal(err)
 	}
 	var names []string
@@ -598,7 +598,7 @@ func doTimeout(w *world, reqs []request) string {
 
 // opInterrupt: SIGINT or SIGKILL terraform mid-write.
 func opInterrupt(w *world) string {
-	if err := w.env.arm.SetSimConfig(2*time.Second, 0); err != nil {
+	if err := w.env.ARM.SetSimConfig(2*time.Second, 0); err != nil {
 		w.t.Fatal(err)
 	}
 	b := w.addBlock(w.newRequest(), "")
@@ -629,7 +629,7 @@ func opInterrupt(w *world) string {
 			err = <-done
 		}
 	}
-	if err := w.env.arm.SetSimConfig(0, 0); err != nil {
+	if err := w.env.ARM.SetSimConfig(0, 0); err != nil {
 		w.t.Fatal(err)
 	}
 	w.afterTerraform(err == nil)
@@ -716,7 +716,7 @@ func opStaleOverwrite(w *world) string {
 		stale.Tags = map[string]*string{}
 	}
 	stale.Tags["touched-by"] = testproc.To("another-tool")
-	poller, err := w.env.arm.Groups.BeginCreateOrUpdate(w.t.Context(), w.rg, nsgNames[i], stale, nil)
+	poller, err := w.env.ARM.Groups.BeginCreateOrUpdate(w.t.Context(), w.rg, nsgNames[i], stale, nil)
 	if err == nil {
 		_, err = poller.PollUntilDone(w.t.Context(), &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
 	}
@@ -760,11 +760,11 @@ func opStaleOverwrite(w *world) string {
 }
 
 func opFault(w *world) string {
-	if err := w.env.arm.SetSimConfig(0, 0.3); err != nil {
+	if err := w.env.ARM.SetSimConfig(0, 0.3); err != nil {
 		w.t.Fatal(err)
 	}
 	s := opGrant(w)
-	if err := w.env.arm.SetSimConfig(0, 0); err != nil {
+	if err := w.env.ARM.SetSimConfig(0, 0); err != nil {
 		w.t.Fatal(err)
 	}
 	return "fault rate 0.3 during [" + s + "]"
@@ -816,7 +816,7 @@ func opRemoveForeign(w *world) string {
 // ruleOnNSGs: a rule of that name is on some NSG.
 func (w *world) ruleOnNSGs(name string) bool {
 	for i := range w.ids {
-		if _, err := w.env.arm.Rules.Get(w.t.Context(), w.rg, nsgNames[i], name, nil); err == nil {
+		if _, err := w.env.ARM.Rules.Get(w.t.Context(), w.rg, nsgNames[i], name, nil); err == nil {
 			return true
 		}
 	}

@@ -179,7 +179,7 @@ func newWorld(t *testing.T, env *suiteEnv, seed uint64, run int) *world {
 	w.providerAudit = filepath.Join(w.dir, "provider-audit.jsonl")
 	w.jitdAudit = filepath.Join(w.dir, "jitd-audit.jsonl")
 	w.writeClock()
-	sub := env.sim.Env["ARM_SUBSCRIPTION_ID"]
+	sub := env.Sim.Env["ARM_SUBSCRIPTION_ID"]
 	for i, n := range nsgNames {
 		w.ids = append(w.ids, fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Network/networkSecurityGroups/%s", sub, w.rg, n))
 		w.createNSG(n)
@@ -187,9 +187,9 @@ func newWorld(t *testing.T, env *suiteEnv, seed uint64, run int) *world {
 	}
 	w.cfg = policyConfig{name: "web", nsgs: []int{0, 1}, late: map[int]string{}, ports: []int{22}, maxDur: "1h",
 		sources: []string{"203.0.113.0/24"}, bandStart: 200}
-	env.arm.HTTP.CloseIdleConnections()
-	w.tf = testproc.NewTerraform(t, env.terraform, w.dir, testproc.DevOverrides(env.providerDir), nil,
-		append(env.sim.Environ(), "ARM_USE_CLI=false", "JIT_AUDIT_LOG_PATH="+w.providerAudit,
+	env.ARM.HTTP.CloseIdleConnections()
+	w.tf = testproc.NewTerraform(t, env.Terraform, w.dir, testproc.DevOverrides(env.ProviderDir), nil,
+		append(env.Sim.Environ(), "ARM_USE_CLI=false", "JIT_AUDIT_LOG_PATH="+w.providerAudit,
 			"JIT_TEST_CLOCK_OFFSET_FILE="+w.clockFile)...)
 	// The policy exists before jitd starts, as in any real set-up: an NSG
 	// that gets its first policy after jitd's last full resync is a step
@@ -233,7 +233,7 @@ func (w *world) createNSG(name string) {
 		Description:              testproc.To("pre-existing admin access from the office and a partner range"),
 	}}
 	ctx := w.t.Context()
-	poller, err := w.env.arm.Groups.BeginCreateOrUpdate(ctx, w.rg, name, armnetwork.SecurityGroup{
+	poller, err := w.env.ARM.Groups.BeginCreateOrUpdate(ctx, w.rg, name, armnetwork.SecurityGroup{
 		Location: testproc.To("westeurope"), Properties: &armnetwork.SecurityGroupPropertiesFormat{SecurityRules: []*armnetwork.SecurityRule{legacy}},
 	}, nil)
 	if err == nil {
@@ -246,7 +246,7 @@ func (w *world) createNSG(name string) {
 
 // getNSG reads an NSG through the SDK, as another tool would.
 func (w *world) getNSG(i int) (armnetwork.SecurityGroup, error) {
-	resp, err := w.env.arm.Groups.Get(w.t.Context(), w.rg, nsgNames[i], nil)
+	resp, err := w.env.ARM.Groups.Get(w.t.Context(), w.rg, nsgNames[i], nil)
 	return resp.SecurityGroup, err
 }
 
@@ -262,7 +262,7 @@ func ruleJSON(r *armnetwork.SecurityRule) string {
 // recordForeign remembers the foreign rule name on NSG i as it is now.
 func (w *world) recordForeign(i int, name string, mustReport bool) {
 	w.t.Helper()
-	resp, err := w.env.arm.Rules.Get(w.t.Context(), w.rg, nsgNames[i], name, nil)
+	resp, err := w.env.ARM.Rules.Get(w.t.Context(), w.rg, nsgNames[i], name, nil)
 	if err != nil {
 		w.t.Fatalf("read foreign rule %s: %v", name, err)
 	}
@@ -271,10 +271,10 @@ func (w *world) recordForeign(i int, name string, mustReport bool) {
 
 func (w *world) startJitd() {
 	w.t.Helper()
-	sub := w.env.sim.Env["ARM_SUBSCRIPTION_ID"]
-	cmd := exec.Command(w.env.jitd, "--listen", "127.0.0.1:0", "--audit-log", w.jitdAudit,
+	sub := w.env.Sim.Env["ARM_SUBSCRIPTION_ID"]
+	cmd := exec.Command(w.env.Jitd, "--listen", "127.0.0.1:0", "--audit-log", w.jitdAudit,
 		"--resource-group", sub+"/"+w.rg, "--interval", "1m", "--watch-interval", "1s")
-	cmd.Env = append(w.env.sim.Environ(), "PATH="+os.Getenv("PATH"), "ARM_USE_CLI=false", "JIT_TEST_CLOCK_OFFSET_FILE="+w.clockFile)
+	cmd.Env = append(w.env.Sim.Environ(), "PATH="+os.Getenv("PATH"), "ARM_USE_CLI=false", "JIT_TEST_CLOCK_OFFSET_FILE="+w.clockFile)
 	t := w.t
 	w.jitd = testproc.StartJitd(t, cmd, 60*time.Second, func(p *testproc.Jitd) {
 		if cmd.ProcessState == nil {

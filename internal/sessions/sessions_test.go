@@ -1,7 +1,6 @@
 package sessions
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -32,32 +31,21 @@ const (
 
 var ports = []int{22, 3389}
 
-// suite is what the tests of this process share: the binaries built from
-// the working tree, terraform, and one local Azure process (Go reads
-// SSL_CERT_FILE once per process, so one CA, so one server).
-type suite struct {
-	providerDir, jitd, terraform string
-	sim                          *testproc.Azuresim
-	arm                          *testproc.ARMClients
-}
-
 var (
 	builds    = testproc.Builds{Pattern: "jit-sessions-"}
 	once      sync.Once
-	shared    *suite
+	shared    *testproc.Suite
 	sharedErr error
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared != nil && shared.sim != nil {
-		shared.sim.Stop()
-	}
+	shared.Close()
 	builds.Remove()
 	os.Exit(code)
 }
 
-func start(t *testing.T) *suite {
+func start(t *testing.T) *testproc.Suite {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("sessions: end-to-end with real processes and packets; skipped with -short")
@@ -67,37 +55,11 @@ func start(t *testing.T) *suite {
 	if err != nil {
 		t.Skip(err.Error())
 	}
-	once.Do(func() { shared, sharedErr = setUp(tf) })
+	once.Do(func() { shared, sharedErr = testproc.StartSuite(&builds, tf) })
 	if sharedErr != nil {
 		t.Fatal(sharedErr)
 	}
 	return shared
-}
-
-func setUp(tf string) (*suite, error) {
-	const module = "github.com/jitaccess/terraform-provider-jit"
-	s := &suite{terraform: tf}
-	provider, err := builds.Build(filepath.Join("provider", "terraform-provider-jit"), module, "-trimpath")
-	if err != nil {
-		return s, err
-	}
-	s.providerDir = filepath.Dir(provider)
-	if s.jitd, err = builds.Build("jitd", module+"/internal/cmd/jitd", "-trimpath"); err != nil {
-		return s, err
-	}
-	sim, err := builds.Build("azuresim", module+"/internal/cmd/azuresim", "-trimpath")
-	if err != nil {
-		return s, err
-	}
-	dir, err := builds.Dir()
-	if err != nil {
-		return s, err
-	}
-	if s.sim, err = testproc.StartAzuresim(sim, dir, 60*time.Second); err != nil {
-		return s, err
-	}
-	s.arm, err = testproc.NewARMClients(context.Background(), s.sim)
-	return s, err
 }
 
 // side is one NSG, its policy and the VM behind it.
@@ -111,7 +73,7 @@ type side struct {
 // rig is one test's resource group, workspace, jitd and dataplanes.
 type rig struct {
 	t         *testing.T
-	s         *suite
+	s         *testproc.Suite
 	rg, dir   string
 	clockFile string
 	tf        *testproc.Terraform
@@ -127,13 +89,13 @@ type grantBlock struct {
 
 // newRig creates the resource group's two NSGs and a dataplane for each;
 // poll is the dataplane's own following interval (negative: only Sync).
-func newRig(t *testing.T, s *suite, sources []string, poll time.Duration) *rig {
+func newRig(t *testing.T, s *testproc.Suite, sources []string, poll time.Duration) *rig {
 	t.Helper()
 	r := &rig{t: t, s: s, rg: fmt.Sprintf("sessions-%s-%d", strings.ToLower(t.Name()), os.Getpid()), dir: t.TempDir(), sources: sources}
 	r.clockFile = filepath.Join(r.dir, "provider-clock-offset")
 	r.jitdAudit = filepath.Join(r.dir, "jitd-audit.jsonl")
 	r.setProviderClock(0)
-	sub := s.sim.Env["ARM_SUBSCRIPTION_ID"]
+	sub := s.Sim.Env["ARM_SUBSCRIPTION_ID"]
 	for _, mode := range []struct {
 		name string
 		on   bool
@@ -143,12 +105,12 @@ func newRig(t *testing.T, s *suite, sources []string, poll time.Duration) *rig {
 		sd := &side{name: mode.name, endSessions: mode.on, nsgID: id}
 		sd.dp = dataplane.Start(t, dataplane.Config{
 			VM: vm, Sources: sources, Ports: ports, NICNSG: id,
-			Groups: s.arm.Groups, SimURL: s.arm.URL, HTTP: s.arm.HTTP, PollInterval: poll, Logf: t.Logf,
+			Groups: s.ARM.Groups, SimURL: s.ARM.URL, HTTP: s.ARM.HTTP, PollInterval: poll, Logf: t.Logf,
 		})
 		r.sides = append(r.sides, sd)
 	}
-	r.tf = testproc.NewTerraform(t, s.terraform, r.dir, testproc.DevOverrides(s.providerDir), nil,
-		append(s.sim.Environ(), "ARM_USE_CLI=false", "JIT_TEST_CLOCK_OFFSET_FILE="+r.clockFile)...)
+	r.tf = testproc.NewTerraform(t, s.Terraform, r.dir, testproc.DevOverrides(s.ProviderDir), nil,
+		append(s.Sim.Environ(), "ARM_USE_CLI=false", "JIT_TEST_CLOCK_OFFSET_FILE="+r.clockFile)...)
 	return r
 }
 
@@ -165,7 +127,7 @@ func (r *rig) createNSG(name string) {
 		DestinationPortRanges: []*string{testproc.To("22"), testproc.To("3389")},
 	}}
 	ctx := r.t.Context()
-	poller, err := r.s.arm.Groups.BeginCreateOrUpdate(ctx, r.rg, name, armnetwork.SecurityGroup{
+	poller, err := r.s.ARM.Groups.BeginCreateOrUpdate(ctx, r.rg, name, armnetwork.SecurityGroup{
 		Location: testproc.To("westeurope"), Properties: &armnetwork.SecurityGroupPropertiesFormat{SecurityRules: []*armnetwork.SecurityRule{legacy}},
 	}, nil)
 	if err == nil {
@@ -233,10 +195,10 @@ func (r *rig) apply() {
 
 func (r *rig) startJitd() {
 	r.t.Helper()
-	sub := r.s.sim.Env["ARM_SUBSCRIPTION_ID"]
-	cmd := exec.Command(r.s.jitd, "--listen", "127.0.0.1:0", "--audit-log", r.jitdAudit,
+	sub := r.s.Sim.Env["ARM_SUBSCRIPTION_ID"]
+	cmd := exec.Command(r.s.Jitd, "--listen", "127.0.0.1:0", "--audit-log", r.jitdAudit,
 		"--resource-group", sub+"/"+r.rg, "--interval", "1m", "--watch-interval", "1s")
-	cmd.Env = append(r.s.sim.Environ(), "PATH="+os.Getenv("PATH"), "ARM_USE_CLI=false")
+	cmd.Env = append(r.s.Sim.Environ(), "PATH="+os.Getenv("PATH"), "ARM_USE_CLI=false")
 	testproc.StartJitd(r.t, cmd, 60*time.Second, func(p *testproc.Jitd) {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
@@ -271,7 +233,7 @@ func (r *rig) checkGrid(step string) []string {
 				if err != nil {
 					r.t.Fatalf("%s: probe %s → %d on %s: %v", step, src, port, sd.name, err)
 				}
-				v, err := r.s.arm.VerifyFlow([]string{sd.nsgID}, "Tcp", src, vm, port)
+				v, err := r.s.ARM.VerifyFlow([]string{sd.nsgID}, "Tcp", src, vm, port)
 				if err != nil {
 					r.t.Fatal(err)
 				}
@@ -295,7 +257,7 @@ func (r *rig) waitClosed(deadline time.Duration) {
 	r.t.Helper()
 	err := testproc.Poll(100*time.Millisecond, deadline, func() bool {
 		for _, sd := range r.sides {
-			rules, err := r.s.arm.Client.ListRules(r.t.Context(), sd.nsgID)
+			rules, err := r.s.ARM.Client.ListRules(r.t.Context(), sd.nsgID)
 			if err != nil {
 				return false
 			}
@@ -353,7 +315,7 @@ func TestSessionsEndAtExpiry(t *testing.T) {
 			t.Fatalf("alice's session on %s: %v", sd.name, err)
 		}
 		held[sd.name] = c
-		fc, err := s.arm.EstablishFlow([]string{sd.nsgID}, "Tcp", grantee, vm, 22)
+		fc, err := s.ARM.EstablishFlow([]string{sd.nsgID}, "Tcp", grantee, vm, 22)
 		if err != nil || !fc.Established {
 			t.Fatalf("local Azure connection on %s: %+v, %v", sd.name, fc, err)
 		}
@@ -369,7 +331,7 @@ func TestSessionsEndAtExpiry(t *testing.T) {
 	// Without the option the held session survives; with it, it is cut.
 	for _, sd := range r.sides {
 		err := dataplane.Echo(held[sd.name])
-		st, serr := s.arm.ConnectionState(simConn[sd.name])
+		st, serr := s.ARM.ConnectionState(simConn[sd.name])
 		if serr != nil {
 			t.Fatal(serr)
 		}
@@ -397,8 +359,8 @@ func TestSessionsEndAtExpiry(t *testing.T) {
 		mustState(t, s, simConn["on"]).CutAt.Format(time.RFC3339Nano), mustState(t, s, simConn["on"]).RuleName)
 }
 
-func mustState(t *testing.T, s *suite, id string) testproc.ConnectionState {
-	st, err := s.arm.ConnectionState(id)
+func mustState(t *testing.T, s *testproc.Suite, id string) testproc.ConnectionState {
+	st, err := s.ARM.ConnectionState(id)
 	if err != nil {
 		t.Fatal(err)
 	}
