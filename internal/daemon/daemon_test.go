@@ -936,27 +936,12 @@ func TestPassClosesAGrantWhoseCopiesDisagree(t *testing.T) {
 	}
 }
 
-// A guard deleted on one NSG right after the policy was updated, before
-// jitd read that NSG again, is restored from the new version jitd has seen
-// intact on another NSG. Found by the lifecycle suite (seed 23).
 // Lifecycle seed 22: a policy on one NSG only is updated, and its deny-all
 // rule is deleted before jitd reads the update. The version jitd remembers
 // does not fit, no other NSG holds the policy, and the guard alone must
 // carry what the deny-all needs: it does, so the ports close again.
 func TestPassRestoresADeletedDenyAllFromItsGuard(t *testing.T) {
-	version := func(ports ...int64) jit.Policy {
-		var in []jit.PortInput
-		for _, p := range ports {
-			in = append(in, jit.PortInput{Number: p, Protocol: "Tcp", MaxDuration: "1h"})
-		}
-		p, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"},
-			AllowedSources: []string{"203.0.113.0/24"}, Ports: in, BandStart: 100, BandEnd: 199})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	v1, v2 := version(22), version(22, 3389)
+	v1, v2 := webPorts(t, 22), webPorts(t, 22, 3389)
 	az := newFakeAzure()
 	az.put("nsg-a", v1.Rules()...)
 	d, _ := newTestDaemon(t, az, Options{})
@@ -970,20 +955,11 @@ func TestPassRestoresADeletedDenyAllFromItsGuard(t *testing.T) {
 	}
 }
 
+// A guard deleted on one NSG right after the policy was updated, before
+// jitd read that NSG again, is restored from the new version jitd has seen
+// intact on another NSG. Found by the lifecycle suite (seed 23).
 func TestPassRestoresFromThePolicySeenOnAnotherNSG(t *testing.T) {
-	version := func(ports ...int64) jit.Policy {
-		var in []jit.PortInput
-		for _, p := range ports {
-			in = append(in, jit.PortInput{Number: p, Protocol: "Tcp", MaxDuration: "1h"})
-		}
-		p, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"},
-			AllowedSources: []string{"203.0.113.0/24"}, Ports: in, BandStart: 100, BandEnd: 199})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	v1, v2 := version(22), version(22, 3389)
+	v1, v2 := webPorts(t, 22), webPorts(t, 22, 3389)
 	az := newFakeAzure()
 	az.put("nsg-a", v1.Rules()...)
 	az.put("nsg-b", v1.Rules()...)
@@ -1000,4 +976,19 @@ func TestPassRestoresFromThePolicySeenOnAnotherNSG(t *testing.T) {
 	if dp := jit.ReadNSG(az.rulesOf("nsg-b")).Policies["web"]; dp.Problem != "" || !dp.Policy.Equal(v2) {
 		t.Fatalf("nsg-b after the passes: %+v, problem %q; want v2 restored", dp.Policy, dp.Problem)
 	}
+}
+
+// webPorts is policy "web" protecting the given TCP ports of 10.0.1.4.
+func webPorts(t *testing.T, ports ...int64) jit.Policy {
+	t.Helper()
+	var in []jit.PortInput
+	for _, p := range ports {
+		in = append(in, jit.PortInput{Number: p, Protocol: "Tcp", MaxDuration: "1h"})
+	}
+	p, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"},
+		AllowedSources: []string{"203.0.113.0/24"}, Ports: in, BandStart: 100, BandEnd: 199})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
