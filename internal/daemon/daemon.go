@@ -121,11 +121,11 @@ type Daemon struct {
 	// What the status page shows, written by the loop and read by the
 	// page's handler: guarded by statusMu.
 	statusMu     sync.Mutex
-	reads        map[string]NSGRead // by NSG: its latest read, as the plan's closes and restores left it
-	inScope      int                // NSGs in scope at the last full resync
-	scopeErr     string             // the last full resync's discovery error
-	passes       int                // full resyncs done
-	events       []audit.Event      // the latest audit events, oldest first
+	reads        map[string]*statusEntry // by NSG: its latest read, as the plan's closes and restores left it
+	inScope      int                     // NSGs in scope at the last full resync
+	scopeErr     string                  // the last full resync's discovery error
+	passes       int                     // full resyncs done
+	events       []audit.Event           // the latest audit events, oldest first
 	recentEvents int
 	version      string
 	statusRemote bool
@@ -143,7 +143,7 @@ func New(o Options) (*Daemon, error) {
 		audit: o.Audit, metrics: o.Metrics, log: o.Logger, now: o.Now,
 		due: map[string]time.Time{}, active: map[string]int{}, reported: map[string]map[string]Finding{},
 		seen: map[string]map[string]jit.Policy{}, open: map[string][]jit.GrantRule{},
-		reads: map[string]NSGRead{}, recentEvents: o.RecentEvents, version: o.Version, statusRemote: o.StatusRemote,
+		reads: map[string]*statusEntry{}, recentEvents: o.RecentEvents, version: o.Version, statusRemote: o.StatusRemote,
 	}
 	if d.recentEvents <= 0 {
 		d.recentEvents = 100
@@ -661,15 +661,18 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 		if len(r.errs) > 0 {
 			d.due[r.nsgID] = now.Add(d.retryDelay)
 			d.statusMu.Lock()
-			rd := d.reads[r.nsgID]
+			var rd NSGRead
+			if e := d.reads[r.nsgID]; e != nil {
+				rd = e.read
+			}
 			rd.ID, rd.Err = r.nsgID, errors.Join(r.errs...).Error()
-			d.reads[r.nsgID] = rd
+			d.reads[r.nsgID] = &statusEntry{read: rd}
 			d.statusMu.Unlock()
 		}
 		return 0
 	}
 	d.statusMu.Lock()
-	d.reads[r.nsgID] = r.read
+	d.reads[r.nsgID] = &statusEntry{read: r.read}
 	d.statusMu.Unlock()
 	d.active[r.nsgID] = len(r.plan.Active)
 	if len(r.plan.Active) > 0 {

@@ -51,14 +51,39 @@ type pageData struct {
 // and while an NSG's latest read failed. The events are the latest audit
 // events jitd emitted, oldest first.
 func (d *Daemon) Status(f StatusFilter) (Status, []audit.Event) {
+	now := d.now()
 	d.statusMu.Lock()
-	reads := make([]NSGRead, 0, len(d.reads))
-	for _, id := range sortedKeys(d.reads) {
-		reads = append(reads, d.reads[id])
+	ids := sortedKeys(d.reads)
+	entries := make([]*statusEntry, len(ids))
+	parts := make([]nsgStatus, len(ids))
+	var stale []int
+	for i, id := range ids {
+		entries[i] = d.reads[id]
+		if p := entries[i].part; p != nil && p.validAt(now) {
+			parts[i] = *p
+		} else {
+			stale = append(stale, i)
+		}
 	}
 	inScope, scopeErr, passes := d.inScope, d.scopeErr, d.passes
 	events := slices.Clone(d.events)
 	d.statusMu.Unlock()
+
+	// Judge the NSGs read or expired since the last view, outside the
+	// lock, and keep the result for the next view unless the NSG was read
+	// again meanwhile.
+	for _, i := range stale {
+		parts[i] = statusPart(entries[i].read, now, d.restore)
+	}
+	d.statusMu.Lock()
+	for _, i := range stale {
+		if d.reads[ids[i]] == entries[i] {
+			p := parts[i]
+			entries[i].part = &p
+		}
+	}
+	d.statusMu.Unlock()
+
 	var errs []string
 	if passes == 0 {
 		errs = append(errs, "jitd has not finished its first full read of the scope yet")
@@ -66,7 +91,15 @@ func (d *Daemon) Status(f StatusFilter) (Status, []audit.Event) {
 	if scopeErr != "" {
 		errs = append(errs, "listing the NSGs in scope: "+scopeErr)
 	}
-	return BuildStatus(reads, StatusOptions{Now: d.now(), Restore: d.restore, InScope: inScope, ScopeErrors: errs, Filter: f}), events
+	return assembleStatus(parts, StatusOptions{Now: now, Restore: d.restore, InScope: inScope, ScopeErrors: errs, Filter: f}), events
+}
+
+// statusEntry is an NSG's latest read and, once a page view has judged
+// it, its part of the status (guarded by Daemon.statusMu). A new read is
+// a new entry.
+type statusEntry struct {
+	read NSGRead
+	part *nsgStatus
 }
 
 // RenderPage writes the status page. Every piece of text in it that comes

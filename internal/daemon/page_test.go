@@ -208,3 +208,49 @@ func getMetrics(t *testing.T, d *Daemon) (int, string) {
 func formatFloat(f float64) string {
 	return strings.ToLower(fmt.Sprintf("%g", f))
 }
+
+// A page view keeps each NSG's judged part until the NSG is read again or
+// a grant in it expires: a grant seen valid at one view is shown expired
+// at a view after its expiry, with no read in between, and a new read
+// replaces the part.
+func TestStatusKeepsPartsUntilAnExpiryOrARead(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	az := newFakeAzure()
+	az.put("nsg-a", append(web.Rules(), requesterGrant(t, web, "a1", "203.0.113.7", "alice@example.com", planNow.Add(time.Minute), 1))...)
+	now := planNow
+	d, _ := newTestDaemon(t, az, Options{Now: func() time.Time { return now }})
+	if sum := d.Pass(t.Context()); sum.Err() != nil {
+		t.Fatal(sum.Err())
+	}
+	grant := func() GrantStatus {
+		st, _ := d.Status(StatusFilter{})
+		if len(st.Policies) != 1 || len(st.Policies[0].NSGs[0].Ports[0].Grants) != 1 {
+			t.Fatalf("status %+v", st.Policies)
+		}
+		return st.Policies[0].NSGs[0].Ports[0].Grants[0]
+	}
+	if g := grant(); g.Closing != "" || g.TimeLeft != 60 {
+		t.Fatalf("at the first view: %+v", g)
+	}
+	now = planNow.Add(30 * time.Second)
+	if g := grant(); g.Closing != "" || g.TimeLeft != 30 {
+		t.Fatalf("30s later: %+v", g)
+	}
+	now = planNow.Add(time.Minute)
+	if g := grant(); g.Closing != string(ReasonExpired) || g.TimeLeft != 0 {
+		t.Fatalf("at its expiry, not read again: %+v", g)
+	}
+	// Filtering a view does not change the parts kept for the next.
+	if st, _ := d.Status(StatusFilter{Requester: "nobody"}); len(st.Policies) != 0 {
+		t.Fatalf("filtered: %+v", st.Policies)
+	}
+	if g := grant(); g.ID != "a1" {
+		t.Fatalf("after a filtered view: %+v", g)
+	}
+	if sum := d.Pass(t.Context()); sum.Err() != nil {
+		t.Fatal(sum.Err())
+	}
+	if st, _ := d.Status(StatusFilter{}); st.ActiveGrants != 0 || len(st.Policies[0].NSGs[0].Ports[0].Grants) != 0 {
+		t.Fatalf("after the pass that closed it: %+v", st.Policies)
+	}
+}

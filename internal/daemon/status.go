@@ -197,32 +197,60 @@ type StatusFinding struct {
 // judges them (PlanNSG), so a grant the status shows as valid is one jitd
 // leaves open.
 func BuildStatus(reads []NSGRead, o StatusOptions) Status {
-	st := Status{Now: o.Now, NSGsInScope: max(o.InScope, len(reads)), Errors: slices.Clone(o.ScopeErrors),
+	parts := make([]nsgStatus, len(reads))
+	for i, rd := range reads {
+		parts[i] = statusPart(rd, o.Now, o.Restore)
+	}
+	return assembleStatus(parts, o)
+}
+
+// nsgStatus is one NSG's part of a status, before filters: what
+// statusPart computes from its read. It stays true until the earliest
+// expiry of a grant valid in it (until; zero when none) or the NSG's next
+// read, so jitd keeps it between page views; only time left changes, and
+// assembleStatus computes that.
+type nsgStatus struct {
+	id, err  string
+	policies []policyOnNSG
+	findings []StatusFinding
+	until    time.Time
+}
+
+// validAt reports whether the part still holds at now.
+func (p nsgStatus) validAt(now time.Time) bool { return p.until.IsZero() || now.Before(p.until) }
+
+func statusPart(rd NSGRead, now time.Time, restore bool) nsgStatus {
+	plan := PlanNSG(rd.ID, rd.Rules, now, PlanOptions{LastSeen: rd.LastSeen, FlushConnection: rd.FlushConnection, Restore: restore})
+	return nsgStatus{id: rd.ID, err: rd.Err, policies: statusOfNSG(rd, plan), findings: findingsOfNSG(rd, plan), until: plan.NextExpiry}
+}
+
+// assembleStatus applies the filters to the parts and sums them up. The
+// parts are not modified (jitd shares them between page views).
+func assembleStatus(parts []nsgStatus, o StatusOptions) Status {
+	st := Status{Now: o.Now, NSGsInScope: max(o.InScope, len(parts)), Errors: slices.Clone(o.ScopeErrors),
 		Policies: []PolicyStatus{}, Findings: []StatusFinding{}}
 	if st.Errors == nil {
 		st.Errors = []string{}
 	}
 	st.Filter.Policy, st.Filter.NSG, st.Filter.Requester = o.Filter.Policy, o.Filter.NSG, o.Filter.Requester
 	byPolicy := map[string]*PolicyStatus{}
-	for _, rd := range reads {
-		if rd.Err != "" {
-			st.Errors = append(st.Errors, rd.ID+": "+rd.Err)
+	for _, part := range parts {
+		if part.err != "" {
+			st.Errors = append(st.Errors, part.id+": "+part.err)
 		} else {
 			st.NSGsRead++
 		}
-		if !o.Filter.matchNSG(rd.ID) {
+		if !o.Filter.matchNSG(part.id) {
 			continue
 		}
-		plan := planForStatus(rd, o)
-		for _, pn := range statusOfNSG(rd, o, plan) {
+		for _, pn := range part.policies {
 			name := pn.policy
 			if !o.Filter.matchPolicy(name) {
 				continue
 			}
-			if o.Filter.Requester != "" {
-				if !pn.filterRequester(o.Filter.Requester) {
-					continue
-				}
+			pn = pn.at(o.Now)
+			if o.Filter.Requester != "" && !pn.filterRequester(o.Filter.Requester) {
+				continue
 			}
 			ps := byPolicy[name]
 			if ps == nil {
@@ -231,7 +259,7 @@ func BuildStatus(reads []NSGRead, o StatusOptions) Status {
 			}
 			ps.NSGs = append(ps.NSGs, pn.PolicyOnNSG)
 		}
-		for _, f := range findingsOfNSG(rd, plan) {
+		for _, f := range part.findings {
 			if o.Filter.Policy != "" && !o.Filter.matchPolicy(f.Policy) {
 				continue
 			}
@@ -270,6 +298,27 @@ func BuildStatus(reads []NSGRead, o StatusOptions) Status {
 	return st
 }
 
+// at is a copy of p with fresh slices of grants, their time left as of
+// now.
+func (p policyOnNSG) at(now time.Time) policyOnNSG {
+	grants := func(gs []GrantStatus) []GrantStatus {
+		out := make([]GrantStatus, len(gs))
+		for i, g := range gs {
+			g.TimeLeft = int64(g.ExpiresAt.Sub(now) / time.Second)
+			out[i] = g
+		}
+		return out
+	}
+	ports := make([]PortStatus, len(p.Ports))
+	for i, pt := range p.Ports {
+		pt.Grants = grants(pt.Grants)
+		ports[i] = pt
+	}
+	p.Ports = ports
+	p.OtherGrants = grants(p.OtherGrants)
+	return p
+}
+
 func compareFold(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) }
 
 func (f StatusFilter) matchPolicy(name string) bool {
@@ -301,7 +350,13 @@ type policyOnNSG struct {
 // left.
 func (p *policyOnNSG) filterRequester(requester string) bool {
 	keep := func(gs []GrantStatus) []GrantStatus {
-		return slices.DeleteFunc(gs, func(g GrantStatus) bool { return !strings.EqualFold(g.Requester, requester) })
+		out := []GrantStatus{}
+		for _, g := range gs {
+			if strings.EqualFold(g.Requester, requester) {
+				out = append(out, g)
+			}
+		}
+		return out
 	}
 	found := false
 	var ports []PortStatus
@@ -320,14 +375,9 @@ func (p *policyOnNSG) filterRequester(requester string) bool {
 	return found || len(p.OtherGrants) > 0
 }
 
-// planForStatus is the plan jitd makes of one read.
-func planForStatus(rd NSGRead, o StatusOptions) NSGPlan {
-	return PlanNSG(rd.ID, rd.Rules, o.Now, PlanOptions{LastSeen: rd.LastSeen, FlushConnection: rd.FlushConnection, Restore: o.Restore})
-}
-
 // statusOfNSG is every policy on one NSG (and every policy its grants or
 // jitd's memory name), with its ports and grants.
-func statusOfNSG(rd NSGRead, o StatusOptions, plan NSGPlan) []policyOnNSG {
+func statusOfNSG(rd NSGRead, plan NSGPlan) []policyOnNSG {
 	view := jit.ReadNSG(rd.Rules)
 	for _, r := range plan.Restores {
 		view.Policies[r.Policy.Name] = jit.DecodedPolicy{Policy: r.Policy, Problem: view.Policies[r.Policy.Name].Problem}
@@ -349,11 +399,11 @@ func statusOfNSG(rd NSGRead, o StatusOptions, plan NSGPlan) []policyOnNSG {
 
 	grants := map[string][]GrantStatus{}
 	for _, g := range plan.Active {
-		grants[g.Policy] = append(grants[g.Policy], grantStatus(g, o.Now, "", ""))
+		grants[g.Policy] = append(grants[g.Policy], grantStatus(g, "", ""))
 	}
 	for _, c := range plan.Closes {
 		if c.Grant != nil {
-			grants[c.Grant.Policy] = append(grants[c.Grant.Policy], grantStatus(*c.Grant, o.Now, string(c.Reason), c.Detail))
+			grants[c.Grant.Policy] = append(grants[c.Grant.Policy], grantStatus(*c.Grant, string(c.Reason), c.Detail))
 		}
 	}
 	names := map[string]bool{}
@@ -471,15 +521,14 @@ func sessionsAtExpiry(endSessions bool, flush *bool) (string, string) {
 	}
 }
 
-func grantStatus(g jit.GrantRule, now time.Time, closing, detail string) GrantStatus {
+// grantStatus is a grant's row; assembleStatus sets its time left.
+func grantStatus(g jit.GrantRule, closing, detail string) GrantStatus {
 	ports := make([]string, len(g.Rule.DestinationPorts))
 	for i, p := range g.Rule.DestinationPorts {
 		ports[i] = p + "/" + string(g.Rule.Protocol)
 	}
-	left := g.ExpiresAt.Sub(now)
-	secs := int64(left / time.Second)
 	return GrantStatus{ID: g.ID, Policy: g.Policy, Requester: g.Requester, Source: strings.Join(g.Rule.SourcePrefixes, ","),
-		Ports: ports, RuleName: g.Rule.Name, Priority: g.Rule.Priority, ExpiresAt: g.ExpiresAt, TimeLeft: secs,
+		Ports: ports, RuleName: g.Rule.Name, Priority: g.Rule.Priority, ExpiresAt: g.ExpiresAt,
 		Closing: closing, ClosingDetail: detail}
 }
 
