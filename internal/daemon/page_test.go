@@ -169,7 +169,7 @@ func TestMetricsOfStatus(t *testing.T) {
 		requesterGrant(t, web, "a2", "203.0.113.8", "bob@example.com", exp.Add(time.Minute), 2))...)
 	az.put("nsg-b", db.Rules()...)
 	d, _ := newTestDaemon(t, az, Options{Version: "1.2.3"})
-	_, before := getMetrics(t, d)
+	before := getMetrics(t, d)
 	for _, want := range []string{
 		`jitd_closes_total{reason="expired",result="success"} 0`,
 		`jitd_closes_total{reason="tampered",result="failure"} 0`,
@@ -185,7 +185,7 @@ func TestMetricsOfStatus(t *testing.T) {
 	if sum := d.Pass(t.Context()); sum.Err() != nil {
 		t.Fatal(sum.Err())
 	}
-	_, after := getMetrics(t, d)
+	after := getMetrics(t, d)
 	for _, want := range []string{
 		"jitd_active_grants 2",
 		`jitd_active_grants_by_policy{policy="web"} 2`,
@@ -198,10 +198,13 @@ func TestMetricsOfStatus(t *testing.T) {
 	}
 }
 
-func getMetrics(t *testing.T, d *Daemon) (int, string) {
+func getMetrics(t *testing.T, d *Daemon) string {
 	t.Helper()
 	resp := getPage(t, d.Handler(), "/metrics", "127.0.0.1:1")
-	return resp.StatusCode, body(t, resp)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d", resp.StatusCode)
+	}
+	return body(t, resp)
 }
 
 // formatFloat is how the Prometheus text format writes a float.

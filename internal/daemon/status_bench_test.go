@@ -10,9 +10,10 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-// benchReads are n NSGs, each with policy web and grants valid grants of
+// benchReads are 2,000 NSGs, each with policy web and 10 valid grants of
 // port 22 from distinct sources.
-func benchReads(b *testing.B, n, grants int) []NSGRead {
+func benchReads(b *testing.B) []NSGRead {
+	const n, grants = 2000, 10
 	b.Helper()
 	p, err := jit.NewPolicy(jit.PolicyInput{Name: "web", DestinationPrefixes: []string{"10.0.1.4"}, AllowedSources: []string{"203.0.113.0/24"},
 		Ports:     []jit.PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "3h"}, {Number: 3389, Protocol: "Tcp", MaxDuration: "1h"}},
@@ -42,7 +43,7 @@ func benchReads(b *testing.B, n, grants int) []NSGRead {
 // the JSON. Figures are printed (go test -bench Status -run '^$'); there
 // is no threshold.
 func BenchmarkStatus2000x10(b *testing.B) {
-	reads := benchReads(b, 2000, 10)
+	reads := benchReads(b)
 	o := StatusOptions{Now: planNow, Restore: true}
 	st := BuildStatus(reads, o)
 	if st.ActiveGrants != 20000 || !st.Complete {
@@ -87,7 +88,7 @@ func (c *countingWriter) Write(p []byte) (int, error) { c.n += len(p); return le
 // each: the first view judges every NSG, the next ones reuse what did not
 // change.
 func BenchmarkStatusPageView2000x10(b *testing.B) {
-	reads := benchReads(b, 2000, 10)
+	reads := benchReads(b)
 	az := newFakeAzure()
 	for _, rd := range reads {
 		az.put(rd.ID, rd.Rules...)

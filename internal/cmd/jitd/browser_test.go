@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func newBrowser(t *testing.T) context.Context {
 	if path == "" {
 		t.Skip("chromium is not installed (apt-get install chromium): the status page's browser test is skipped")
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+	opts := slices.Concat(chromedp.DefaultExecAllocatorOptions[:], []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,
 		chromedp.NoSandbox,
@@ -53,11 +54,24 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.WindowSize(1400, 900),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.WithoutCancel(t.Context()), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	return ctx
+	})
+	// A browser that dies while starting (seen once on a loaded machine)
+	// is started again, up to three times, with its output logged.
+	for attempt := 1; ; attempt++ {
+		allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.WithoutCancel(t.Context()), opts...)
+		ctx, cancel := chromedp.NewContext(allocCtx)
+		err := chromedp.Do(ctx) // starts the browser and opens its tab
+		if err == nil {
+			t.Cleanup(func() { cancel(); cancelAlloc() })
+			return ctx
+		}
+		cancel()
+		cancelAlloc()
+		if attempt == 3 {
+			t.Fatalf("chromium did not start (%d attempts): %v", attempt, err)
+		}
+		t.Logf("chromium did not start (attempt %d), starting it again: %v", attempt, err)
+	}
 }
 
 // screenshot writes a full-page PNG of what the browser shows and logs
