@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/audit"
@@ -256,4 +257,40 @@ func TestStatusKeepsPartsUntilAnExpiryOrARead(t *testing.T) {
 	if st, _ := d.Status(StatusFilter{}); st.ActiveGrants != 0 || len(st.Policies[0].NSGs[0].Ports[0].Grants) != 0 {
 		t.Fatalf("after the pass that closed it: %+v", st.Policies)
 	}
+}
+
+// The page is read while the loop runs: a view during the loop's reads
+// and closes sees either the NSG before or after them (run with -race).
+func TestStatusWhileRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		exp := time.Now().Add(90 * time.Second).Truncate(time.Second)
+		for i := range 20 {
+			az.put(fmt.Sprintf("nsg-%d", i), append(web.Rules(), requesterGrant(t, web, "g", "203.0.113.7", "alice@example.com", exp, 1))...)
+		}
+		d, _ := newTestDaemon(t, az, Options{Interval: time.Hour, Concurrency: 4})
+		stop := startRun(t, d)
+		defer stop()
+		h := d.Handler()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range 3 {
+				if resp := getPage(t, h, "/status", "127.0.0.1:1"); resp.StatusCode != http.StatusOK {
+					t.Errorf("/status: %d", resp.StatusCode)
+				}
+			}
+		}()
+		<-done
+		synctest.Wait()
+		if st, _ := d.Status(StatusFilter{}); st.ActiveGrants != 20 || !st.Complete {
+			t.Fatalf("before the expiry: %d active, complete %v", st.ActiveGrants, st.Complete)
+		}
+		time.Sleep(time.Until(exp))
+		synctest.Wait()
+		if st, events := d.Status(StatusFilter{}); st.ActiveGrants != 0 || len(st.Findings) != 0 || len(events) != 20 {
+			t.Fatalf("after the expiry: %d active, findings %v, %d events", st.ActiveGrants, st.Findings, len(events))
+		}
+	})
 }
