@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -293,4 +294,28 @@ func TestStatusWhileRunning(t *testing.T) {
 			t.Fatalf("after the expiry: %d active, findings %v, %d events", st.ActiveGrants, st.Findings, len(events))
 		}
 	})
+}
+
+// The close log line carries lag as a number of seconds, not a Go
+// duration string, so that a log pipeline can aggregate it.
+func TestCloseLogsLagInSeconds(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	az := newFakeAzure()
+	az.put("nsg-a", append(web.Rules(), grantRule(t, web, "old", planNow.Add(-2*time.Second)))...)
+	var logs bytes.Buffer
+	d, _ := newTestDaemon(t, az, Options{Now: func() time.Time { return planNow }, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if sum := d.Pass(t.Context()); sum.Err() != nil || sum.Closed != 1 {
+		t.Fatalf("pass: %v, closed %d", sum.Err(), sum.Closed)
+	}
+	for line := range strings.Lines(logs.String()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["msg"] != "closed rule" {
+			continue
+		}
+		if lag, ok := rec["lag"].(float64); !ok || lag != 2 {
+			t.Fatalf("lag %#v, want the number 2", rec["lag"])
+		}
+		return
+	}
+	t.Fatalf("no close log line:\n%s", logs.String())
 }
