@@ -77,6 +77,17 @@ type Options struct {
 	Logger        *slog.Logger // default discards
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Version is the release's version, for jitd_build_info and the
+	// status page.
+	Version string
+	// StatusRemote serves the status page to any client; by default it
+	// answers loopback clients only (an authenticating reverse proxy on
+	// the same host, or someone on the host), since it says who can reach
+	// what.
+	StatusRemote bool
+	// RecentEvents is how many of the latest audit events the status page
+	// shows. Default 100.
+	RecentEvents int
 }
 
 // Daemon closes expired and invalid grant rules in a scope. Run and Pass
@@ -106,6 +117,18 @@ type Daemon struct {
 	open     map[string][]jit.GrantRule       // by NSG: grants open at its last read
 
 	lastSuccess atomic.Int64 // unix nanoseconds of the last full resync without error
+
+	// What the status page shows, written by the loop and read by the
+	// page's handler: guarded by statusMu.
+	statusMu     sync.Mutex
+	reads        map[string]*statusEntry // by NSG: its latest read, as the plan's closes and restores left it
+	inScope      int                     // NSGs in scope at the last full resync
+	scopeErr     string                  // the last full resync's discovery error
+	passes       int                     // full resyncs done
+	events       []audit.Event           // the latest audit events, oldest first
+	recentEvents int
+	version      string
+	statusRemote bool
 }
 
 // New returns a daemon; it starts nothing.
@@ -120,6 +143,13 @@ func New(o Options) (*Daemon, error) {
 		audit: o.Audit, metrics: o.Metrics, log: o.Logger, now: o.Now,
 		due: map[string]time.Time{}, active: map[string]int{}, reported: map[string]map[string]Finding{},
 		seen: map[string]map[string]jit.Policy{}, open: map[string][]jit.GrantRule{},
+		reads: map[string]*statusEntry{}, recentEvents: o.RecentEvents, version: o.Version, statusRemote: o.StatusRemote,
+	}
+	if d.recentEvents <= 0 {
+		d.recentEvents = 100
+	}
+	if d.version == "" {
+		d.version = "dev"
 	}
 	if d.interval <= 0 {
 		d.interval = 5 * time.Minute
@@ -142,6 +172,7 @@ func New(o Options) (*Daemon, error) {
 	if d.metrics == nil {
 		d.metrics = NewMetrics()
 	}
+	d.metrics.SetVersion(d.version)
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -223,6 +254,12 @@ func (d *Daemon) Pass(ctx context.Context) Summary {
 	d.forget(ids)
 	d.nsgs = ids
 	d.metrics.nsgs.Set(float64(len(ids)))
+	d.statusMu.Lock()
+	d.inScope, d.scopeErr = len(ids), ""
+	if err != nil {
+		d.scopeErr = err.Error()
+	}
+	d.statusMu.Unlock()
 
 	results := d.reconcile(ctx, ids)
 	for _, r := range results {
@@ -235,6 +272,9 @@ func (d *Daemon) Pass(ctx context.Context) Summary {
 		sum.ActiveGrants += n
 	}
 	sum.NSGs = len(ids)
+	d.statusMu.Lock()
+	d.passes++
+	d.statusMu.Unlock()
 	elapsed := d.now().Sub(start)
 	d.metrics.observeDuration("full", elapsed)
 	if len(sum.Errors) == 0 && ctx.Err() == nil {
@@ -294,6 +334,13 @@ func (d *Daemon) forget(ids []string) {
 			delete(d.seen, id)
 		}
 	}
+	d.statusMu.Lock()
+	for id := range d.reads {
+		if !keep[id] {
+			delete(d.reads, id)
+		}
+	}
+	d.statusMu.Unlock()
 	d.updateGauges()
 }
 
@@ -307,6 +354,9 @@ type nsgResult struct {
 	restored int  // rules written back
 	failed   bool // a delete or a restore failed, or a restore found the NSG changed
 	errs     []error
+	// read is the NSG as the plan's closes and restores left it, for the
+	// status page; set when listed.
+	read NSGRead
 }
 
 // reconcile observes, plans and applies the NSGs, at most Concurrency at a
@@ -373,7 +423,9 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 			opts.FlushConnection = &on
 		}
 	}
-	res.plan = PlanNSG(nsgID, rules, d.now(), opts)
+	readAt := d.now()
+	res.plan = PlanNSG(nsgID, rules, readAt, opts)
+	closed := map[string]bool{}
 	for _, c := range res.plan.Closes {
 		// Stop starting deletes once asked to stop; the next run closes
 		// what is left.
@@ -386,7 +438,11 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 			continue
 		}
 		res.closed++
+		if !d.dryRun {
+			closed[c.Rule.Name] = true
+		}
 	}
+	after := withoutNames(rules, closed)
 	for _, rv := range res.plan.Revoked {
 		if ctx.Err() != nil {
 			break
@@ -402,6 +458,9 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 		}
 		n, err := d.restorePolicy(ctx, nsgID, r)
 		res.restored += n
+		if n > 0 && err == nil && !d.dryRun {
+			after = append(slices.Clone(after), r.Rules...)
+		}
 		if err != nil {
 			res.failed = true
 			if !errors.Is(err, errRestoreStale) {
@@ -409,6 +468,7 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 			}
 		}
 	}
+	res.read = NSGRead{ID: nsgID, Rules: after, FlushConnection: opts.FlushConnection, ReadAt: readAt}
 	return res
 }
 
@@ -514,7 +574,8 @@ func (d *Daemon) close(ctx context.Context, nsgID string, c Close) error {
 	if c.Grant != nil && c.Reason == ReasonExpired {
 		lag := done.Sub(c.Grant.ExpiresAt)
 		d.metrics.closeLag.Observe(lag.Seconds())
-		attrs = append(attrs, "expired_at", c.Grant.ExpiresAt, "lag", lag.String())
+		// lag in seconds, a number, so that a log pipeline can aggregate it.
+		attrs = append(attrs, "expired_at", c.Grant.ExpiresAt, "lag", lag.Seconds())
 	}
 	log.Info("closed rule", attrs...)
 	d.emit(ctx, closeEvent(done, nsgID, c, audit.ResultSuccess, nil))
@@ -587,6 +648,9 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 	now := d.now()
 	switch {
 	case r.gone:
+		d.statusMu.Lock()
+		delete(d.reads, r.nsgID)
+		d.statusMu.Unlock()
 		delete(d.due, r.nsgID)
 		delete(d.active, r.nsgID)
 		delete(d.reported, r.nsgID)
@@ -596,9 +660,20 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 	case !r.listed:
 		if len(r.errs) > 0 {
 			d.due[r.nsgID] = now.Add(d.retryDelay)
+			d.statusMu.Lock()
+			var rd NSGRead
+			if e := d.reads[r.nsgID]; e != nil {
+				rd = e.read
+			}
+			rd.ID, rd.Err = r.nsgID, errors.Join(r.errs...).Error()
+			d.reads[r.nsgID] = &statusEntry{read: rd}
+			d.statusMu.Unlock()
 		}
 		return 0
 	}
+	d.statusMu.Lock()
+	d.reads[r.nsgID] = &statusEntry{read: r.read}
+	d.statusMu.Unlock()
 	d.active[r.nsgID] = len(r.plan.Active)
 	if len(r.plan.Active) > 0 {
 		d.open[r.nsgID] = r.plan.Active
@@ -655,6 +730,30 @@ func (d *Daemon) updateGauges() {
 		total += n
 	}
 	d.metrics.activeGrants.Set(float64(total))
+	byPolicy := map[string]int{}
+	for _, ps := range d.seen {
+		for name := range ps {
+			byPolicy[name] += 0
+		}
+	}
+	var next time.Time
+	for _, gs := range d.open {
+		for _, g := range gs {
+			byPolicy[g.Policy]++
+			if next.IsZero() || g.ExpiresAt.Before(next) {
+				next = g.ExpiresAt
+			}
+		}
+	}
+	d.metrics.activeByPolicy.Reset()
+	for name, n := range byPolicy {
+		d.metrics.activeByPolicy.WithLabelValues(name).Set(float64(n))
+	}
+	if next.IsZero() {
+		d.metrics.nextExpiry.Set(0)
+	} else {
+		d.metrics.nextExpiry.Set(float64(next.UnixNano()) / 1e9)
+	}
 	byKind := map[FindingKind]int{}
 	for _, k := range findingKinds {
 		byKind[k] = 0
@@ -673,6 +772,12 @@ func (d *Daemon) updateGauges() {
 // the sink's own write, and a failed write is logged and counted, not
 // fatal: the rule is closed either way.
 func (d *Daemon) emit(ctx context.Context, e audit.Event) {
+	d.statusMu.Lock()
+	if len(d.events) >= d.recentEvents {
+		d.events = slices.Delete(d.events, 0, len(d.events)-d.recentEvents+1)
+	}
+	d.events = append(d.events, e)
+	d.statusMu.Unlock()
 	if err := d.audit.Emit(context.WithoutCancel(ctx), e); err != nil {
 		d.metrics.errors.WithLabelValues(opAudit).Inc()
 		d.log.Error("writing audit event failed", "error", err, "action", string(e.Action), "rule", e.RuleName)

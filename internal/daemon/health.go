@@ -7,7 +7,10 @@ import (
 )
 
 // Handler serves /healthz (the process is up), /readyz (a full resync has
-// succeeded recently; 503 with the reason otherwise) and /metrics.
+// succeeded recently; 503 with the reason otherwise), /metrics, and the
+// read-only status page: /status (HTML; / redirects to it) and
+// /status.json, answered to loopback clients only unless
+// Options.StatusRemote.
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -19,6 +22,11 @@ func (d *Daemon) Handler() http.Handler {
 			return
 		}
 		writeText(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /status", d.servePage(false))
+	mux.HandleFunc("GET /status.json", d.servePage(true))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/status", http.StatusSeeOther)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{
 		Registry:          d.metrics.registry, // counts its own scrape errors

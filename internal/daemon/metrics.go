@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,7 +15,10 @@ import (
 type Metrics struct {
 	registry *prometheus.Registry
 
+	buildInfo         *prometheus.GaugeVec
 	activeGrants      prometheus.Gauge
+	activeByPolicy    *prometheus.GaugeVec
+	nextExpiry        prometheus.Gauge
 	nsgs              prometheus.Gauge
 	closes            *prometheus.CounterVec
 	restores          *prometheus.CounterVec
@@ -40,9 +44,21 @@ const (
 func NewMetrics() *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "jitd_build_info",
+			Help: "Always 1; the labels say which jitd runs.",
+		}, []string{"version", "goversion"}),
 		activeGrants: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jitd_active_grants",
 			Help: "Grant rules open and valid in scope, as of each NSG's last reconcile.",
+		}),
+		activeByPolicy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "jitd_active_grants_by_policy",
+			Help: "Grant rules open and valid in scope, by policy (every policy seen intact in scope has a series, 0 without grants).",
+		}, []string{"policy"}),
+		nextExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jitd_next_expiry_timestamp_seconds",
+			Help: "Unix time of the earliest expiry among the open grants in scope; 0 when none is open.",
 		}),
 		nsgs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jitd_watched_nsgs",
@@ -83,7 +99,7 @@ func NewMetrics() *Metrics {
 			Help: "Failed operations, by operation (discover, list, delete, restore, audit).",
 		}, []string{"op"}),
 	}
-	m.registry.MustRegister(m.activeGrants, m.nsgs, m.closes, m.restores, m.findings, m.openFindings,
+	m.registry.MustRegister(m.buildInfo, m.activeGrants, m.activeByPolicy, m.nextExpiry, m.nsgs, m.closes, m.restores, m.findings, m.openFindings,
 		m.reconcileDuration, m.lastSuccess, m.closeLag, m.errors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the error series so that rate() and alerts see zeros
@@ -95,10 +111,23 @@ func NewMetrics() *Metrics {
 		m.findings.WithLabelValues(string(k))
 		m.openFindings.WithLabelValues(string(k))
 	}
+	// Every counter starts at 0 for every label value it can take, so that
+	// increase() sees the first event (a series born at 1 has no increase).
 	for _, r := range []audit.Result{audit.ResultSuccess, audit.ResultFailure, audit.ResultDryRun} {
 		m.restores.WithLabelValues(string(r))
+		for _, reason := range closeReasons {
+			m.closes.WithLabelValues(string(reason), string(r))
+		}
 	}
+	m.SetVersion("dev")
 	return m
+}
+
+// SetVersion sets jitd_build_info's version label (the release's version;
+// "dev" until set).
+func (m *Metrics) SetVersion(version string) {
+	m.buildInfo.Reset()
+	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 }
 
 // Registry returns the registry the metrics live on.

@@ -49,6 +49,10 @@ const (
 	ReasonTampered Reason = "tampered"
 )
 
+// closeReasons are every reason, for the metrics' label values.
+var closeReasons = []Reason{ReasonExpired, ReasonMalformed, ReasonUnknownVersion, ReasonOverMax, ReasonSourceNotAllowed,
+	ReasonOutsidePolicy, ReasonOutsideRange, ReasonOrphan, ReasonPolicyMalformed, ReasonTampered}
+
 // FindingKind classifies what jitd reports but never changes.
 type FindingKind string
 

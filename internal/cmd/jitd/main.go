@@ -75,17 +75,18 @@ func (l *listFlag) Set(v string) error {
 type options struct {
 	subscriptions, resourceGroups, nsgs listFlag
 
-	interval    time.Duration
-	watch       time.Duration
-	once        bool
-	dryRun      bool
-	noRestore   bool
-	listen      string
-	auditLog    string
-	webhookURL  string
-	logLevel    slog.Level
-	concurrency int
-	showVersion bool
+	interval     time.Duration
+	watch        time.Duration
+	once         bool
+	dryRun       bool
+	noRestore    bool
+	listen       string
+	statusRemote bool
+	auditLog     string
+	webhookURL   string
+	logLevel     slog.Level
+	concurrency  int
+	showVersion  bool
 
 	// Overrides of the ARM_* variables of the same names.
 	subscriptionID, tenantID, clientID, environment, metadataHost string
@@ -96,7 +97,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs := flag.NewFlagSet("jitd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: jitd [flags]\n       jitd scan [flags]      find management ports open to the Internet\n       jitd request [flags]   write a jit_access_grant request\n\njitd closes expired and tampered JIT grant rules on Azure network security groups.\nCredentials come from the ARM_* environment variables, as for the provider.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: jitd [flags]\n       jitd scan [flags]      find management ports open to the Internet\n       jitd status [flags]    who can reach what through the JIT policies, now\n       jitd request [flags]   write a jit_access_grant request\n\njitd closes expired and tampered JIT grant rules on Azure network security groups.\nCredentials come from the ARM_* environment variables, as for the provider.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	fs.Var(&o.subscriptions, "subscription", "watch every NSG of this subscription id (repeatable)")
@@ -107,7 +108,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.BoolVar(&o.once, "once", false, "run one full pass and exit; the exit code is 1 if anything failed (for cron jobs and CI schedules)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "report what would be closed or restored, delete and write nothing")
 	fs.BoolVar(&o.noRestore, "no-restore", false, "only report a policy with some of its guard or deny-all rules missing (and close its grants) instead of writing the missing rules back; for a role without networkSecurityGroups/write")
-	fs.StringVar(&o.listen, "listen", "", "serve /healthz, /readyz and /metrics on this address (e.g. :9090); off when empty")
+	fs.StringVar(&o.listen, "listen", "", "serve /healthz, /readyz, /metrics and the status page (/status) on this address (e.g. 127.0.0.1:9090 or :9090); off when empty")
+	fs.BoolVar(&o.statusRemote, "status-remote", false, "serve the status page to any client, not only loopback ones (put it behind authentication)")
 	fs.StringVar(&o.auditLog, "audit-log", "", "append audit events (JSON lines) to this file instead of stdout")
 	fs.StringVar(&o.webhookURL, "webhook-url", "", "also POST every audit event to this URL (generic JSON with a Slack/Teams text field); default $"+EnvWebhookURL)
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -147,6 +149,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		switch args[0] {
 		case "scan":
 			return runScan(ctx, args[1:], getenv, stdout, stderr)
+		case "status":
+			return runStatus(ctx, args[1:], getenv, stdout, stderr)
 		case "request":
 			return runRequest(ctx, args[1:], getenv, stdout, stderr)
 		}
@@ -196,7 +200,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	d, err := daemon.New(daemon.Options{
 		Rules: client, Scope: sc, Interval: o.interval, Watch: watchOption(o.watch), Concurrency: o.concurrency, NoRestore: o.noRestore,
-		DryRun: o.dryRun, Audit: sink, Logger: log,
+		DryRun: o.dryRun, Audit: sink, Logger: log, Version: version, StatusRemote: o.statusRemote,
 		// The system clock unless the testing hook JIT_TEST_CLOCK_OFFSET_FILE
 		// is set (jit.ClockFromEnv); timers still run in real time, so a
 		// jump is seen at the next watch read.
