@@ -19,6 +19,7 @@ type armRequest struct {
 	vnet       string
 	subnet     string
 	nic        string
+	vm         string
 	provider   string
 	location   string
 	operation  string
@@ -92,6 +93,11 @@ func parseARMPath(method, path string) armRequest {
 	case n >= 7 && is(2, "resourcegroups") && is(4, "providers") && is(5, "microsoft.network"):
 		q.rg = seg[3]
 		parseNetworkPath(&q, method, seg, lower)
+	case (n == 7 || n == 8) && is(2, "resourcegroups") && is(4, "providers") && is(5, "microsoft.compute") && is(6, "virtualmachines"):
+		q.rg, q.kind = seg[3], "vm-list"
+		if n == 8 {
+			q.kind, q.vm = "vm", seg[7]
+		}
 	}
 	return q
 }
@@ -131,7 +137,7 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) string {
 }
 
 func (s *Server) dispatchARM(w http.ResponseWriter, r *http.Request, q armRequest) {
-	if s.serveNetwork(w, r, q) {
+	if s.serveNetwork(w, r, q) || s.serveCompute(w, r, q) {
 		return
 	}
 	m := r.Method

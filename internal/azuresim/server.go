@@ -104,6 +104,8 @@ type Server struct {
 	nsgs         map[string]*nsgEntry // by lower-case NSG id
 	vnets        map[string]*netEntry[vnetState]
 	nics         map[string]*netEntry[nicState]
+	vms          map[string]*vmState    // by vmKey; nil until the first VM
+	adminRules   map[string][]AdminRule // by vnetKey; nil until the first rule
 	groups       map[string]*resourceGroup
 	ops          map[string]*operation // by lower-case operation id
 	conns        connectionTable
