@@ -112,8 +112,12 @@ func (r AdminRule) MarshalJSON() ([]byte, error) {
 		}
 		return s
 	}
+	name := "" // a rule not yet set has no id: keep its name
+	if r.ID == "" {
+		name = r.Name
+	}
 	return json.Marshal(adminRuleJSON{
-		ID: r.ID, Kind: adminRuleKindCustom,
+		ID: r.ID, Name: name, Kind: adminRuleKindCustom,
 		ConfigurationDescription: r.ConfigurationDescription, RuleCollectionDescription: r.RuleCollectionDescription,
 		RuleCollectionAppliesToGroups: []any{}, RuleGroups: []any{},
 		Properties: adminPropsJSON{
@@ -140,6 +144,9 @@ func (r *AdminRule) UnmarshalJSON(b []byte) error {
 		ID: j.ID, Name: j.Name, ConfigurationDescription: j.ConfigurationDescription, RuleCollectionDescription: j.RuleCollectionDescription,
 		Description: p.Description, Access: p.Access, Priority: p.Priority, Direction: p.Direction, Protocol: p.Protocol,
 		Sources: p.Sources, Destinations: p.Destinations, SourcePortRanges: p.SourcePortRanges, DestinationPortRanges: p.DestinationPortRanges,
+	}
+	if r.Name == "" && r.ID != "" {
+		r.Name = r.ID[strings.LastIndexByte(r.ID, '/')+1:]
 	}
 	return nil
 }
