@@ -64,8 +64,11 @@ type Options struct {
 	// or 409 (AnotherOperationInProgress).
 	BusyStatus int
 
-	// SeedFile is a JSON file of NSGs to preload:
-	// {"networkSecurityGroups":[<ARM NSG objects with id, location, properties.securityRules>]}.
+	// SeedFile is a JSON file of resources to preload, each an ARM object
+	// with its id, loaded in this order:
+	// {"networkSecurityGroups":[…], "virtualNetworks":[…],
+	// "networkInterfaces":[…], "virtualMachines":[…],
+	// "virtualNetworkAdminRules":[{"virtualNetworkId":"…","rules":[<EffectiveSecurityAdminRule>…]}]}.
 	SeedFile string
 
 	// Logger receives one debug line per request; nil discards.
