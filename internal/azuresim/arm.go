@@ -20,6 +20,7 @@ type armRequest struct {
 	subnet     string
 	nic        string
 	vm         string
+	watcher    string
 	provider   string
 	location   string
 	operation  string
@@ -62,6 +63,8 @@ func parseARMPath(method, path string) armRequest {
 		q.kind = "nsg-list"
 	case n == 5 && is(2, "providers") && is(3, "microsoft.network") && is(4, "virtualnetworks"):
 		q.kind = "vnet-list"
+	case n == 5 && is(2, "providers") && is(3, "microsoft.network") && is(4, "networkwatchers"):
+		q.kind = "watcher-list"
 	case n == 5 && is(2, "providers") && is(3, "microsoft.network") && is(4, "networkinterfaces"):
 		q.kind = "nic-list"
 	case n == 8 && is(2, "providers") && is(3, "microsoft.network") && is(4, "locations") && is(6, "operations"):

@@ -32,10 +32,12 @@
 //
 // IP flow verify takes a VM (targetResourceId) and judges one flow per call
 // through the admin rules, the subnet's NSG and the NIC's NSG of its NIC
-// (targetNicResourceId, which must be the VM's, else its primary NIC).
-// Network watchers are implicit: any watcher name in any resource group
-// answers, where Azure needs one in the VM's region. Virtual machines are
-// only their network interfaces; their writes complete at once.
+// (targetNicResourceId, which must be the VM's, else its primary NIC). It
+// must be asked of the network watcher of the VM's region. As on Azure, a
+// region with a virtual network has NetworkWatcher_<region> in
+// NetworkWatcherRG until it is deleted, and one watcher per region may be
+// created explicitly. Virtual machines are only their network interfaces;
+// their writes, and watchers', complete at once.
 //
 // NSGs are stateful, as on Azure: EstablishFlow opens a connection if
 // VerifyFlow allows its flow at that moment, and the connection outlives the

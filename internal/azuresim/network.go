@@ -246,6 +246,8 @@ var networkRoutes = map[string]map[string]armHandler{
 	"nic-list":       {http.MethodGet: nicKind.list},
 	"nic":            {http.MethodGet: nicKind.get, http.MethodPut: nicKind.put, http.MethodDelete: nicKind.remove},
 	"ip-flow-verify": {http.MethodPost: (*Server).serveIPFlowVerify},
+	"watcher":        {http.MethodGet: (*Server).getWatcher, http.MethodPut: (*Server).putWatcher, http.MethodDelete: (*Server).deleteWatcher},
+	"watcher-list":   {http.MethodGet: (*Server).listWatchers},
 	// Virtual Network Manager's view of a virtual network (adminrules.go).
 	"vnet-admin-rules": {http.MethodPost: (*Server).listEffectiveAdminRules},
 }
@@ -301,8 +303,13 @@ func parseNetworkPath(q *armRequest, method string, seg, lower []string) {
 			q.kind, q.nic, q.lro = "nic", seg[7], write
 		}
 	case "networkwatchers":
-		if n == 9 && lower[8] == "ipflowverify" {
-			q.kind, q.lro = "ip-flow-verify", method == http.MethodPost
+		switch {
+		case n == 7:
+			q.kind = "watcher-list"
+		case n == 8:
+			q.kind, q.watcher, q.lro = "watcher", seg[7], method == http.MethodDelete
+		case n == 9 && lower[8] == "ipflowverify":
+			q.kind, q.watcher, q.lro = "ip-flow-verify", seg[7], method == http.MethodPost
 		}
 	}
 }
@@ -1415,9 +1422,8 @@ type ipFlowVerifyBody struct {
 // long-running operation whose result (access and deciding rule) is read
 // from the Location URL. One call judges one flow through every layer: the
 // security admin rules of the NIC's virtual network, then the subnet's and
-// the NIC's NSGs (VerifyFlow). Network watchers are implicit: any name in
-// any resource group works, where Azure needs a watcher in the VM's region
-// (which does not change the result). The target is a VM (vm.go): its NIC
+// the NIC's NSGs (VerifyFlow). The watcher must exist and be in the
+// target's region (watcher.go). The target is a VM (vm.go): its NIC
 // targetNicResourceId, else its primary NIC; a NIC id as targetResourceId
 // is accepted too.
 func (s *Server) serveIPFlowVerify(w http.ResponseWriter, r *http.Request, q armRequest) {
@@ -1437,6 +1443,11 @@ func (s *Server) serveIPFlowVerify(w http.ResponseWriter, r *http.Request, q arm
 		return
 	}
 	nic, location, status, aerr := s.ipFlowTargetNIC(body.TargetResourceID, body.TargetNICResourceID)
+	if aerr == nil {
+		s.mu.Lock()
+		status, aerr = s.checkWatcherFor(q, location)
+		s.mu.Unlock()
+	}
 	if aerr != nil {
 		writeARMErrorBody(w, status, aerr)
 		return
@@ -1496,14 +1507,7 @@ func (s *Server) serveIPFlowVerify(w http.ResponseWriter, r *http.Request, q arm
 	defer s.mu.Unlock()
 	// The verdict is taken now; the operation only carries it to the
 	// client, so it is done at once.
-	now := s.now()
-	op := &operation{
-		id: newUUID(), name: "VerifyIPFlowOperation", resourceID: nic, location: normaliseLocation(location),
-		accepted: now, due: now, status: statusSucceeded, result: result, event: -1,
-	}
-	s.pruneOperations(now)
-	s.ops[op.id] = op
-	s.writeDeleteAccepted(w, r, q, op)
+	s.writeDeleteAccepted(w, r, q, s.doneOperation("VerifyIPFlowOperation", nic, location, result))
 }
 
 // defaultRulePriority is the lowest priority of Azure's default rules.
