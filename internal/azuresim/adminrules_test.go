@@ -37,8 +37,9 @@ func adminRule(name string, prio int32, access string, sources []string, ports .
 	return r
 }
 
-func (n vmNetwork) vnetID(name string) string {
-	return "/subscriptions/" + n.srv.SubscriptionID() + "/resourceGroups/" + testRG + "/providers/Microsoft.Network/virtualNetworks/" + name
+// appVNetID is the id of vnet-app, the virtual network the tests create.
+func (n vmNetwork) appVNetID() string {
+	return "/subscriptions/" + n.srv.SubscriptionID() + "/resourceGroups/" + testRG + "/providers/Microsoft.Network/virtualNetworks/vnet-app"
 }
 
 // adminFixture is a VM behind a subnet NSG and a NIC NSG, in vnet-app:
@@ -66,7 +67,7 @@ func newAdminFixture(t *testing.T, srv *azuresim.Server) adminFixture {
 		t.Fatal(err)
 	}
 	return adminFixture{vmNetwork: n, subnetNSG: *subnetNSG.ID, nicNSG: *nicNSG.ID, nic: *nic.ID,
-		vm: createVM(t, srv, "vm-web", *nic.ID), vnet: n.vnetID("vnet-app"), ip: ipOf(nic)}
+		vm: createVM(t, srv, "vm-web", *nic.ID), vnet: n.appVNetID(), ip: ipOf(nic)}
 }
 
 func (a adminFixture) verify(t *testing.T, src string, port int) azuresim.Verdict {
@@ -185,7 +186,7 @@ func TestListEffectiveSecurityAdminRules(t *testing.T) {
 		rules = append(rules, r)
 	}
 	rules[4].Sources = []azuresim.AddressPrefixItem{{AddressPrefix: "Internet", AddressPrefixType: "ServiceTag"}}
-	if err := srv.SetAdminRules(n.vnetID("vnet-app"), rules); err != nil {
+	if err := srv.SetAdminRules(n.appVNetID(), rules); err != nil {
 		t.Fatal(err)
 	}
 	mc := managementClient(t, srv)
@@ -257,7 +258,7 @@ func TestListEffectiveSecurityAdminRules(t *testing.T) {
 func TestSetAdminRulesRefusesInvalid(t *testing.T) {
 	srv := simtest.Start(t, azuresim.Options{})
 	n := newVMNetwork(t, srv)
-	vnet := n.vnetID("vnet-app")
+	vnet := n.appVNetID()
 	good := adminRule("ok", 100, "Deny", nil, "22")
 	for _, tc := range []struct {
 		name  string
@@ -443,7 +444,7 @@ func TestAdminRulesControlEndpoint(t *testing.T) {
 	srv := simtest.Start(t, azuresim.Options{})
 	n := newVMNetwork(t, srv)
 	raw := &rawClient{t: t, srv: srv}
-	vnet := n.vnetID("vnet-app")
+	vnet := n.appVNetID()
 	resp, b := raw.must(http.MethodPut, "/_sim/admin-rules", map[string]any{"virtualNetworkId": vnet,
 		"rules": []any{adminRule("deny-rdp", 100, "Deny", nil, "3389")}})
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"access":"Deny"`) || !strings.Contains(string(b), `/rules/deny-rdp"`) {

@@ -61,8 +61,9 @@ func TestVirtualMachines(t *testing.T) {
 	}
 	raw := newRawClient(t, srv)
 	missing := strings.Replace(*nic1.ID, "nic-1", "nic-none", 1)
-	twoNoPrimary := vmBody(*nic1.ID, *nic2.ID)
-	twoNoPrimary["properties"].(map[string]any)["networkProfile"].(map[string]any)["networkInterfaces"].([]any)[0].(map[string]any)["properties"] = map[string]any{"primary": false}
+	twoNoPrimary := map[string]any{"location": testLocation, "properties": map[string]any{"networkProfile": map[string]any{"networkInterfaces": []any{
+		map[string]any{"id": *nic1.ID}, map[string]any{"id": *nic2.ID, "properties": map[string]any{"primary": false}},
+	}}}}
 	for _, tc := range []struct {
 		name string
 		body any
