@@ -103,26 +103,31 @@ type Server struct {
 	tokenKey *signingKey // signs Entra ID access tokens
 	oidcKey  *signingKey // signs federated (workload identity) tokens
 
-	mu         sync.Mutex
-	nsgs       map[string]*nsgEntry // by lower-case NSG id
-	vnets      map[string]*netEntry[vnetState]
-	nics       map[string]*netEntry[nicState]
-	vms        map[string]*vmState      // by vmKey; nil until the first VM
-	adminRules map[string][]AdminRule   // by vnetKey; nil until the first rule
-	watchers   map[string]*watcherState // explicit ones, by watcherKey
-	// watcherOptOut holds the regions whose automatic watcher was deleted.
+	mu           sync.Mutex
+	nsgs         map[string]*nsgEntry // by lower-case NSG id
+	vnets        map[string]*netEntry[vnetState]
+	nics         map[string]*netEntry[nicState]
+	groups       map[string]*resourceGroup
+	ops          map[string]*operation // by lower-case operation id
+	conns        connectionTable
+	events       []Event
+	eventSeq     int64
+	counters     counterState
+	writeLatency time.Duration
+	faultRate    float64
+	rng          *mrand.Rand
+	bucket       tokenBucket
+	pageSize     int
+
+	// Resources beside the NSG and network stores, each nil until first
+	// used: virtual machines (vm.go) and network watchers (watcher.go) by
+	// key, the regions whose automatic watcher was deleted, and the
+	// effective security admin rules of virtual networks by vnetKey
+	// (adminrules.go).
+	vms           map[string]*vmState
+	watchers      map[string]*watcherState
 	watcherOptOut map[string]bool
-	groups        map[string]*resourceGroup
-	ops           map[string]*operation // by lower-case operation id
-	conns         connectionTable
-	events        []Event
-	eventSeq      int64
-	counters      counterState
-	writeLatency  time.Duration
-	faultRate     float64
-	rng           *mrand.Rand
-	bucket        tokenBucket
-	pageSize      int
+	adminRules    map[string][]AdminRule
 
 	// fresh holds connections that have not sent a request yet. Shutdown
 	// leaves such connections open for seconds (clients open spare ones), so
