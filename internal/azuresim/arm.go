@@ -19,6 +19,8 @@ type armRequest struct {
 	vnet       string
 	subnet     string
 	nic        string
+	vm         string
+	watcher    string
 	provider   string
 	location   string
 	operation  string
@@ -61,6 +63,8 @@ func parseARMPath(method, path string) armRequest {
 		q.kind = "nsg-list"
 	case n == 5 && is(2, "providers") && is(3, "microsoft.network") && is(4, "virtualnetworks"):
 		q.kind = "vnet-list"
+	case n == 5 && is(2, "providers") && is(3, "microsoft.network") && is(4, "networkwatchers"):
+		q.kind = "watcher-list"
 	case n == 5 && is(2, "providers") && is(3, "microsoft.network") && is(4, "networkinterfaces"):
 		q.kind = "nic-list"
 	case n == 8 && is(2, "providers") && is(3, "microsoft.network") && is(4, "locations") && is(6, "operations"):
@@ -92,6 +96,11 @@ func parseARMPath(method, path string) armRequest {
 	case n >= 7 && is(2, "resourcegroups") && is(4, "providers") && is(5, "microsoft.network"):
 		q.rg = seg[3]
 		parseNetworkPath(&q, method, seg, lower)
+	case (n == 7 || n == 8) && is(2, "resourcegroups") && is(4, "providers") && is(5, "microsoft.compute") && is(6, "virtualmachines"):
+		q.rg, q.kind = seg[3], "vm-list"
+		if n == 8 {
+			q.kind, q.vm = "vm", seg[7]
+		}
 	}
 	return q
 }
@@ -131,7 +140,7 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) string {
 }
 
 func (s *Server) dispatchARM(w http.ResponseWriter, r *http.Request, q armRequest) {
-	if s.serveNetwork(w, r, q) {
+	if s.serveNetwork(w, r, q) || s.serveCompute(w, r, q) {
 		return
 	}
 	m := r.Method

@@ -22,6 +22,16 @@ import (
 // cut only when a write to an NSG on its path commits while that NSG, as
 // committed, has flushConnection on, and the committed rules of the NSGs on
 // the path then deny it. It is cut at the operation's completion time.
+//
+// Security admin rules take part in both judgements, as in VerifyFlow: the
+// admin rules of the connection's virtual network (fixed when it is
+// established) as they stand at the moment of judgement come first, so an
+// AlwaysAllow admin rule keeps a connection alive through a flushing NSG
+// write and a Deny admin rule cuts it then. Changing admin rules
+// (SetAdminRules) re-evaluates nothing by itself: Azure documents
+// re-evaluation of established flows only for an NSG's flushConnection,
+// so this simulator assumes, like an NSG without it, that a new Deny admin
+// rule leaves established connections alone until such a flush.
 
 // Bounds on the connections a server remembers: live ones are refused
 // beyond maxLiveConnections; cut ones are forgotten oldest first beyond
@@ -61,7 +71,9 @@ type ConnectionState struct {
 	Alive         bool      `json:"alive"`
 	// CutAt is when the connection was cut: the completion time of the
 	// operation whose commit re-evaluated it. NSGID, RuleName and Priority
-	// name the rule that denied it then. All are zero while it is alive.
+	// name the rule that denied it then (for a Deny security admin rule,
+	// NSGID is empty and RuleName "admin:<name>", as in a Verdict). All
+	// are zero while it is alive.
 	CutAt    time.Time `json:"cutAt,omitzero"`
 	NSGID    string    `json:"nsgId,omitempty"`
 	RuleName string    `json:"ruleName,omitempty"`
@@ -70,9 +82,10 @@ type ConnectionState struct {
 
 // connection is one tracked connection.
 type connection struct {
-	state ConnectionState
-	flow  nsgrules.Flow
-	keys  []string // the NSG keys of state.NSGIDs, in order
+	state  ConnectionState
+	flow   nsgrules.Flow
+	keys   []string // the NSG keys of state.NSGIDs, in order
+	vnetID string   // whose admin rules apply; "" none
 }
 
 // connectionTable holds the live connections and the cut ones not yet
@@ -119,7 +132,7 @@ func (s *Server) EstablishFlow(f Flow) (Connection, error) {
 	// Bring every NSG up to now, in order, before the connection exists:
 	// from then on commits are applied in their turn (see settle).
 	s.settleAll()
-	v, err := s.judgeFlow(f.NSGIDs, nf)
+	v, err := s.judgeFlow(f.VirtualNetworkID, f.NSGIDs, nf)
 	if err != nil {
 		return Connection{}, fmt.Errorf("establish flow %w", err)
 	}
@@ -129,7 +142,7 @@ func (s *Server) EstablishFlow(f Flow) (Connection, error) {
 	if len(s.conns.live) >= maxLiveConnections {
 		return Connection{Verdict: v}, fmt.Errorf("establish flow: %w", errTooManyConnections)
 	}
-	c := &connection{flow: nf, state: ConnectionState{ID: newUUID(), NSGIDs: []string{}, EstablishedAt: s.now(), Alive: true}}
+	c := &connection{flow: nf, vnetID: f.VirtualNetworkID, state: ConnectionState{ID: newUUID(), NSGIDs: []string{}, EstablishedAt: s.now(), Alive: true}}
 	for _, id := range f.NSGIDs {
 		st, err := s.committedNSG(id) // judgeFlow found it
 		if err != nil {
@@ -200,13 +213,14 @@ func (s *Server) flushConnections(key string, at time.Time) {
 			path = append(path, r)
 			ids = append(ids, e.state.id)
 		}
-		i, m := nsgrules.EvaluatePath(path, c.flow, nsgrules.Env{})
-		if m.Allowed {
+		admin, model := s.adminRulesOf(c.vnetID)
+		v := verdictOf(nsgrules.EvaluateWithAdmin(model, path, c.flow, nsgrules.Env{}), admin, ids)
+		if v.Allowed {
 			continue
 		}
 		c.state.Alive = false
 		c.state.CutAt = at
-		c.state.NSGID, c.state.RuleName, c.state.Priority = ids[i], m.RuleName, m.Priority
+		c.state.NSGID, c.state.RuleName, c.state.Priority = v.NSGID, v.RuleName, v.Priority
 		s.conns.end(c)
 	}
 }

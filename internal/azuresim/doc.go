@@ -2,8 +2,10 @@
 // talks to: the cloud metadata endpoint, Entra ID's token endpoints and Azure
 // Resource Manager for network security groups and their security rules, and
 // for the network around a VM: virtual networks, subnets and network
-// interfaces with their NSG associations and private addresses, and Network
-// Watcher's IP flow verify.
+// interfaces with their NSG associations and private addresses, minimal
+// virtual machines (their network interfaces), Azure Virtual Network
+// Manager's effective security admin rules of a virtual network, and
+// Network Watcher's IP flow verify.
 //
 // It is a real HTTPS server, so the unmodified azidentity and armnetwork
 // clients (and other ARM clients such as the Azure CLI or the azurerm
@@ -13,6 +15,29 @@
 // subscription write throttling and injected faults. Tests assert real
 // reachability with VerifyFlow, a Network Watcher style flow check, through
 // given NSGs or through a network interface's subnet and NIC NSGs.
+//
+// Security admin rules come first, with Azure's documented semantics
+// (learn.microsoft.com/azure/virtual-network-manager/concept-security-admins):
+// the admin rules of the flow's virtual network are evaluated by priority,
+// lowest number first; the first match decides if its access is
+// AlwaysAllow (allowed, NSGs not evaluated) or Deny (denied, NSGs not
+// evaluated), and hands the flow to the NSGs if it is Allow; with no match
+// the NSGs decide alone. A Verdict decided by an admin rule has RuleName
+// "admin:<name>" and DecidedBy "adminRule"; IP flow verify names it
+// "securityAdminRules/<name>" (Azure does not document its own wording).
+// Admin rules are set per virtual network id (seed file
+// "virtualNetworkAdminRules", SetAdminRules, /_sim/admin-rules) and served
+// by ListNetworkManagerEffectiveSecurityAdminRules with skipToken paging
+// ($top sets the page size, default 100).
+//
+// IP flow verify takes a VM (targetResourceId) and judges one flow per call
+// through the admin rules, the subnet's NSG and the NIC's NSG of its NIC
+// (targetNicResourceId, which must be the VM's, else its primary NIC). It
+// must be asked of the network watcher of the VM's region. As on Azure, a
+// region with a virtual network has NetworkWatcher_<region> in
+// NetworkWatcherRG until it is deleted, and one watcher per region may be
+// created explicitly. Virtual machines are only their network interfaces;
+// their writes, and watchers', complete at once.
 //
 // NSGs are stateful, as on Azure: EstablishFlow opens a connection if
 // VerifyFlow allows its flow at that moment, and the connection outlives the
@@ -24,7 +49,10 @@
 // time, naming the rule that denied it. Writes to NSGs with flushConnection
 // false or absent, failed operations and tag updates cut nothing. A
 // connection's path is fixed when it is established; an NSG deleted since
-// drops out of it.
+// drops out of it. The admin rules of its virtual network take part in that
+// re-evaluation as they stand then (a Deny admin rule cuts, an AlwaysAllow
+// keeps); changing admin rules alone re-evaluates nothing, since Azure
+// documents re-evaluation of established flows only for flushConnection.
 //
 // Its own endpoints live under /_sim/:
 //
@@ -34,6 +62,8 @@
 //	POST /_sim/flow/establish        open a connection for a Flow (EstablishFlow), answers a Connection
 //	GET  /_sim/flow/connections/{id} alive, or when and by which rule cut (ConnectionState); DELETE closes it
 //	GET|PUT /_sim/config             {"writeLatency":"250ms","faultRate":0.1}
+//	PUT  /_sim/admin-rules           {"virtualNetworkId":"…","rules":[<EffectiveSecurityAdminRule>…]} (SetAdminRules);
+//	                                 GET ?virtualNetworkId=… shows them
 //	GET  /_sim/msi/token             App Service managed identity (ManagedIdentityEndpoint)
 //	GET  /_sim/github/idtoken        GitHub Actions OIDC token request (GitHubIDTokenRequest)
 //	GET  /_sim/oidc/...              discovery document and keys of the federated token issuer

@@ -246,6 +246,10 @@ var networkRoutes = map[string]map[string]armHandler{
 	"nic-list":       {http.MethodGet: nicKind.list},
 	"nic":            {http.MethodGet: nicKind.get, http.MethodPut: nicKind.put, http.MethodDelete: nicKind.remove},
 	"ip-flow-verify": {http.MethodPost: (*Server).serveIPFlowVerify},
+	"watcher":        {http.MethodGet: (*Server).getWatcher, http.MethodPut: (*Server).putWatcher, http.MethodDelete: (*Server).deleteWatcher},
+	"watcher-list":   {http.MethodGet: (*Server).listWatchers},
+	// Virtual Network Manager's view of a virtual network (adminrules.go).
+	"vnet-admin-rules": {http.MethodPost: (*Server).listEffectiveAdminRules},
 }
 
 // serveNetwork answers the virtual network, subnet, network interface and
@@ -286,6 +290,8 @@ func parseNetworkPath(q *armRequest, method string, seg, lower []string) {
 			q.kind, q.vnet, q.lro = "vnet", seg[7], write
 		case n == 9 && lower[8] == "subnets":
 			q.kind, q.vnet = "subnet-list", seg[7]
+		case n == 9 && lower[8] == "listnetworkmanagereffectivesecurityadminrules":
+			q.kind, q.vnet = "vnet-admin-rules", seg[7]
 		case n == 10 && lower[8] == "subnets":
 			q.kind, q.vnet, q.subnet, q.lro = "subnet", seg[7], seg[9], write
 		}
@@ -297,8 +303,13 @@ func parseNetworkPath(q *armRequest, method string, seg, lower []string) {
 			q.kind, q.nic, q.lro = "nic", seg[7], write
 		}
 	case "networkwatchers":
-		if n == 9 && lower[8] == "ipflowverify" {
-			q.kind, q.lro = "ip-flow-verify", method == http.MethodPost
+		switch {
+		case n == 7:
+			q.kind = "watcher-list"
+		case n == 8:
+			q.kind, q.watcher, q.lro = "watcher", seg[7], method == http.MethodDelete
+		case n == 9 && lower[8] == "ipflowverify":
+			q.kind, q.watcher, q.lro = "ip-flow-verify", seg[7], method == http.MethodPost
 		}
 	}
 }
@@ -533,6 +544,7 @@ var (
 		name:    func(q armRequest) string { return q.nic },
 		render:  (*Server).nicJSON,
 		build:   (*Server).newNICState,
+		inUse:   (*Server).nicInUse,
 		putOp:   "PutNetworkInterfaceOperation", deleteOp: "DeleteNetworkInterfaceOperation",
 	}
 )
@@ -1381,8 +1393,10 @@ func (s *Server) flowThroughNIC(f Flow) (Flow, error) {
 		*local = chosen.address.String()
 	}
 	var subnetNSG string
-	if _, sn := s.lookupSubnet(chosen.subnetID); sn != nil {
+	f.VirtualNetworkID = ""
+	if v, sn := s.lookupSubnet(chosen.subnetID); sn != nil {
 		subnetNSG = sn.nsgID
+		f.VirtualNetworkID = v.id
 	}
 	path := []string{subnetNSG, n.nsgID}
 	if outbound {
@@ -1406,9 +1420,12 @@ type ipFlowVerifyBody struct {
 
 // serveIPFlowVerify answers Network Watcher's IP flow verify as a
 // long-running operation whose result (access and deciding rule) is read
-// from the Location URL. Network watchers are implicit: any name works. On
-// Azure the target is a VM and its NIC is found from it; here the NIC is
-// targetNicResourceId, or targetResourceId when that names a NIC.
+// from the Location URL. One call judges one flow through every layer: the
+// security admin rules of the NIC's virtual network, then the subnet's and
+// the NIC's NSGs (VerifyFlow). The watcher must exist and be in the
+// target's region (watcher.go). The target is a VM (vm.go): its NIC
+// targetNicResourceId, else its primary NIC; a NIC id as targetResourceId
+// is accepted too.
 func (s *Server) serveIPFlowVerify(w http.ResponseWriter, r *http.Request, q armRequest) {
 	var body ipFlowVerifyBody
 	if !readBody(w, r, &body) {
@@ -1417,19 +1434,22 @@ func (s *Server) serveIPFlowVerify(w http.ResponseWriter, r *http.Request, q arm
 	invalid := func(msg string) {
 		writeARMError(w, http.StatusBadRequest, "InvalidRequestFormat", msg)
 	}
-	nic := body.TargetNICResourceID
-	if nic == "" && parseARMPath(http.MethodGet, body.TargetResourceID).kind == "nic" {
-		nic = body.TargetResourceID
-	}
 	switch {
 	case body.TargetResourceID == "":
 		invalid("targetResourceId is required.")
 		return
-	case nic == "":
-		invalid("targetNicResourceId is required: this local Azure has no virtual machines to find network interfaces from.")
-		return
 	case body.LocalIPAddress == "" || body.RemoteIPAddress == "" || body.LocalPort == "" || body.RemotePort == "":
 		invalid("localIPAddress, localPort, remoteIPAddress and remotePort are required.")
+		return
+	}
+	nic, location, status, aerr := s.ipFlowTargetNIC(body.TargetResourceID, body.TargetNICResourceID)
+	if aerr == nil {
+		s.mu.Lock()
+		status, aerr = s.checkWatcherFor(q, location)
+		s.mu.Unlock()
+	}
+	if aerr != nil {
+		writeARMErrorBody(w, status, aerr)
 		return
 	}
 	var proto string
@@ -1473,6 +1493,10 @@ func (s *Server) serveIPFlowVerify(w http.ResponseWriter, r *http.Request, q arm
 	}
 	switch {
 	case v.RuleName == "":
+	case v.DecidedBy == DecidedByAdminRule:
+		// Azure does not document how it names an admin rule here; this
+		// is the simulator's choice, in the style of the NSG rule names.
+		result["ruleName"] = "securityAdminRules/" + v.AdminRule.Name
 	case v.Priority >= defaultRulePriority:
 		result["ruleName"] = "defaultSecurityRules/" + v.RuleName
 	default:
@@ -1481,21 +1505,9 @@ func (s *Server) serveIPFlowVerify(w http.ResponseWriter, r *http.Request, q arm
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	location := "global"
-	nq := parseARMPath(http.MethodGet, nic)
-	if e := settleNet(s, s.nics, nicKey(nq.rg, nq.nic)); e != nil && e.state != nil {
-		location = e.state.location
-	}
 	// The verdict is taken now; the operation only carries it to the
 	// client, so it is done at once.
-	now := s.now()
-	op := &operation{
-		id: newUUID(), name: "VerifyIPFlowOperation", resourceID: nic, location: normaliseLocation(location),
-		accepted: now, due: now, status: statusSucceeded, result: result, event: -1,
-	}
-	s.pruneOperations(now)
-	s.ops[op.id] = op
-	s.writeDeleteAccepted(w, r, q, op)
+	s.writeDeleteAccepted(w, r, q, s.doneOperation("VerifyIPFlowOperation", nic, location, result))
 }
 
 // defaultRulePriority is the lowest priority of Azure's default rules.

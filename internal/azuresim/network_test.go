@@ -399,6 +399,7 @@ func TestFlowThroughNetworkInterface(t *testing.T) {
 	}
 
 	t.Run("ipFlowVerify", func(t *testing.T) {
+		createVM(t, srv, "vm-web", *guarded.ID)
 		verify := func(local, remote string, port string) armnetwork.VerificationIPFlowResult {
 			t.Helper()
 			p, err := n.watchers.BeginVerifyIPFlow(ctx, "NetworkWatcherRG", "NetworkWatcher_westeurope", armnetwork.VerificationIPFlowParameters{

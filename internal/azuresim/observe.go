@@ -156,14 +156,20 @@ type Flow struct {
 	// outbound; else the primary configuration) and the NIC's own NSG, in
 	// Azure's order for the direction, and an empty local address becomes
 	// that configuration's private address. With no NSG at either level the
-	// flow is allowed, as on Azure.
+	// flow is allowed, as on Azure, unless an admin rule decides.
 	NetworkInterfaceID string `json:"networkInterfaceId,omitempty"`
-	Direction          string `json:"direction"` // "Inbound" (default) or "Outbound"
-	Protocol           string `json:"protocol"`  // "Tcp", "Udp", "Icmp"
-	Source             string `json:"source"`
-	SourcePort         int    `json:"sourcePort"` // 0: an ephemeral port
-	Destination        string `json:"destination"`
-	DestinationPort    int    `json:"destinationPort"`
+	// VirtualNetworkID is the virtual network whose security admin rules
+	// (SetAdminRules) are evaluated before the NSGs. A flow through a
+	// network interface takes it from the interface's subnet, whatever is
+	// given here; a flow given by NSG ids has none unless it is given. A
+	// flow with only a VirtualNetworkID crosses no NSG.
+	VirtualNetworkID string `json:"virtualNetworkId,omitempty"`
+	Direction        string `json:"direction"` // "Inbound" (default) or "Outbound"
+	Protocol         string `json:"protocol"`  // "Tcp", "Udp", "Icmp"
+	Source           string `json:"source"`
+	SourcePort       int    `json:"sourcePort"` // 0: an ephemeral port
+	Destination      string `json:"destination"`
+	DestinationPort  int    `json:"destinationPort"`
 }
 
 // Verdict is VerifyFlow's answer.
@@ -171,11 +177,30 @@ type Verdict struct {
 	Allowed bool `json:"allowed"`
 	// NSGID is the NSG whose rule decided: the first that denies, or the
 	// last that allows. It and RuleName are empty when a network
-	// interface's path has no NSG at all.
+	// interface's path has no NSG at all. When a security admin rule
+	// decided (DecidedBy "adminRule"), NSGID is empty and RuleName is
+	// "admin:<rule name>" and Priority the admin rule's.
 	NSGID    string `json:"nsgId"`
 	RuleName string `json:"ruleName"`
 	Priority int32  `json:"priority"`
+	// DecidedBy says which layer decided: "adminRule" (an AlwaysAllow or
+	// Deny admin rule; NSGs were not evaluated), "networkSecurityGroup",
+	// or "" when nothing on the path filters.
+	DecidedBy string `json:"decidedBy,omitempty"`
+	// AdminRule is the admin rule that matched the flow, whether it decided
+	// or (access Allow) handed the flow on to the NSGs; nil when none did.
+	AdminRule *AdminRuleMatch `json:"adminRule,omitempty"`
 }
+
+// Layers that decide a Verdict.
+const (
+	DecidedByAdminRule = "adminRule"
+	DecidedByNSG       = "networkSecurityGroup"
+)
+
+// adminRulePrefix marks a RuleName that names a security admin rule; NSG
+// rule names cannot hold ':'.
+const adminRulePrefix = "admin:"
 
 // ephemeralPort stands for the client's source port when none is given.
 const ephemeralPort = 49152
@@ -193,7 +218,7 @@ func (s *Server) VerifyFlow(f Flow) (Verdict, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v, err := s.judgeFlow(f.NSGIDs, nf)
+	v, err := s.judgeFlow(f.VirtualNetworkID, f.NSGIDs, nf)
 	if err != nil {
 		return Verdict{}, fmt.Errorf("verify flow %w", err)
 	}
@@ -209,8 +234,13 @@ func (s *Server) resolveFlow(f Flow) (Flow, nsgrules.Flow, error) {
 		if f, err = s.flowThroughNIC(f); err != nil {
 			return f, nsgrules.Flow{}, err
 		}
-	case len(f.NSGIDs) == 0:
-		return f, nsgrules.Flow{}, errors.New("no network security group ids or network interface id given")
+	case len(f.NSGIDs) == 0 && f.VirtualNetworkID == "":
+		return f, nsgrules.Flow{}, errors.New("no network security group ids, network interface id or virtual network id given")
+	}
+	if f.VirtualNetworkID != "" {
+		if _, _, err := s.vnetRuleKey(f.VirtualNetworkID); err != nil {
+			return f, nsgrules.Flow{}, err
+		}
 	}
 	nf := nsgrules.Flow{
 		Direction: f.Direction, Protocol: f.Protocol, Source: f.Source, SourcePort: f.SourcePort,
@@ -228,13 +258,11 @@ func (s *Server) resolveFlow(f Flow) (Flow, nsgrules.Flow, error) {
 	return f, nf, nil
 }
 
-// judgeFlow evaluates nf through the committed rules of the NSGs ids, in
-// order; with no NSG on the path Azure does not filter. Its errors start
-// with "through <id>". Callers hold s.mu.
-func (s *Server) judgeFlow(ids []string, nf nsgrules.Flow) (Verdict, error) {
-	if len(ids) == 0 {
-		return Verdict{Allowed: true}, nil
-	}
+// judgeFlow evaluates nf through the security admin rules of the virtual
+// network vnetID (none for "") and then, unless one decides, the committed
+// rules of the NSGs ids, in order; with neither Azure does not filter. Its
+// errors start with "through <id>". Callers hold s.mu.
+func (s *Server) judgeFlow(vnetID string, ids []string, nf nsgrules.Flow) (Verdict, error) {
 	paths := make([][]nsgrules.Rule, len(ids))
 	found := make([]string, len(ids))
 	for i, id := range ids {
@@ -245,8 +273,25 @@ func (s *Server) judgeFlow(ids []string, nf nsgrules.Flow) (Verdict, error) {
 		found[i] = st.id
 		paths[i] = st.nsgRules()
 	}
-	i, m := nsgrules.EvaluatePath(paths, nf, nsgrules.Env{})
-	return Verdict{Allowed: m.Allowed, NSGID: found[i], RuleName: m.RuleName, Priority: m.Priority}, nil
+	admin, model := s.adminRulesOf(vnetID)
+	return verdictOf(nsgrules.EvaluateWithAdmin(model, paths, nf, nsgrules.Env{}), admin, found), nil
+}
+
+// verdictOf turns a decision over the admin rules admin and the NSGs ids
+// into a Verdict.
+func verdictOf(d nsgrules.Decision, admin []AdminRule, ids []string) Verdict {
+	v := Verdict{Allowed: d.Allowed}
+	if d.Admin.Matched {
+		r := admin[d.Admin.Index]
+		v.AdminRule = &AdminRuleMatch{ID: r.ID, Name: r.Name, Access: d.Admin.Access, Priority: r.Priority}
+	}
+	switch {
+	case d.Admin.Decides():
+		v.DecidedBy, v.RuleName, v.Priority = DecidedByAdminRule, adminRulePrefix+d.Admin.RuleName, d.Admin.Priority
+	case d.NSGIndex >= 0:
+		v.DecidedBy, v.NSGID, v.RuleName, v.Priority = DecidedByNSG, ids[d.NSGIndex], d.NSG.RuleName, d.NSG.Priority
+	}
+	return v
 }
 
 // nsgRules is the NSG's rules in nsgrules' model.

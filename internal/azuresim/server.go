@@ -64,8 +64,11 @@ type Options struct {
 	// or 409 (AnotherOperationInProgress).
 	BusyStatus int
 
-	// SeedFile is a JSON file of NSGs to preload:
-	// {"networkSecurityGroups":[<ARM NSG objects with id, location, properties.securityRules>]}.
+	// SeedFile is a JSON file of resources to preload, each an ARM object
+	// with its id, loaded in this order:
+	// {"networkSecurityGroups":[…], "virtualNetworks":[…],
+	// "networkInterfaces":[…], "virtualMachines":[…],
+	// "virtualNetworkAdminRules":[{"virtualNetworkId":"…","rules":[<EffectiveSecurityAdminRule>…]}]}.
 	SeedFile string
 
 	// Logger receives one debug line per request; nil discards.
@@ -115,6 +118,16 @@ type Server struct {
 	rng          *mrand.Rand
 	bucket       tokenBucket
 	pageSize     int
+
+	// Resources beside the NSG and network stores, each nil until first
+	// used: virtual machines (vm.go) and network watchers (watcher.go) by
+	// key, the regions whose automatic watcher was deleted, and the
+	// effective security admin rules of virtual networks by vnetKey
+	// (adminrules.go).
+	vms           map[string]*vmState
+	watchers      map[string]*watcherState
+	watcherOptOut map[string]bool
+	adminRules    map[string][]AdminRule
 
 	// fresh holds connections that have not sent a request yet. Shutdown
 	// leaves such connections open for seconds (clients open spare ones), so

@@ -27,6 +27,8 @@ func (s *Server) serveSim(w http.ResponseWriter, r *http.Request) string {
 		s.serveEstablishFlow(w, r)
 	case connectionID(path) != "":
 		s.serveConnection(w, r, connectionID(path))
+	case path == "/_sim/admin-rules":
+		s.serveAdminRulesControl(w, r)
 	case path == "/_sim/config":
 		s.serveConfig(w, r)
 	case path == "/_sim/msi/token":

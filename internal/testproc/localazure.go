@@ -80,18 +80,53 @@ func NewARMClients(ctx context.Context, a *Azuresim) (*ARMClients, error) {
 	return c, nil
 }
 
-// FlowVerdict is the local Azure's answer to a flow verification.
+// FlowVerdict is the local Azure's answer to a flow verification. When a
+// security admin rule decided, DecidedBy is "adminRule", NSGID is empty and
+// RuleName is "admin:<name>".
 type FlowVerdict struct {
-	Allowed  bool   `json:"allowed"`
-	NSGID    string `json:"nsgId"`
-	RuleName string `json:"ruleName"`
-	Priority int32  `json:"priority"`
+	Allowed   bool   `json:"allowed"`
+	NSGID     string `json:"nsgId"`
+	RuleName  string `json:"ruleName"`
+	Priority  int32  `json:"priority"`
+	DecidedBy string `json:"decidedBy"` // "adminRule", "networkSecurityGroup" or ""
+	// AdminRule is the admin rule that matched, deciding or not.
+	AdminRule *struct {
+		ID       string `json:"id"`
+		Name     string `json:"name"`
+		Access   string `json:"access"`
+		Priority int32  `json:"priority"`
+	} `json:"adminRule"`
+}
+
+// SetAdminRules replaces the effective security admin rules of the virtual
+// network vnetID (PUT /_sim/admin-rules). Each rule is Azure's
+// EffectiveSecurityAdminRule JSON (a "name" may stand in for the "id");
+// none removes them.
+func (c *ARMClients) SetAdminRules(vnetID string, rules ...json.RawMessage) error {
+	if rules == nil {
+		rules = []json.RawMessage{}
+	}
+	body, err := json.Marshal(map[string]any{"virtualNetworkId": vnetID, "rules": rules})
+	if err != nil {
+		return err
+	}
+	var out json.RawMessage
+	if err := c.simJSON(http.MethodPut, "/_sim/admin-rules", body, &out, http.StatusOK); err != nil {
+		return fmt.Errorf("set admin rules of %s: %w", vnetID, err)
+	}
+	return nil
 }
 
 // VerifyFlow asks the local Azure (POST /_sim/flow/verify) whether src may
 // reach dst:port over protocol through the NSGs nsgIDs, in order.
 func (c *ARMClients) VerifyFlow(nsgIDs []string, protocol, src, dst string, port int) (FlowVerdict, error) {
-	body, _ := json.Marshal(map[string]any{"nsgIds": nsgIDs, "protocol": protocol, "source": src,
+	return c.VerifyFlowIn("", nsgIDs, protocol, src, dst, port)
+}
+
+// VerifyFlowIn is VerifyFlow with the security admin rules of the virtual
+// network vnetID ("" none) evaluated before the NSGs.
+func (c *ARMClients) VerifyFlowIn(vnetID string, nsgIDs []string, protocol, src, dst string, port int) (FlowVerdict, error) {
+	body, _ := json.Marshal(map[string]any{"nsgIds": nsgIDs, "virtualNetworkId": vnetID, "protocol": protocol, "source": src,
 		"destination": dst, "destinationPort": port})
 	resp, err := c.HTTP.Post(c.URL+"/_sim/flow/verify", "application/json", bytes.NewReader(body))
 	if err != nil {
