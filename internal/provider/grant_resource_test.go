@@ -2,8 +2,8 @@ package provider
 
 import (
 	"context"
-	"os"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"

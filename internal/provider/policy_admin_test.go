@@ -30,7 +30,7 @@ func TestAccPolicy_reportsSecurityAdminRules(t *testing.T) {
 	alwaysSSH := azuresim.AdminRule{Name: "always-ssh", Access: "AlwaysAllow", Priority: 10, Direction: "Inbound", Protocol: "Tcp",
 		Sources: any, Destinations: any, DestinationPortRanges: []string{"22"}}
 	denySSH := azuresim.AdminRule{Name: "deny-ssh", Access: "Deny", Priority: 20, Direction: "Inbound", Protocol: "Tcp",
-		Sources: []azuresim.AddressPrefixItem{{AddressPrefix: "203.0.113.0/24", AddressPrefixType: "IPPrefix"}},
+		Sources:      []azuresim.AddressPrefixItem{{AddressPrefix: "203.0.113.0/24", AddressPrefixType: "IPPrefix"}},
 		Destinations: any, DestinationPortRanges: []string{"3389"}}
 	overrides := tfjsonpath.New("admin_rule_overrides")
 	config := policyConfig(env, nsgID, []string{"22", "3389"})
