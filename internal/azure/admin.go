@@ -188,3 +188,22 @@ func nonEmpty(ss ...string) []string {
 	}
 	return out
 }
+
+// AdminRules returns the security admin rules in effect for an NSG's
+// traffic: those of every virtual network it is associated with (through
+// its subnets and network interfaces).
+func (c *Client) AdminRules(ctx context.Context, nsgID string) ([]jit.AdminRule, error) {
+	vnets, err := c.NSGVirtualNetworks(ctx, nsgID)
+	if err != nil {
+		return nil, err
+	}
+	var out []jit.AdminRule
+	for _, v := range vnets {
+		rules, err := c.EffectiveAdminRules(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rules...)
+	}
+	return out, nil
+}

@@ -33,6 +33,10 @@ type RuleClient interface {
 	// FlushConnection reads the NSG's flushConnection; asked only where a
 	// policy ends live sessions at expiry.
 	FlushConnection(ctx context.Context, nsgID string) (bool, error)
+	// AdminRules reads the security admin rules in effect for the NSG's
+	// virtual networks; asked only for NSGs holding a policy, at most once
+	// per Interval each.
+	AdminRules(ctx context.Context, nsgID string) ([]jit.AdminRule, error)
 }
 
 // Scope lists the NSGs to watch. It is asked at every full resync, so NSGs
@@ -94,6 +98,9 @@ type Options struct {
 // must not be called concurrently; Ready and Handler may be used from any
 // goroutine.
 type Daemon struct {
+	adminMu sync.Mutex
+	admin   map[string]adminRead // by lower-case NSG id
+
 	rules       RuleClient
 	scope       Scope
 	interval    time.Duration
@@ -413,6 +420,7 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 	}
 	res.listed = true
 	opts := PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere, SeenElsewhere: policies}
+	opts.AdminRules = d.adminRules(ctx, nsgID, rules)
 	if endsSessions(rules) {
 		on, err := d.rules.FlushConnection(ctx, nsgID)
 		if err != nil {
@@ -468,7 +476,7 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 			}
 		}
 	}
-	res.read = NSGRead{ID: nsgID, Rules: after, FlushConnection: opts.FlushConnection, ReadAt: readAt}
+	res.read = NSGRead{ID: nsgID, Rules: after, FlushConnection: opts.FlushConnection, AdminRules: opts.AdminRules, ReadAt: readAt}
 	return res
 }
 
@@ -867,4 +875,44 @@ func endsSessions(rules []jit.SecurityRule) bool {
 		}
 	}
 	return false
+}
+
+// adminRules returns the security admin rules in effect for an NSG that
+// holds a policy, read at most once per full resync interval (they change
+// rarely, and are another request per virtual network); none for an NSG
+// without a policy. A failed read keeps the last rules read and is logged:
+// it does not stop the NSG's reconcile (the permission it needs is
+// optional).
+func (d *Daemon) adminRules(ctx context.Context, nsgID string, rules []jit.SecurityRule) []jit.AdminRule {
+	if len(jit.ReadNSG(rules).Policies) == 0 {
+		return nil
+	}
+	key := strings.ToLower(nsgID)
+	d.adminMu.Lock()
+	cached, ok := d.admin[key]
+	d.adminMu.Unlock()
+	if ok && d.now().Sub(cached.readAt) < d.interval {
+		return cached.rules
+	}
+	read, err := d.rules.AdminRules(ctx, nsgID)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.metrics.errors.WithLabelValues(opAdmin).Inc()
+			d.log.Warn("reading the security admin rules in effect failed", "nsg_id", nsgID, "error", err)
+		}
+		return cached.rules
+	}
+	d.adminMu.Lock()
+	if d.admin == nil {
+		d.admin = map[string]adminRead{}
+	}
+	d.admin[key] = adminRead{rules: read, readAt: d.now()}
+	d.adminMu.Unlock()
+	return read
+}
+
+// adminRead is an NSG's security admin rules as last read.
+type adminRead struct {
+	rules  []jit.AdminRule
+	readAt time.Time
 }

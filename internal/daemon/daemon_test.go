@@ -36,6 +36,15 @@ type fakeAzure struct {
 	// is read for the write (another writer's change, say).
 	beforeWrite func()
 	flush       map[string]bool // by NSG: flushConnection
+	admin       map[string][]jit.AdminRule
+	adminReads  int
+}
+
+func (f *fakeAzure) AdminRules(_ context.Context, nsg string) ([]jit.AdminRule, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.adminReads++
+	return f.admin[nsg], nil
 }
 
 func (f *fakeAzure) FlushConnection(_ context.Context, nsg string) (bool, error) {

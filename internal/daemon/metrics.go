@@ -37,6 +37,7 @@ const (
 	opDelete   = "delete"
 	opRestore  = "restore"
 	opAudit    = "audit"
+	opAdmin    = "admin_rules"
 )
 
 // NewMetrics registers jitd's metrics, with the Go runtime and process
@@ -104,7 +105,7 @@ func NewMetrics() *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the error series so that rate() and alerts see zeros
 	// rather than absent series.
-	for _, op := range []string{opDiscover, opList, opDelete, opRestore, opAudit} {
+	for _, op := range []string{opDiscover, opList, opDelete, opRestore, opAudit, opAdmin} {
 		m.errors.WithLabelValues(op)
 	}
 	for _, k := range findingKinds {

@@ -86,11 +86,16 @@ const (
 	// a grant outlive it. Reported, not changed: the policy's next apply
 	// turns it on again.
 	FindingSessionsNotEnded FindingKind = "sessions_not_ended"
+	// FindingAdminOverride: an Azure Virtual Network Manager security
+	// admin rule decides a protected port before any NSG: AlwaysAllow (no
+	// NSG can close it) or Deny for allowed sources (grants cannot work).
+	// Reported, never changed: jitd does not write admin rules.
+	FindingAdminOverride FindingKind = "admin_override"
 )
 
 // findingKinds are every kind, for the metrics' label values.
 var findingKinds = []FindingKind{FindingBypass, FindingMissingDeny, FindingMalformedPolicy, FindingMalformedRule,
-	FindingStandingAccess, FindingPolicyMissing, FindingSessionsNotEnded}
+	FindingStandingAccess, FindingPolicyMissing, FindingSessionsNotEnded, FindingAdminOverride}
 
 // ClockSkew is how much further out than its policy's maximum a grant's
 // expiry may be before it counts as over the maximum. The provider stamps
@@ -181,6 +186,10 @@ type PlanOptions struct {
 	Elsewhere []jit.GrantRule
 	// LastSeen are the policies last read intact from this NSG, by name.
 	LastSeen map[string]jit.Policy
+	// AdminRules are the security admin rules in effect for the NSG's
+	// virtual networks, as last read (jitd reads them at most once per
+	// full resync interval, for NSGs holding a policy).
+	AdminRules []jit.AdminRule
 	// FlushConnection is the NSG's flushConnection when it was read (jitd
 	// reads it where a policy ends sessions at expiry); nil when not.
 	FlushConnection *bool
@@ -341,6 +350,10 @@ func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time, o PlanOption
 			plan.Findings = append(plan.Findings, Finding{Kind: FindingSessionsNotEnded, Policy: name,
 				Detail: fmt.Sprintf("policy %q ends live sessions at expiry, but flushConnection is off on this NSG, so sessions "+
 					"opened during a grant outlive it; the policy's next apply turns it on again", name)})
+		}
+		for _, ov := range dp.Policy.AdminOverrides(o.AdminRules) {
+			plan.Findings = append(plan.Findings, Finding{Kind: FindingAdminOverride, Policy: name,
+				RuleName: "admin:" + ov.Rule.Name + " " + ov.Port.String(), Detail: ov.Reason})
 		}
 		plan.Findings = append(plan.Findings, ruleFindings(FindingBypass, dp.Policy.Name, dp.Policy.Bypasses(remaining))...)
 		plan.Findings = append(plan.Findings, ruleFindings(FindingStandingAccess, dp.Policy.Name,

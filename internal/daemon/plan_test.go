@@ -454,3 +454,29 @@ func TestPassReportsSessionsNotEnded(t *testing.T) {
 		}
 	}
 }
+
+// Security admin rules that decide a protected port before the policy are
+// findings; jitd reads them at most once per full resync interval.
+func TestPassReportsAdminOverrides(t *testing.T) {
+	p := webPorts(t, 22)
+	az := newFakeAzure()
+	az.put("nsg-a", p.Rules()...)
+	az.put("nsg-none") // no policy: its admin rules are never read
+	az.admin = map[string][]jit.AdminRule{"nsg-a": {{Name: "always-ssh", Priority: 10, Access: jit.AdminAlwaysAllow,
+		Direction: jit.Inbound, Protocol: "Tcp", Sources: []string{"*"}, DestinationPorts: []string{"22"}}}}
+	d, sink := newTestDaemon(t, az, Options{})
+	d.Pass(t.Context())
+	d.Pass(t.Context())
+	var found []audit.Event
+	for _, e := range sink.all() {
+		if e.Kind == string(FindingAdminOverride) {
+			found = append(found, e)
+		}
+	}
+	if len(found) != 1 || !strings.Contains(found[0].Reason, "always-ssh") || found[0].Policy != "web" {
+		t.Errorf("admin override findings %+v, want one about always-ssh on policy web", found)
+	}
+	if az.adminReads != 1 {
+		t.Errorf("admin rules read %d times over two passes within the interval, want 1 (and never for nsg-none)", az.adminReads)
+	}
+}

@@ -25,6 +25,9 @@ type NSGRead struct {
 	// Err is non-empty when the last read failed: Rules are then those of
 	// an earlier read (or none), and the status is incomplete.
 	Err string
+	// AdminRules are the security admin rules in effect for the NSG's
+	// virtual networks, when they were read.
+	AdminRules []jit.AdminRule
 	// LastSeen are the policies last seen intact on the NSG (jitd's
 	// memory), so that a policy all of whose rules are gone is shown as
 	// missing; nil for a fresh read.
@@ -220,7 +223,8 @@ type nsgStatus struct {
 func (p nsgStatus) validAt(now time.Time) bool { return p.until.IsZero() || now.Before(p.until) }
 
 func statusPart(rd NSGRead, now time.Time, restore bool) nsgStatus {
-	plan := PlanNSG(rd.ID, rd.Rules, now, PlanOptions{LastSeen: rd.LastSeen, FlushConnection: rd.FlushConnection, Restore: restore})
+	plan := PlanNSG(rd.ID, rd.Rules, now, PlanOptions{LastSeen: rd.LastSeen, FlushConnection: rd.FlushConnection, Restore: restore,
+		AdminRules: rd.AdminRules})
 	return nsgStatus{id: rd.ID, err: rd.Err, policies: statusOfNSG(rd, plan), findings: findingsOfNSG(rd, plan), until: plan.NextExpiry}
 }
 
@@ -442,9 +446,10 @@ func statusOfNSG(rd NSGRead, plan NSGPlan) []policyOnNSG {
 			pn.SessionsEnded, pn.SessionsDetail = sessionsAtExpiry(p.EndSessions, rd.FlushConnection)
 			bypasses := p.Bypasses(remaining)
 			standing := p.StandingAccess(withoutNames(remaining, active))
+			admin := p.AdminOverrides(rd.AdminRules)
 			for _, pt := range p.Ports {
 				ps := PortStatus{Port: pt.String(), MaxDuration: jit.FormatDuration(pt.MaxDuration), Grants: []GrantStatus{},
-					StandingAccess: rulesOnPort(standing, pt), Bypasses: rulesOnPort(bypasses, pt), AdminRuleOverrides: []AdminRuleOverride{}}
+					StandingAccess: rulesOnPort(standing, pt), Bypasses: rulesOnPort(bypasses, pt), AdminRuleOverrides: adminOnPort(admin, pt)}
 				pn.Ports = append(pn.Ports, ps)
 			}
 		} else {
@@ -552,6 +557,17 @@ func rulesOnPort(found []jit.Bypass, pt jit.Port) []RuleStatus {
 			continue
 		}
 		out = append(out, RuleStatus{Name: b.Rule.Name, Priority: b.Rule.Priority, Sources: slices.Clone(b.Rule.SourcePrefixes), Reason: b.Reason})
+	}
+	return out
+}
+
+// adminOnPort is the admin overrides of one port.
+func adminOnPort(found []jit.AdminOverride, pt jit.Port) []AdminRuleOverride {
+	out := []AdminRuleOverride{}
+	for _, o := range found {
+		if o.Port == pt {
+			out = append(out, AdminRuleOverride{Name: o.Rule.Name, Action: o.Rule.Access, Priority: o.Rule.Priority, Detail: o.Reason})
+		}
 	}
 	return out
 }

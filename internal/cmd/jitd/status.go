@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +94,7 @@ func parseStatusFlags(args []string, stderr io.Writer) (statusOptions, error) {
 type statusClient interface {
 	ListRules(ctx context.Context, nsgID string) ([]jit.SecurityRule, error)
 	FlushConnection(ctx context.Context, nsgID string) (bool, error)
+	AdminRules(ctx context.Context, nsgID string) ([]jit.AdminRule, error)
 }
 
 // runStatus is `jitd status`.
@@ -113,7 +115,7 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 		return &exitCodeError{code: ExitUsage, msg: "status: " + err.Error()}
 	}
 	sc.client = client
-	st := readStatus(ctx, sc, client, o, time.Now)
+	st := readStatus(ctx, sc, client, o, time.Now, stderr)
 	if err := writeStatus(stdout, st, o.output); err != nil {
 		return err
 	}
@@ -136,13 +138,15 @@ func statusVerdict(st daemon.Status) error {
 // readStatus reads every NSG of the scope, at most o.concurrency at once
 // (and flushConnection where a policy ends sessions at expiry), and builds
 // the status.
-func readStatus(ctx context.Context, sc *scope, client statusClient, o statusOptions, now func() time.Time) daemon.Status {
+func readStatus(ctx context.Context, sc *scope, client statusClient, o statusOptions, now func() time.Time, stderr io.Writer) daemon.Status {
 	var scopeErrs []string
 	ids, err := sc.NSGIDs(ctx)
 	if err != nil {
 		scopeErrs = append(scopeErrs, err.Error())
 	}
 	reads := make([]daemon.NSGRead, len(ids))
+	var warnMu sync.Mutex
+	var warnings []string
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, o.concurrency)
 	for i, id := range ids {
@@ -161,6 +165,19 @@ func readStatus(ctx context.Context, sc *scope, client statusClient, o statusOpt
 				return
 			}
 			reads[i].Rules, reads[i].ReadAt = rules, now()
+			if len(jit.ReadNSG(rules).Policies) > 0 {
+				admin, err := client.AdminRules(ctx, id)
+				if err != nil {
+					// The NSGs were read; what admin rules do to them is
+					// not known, and the status says so.
+					warnMu.Lock()
+					warnings = append(warnings, fmt.Sprintf("the security admin rules in effect for %s could not be read, so "+
+						"admin-rule overrides there are not shown: %v", id, err))
+					warnMu.Unlock()
+				} else {
+					reads[i].AdminRules = admin
+				}
+			}
 			if endsSessions(rules) {
 				on, err := client.FlushConnection(ctx, id)
 				if err != nil {
@@ -172,6 +189,10 @@ func readStatus(ctx context.Context, sc *scope, client statusClient, o statusOpt
 		})
 	}
 	wg.Wait()
+	slices.Sort(warnings)
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
 	return daemon.BuildStatus(reads, daemon.StatusOptions{Now: now(), Restore: !o.noRestore, InScope: len(ids), ScopeErrors: scopeErrs,
 		Filter: daemon.StatusFilter{Policy: o.policy, Requester: o.requester}})
 }
@@ -219,6 +240,10 @@ func writeStatus(w io.Writer, st daemon.Status, format string) error {
 					for _, r := range pt.Bypasses {
 						fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t%s\t-\t-\t-\tbypass: rule %s\n", clean(p.Name), clean(nsg), clean(pt.Port),
 							clean(strings.Join(r.Sources, ",")), clean(r.Name))
+					}
+					for _, a := range pt.AdminRuleOverrides {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t-\t-\tadmin rule %s: %s\n", clean(p.Name), clean(nsg), clean(pt.Port),
+							clean(a.Name), clean(a.Action))
 					}
 				}
 				for _, g := range n.OtherGrants {

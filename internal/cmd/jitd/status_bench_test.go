@@ -42,7 +42,7 @@ func BenchmarkStatusCommand2000x10(b *testing.B) {
 	for _, format := range []string{"table", "json"} {
 		b.Run(format, func(b *testing.B) {
 			for b.Loop() {
-				st := readStatus(b.Context(), sc, client, o, clock)
+				st := readStatus(b.Context(), sc, client, o, clock, io.Discard)
 				if st.ActiveGrants != 20000 {
 					b.Fatalf("%d active", st.ActiveGrants)
 				}

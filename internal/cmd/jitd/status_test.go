@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"os/exec"
 	"strings"
 	"testing"
@@ -19,6 +20,11 @@ import (
 type fakeStatusClient struct {
 	fakeRules
 	flush map[string]bool
+	admin map[string][]jit.AdminRule
+}
+
+func (f fakeStatusClient) AdminRules(_ context.Context, id string) ([]jit.AdminRule, error) {
+	return f.admin[id], nil
 }
 
 func (f fakeStatusClient) FlushConnection(_ context.Context, id string) (bool, error) {
@@ -77,7 +83,7 @@ func TestReadStatus(t *testing.T) {
 
 	t.Run("open grant", func(t *testing.T) {
 		sc := &scope{client: client, resourceGroups: []resourceGroupRef{{"s1", "rg"}}}
-		st := readStatus(t.Context(), sc, client, o, clock)
+		st := readStatus(t.Context(), sc, client, o, clock, io.Discard)
 		if err := statusVerdict(st); err != nil {
 			t.Fatalf("verdict %v", err)
 		}
@@ -101,7 +107,7 @@ func TestReadStatus(t *testing.T) {
 
 	t.Run("nothing open", func(t *testing.T) {
 		sc := &scope{client: client, nsgs: []string{clean}}
-		st := readStatus(t.Context(), sc, client, o, clock)
+		st := readStatus(t.Context(), sc, client, o, clock, io.Discard)
 		var table bytes.Buffer
 		_ = writeStatus(&table, st, "table")
 		if err := statusVerdict(st); err != nil || !strings.Contains(table.String(), "1 NSG(s) read: no grant is open and nothing needs attention.") {
@@ -111,7 +117,7 @@ func TestReadStatus(t *testing.T) {
 
 	t.Run("incomplete never says nothing is open", func(t *testing.T) {
 		sc := &scope{client: client, nsgs: []string{clean, unreadable}}
-		st := readStatus(t.Context(), sc, client, o, clock)
+		st := readStatus(t.Context(), sc, client, o, clock, io.Discard)
 		var table bytes.Buffer
 		_ = writeStatus(&table, st, "table")
 		out := table.String()
@@ -134,7 +140,7 @@ func TestReadStatus(t *testing.T) {
 					SourcePrefixes: []string{"*"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"22"}}),
 		}}}
 		sc := &scope{client: c, nsgs: []string{web}}
-		st := readStatus(t.Context(), sc, c, o, clock)
+		st := readStatus(t.Context(), sc, c, o, clock, io.Discard)
 		var ec *exitCodeError
 		if err := statusVerdict(st); !errors.As(err, &ec) || ec.code != ExitAttention {
 			t.Fatalf("verdict %v, want exit code %d", err, ExitAttention)
@@ -155,7 +161,7 @@ func TestReadStatus(t *testing.T) {
 
 	t.Run("json and filters", func(t *testing.T) {
 		sc := &scope{client: client, resourceGroups: []resourceGroupRef{{"s1", "rg"}}}
-		st := readStatus(t.Context(), sc, client, statusOptions{concurrency: 1, requester: "bob@example.com"}, clock)
+		st := readStatus(t.Context(), sc, client, statusOptions{concurrency: 1, requester: "bob@example.com"}, clock, io.Discard)
 		var js bytes.Buffer
 		if err := writeStatus(&js, st, "json"); err != nil {
 			t.Fatal(err)
@@ -216,5 +222,31 @@ func TestStatusAgainstLocalAzure(t *testing.T) {
 	}
 	if _, code = status("--output", "yaml"); code != ExitUsage {
 		t.Errorf("usage error: exit %d, want %d", code, ExitUsage)
+	}
+}
+
+// A security admin rule that decides a protected port shows on the port
+// and needs attention.
+func TestReadStatusShowsAdminOverrides(t *testing.T) {
+	p := webPolicy(t, 100)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	web := nsgIDOf("rg", "web")
+	client := fakeStatusClient{fakeRules: fakeRules{
+		scopes: map[string][]string{"s1/rg": {web}},
+		rules:  map[string][]jit.SecurityRule{web: p.Rules()},
+	}, admin: map[string][]jit.AdminRule{web: {{Name: "always-ssh", Priority: 10, Access: jit.AdminAlwaysAllow,
+		Direction: jit.Inbound, Protocol: "Tcp", Sources: []string{"*"}, DestinationPorts: []string{"22"}}}}}
+	sc := &scope{client: client, resourceGroups: []resourceGroupRef{{"s1", "rg"}}}
+	st := readStatus(t.Context(), sc, client, statusOptions{concurrency: 1}, func() time.Time { return now }, io.Discard)
+	var ec *exitCodeError
+	if err := statusVerdict(st); !errors.As(err, &ec) || ec.code != ExitAttention {
+		t.Errorf("verdict %v, want attention", err)
+	}
+	var table bytes.Buffer
+	if err := writeStatus(&table, st, "table"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "admin rule always-ssh: AlwaysAllow") || !strings.Contains(table.String(), "admin_override") {
+		t.Errorf("the table does not show the admin rule:\n%s", table.String())
 	}
 }
