@@ -21,17 +21,17 @@ func TestAccPolicy_reportsSecurityAdminRules(t *testing.T) {
 	nsgID := env.CreateNSG("nsg-web")
 	env.CreateVNet("vnet-web", "10.0.0.0/16", acctest.Subnet{Name: "vms", Prefix: "10.0.1.0/24", NSGID: nsgID})
 	vnetID := env.VNetID("vnet-web")
-	any := []azuresim.AddressPrefixItem{{AddressPrefix: "*", AddressPrefixType: "IPPrefix"}}
+	anywhere := []azuresim.AddressPrefixItem{{AddressPrefix: "*", AddressPrefixType: "IPPrefix"}}
 	set := func(rules ...azuresim.AdminRule) {
 		if err := env.Sim.SetAdminRules(vnetID, rules); err != nil {
 			t.Fatal(err)
 		}
 	}
 	alwaysSSH := azuresim.AdminRule{Name: "always-ssh", Access: "AlwaysAllow", Priority: 10, Direction: "Inbound", Protocol: "Tcp",
-		Sources: any, Destinations: any, DestinationPortRanges: []string{"22"}}
+		Sources: anywhere, Destinations: anywhere, DestinationPortRanges: []string{"22"}}
 	denySSH := azuresim.AdminRule{Name: "deny-ssh", Access: "Deny", Priority: 20, Direction: "Inbound", Protocol: "Tcp",
 		Sources:      []azuresim.AddressPrefixItem{{AddressPrefix: "203.0.113.0/24", AddressPrefixType: "IPPrefix"}},
-		Destinations: any, DestinationPortRanges: []string{"3389"}}
+		Destinations: anywhere, DestinationPortRanges: []string{"3389"}}
 	overrides := tfjsonpath.New("admin_rule_overrides")
 	config := policyConfig(env, nsgID, []string{"22", "3389"})
 	strict := policyConfig(env, nsgID, []string{"22", "3389"}, "  fail_on_admin_override = true")
