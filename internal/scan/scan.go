@@ -136,7 +136,51 @@ type Options struct {
 	Ports        []uint16     // default DefaultPorts
 	Destinations []netip.Addr // judged in addition to the addresses the rules name
 	Now          time.Time    // when grants are judged expired
+	// AdminRules are the Virtual Network Manager security admin rules in
+	// effect for the NSG's virtual networks. They are judged before the
+	// NSG's rules, as Azure does: AlwaysAllow lets in and Deny keeps out
+	// whatever the NSG says, Allow leaves the decision to the NSG. Their
+	// findings name them "admin:<name>".
+	AdminRules []jit.AdminRule
 }
+
+// adminAsRules turns the admin rules that decide (AlwaysAllow, Deny) into
+// inbound rules evaluated before every NSG rule, in the admin rules' own
+// order, so that the exact sweep judges them as Azure does. Allow admin
+// rules defer to the NSG and are left out.
+func adminAsRules(admin []jit.AdminRule) []jit.SecurityRule {
+	var out []jit.SecurityRule
+	for _, a := range admin {
+		access := jit.Allow
+		switch {
+		case strings.EqualFold(a.Access, jit.AdminAlwaysAllow):
+		case strings.EqualFold(a.Access, jit.AdminDeny):
+			access = jit.Deny
+		default:
+			continue
+		}
+		protocol := a.Protocol
+		if strings.EqualFold(string(protocol), "Any") || protocol == "" {
+			protocol = jit.ProtocolAny
+		}
+		orAny := func(s []string) []string {
+			if len(s) == 0 {
+				return []string{jit.Any}
+			}
+			return s
+		}
+		out = append(out, jit.SecurityRule{Name: "admin:" + a.Name, Priority: a.Priority - adminPriorityShift,
+			Direction: a.Direction, Access: access, Protocol: protocol,
+			SourcePrefixes: orAny(a.Sources), SourcePorts: orAny(a.SourcePorts),
+			DestinationPrefixes: orAny(a.Destinations), DestinationPorts: orAny(a.DestinationPorts),
+			Description: "Virtual Network Manager security admin rule " + a.Access})
+	}
+	return out
+}
+
+// adminPriorityShift puts admin rules (priorities 1–4096) before every NSG
+// rule (100 and up) while keeping their order.
+const adminPriorityShift = 5000
 
 // Representative addresses. 203.0.113.7 and 2001:db8::7 are documentation
 // addresses that Azure's Internet tag (and jit.Allowed) count as public.
@@ -204,6 +248,7 @@ type destination struct {
 // allowed source reach one of the policy's destinations with no grant.
 // Grant rules are never standing access.
 func NSG(nsgID string, rules []jit.SecurityRule, o Options) Result {
+	rules = append(adminAsRules(o.AdminRules), rules...)
 	ports := o.Ports
 	if len(ports) == 0 {
 		ports = DefaultPorts

@@ -266,3 +266,39 @@ func TestStatusExposed(t *testing.T) {
 		}
 	}
 }
+
+// Security admin rules are judged before the NSG: an AlwaysAllow on 22
+// exposes it through an NSG that closes it, and a Deny hides an NSG's
+// exposure.
+func TestNSGJudgesSecurityAdminRules(t *testing.T) {
+	closed := []jit.SecurityRule{{Name: "deny-ssh", Priority: 100, Direction: jit.Inbound, Access: jit.Deny, Protocol: jit.ProtocolTCP,
+		SourcePrefixes: []string{"*"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"22"}}}
+	open := []jit.SecurityRule{{Name: "allow-ssh", Priority: 100, Direction: jit.Inbound, Access: jit.Allow, Protocol: jit.ProtocolTCP,
+		SourcePrefixes: []string{"Internet"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"22"}}}
+	admin := func(access string) []jit.AdminRule {
+		return []jit.AdminRule{{Name: "net-team", Priority: 10, Access: access, Direction: jit.Inbound, Protocol: "Tcp",
+			DestinationPorts: []string{"22"}}}
+	}
+	exposedBy := func(res Result) []string {
+		var out []string
+		for _, f := range res.Findings {
+			if f.Port == 22 && f.Status.Exposed() {
+				out = append(out, f.Rule)
+			}
+		}
+		return out
+	}
+	o := Options{Ports: []uint16{22}}
+	o.AdminRules = admin(jit.AdminAlwaysAllow)
+	if got := exposedBy(NSG("nsg", closed, o)); len(got) != 1 || got[0] != "admin:net-team" {
+		t.Errorf("AlwaysAllow admin rule over a closed NSG: exposed by %q, want admin:net-team", got)
+	}
+	o.AdminRules = admin(jit.AdminDeny)
+	if got := exposedBy(NSG("nsg", open, o)); len(got) != 0 {
+		t.Errorf("Deny admin rule over an open NSG: exposed by %q, want nothing", got)
+	}
+	o.AdminRules = admin(jit.AdminAllow)
+	if got := exposedBy(NSG("nsg", open, o)); len(got) != 1 || got[0] != "allow-ssh" {
+		t.Errorf("Allow admin rule over an open NSG: exposed by %q, want allow-ssh", got)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 	"github.com/jitaccess/terraform-provider-jit/internal/scan"
 )
 
@@ -45,7 +46,14 @@ type scanOptions struct {
 	destinations                        []netip.Addr
 	output                              string
 	concurrency                         int
+	noAdminRules                        bool
 	azure                               azureFlags
+}
+
+// adminReader reads the security admin rules in effect for an NSG's
+// virtual networks (*azure.Client does).
+type adminReader interface {
+	AdminRules(ctx context.Context, nsgID string) ([]jit.AdminRule, error)
 }
 
 func parseScanFlags(args []string, stderr io.Writer) (scanOptions, error) {
@@ -69,6 +77,7 @@ func parseScanFlags(args []string, stderr io.Writer) (scanOptions, error) {
 	})
 	fs.StringVar(&o.output, "output", "table", "output format: table or json")
 	fs.IntVar(&o.concurrency, "concurrency", 8, "NSGs read at once")
+	fs.BoolVar(&o.noAdminRules, "no-admin-rules", false, "do not read the Virtual Network Manager security admin rules in effect for each NSG's virtual networks (they are judged before the NSG's rules)")
 	o.azure.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -177,7 +186,19 @@ func scanScope(ctx context.Context, sc *scope, o scanOptions, now time.Time, pro
 			if err != nil {
 				errs[i] = err
 			} else {
-				results[i] = scan.NSG(id, rules, scan.Options{Ports: o.ports, Destinations: o.destinations, Now: now})
+				so := scan.Options{Ports: o.ports, Destinations: o.destinations, Now: now}
+				if ar, ok := sc.client.(adminReader); ok && !o.noAdminRules {
+					admin, err := ar.AdminRules(ctx, id)
+					if err != nil {
+						// The NSG's own rules are still judged; what admin
+						// rules do there is not known, and the scan says so.
+						mu.Lock()
+						fmt.Fprintf(progress, "jitd scan: warning: the security admin rules in effect for %s could not be read: %v\n", id, err)
+						mu.Unlock()
+					}
+					so.AdminRules = admin
+				}
+				results[i] = scan.NSG(id, rules, so)
 			}
 			mu.Lock()
 			defer mu.Unlock()
