@@ -549,3 +549,41 @@ func TestAccGrant_partlyOpenRequestIsClosedNotCompleted(t *testing.T) {
 		}},
 	})
 }
+
+// A grant whose rule is deleted out of band before jitd saw it has no record
+// of its end; its workspace's next apply writes the records, so that the
+// same request applied again after lost state is refused, not opened for a
+// new window. Found by the lifecycle soak (seeds …020 step 90, …023 step
+// 61).
+func TestAccGrant_unrecordedRevocationIsRecordedAndNeverReopens(t *testing.T) {
+	env := acctest.New(t, azuresim.Options{})
+	nsgID := env.CreateNSG("nsg-web")
+	sshPolicyOn(t, env, nsgID)
+	const src = "203.0.113.7"
+	config := env.ProviderBlock() + requestBlock("alice", "web@"+nsgID, "INC-7")
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: providerFactories(noEnv),
+		Steps: []resource.TestStep{
+			{Config: config},
+			{
+				PreConfig: func() { env.DeleteRule(nsgID, ruleName(t, env, nsgID, src)) },
+				Config:    config,
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("jit_access_grant.alice", tfjsonpath.New("status"), knownvalue.StringExact("revoked")),
+					statecheck.ExpectKnownValue("jit_access_grant.alice", tfjsonpath.New("recorded"), knownvalue.Bool(true)),
+				},
+			},
+		},
+	})
+	// Lost state: the same block in a fresh workspace opens nothing.
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: providerFactories(noEnv),
+		Steps: []resource.TestStep{{
+			Config: config,
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("jit_access_grant.alice", tfjsonpath.New("open"), knownvalue.Bool(false)),
+				env.ExpectReachable([]string{nsgID}, false, ssh(src)),
+			},
+		}},
+	})
+}

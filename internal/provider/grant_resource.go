@@ -74,6 +74,7 @@ type grantModel struct {
 	ExpiresAt         types.String   `tfsdk:"expires_at"`
 	Status            types.String   `tfsdk:"status"`
 	Open              types.Bool     `tfsdk:"open"`
+	Recorded          types.Bool     `tfsdk:"recorded"`
 	RuleName          types.String   `tfsdk:"rule_name"`
 	NSGIDs            types.Set      `tfsdk:"network_security_group_ids"`
 	Timeouts          timeouts.Value `tfsdk:"timeouts"`
@@ -176,6 +177,13 @@ func (r *grantResource) Schema(ctx context.Context, _ resource.SchemaRequest, re
 				Computed:            true,
 				MarkdownDescription: "Whether any of the grant's rules is still on an NSG.",
 			},
+			"recorded": schema.BoolAttribute{
+				Computed: true,
+				MarkdownDescription: "Whether every NSG of the policy holds the record of this grant's end, so that the " +
+					"same request is never opened again, even after its state is lost. `false` while the grant is active. " +
+					"An ended grant without its records (its rule was deleted outside Terraform before `jitd` saw it) plans an " +
+					"update that writes them.",
+			},
 			"rule_name": schema.StringAttribute{
 				Computed:            true,
 				MarkdownDescription: "The allow rule's name on every NSG of the policy: `jit-<policy>-g-<grant_id>`.",
@@ -222,7 +230,7 @@ func (r *grantResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanR
 	}
 	// Nothing but a close ever changes a grant's status in an apply, and
 	// its identity never changes in place.
-	plan.Status, plan.Open = state.Status, state.Open
+	plan.Status, plan.Open, plan.Recorded = state.Status, state.Open, state.Recorded
 	plan.ID, plan.GrantID, plan.RuleName = state.ID, state.GrantID, state.RuleName
 	plan.StartsAt, plan.ExpiresAt = state.StartsAt, state.ExpiresAt
 	// The grant follows its policy's NSGs; the policy moves the rules.
@@ -260,6 +268,13 @@ func (r *grantResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanR
 			// this plan closes it.
 			plan.Open = types.BoolValue(false)
 			detail += "\n\nA rule of this grant is still open on Azure; this apply deletes it."
+		}
+		if !state.Recorded.ValueBool() {
+			// Its end is not recorded on every NSG (a rule deleted outside
+			// Terraform before jitd saw it): without the record, the same
+			// request applied again after lost state would open anew.
+			plan.Recorded = types.BoolValue(true)
+			detail += "\n\nThe NSGs do not all record that this grant ended; this apply writes the records."
 		}
 		resp.Diagnostics.AddWarning(fmt.Sprintf("Access Grant %s", strings.ToUpper(string(status[:1]))+string(status[1:])), detail)
 	}
@@ -376,6 +391,7 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 	}
 	decision := jit.DecideOpen(id, spec.Duration, sightings, now)
 	event.ExpiresAt = decision.ExpiresAt
+	plan.Recorded = types.BoolValue(false)
 	plan.ExpiresAt = types.StringValue(decision.ExpiresAt.UTC().Format(time.RFC3339))
 	plan.StartsAt = types.StringNull()
 	switch decision.Action {
@@ -408,6 +424,7 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 			plan.ExpiresAt = types.StringValue(now.UTC().Format(time.RFC3339))
 			plan.Status = types.StringValue(string(status))
 		}
+		plan.Recorded = types.BoolValue(r.endRecorded(ctx, nsgIDs, jit.GrantRule{Policy: policyName, ID: id}))
 		resp.Diagnostics.AddWarning("Access Request Already Used", "Nothing was opened: "+decision.Reason+
 			". Remove this block; to ask again, open a new request (another justification or approval reference).")
 		_ = r.emit(ctx, event, audit.ActionRefuse, audit.ResultDenied, decision.Reason)
@@ -626,6 +643,23 @@ func (r *grantResource) endOn(ctx context.Context, nsgIDs []string, g jit.GrantR
 	return errors.Join(errs...)
 }
 
+// endRecorded reports whether every NSG of the grant's policy that holds
+// the policy also holds the record of the grant's end (jit.EndGrant would
+// write none). An NSG that cannot be read counts as recorded: the next
+// read tells.
+func (r *grantResource) endRecorded(ctx context.Context, nsgIDs []string, g jit.GrantRule) bool {
+	for _, nsgID := range nsgIDs {
+		view, err := r.data.rules.View(ctx, nsgID)
+		if err != nil {
+			continue
+		}
+		if jit.EndGrant(view, g).Record {
+			return false
+		}
+	}
+	return true
+}
+
 // endGrantOn ends grant g on one NSG (see jit.EndGrant): the policy
 // resource uses it too when an NSG leaves a policy.
 func endGrantOn(ctx context.Context, store *cachedRules, nsgID string, g jit.GrantRule) error {
@@ -733,6 +767,7 @@ func (r *grantResource) Read(ctx context.Context, req resource.ReadRequest, resp
 	}
 	state.Status = types.StringValue(string(status))
 	state.Open = types.BoolValue(anyOpen(sightings))
+	state.Recorded = types.BoolValue(status.Terminal() && r.endRecorded(ctx, nsgIDs, g))
 	state.RuleName = types.StringValue(jit.GrantRuleName(g.Policy, g.ID))
 	state.NSGIDs = stringSet(nsgIDs)
 	if status.Terminal() && !previous.Terminal() {
@@ -767,7 +802,8 @@ func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	if state.Open.ValueBool() && !plan.Open.IsUnknown() && !plan.Open.ValueBool() {
+	closing := state.Open.ValueBool() && !plan.Open.IsUnknown() && !plan.Open.ValueBool()
+	if closing {
 		_, nsgIDs, _ := parsePolicyID(state.PolicyID.ValueString())
 		event := grantEvent(ctx, state)
 		if err := r.endOn(ctx, nsgIDs, stateGrant(ctx, state)); err != nil {
@@ -776,6 +812,15 @@ func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, 
 			return
 		}
 		_ = r.emit(ctx, event, audit.ActionClose, audit.ResultSuccess, state.Status.ValueString())
+	}
+	if !closing && !state.Recorded.ValueBool() && plan.Recorded.ValueBool() {
+		// An ended grant whose end is not recorded everywhere: the records
+		// are written (nothing is open to close).
+		_, nsgIDs, _ := parsePolicyID(state.PolicyID.ValueString())
+		if err := r.endOn(ctx, nsgIDs, stateGrant(ctx, state)); err != nil {
+			resp.Diagnostics.AddError("Unable to Record the End of an Access Grant", err.Error())
+			return
+		}
 	}
 	if plan.NSGIDs.IsUnknown() || plan.ID.IsUnknown() {
 		_, nsgIDs, err := parsePolicyID(plan.PolicyID.ValueString())

@@ -137,15 +137,18 @@ func TestAccGrant_lifecycle(t *testing.T) {
 				},
 			},
 			{
-				// Revoked early, out of band: reported, never re-opened.
+				// Revoked early, out of band, before jitd saw it (no record):
+				// reported, never re-opened, and the apply records its end, so
+				// that lost state cannot re-open it either.
 				PreConfig: func() { env.DeleteRule(nsgID, ruleName(t, env, nsgID, c)) },
 				Config:    config(gA, gB, gC, gD),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
-					plancheck.ExpectResourceAction("jit_access_grant.c", plancheck.ResourceActionNoop),
+					plancheck.ExpectResourceAction("jit_access_grant.c", plancheck.ResourceActionUpdate),
 				}},
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue("jit_access_grant.c", tfjsonpath.New("status"), knownvalue.StringExact("revoked")),
 					statecheck.ExpectKnownValue("jit_access_grant.c", tfjsonpath.New("open"), knownvalue.Bool(false)),
+					statecheck.ExpectKnownValue("jit_access_grant.c", tfjsonpath.New("recorded"), knownvalue.Bool(true)),
 					env.ExpectReachable(nsgs, false, ssh(c)),
 					env.ExpectReachable(nsgs, true, ssh(a), ssh(b), ssh(d)),
 				},
@@ -168,7 +171,7 @@ func TestAccGrant_lifecycle(t *testing.T) {
 				// closed it: nothing to do, nothing re-opens. d (2h) is still active.
 				PreConfig: func() {
 					clock.Advance(61 * time.Minute)
-					env.DeleteRule(nsgID, ruleName(t, env, nsgID, b))
+					endGrantAsJitd(t, env, nsgID, b)
 				},
 				Config: config(gAShorter, gB, gC, gD),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
