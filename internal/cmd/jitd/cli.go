@@ -68,3 +68,21 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 	}
 	return fs
 }
+
+// parseReadFlags parses the flags of a command that reads a scope (jitd
+// scan, jitd status) and checks what they share: no arguments, an output
+// format of table or json, and a concurrency of at least 1.
+func parseReadFlags(fs *flag.FlagSet, args []string, output *string, concurrency *int) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	case *output != "table" && *output != "json":
+		return fmt.Errorf("--output %q: want table or json", *output)
+	case *concurrency < 1:
+		return fmt.Errorf("--concurrency must be at least 1, not %d", *concurrency)
+	}
+	return nil
+}

@@ -79,18 +79,7 @@ func parseScanFlags(args []string, stderr io.Writer) (scanOptions, error) {
 	fs.IntVar(&o.concurrency, "concurrency", 8, "NSGs read at once")
 	fs.BoolVar(&o.noAdminRules, "no-admin-rules", false, "do not read the Virtual Network Manager security admin rules in effect for each NSG's virtual networks (they are judged before the NSG's rules)")
 	o.azure.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	switch {
-	case fs.NArg() > 0:
-		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	case o.output != "table" && o.output != "json":
-		return o, fmt.Errorf("--output %q: want table or json", o.output)
-	case o.concurrency < 1:
-		return o, fmt.Errorf("--concurrency must be at least 1, not %d", o.concurrency)
-	}
-	return o, nil
+	return o, parseReadFlags(fs, args, &o.output, &o.concurrency)
 }
 
 // parsePortList reads "22,3389".

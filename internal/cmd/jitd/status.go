@@ -76,18 +76,7 @@ func parseStatusFlags(args []string, stderr io.Writer) (statusOptions, error) {
 	fs.IntVar(&o.concurrency, "concurrency", 8, "NSGs read at once")
 	fs.BoolVar(&o.noRestore, "no-restore", false, "judge grants as a jitd running with --no-restore does (grants under a partial policy are closed rather than kept)")
 	o.azure.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	switch {
-	case fs.NArg() > 0:
-		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	case o.output != "table" && o.output != "json":
-		return o, fmt.Errorf("--output %q: want table or json", o.output)
-	case o.concurrency < 1:
-		return o, fmt.Errorf("--concurrency must be at least 1, not %d", o.concurrency)
-	}
-	return o, nil
+	return o, parseReadFlags(fs, args, &o.output, &o.concurrency)
 }
 
 // statusClient is what `jitd status` needs of *azure.Client.
