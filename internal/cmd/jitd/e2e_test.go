@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,6 +49,7 @@ type localAzure struct {
 	client *azure.Client
 	groups *armnetwork.SecurityGroupsClient
 	rules  *armnetwork.SecurityRulesClient
+	vnets  *armnetwork.VirtualNetworksClient
 	http   *http.Client
 }
 
@@ -124,6 +126,7 @@ func setUpLocalAzure() (*localAzure, error) {
 		return la, err
 	}
 	la.groups, la.rules = factory.NewSecurityGroupsClient(), factory.NewSecurityRulesClient()
+	la.vnets = factory.NewVirtualNetworksClient()
 	return la, nil
 }
 
@@ -703,5 +706,53 @@ func TestEndToEndRebuildsAGuardDeletedWhileDown(t *testing.T) {
 			strings.Contains(e.Reason, "remaining rules")
 	}) {
 		t.Errorf("audit events %+v lack the rebuild of %s from the remaining rules", events, guard)
+	}
+}
+
+// createVNet creates a virtual network in rg whose one subnet is associated
+// with the NSG, and returns its id.
+func (la *localAzure) createVNet(t *testing.T, rg, name, nsgID string) string {
+	t.Helper()
+	ctx := t.Context()
+	poller, err := la.vnets.BeginCreateOrUpdate(ctx, rg, name, armnetwork.VirtualNetwork{
+		Location: testproc.To("westeurope"),
+		Properties: &armnetwork.VirtualNetworkPropertiesFormat{
+			AddressSpace: &armnetwork.AddressSpace{AddressPrefixes: []*string{testproc.To("10.0.0.0/16")}},
+			Subnets: []*armnetwork.Subnet{{Name: testproc.To("vms"), Properties: &armnetwork.SubnetPropertiesFormat{
+				AddressPrefix: testproc.To("10.0.1.0/24"), NetworkSecurityGroup: &armnetwork.SecurityGroup{ID: testproc.To(nsgID)},
+			}}},
+		},
+	}, nil)
+	if err == nil {
+		_, err = poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
+	}
+	if err != nil {
+		t.Fatalf("create virtual network %s/%s: %v", rg, name, err)
+	}
+	return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Network/virtualNetworks/%s", la.subscription(), rg, name)
+}
+
+// setAdminRules gives a virtual network security admin rules, through the
+// local Azure's control endpoint (Azure's network manager resources are
+// not modelled).
+func (la *localAzure) setAdminRules(t *testing.T, vnetID string, rules ...map[string]any) {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"virtualNetworkId": vnetID, "rules": rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, la.url+"/_sim/admin-rules", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := la.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("set admin rules: %s: %s", resp.Status, b)
 	}
 }

@@ -250,3 +250,32 @@ func TestReadStatusShowsAdminOverrides(t *testing.T) {
 		t.Errorf("the table does not show the admin rule:\n%s", table.String())
 	}
 }
+
+// A security admin rule in effect for the NSG's virtual network shows in
+// jitd status (attention) and in jitd scan (exposed by the admin rule),
+// against the local Azure process.
+func TestStatusAndScanShowSecurityAdminRules(t *testing.T) {
+	la := startLocalAzure(t)
+	p := webPolicy(t, 100)
+	nsg := la.createNSG(t, "status-admin", "nsg-web", p.Rules()...)
+	vnet := la.createVNet(t, "status-admin", "vnet-web", nsg)
+	la.setAdminRules(t, vnet, map[string]any{"name": "always-ssh", "properties": map[string]any{
+		"access": "AlwaysAllow", "priority": 10, "direction": "Inbound", "protocol": "Tcp",
+		"sources":               []map[string]string{{"addressPrefix": "*", "addressPrefixType": "IPPrefix"}},
+		"destinations":          []map[string]string{{"addressPrefix": "*", "addressPrefixType": "IPPrefix"}},
+		"destinationPortRanges": []string{"22"},
+	}})
+	for _, args := range [][]string{{"status"}, {"scan"}} {
+		cmd := exec.Command(la.jitd, append(args, "--resource-group", "status-admin")...)
+		cmd.Env = la.environ()
+		out, err := cmd.CombinedOutput()
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) || exitErr.ExitCode() != ExitAttention {
+			t.Errorf("jitd %s: %v, want exit code %d\n%s", args[0], err, ExitAttention, out)
+		}
+		want := map[string]string{"status": "admin rule always-ssh: AlwaysAllow", "scan": "admin:always-ssh"}[args[0]]
+		if !strings.Contains(string(out), want) {
+			t.Errorf("jitd %s does not show %q:\n%s", args[0], want, out)
+		}
+	}
+}
