@@ -420,8 +420,13 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 	}
 	res.listed = true
 	opts := PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere, SeenElsewhere: policies}
-	opts.AdminRules = d.adminRules(ctx, nsgID, rules)
-	if endsSessions(rules) {
+	// What the NSG's policies ask for decides what else is read: decoded
+	// once here (PlanNSG decodes again, on its own).
+	view := jit.ReadNSG(rules)
+	if len(view.Policies) > 0 {
+		opts.AdminRules = d.adminRules(ctx, nsgID)
+	}
+	if EndsSessions(view) {
 		on, err := d.rules.FlushConnection(ctx, nsgID)
 		if err != nil {
 			// The rest of the plan does not depend on it: go on, report.
@@ -866,10 +871,10 @@ func union(a, b []string) []string {
 	return out
 }
 
-// endsSessions reports whether a policy on the NSG ends live sessions at
-// expiry.
-func endsSessions(rules []jit.SecurityRule) bool {
-	for _, dp := range jit.ReadNSG(rules).Policies {
+// EndsSessions reports whether a policy on the NSG ends live sessions at
+// expiry: only then is its flushConnection read.
+func EndsSessions(view jit.NSGView) bool {
+	for _, dp := range view.Policies {
 		if dp.Problem == "" && dp.Policy.EndSessions {
 			return true
 		}
@@ -879,14 +884,10 @@ func endsSessions(rules []jit.SecurityRule) bool {
 
 // adminRules returns the security admin rules in effect for an NSG that
 // holds a policy, read at most once per full resync interval (they change
-// rarely, and are another request per virtual network); none for an NSG
-// without a policy. A failed read keeps the last rules read and is logged:
-// it does not stop the NSG's reconcile (the permission it needs is
-// optional).
-func (d *Daemon) adminRules(ctx context.Context, nsgID string, rules []jit.SecurityRule) []jit.AdminRule {
-	if len(jit.ReadNSG(rules).Policies) == 0 {
-		return nil
-	}
+// rarely, and are another request per virtual network). A failed read
+// keeps the last rules read and is logged: it does not stop the NSG's
+// reconcile (the permission it needs is optional).
+func (d *Daemon) adminRules(ctx context.Context, nsgID string) []jit.AdminRule {
 	key := strings.ToLower(nsgID)
 	d.adminMu.Lock()
 	cached, ok := d.admin[key]

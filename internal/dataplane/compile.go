@@ -176,8 +176,8 @@ func portRanges(entries []string) ([]portRange, bool) {
 		if s == "*" {
 			return nil, true
 		}
-		if r, ok := parsePortRange(s); ok {
-			rs = append(rs, r)
+		if lo, hi, ok := nsgrules.ParsePortRange(s); ok {
+			rs = append(rs, portRange{lo, hi})
 		}
 	}
 	if len(rs) == 0 {
@@ -189,29 +189,6 @@ func portRanges(entries []string) ([]portRange, bool) {
 		return nil, true
 	}
 	return rs, true
-}
-
-// parsePortRange reads "N" or "N-M" (0 ≤ N ≤ M ≤ 65535, decimal digits
-// only), as Azure and the evaluator do.
-func parsePortRange(s string) (portRange, bool) {
-	lo, hi, isRange := strings.Cut(s, "-")
-	if !isRange {
-		hi = lo
-	}
-	l, ok1 := parsePort(lo)
-	h, ok2 := parsePort(hi)
-	if !ok1 || !ok2 || l > h {
-		return portRange{}, false
-	}
-	return portRange{l, h}, true
-}
-
-func parsePort(s string) (int, bool) {
-	if s == "" || len(s) > 5 || strings.TrimLeft(s, "0123456789") != "" {
-		return 0, false
-	}
-	n, err := strconv.Atoi(s)
-	return n, err == nil && n <= 65535
 }
 
 // mergeRanges sorts ranges and joins those that overlap or touch: nft

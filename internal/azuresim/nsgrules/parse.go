@@ -104,6 +104,13 @@ func parsePortRange(s string) (portRange, bool) {
 	return portRange{l, h}, true
 }
 
+// ParsePortRange is parsePortRange for other packages (the test
+// dataplane compiles rules with it): the bounds of "*", "N" or "N-M".
+func ParsePortRange(s string) (lo, hi int, ok bool) {
+	r, ok := parsePortRange(s)
+	return r.lo, r.hi, ok
+}
+
 func parsePort(s string) (int, bool) {
 	if s == "" || len(s) > 5 {
 		return 0, false

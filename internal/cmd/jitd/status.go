@@ -154,7 +154,8 @@ func readStatus(ctx context.Context, sc *scope, client statusClient, o statusOpt
 				return
 			}
 			reads[i].Rules, reads[i].ReadAt = rules, now()
-			if len(jit.ReadNSG(rules).Policies) > 0 {
+			view := jit.ReadNSG(rules)
+			if len(view.Policies) > 0 {
 				admin, err := client.AdminRules(ctx, id)
 				if err != nil {
 					// The NSGs were read; what admin rules do to them is
@@ -167,7 +168,7 @@ func readStatus(ctx context.Context, sc *scope, client statusClient, o statusOpt
 					reads[i].AdminRules = admin
 				}
 			}
-			if endsSessions(rules) {
+			if daemon.EndsSessions(view) {
 				on, err := client.FlushConnection(ctx, id)
 				if err != nil {
 					// Shown as unknown; the rest of the status stands.
@@ -184,17 +185,6 @@ func readStatus(ctx context.Context, sc *scope, client statusClient, o statusOpt
 	}
 	return daemon.BuildStatus(reads, daemon.StatusOptions{Now: now(), Restore: !o.noRestore, InScope: len(ids), ScopeErrors: scopeErrs,
 		Filter: daemon.StatusFilter{Policy: o.policy, Requester: o.requester}})
-}
-
-// endsSessions reports whether a policy on the NSG ends live sessions at
-// expiry: only then is flushConnection read.
-func endsSessions(rules []jit.SecurityRule) bool {
-	for _, dp := range jit.ReadNSG(rules).Policies {
-		if dp.Problem == "" && dp.Policy.EndSessions {
-			return true
-		}
-	}
-	return false
 }
 
 // writeStatus writes the status as a table or as JSON.
