@@ -905,6 +905,7 @@ func TestPassClosesAGrantTamperedSinceLastSeen(t *testing.T) {
 	}
 	tampered := grant
 	tampered.SourcePrefixes = []string{"203.0.113.99"} // inside the allowed sources
+	tampered = jit.SealGrantRule(tampered)             // even sealed again: jitd saw it before
 	az.remove("nsg-a", grant.Name)
 	az.put("nsg-a", tampered)
 	if sum := d.Pass(t.Context()); sum.Err() != nil || sum.Closed != 1 {
@@ -917,6 +918,36 @@ func TestPassClosesAGrantTamperedSinceLastSeen(t *testing.T) {
 		return e.Action == audit.ActionClose && e.Kind == string(ReasonTampered) && strings.Contains(e.Reason, "203.0.113.99")
 	}) {
 		t.Errorf("no audited close for the tampered grant: %+v", rec.all())
+	}
+}
+
+// A grant's rule edited in place before jitd ever read it, on the only NSG
+// that holds it, is not the grant that was reviewed: its seal shows it on
+// the first read. jitd closes it and records the grant as ended, so the
+// same request applied again is refused. Found by the lifecycle soak
+// (seeds 1795996623346657025 step 98, 1795996623346657019 step 22).
+func TestPassClosesAGrantEditedBeforeItsFirstRead(t *testing.T) {
+	web := testPolicy(t, "web", 100)
+	az := newFakeAzure()
+	grant := grantRule(t, web, "g1", time.Now().Add(time.Hour).Truncate(time.Second))
+	edited := grant
+	edited.SourcePrefixes = []string{"203.0.113.99"} // inside the allowed sources
+	az.put("nsg-a", append(web.Rules(), edited)...)
+	d, rec := newTestDaemon(t, az, Options{})
+	if sum := d.Pass(t.Context()); sum.Err() != nil || sum.Closed != 1 || sum.ActiveGrants != 0 {
+		t.Fatalf("first pass: %+v, want the edited rule closed", sum)
+	}
+	view := jit.ReadNSG(az.rulesOf("nsg-a"))
+	if len(view.Grants) != 0 || len(view.Malformed) != 0 {
+		t.Fatalf("edited rule still there: %+v", view)
+	}
+	if len(view.Ended) != 1 || view.Ended[0].ID != "g1" {
+		t.Errorf("records = %+v, want grant g1 recorded as ended", view.Ended)
+	}
+	if !slices.ContainsFunc(rec.all(), func(e audit.Event) bool {
+		return e.Action == audit.ActionClose && e.Kind == string(ReasonTampered) && e.GrantID == "g1" && strings.Contains(e.Reason, "203.0.113.99")
+	}) {
+		t.Errorf("no audited close of grant g1 as tampered: %+v", rec.all())
 	}
 }
 
@@ -936,7 +967,8 @@ func TestPassClosesAGrantWhoseCopiesDisagree(t *testing.T) {
 	}
 	moved := grant
 	moved.SourcePrefixes = []string{"203.0.113.99"} // moved to nsg-b and edited there before jitd read it
-	az.put("nsg-b", moved)
+	az.put("nsg-b", jit.SealGrantRule(moved))       // even sealed again: its copy on nsg-a tells
+
 	if sum := d.Pass(t.Context()); sum.Err() != nil || sum.Closed != 1 || sum.ActiveGrants != 1 {
 		t.Fatalf("second pass: %+v, want the edited copy closed and the other kept", sum)
 	}

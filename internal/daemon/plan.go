@@ -43,9 +43,10 @@ const (
 	// ReasonPolicyMalformed: the grant's policy is on the NSG but its rules
 	// do not decode exactly, so nothing can be judged against it.
 	ReasonPolicyMalformed Reason = "policy_malformed"
-	// ReasonTampered: the grant's rule no longer says what it said when
-	// jitd last saw it (another source, ports, protocol, destinations,
-	// expiry or requester): it is not the grant that was reviewed.
+	// ReasonTampered: the grant's rule is not as it was written (its seal
+	// is broken), or no longer says what it said when jitd last saw it
+	// (another source, ports, protocol, destinations, expiry or
+	// requester): it is not the grant that was reviewed.
 	ReasonTampered Reason = "tampered"
 )
 
@@ -229,6 +230,14 @@ func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time, o PlanOption
 			if _, ofPolicy := view.Policies[policyOfRuleName(m.Rule.Name)]; !ofPolicy {
 				plan.Findings = append(plan.Findings, Finding{Kind: FindingMalformedRule, RuleName: m.Rule.Name, Detail: m.Reason})
 			}
+			continue
+		}
+		if m.Grant != nil {
+			// A grant's rule edited in place (its seal is broken): not
+			// the grant that was reviewed. Closed, and the grant it
+			// claims to be recorded as ended, as when it is seen edited.
+			plan.Closes = append(plan.Closes, Close{Rule: m.Rule, Reason: ReasonTampered, Detail: m.Reason, Grant: m.Grant, End: jit.EndGrant(view, *m.Grant)})
+			closing[m.Rule.Name] = true
 			continue
 		}
 		reason := ReasonMalformed

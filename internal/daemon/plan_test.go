@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -45,12 +46,18 @@ func TestPlanNSG(t *testing.T) {
 	base := web.Rules()
 	active := grantRule(t, web, "a1", planNow.Add(time.Hour))
 	with := func(extra ...jit.SecurityRule) []jit.SecurityRule { return append(slices.Clone(base), extra...) }
-	modified := func(r jit.SecurityRule, mod func(*jit.SecurityRule)) jit.SecurityRule {
+	// edited is a grant rule changed in place after it was written (its
+	// seal no longer matches); modified is one written that way (sealed
+	// again), as by an earlier policy or a grant that no longer fits it.
+	edited := func(r jit.SecurityRule, mod func(*jit.SecurityRule)) jit.SecurityRule {
 		r.SourcePrefixes = slices.Clone(r.SourcePrefixes)
 		r.DestinationPrefixes = slices.Clone(r.DestinationPrefixes)
 		r.DestinationPorts = slices.Clone(r.DestinationPorts)
 		mod(&r)
 		return r
+	}
+	modified := func(r jit.SecurityRule, mod func(*jit.SecurityRule)) jit.SecurityRule {
+		return jit.SealGrantRule(edited(r, mod))
 	}
 	withoutDeny := func() []jit.SecurityRule {
 		var out []jit.SecurityRule
@@ -94,6 +101,11 @@ func TestPlanNSG(t *testing.T) {
 		})), closes: map[string]Reason{"jit-web-g-o2": ReasonOverMax}},
 		{name: "expiry at the maximum plus clock skew stays", rules: with(grantRule(t, web, "s1", planNow.Add(3*time.Hour+ClockSkew))),
 			active: 1, nextExpiryIn: 3*time.Hour + ClockSkew},
+		{name: "source edited in place, still an allowed address", rules: with(edited(active, func(r *jit.SecurityRule) { r.SourcePrefixes = []string{"203.0.113.99"} })),
+			closes: map[string]Reason{"jit-web-g-a1": ReasonTampered}},
+		{name: "expiry edited in place, within the maximum", rules: with(edited(active, func(r *jit.SecurityRule) {
+			r.Description = strings.Replace(r.Description, fmt.Sprintf("exp=%d", planNow.Add(time.Hour).Unix()), fmt.Sprintf("exp=%d", planNow.Add(2*time.Hour).Unix()), 1)
+		})), closes: map[string]Reason{"jit-web-g-a1": ReasonTampered}},
 		{name: "source outside the allowed sources", rules: with(modified(active, func(r *jit.SecurityRule) { r.SourcePrefixes = []string{"198.51.100.7"} })),
 			closes: map[string]Reason{"jit-web-g-a1": ReasonSourceNotAllowed}},
 		{name: "source anywhere", rules: with(modified(active, func(r *jit.SecurityRule) { r.SourcePrefixes = []string{"*"} })),

@@ -43,6 +43,10 @@ type GrantRule struct {
 type Finding struct {
 	Rule   SecurityRule
 	Reason string
+	// Grant is set when the rule reads as a grant but is not as its grant
+	// wrote it (its seal does not match: see SealGrantRule): what it
+	// claims to be, so that it can be closed and recorded as that grant.
+	Grant *GrantRule
 }
 
 // ReadNSG decodes the JIT rules among an NSG's rules. It fails closed: a
@@ -59,13 +63,17 @@ func ReadNSG(rules []SecurityRule) NSGView {
 		}
 		n, ok := parseRuleName(r.Name)
 		if !ok {
-			view.Malformed = append(view.Malformed, Finding{r, fmt.Sprintf("rule name %q is in the %s namespace but is not a guard, deny-all or grant rule name of a valid policy", r.Name, RuleNamePrefix)})
+			view.Malformed = append(view.Malformed, Finding{Rule: r, Reason: fmt.Sprintf("rule name %q is in the %s namespace but is not a guard, deny-all or grant rule name of a valid policy", r.Name, RuleNamePrefix)})
 			continue
 		}
 		if n.role == RoleGrant {
 			g, err := decodeGrant(r, n)
 			if err != nil {
-				view.Malformed = append(view.Malformed, Finding{r, err.Error()})
+				f := Finding{Rule: r, Reason: err.Error()}
+				if g.ID != "" {
+					f.Grant = &g
+				}
+				view.Malformed = append(view.Malformed, f)
 				continue
 			}
 			view.Grants = append(view.Grants, g)
@@ -74,7 +82,7 @@ func ReadNSG(rules []SecurityRule) NSGView {
 		if n.role == RoleEnded {
 			e, err := decodeEnded(r, n)
 			if err != nil {
-				view.Malformed = append(view.Malformed, Finding{r, err.Error()})
+				view.Malformed = append(view.Malformed, Finding{Rule: r, Reason: err.Error()})
 				continue
 			}
 			view.Ended = append(view.Ended, e)
@@ -123,7 +131,12 @@ func decodeGrant(r SecurityRule, n ruleName) (GrantRule, error) {
 	if len(r.SourcePrefixes) == 0 || len(r.DestinationPrefixes) == 0 || len(r.DestinationPorts) == 0 {
 		return GrantRule{}, fmt.Errorf("rule %q has no source, destination or port", r.Name)
 	}
-	return GrantRule{Policy: n.policy, ID: n.grantID, Requester: d.Requester, ExpiresAt: d.ExpiresAt, Rule: r}, nil
+	g := GrantRule{Policy: n.policy, ID: n.grantID, Requester: d.Requester, ExpiresAt: d.ExpiresAt, Rule: r}
+	if err := checkSeal(r, d); err != nil {
+		// Returned with the error: the grant the rule claims to be.
+		return g, err
+	}
+	return g, nil
 }
 
 // decodePolicy reads one policy from its guard and deny-all rules. It
@@ -155,7 +168,7 @@ func decodePolicy(name string, rules []SecurityRule) (DecodedPolicy, []Finding) 
 			err = fmt.Errorf("rule %q is named as a %s rule but its description says role %s", r.Name, names[i].role, descs[i].Role)
 		}
 		if err != nil {
-			findings = append(findings, Finding{r, err.Error()})
+			findings = append(findings, Finding{Rule: r, Reason: err.Error()})
 		}
 	}
 	if len(findings) > 0 {

@@ -94,8 +94,8 @@ func foreignRules() []SecurityRule {
 }
 
 func grantRule(policy, id string, prio int32, exp int64) SecurityRule {
-	return rule(GrantRuleName(policy, id), prio, Allow, ProtocolTCP, list("203.0.113.7"), list("10.0.1.4"), list("22"),
-		NewGrantDescription(id, time.Unix(exp, 0), "alice@example.com").String())
+	return SealGrantRule(rule(GrantRuleName(policy, id), prio, Allow, ProtocolTCP, list("203.0.113.7"), list("10.0.1.4"), list("22"),
+		NewGrantDescription(id, time.Unix(exp, 0), "alice@example.com").String()))
 }
 
 func TestReadNSGRoundTrip(t *testing.T) {
@@ -179,7 +179,8 @@ func TestReadNSGGrants(t *testing.T) {
 			r.Description = strings.Replace(r.Description, "exp=1767225600", "exp=1767225600 ", 1)
 		},
 		"description of another grant": func(r *SecurityRule) {
-			r.Description = NewGrantDescription("b2", time.Unix(1, 0), "x").String()
+			r.Description = SealGrantRule(SecurityRule{Name: GrantRuleName("ssh", "b2"),
+				Description: NewGrantDescription("b2", time.Unix(1, 0), "x").String()}).Description
 		},
 		"guard description":   func(r *SecurityRule) { r.Description = "jit:v1 role=guard band=100-199" },
 		"future version":      func(r *SecurityRule) { r.Description = strings.Replace(r.Description, "jit:v1", "jit:v2", 1) },

@@ -56,7 +56,8 @@
 //	jit:v1 role=guard band=100-199 guard=v4,v6 max=3h
 //	jit:v1 role=deny band=100-199 guard=v4,v6 max=3h
 //	jit:v1 role=deny band=100-199 guard=none max=22:3h,3389:1h
-//	jit:v1 role=grant id=a1b2 exp=1767225600 by=alice@example.com
+//	jit:v1 role=grant id=a1b2 exp=1767225600 sum=3ulncbz5ns by=alice@example.com
+//	jit:v1 role=ended id=a1b2 exp=1767225600 by=alice@example.com
 //
 // A guard's description is its protocol group's deny-all description with
 // role=guard, so that either rule is enough to write the other back.
@@ -114,6 +115,9 @@
 // interrupted open or a revocation, closed rather than completed). Ending
 // a grant (EndGrant) deletes its rule and leaves a record, an inert
 // outbound rule jit-<policy>-e-<id> (see ended.go), where its policy is.
+// A grant's rule is sealed (seal.go): its sum covers its name, source,
+// ports, protocol, expiry and requester, so a rule edited in place reads as
+// malformed on the first read by anyone, with the grant it claims to be.
 // Tampered compares a grant's rules with its request. A policy that gains
 // an NSG carries its active grants there with MoveGrant, for their
 // remaining window; PlanRestore rebuilds a policy's missing guard and

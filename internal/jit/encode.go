@@ -284,8 +284,14 @@ type PortDuration struct {
 // allowed sources, the descriptions the band, the guarded families and the
 // maximum durations.
 //
-//	grant: jit:v1 role=grant id=<grant id> exp=<unix seconds> by=<requester>
+//	grant: jit:v1 role=grant id=<grant id> exp=<unix seconds> sum=<checksum> by=<requester>
 //	ended: jit:v1 role=ended id=<grant id> exp=<unix seconds> by=<requester>
+//
+// A grant's sum seals the rule as it was written (see GrantSum): its name,
+// source, ports, protocol, expiry and requester. A rule edited in place
+// afterwards (a portal click on its source, a script that extends its
+// expiry) no longer matches its sum, and whoever reads it first — jitd, the
+// provider, a data source — sees a grant that is not the one reviewed.
 //
 // Durations are minimal Go syntax ("3h", "1h30m"); ports ascending; the
 // requester is limited to [A-Za-z0-9._@+-]. ParseDescription accepts
@@ -298,6 +304,7 @@ type Description struct {
 	EndSessions  bool           // guard and deny: the policy ends live sessions at expiry (sessions=end)
 	GrantID      string         // grant and ended
 	ExpiresAt    time.Time      // grant and ended, whole seconds
+	Sum          string         // grant: the rule's seal (GrantSum)
 	Requester    string         // grant and ended
 }
 
@@ -322,7 +329,9 @@ func (d Description) String() string {
 		if d.EndSessions {
 			b.WriteString(" sessions=end")
 		}
-	case RoleGrant, RoleEnded:
+	case RoleGrant:
+		fmt.Fprintf(&b, " id=%s exp=%d sum=%s by=%s", d.GrantID, d.ExpiresAt.Unix(), d.Sum, d.Requester)
+	case RoleEnded:
 		fmt.Fprintf(&b, " id=%s exp=%d by=%s", d.GrantID, d.ExpiresAt.Unix(), d.Requester)
 	}
 	return b.String()
@@ -351,12 +360,14 @@ func bandDescription(b Band, ports []Port, guards []int, endSessions bool) Descr
 
 var requesterPattern = regexp.MustCompile(`^[A-Za-z0-9._@+-]*$`)
 
-// NewGrantDescription builds a grant rule's description. The requester is
-// sanitised (characters outside [A-Za-z0-9._@+-] become "_") and truncated
-// so that the description fits Azure's 140 characters. id must satisfy
-// ValidGrantID.
+// NewGrantDescription builds a grant rule's description, unsealed (its Sum
+// is a placeholder of the right length until SealGrantRule sets it). The
+// requester is sanitised (characters outside [A-Za-z0-9._@+-] become "_")
+// and truncated so that the description fits Azure's 140 characters. id
+// must satisfy ValidGrantID.
 func NewGrantDescription(id string, expiresAt time.Time, requester string) Description {
-	d := Description{Role: RoleGrant, GrantID: id, ExpiresAt: time.Unix(expiresAt.Unix(), 0).UTC()}
+	d := Description{Role: RoleGrant, GrantID: id, ExpiresAt: time.Unix(expiresAt.Unix(), 0).UTC(),
+		Sum: strings.Repeat("0", grantSumLength)}
 	var b strings.Builder
 	for _, r := range requester {
 		if r < 0x80 && requesterPattern.MatchString(string(r)) {
@@ -418,7 +429,13 @@ func ParseDescription(s string) (Description, error) {
 				err = fmt.Errorf("sessions %q is not \"end\"", v)
 			}
 		}
-	case RoleGrant, RoleEnded:
+	case RoleGrant:
+		want = []string{"role", "id", "exp", "sum", "by"}
+		err = parseGrantFields(&d, kv)
+		if d.Sum = kv["sum"]; err == nil && !grantSumPattern.MatchString(d.Sum) {
+			err = fmt.Errorf("grant sum %q is not %d lower-case letters and digits", d.Sum, grantSumLength)
+		}
+	case RoleEnded:
 		want = []string{"role", "id", "exp", "by"}
 		err = parseGrantFields(&d, kv)
 	default:

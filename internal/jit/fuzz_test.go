@@ -17,7 +17,8 @@ func FuzzParseDescription(f *testing.F) {
 		"jit:v1 role=guard band=100-199 guard=v4 max=3h",
 		"jit:v1 role=deny band=100-199 guard=v4 max=3h",
 		"jit:v1 role=deny band=100-199 guard=v4 max=22:3h,3389:1h30m",
-		"jit:v1 role=grant id=a1b2 exp=1767225600 by=alice@example.com",
+		"jit:v1 role=grant id=a1b2 exp=1767225600 sum=0123456789 by=alice@example.com",
+		"jit:v1 role=ended id=a1b2 exp=1767225600 by=alice@example.com",
 		"jit:v2 role=guard band=100-199",
 		"jit:v1 role=deny band=100-199 guard=v4 max=22:3h,22:1h",
 	} {

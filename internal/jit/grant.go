@@ -190,13 +190,13 @@ func (p Policy) portList() string {
 }
 
 // GrantRule is the allow rule a grant writes on each of the policy's NSGs,
-// at the given priority inside the policy's grant range.
+// at the given priority inside the policy's grant range, sealed.
 func (p Policy) GrantRule(id string, g GrantSpec, expiresAt time.Time, priority int32) SecurityRule {
 	ports := make([]string, len(g.Ports))
 	for i, n := range g.Ports {
 		ports[i] = strconv.Itoa(int(n))
 	}
-	return SecurityRule{
+	return SealGrantRule(SecurityRule{
 		Name:                GrantRuleName(p.Name, id),
 		Priority:            priority,
 		Direction:           Inbound,
@@ -207,7 +207,7 @@ func (p Policy) GrantRule(id string, g GrantSpec, expiresAt time.Time, priority 
 		DestinationPrefixes: p.destinations(familyOf(g.Source.Addr())),
 		DestinationPorts:    ports,
 		Description:         NewGrantDescription(id, expiresAt, g.Requester).String(),
-	}
+	})
 }
 
 // FreeGrantPriority is the lowest priority of the policy's grant range that

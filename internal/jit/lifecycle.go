@@ -60,32 +60,30 @@ type GrantRequest struct {
 // approval reference) is a new grant. 10 characters of [a-z0-9] from
 // SHA-256 of a length-prefixed encoding of the fields.
 func (r GrantRequest) ID() string {
-	h := sha256.New()
-	field := func(s string) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	field("jit-grant-request/v1")
-	field(r.Policy)
 	ports := make([]string, len(r.Spec.Ports))
 	for i, p := range r.Spec.Ports {
 		ports[i] = strconv.Itoa(int(p))
 	}
-	field(strings.Join(ports, ","))
-	field(string(r.Spec.Protocol))
-	field(r.Spec.SourceString())
-	field(strconv.FormatInt(int64(r.Spec.Duration/time.Second), 10))
-	field(r.Spec.Requester)
-	field(r.Justification)
-	field(r.ApprovalReference)
-	n := new(big.Int).SetBytes(h.Sum(nil))
-	id := n.Text(36)
-	for len(id) < grantIDLength {
-		id = "0" + id
+	return digest36(grantIDLength, "jit-grant-request/v1", r.Policy, strings.Join(ports, ","), string(r.Spec.Protocol),
+		r.Spec.SourceString(), strconv.FormatInt(int64(r.Spec.Duration/time.Second), 10), r.Spec.Requester,
+		r.Justification, r.ApprovalReference)
+}
+
+// digest36 is the first n characters of SHA-256 over a length-prefixed
+// encoding of fields, in base 36 ([0-9a-z]), left-padded with zeros.
+func digest36(n int, fields ...string) string {
+	h := sha256.New()
+	for _, f := range fields {
+		var l [8]byte
+		binary.BigEndian.PutUint64(l[:], uint64(len(f)))
+		h.Write(l[:])
+		h.Write([]byte(f))
 	}
-	return id[:grantIDLength]
+	s := new(big.Int).SetBytes(h.Sum(nil)).Text(36)
+	for len(s) < n {
+		s = "0" + s
+	}
+	return s[:n]
 }
 
 const grantIDLength = 10
@@ -98,6 +96,10 @@ type GrantSighting struct {
 	// Open is true when a rule of the grant's name is there, even one that
 	// no longer decodes: it is still letting someone in.
 	Open bool
+	// Altered says why the grant's rule here is not as the grant wrote it
+	// (its seal does not match), "" otherwise. Such a rule is Open, and
+	// Rule is nil.
+	Altered string
 	// Ended is the grant's record on this NSG, nil when there is none.
 	Ended *EndedRecord
 }
@@ -114,6 +116,9 @@ func SightGrant(nsgID string, view NSGView, policy, id string) GrantSighting {
 	for _, f := range view.Malformed {
 		if strings.EqualFold(f.Rule.Name, name) {
 			s.Open = true
+			if f.Grant != nil {
+				s.Altered = f.Reason
+			}
 		}
 	}
 	ended := EndedRuleName(policy, id)
@@ -231,6 +236,9 @@ func DecideOpen(id string, duration time.Duration, sightings []GrantSighting, no
 // was reviewed: the grant counts as revoked, and the rule is closed.
 func Tampered(sightings []GrantSighting, want SecurityRule) string {
 	for _, s := range sightings {
+		if s.Altered != "" {
+			return fmt.Sprintf("on %s: %s", s.NSGID, s.Altered)
+		}
 		if s.Rule == nil {
 			continue
 		}

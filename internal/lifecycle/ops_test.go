@@ -297,22 +297,52 @@ func opTamper(w *world) string {
 		return opGrant(w)
 	}
 	l := rules[w.rng.IntN(len(rules))]
-	r := *l.r
+	return doTamper(w, l.i, l.r, oneOf(w.rng, 10*time.Hour, 0))
+}
+
+// doTamper edits grant rule r on NSG i in place, as a portal click would:
+// its expiry pushed out by extend in the description, or (extend 0) its
+// source moved to spareSource (allowed, never granted).
+func doTamper(w *world, i int, rule *armnetwork.SecurityRule, extend time.Duration) string {
+	r := *rule
 	p := *r.Properties
 	p.ProvisioningState = nil
 	r.Properties, r.Etag = &p, nil
 	var what string
-	if w.rng.IntN(2) == 0 && p.Description != nil {
+	if extend > 0 && p.Description != nil {
 		d := expField.ReplaceAllStringFunc(*p.Description, func(m string) string {
 			n, _ := strconv.ParseInt(m[4:], 10, 64)
-			return "exp=" + strconv.FormatInt(n+10*3600, 10)
+			return "exp=" + strconv.FormatInt(n+int64(extend/time.Second), 10)
 		})
-		p.Description, what = &d, "expiry +10h in the description"
+		p.Description, what = &d, fmt.Sprintf("expiry +%s in the description", extend)
 	} else {
 		p.SourceAddressPrefix, p.SourceAddressPrefixes, what = testproc.To(spareSource), nil, "source → "+spareSource
 	}
-	w.putRule(l.i, r)
-	return fmt.Sprintf("tamper %s on %s: %s", *r.Name, nsgNames[l.i], what)
+	w.putRule(i, r)
+	return fmt.Sprintf("tamper %s on %s: %s", *r.Name, nsgNames[i], what)
+}
+
+// doTamperUnseen stops jitd, applies a grant, edits its rule on every NSG
+// that holds it, and starts jitd again: jitd's first sight of the grant is
+// the edited rule, and no copy anywhere shows the original.
+func doTamperUnseen(w *world, r request, extend time.Duration) string {
+	w.killJitd()
+	line := doGrant(w, r)
+	a, _ := w.stateGrant(lastBlock(w).name)
+	name := str(a["rule_name"])
+	for i := range w.ids {
+		g, err := w.getNSG(i)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		for _, rule := range g.Properties.SecurityRules {
+			if *rule.Name == name {
+				line += "; " + doTamper(w, i, rule, extend)
+			}
+		}
+	}
+	w.startJitd()
+	return line + "; all while jitd was stopped"
 }
 
 func opDeletePolicyRule(w *world) string {

@@ -26,6 +26,7 @@ var regressionSeeds = []struct {
 	{8, 3, "2: a timed-out create leaves an open rule that state does not know and no audit recorded"},
 	{11, 6, "1: a policy cannot gain an existing NSG while a grant is in state (JIT Policy Not Found)"},
 	{22, 22, "5: a deny-all deleted right after a policy update, before jitd read it, is not restored"},
+	{1795996623346657019, 22, "soak class A: a grant rule's source edited before jitd first read it passes as the grant"},
 }
 
 // TestLifecycleRegressions replays the seeds that found violations.
@@ -69,6 +70,13 @@ func denyRule(w *world) string {
 }
 
 var scenarios = []scenario{
+	{"a grant rule's source edited before jitd first reads it passes as the grant", "soak class A", []func(*world) string{
+		func(w *world) string { return doTamperUnseen(w, req("203.0.113.10", "20m", "INC-1"), 0) },
+	}},
+	{"a grant rule's expiry pushed out within the maximum before jitd first reads it keeps it open past its window", "soak class A", []func(*world) string{
+		func(w *world) string { return doTamperUnseen(w, req("203.0.113.10", "20m", "INC-1"), 30*time.Minute) },
+		func(w *world) string { return doClock(w, 25*time.Minute) },
+	}},
 	{"expired grant re-opens when the policy gains an NSG unknown at plan", "1", []func(*world) string{
 		func(w *world) string { return doGrant(w, req("203.0.113.10", "1m", "INC-1")) },
 		func(w *world) string { return doClock(w, 2*time.Minute) },

@@ -328,8 +328,8 @@ func TestAccGrant_importedActiveGrantAppliesWithoutClosing(t *testing.T) {
 
 // A create whose timeout ends while Azure is still writing its rule never
 // leaves a rule open that state does not know. Here the three grants'
-// write starts well within their two-second create timeout and takes five
-// seconds: it is awaited and reported truthfully, so the apply succeeds
+// write starts well within their five-second create timeout (a margin for
+// a loaded machine) and takes ten seconds: it is awaited and reported truthfully, so the apply succeeds
 // with all three in state (before, the apply failed saying nothing was
 // open while all three rules landed, outside state). A change withdrawn
 // before its write is covered by the Azure client's tests and the
@@ -350,7 +350,7 @@ resource "jit_access_grant" "g%d" {
   duration              = "1h"
   requester             = "user%d@example.com"
   justification         = "slow Azure"
-  timeouts              = { create = "2s" }
+  timeouts              = { create = "5s" }
 }
 `, i, nsgID, src, i)
 		flows = append(flows, ssh(src))
@@ -372,7 +372,7 @@ resource "jit_access_grant" "g%d" {
 		ProtoV6ProviderFactories: providerFactories(noEnv),
 		Steps: []resource.TestStep{
 			{
-				PreConfig:         func() { env.Sim.SetWriteLatency(5 * time.Second) },
+				PreConfig:         func() { env.Sim.SetWriteLatency(10 * time.Second) },
 				Config:            env.ProviderBlock() + blocks,
 				ConfigStateChecks: append(checks, inStateOnly, env.ExpectReachable([]string{nsgID}, true, flows...)),
 			},

@@ -743,6 +743,12 @@ func (r *grantResource) Read(ctx context.Context, req resource.ReadRequest, resp
 		// the record it left when it ended.
 		previous = jit.GrantActive
 		if !setGrantFromSightings(&state, sightings) {
+			if why := jit.Tampered(sightings, jit.SecurityRule{}); why != "" {
+				resp.Diagnostics.AddError("Access Grant Tampered",
+					fmt.Sprintf("Rule %s cannot be imported: it is not as its grant wrote it, %s. jitd closes it.",
+						jit.GrantRuleName(g.Policy, g.ID), why))
+				return
+			}
 			resp.Diagnostics.AddError("Access Grant Not Found",
 				fmt.Sprintf("Neither rule %s nor a record of it was found on %s.", jit.GrantRuleName(g.Policy, g.ID),
 					strings.Join(nsgIDs, ", ")))
