@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/nsgrules"
 )
 
@@ -306,7 +307,7 @@ func (s *Server) newNSGState(rg, name string, raw []byte, cur *nsgState) (*nsgSt
 	if body.Name != "" && !strings.EqualFold(body.Name, name) {
 		return nil, nameMismatch(body.Name, name)
 	}
-	next := &nsgState{id: s.nsgID(rg, name), rg: rg, name: name, guid: newUUID(), location: body.Location}
+	next := &nsgState{id: s.nsgID(rg, name), rg: rg, name: name, guid: uuid.NewString(), location: body.Location}
 	if g := s.groups[strings.ToLower(rg)]; g != nil {
 		next.id, next.rg = s.nsgID(g.name, name), g.name
 	}
