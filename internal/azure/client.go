@@ -132,7 +132,7 @@ func NewClient(ctx context.Context, c Config, o ClientOptions) (*Client, error) 
 			ShouldRetry:   shouldRetry,
 		},
 		Transport:       o.Transport,
-		PerCallPolicies: []policy.Policy{correlationPolicy{id: uuid.NewString()}, userAgentPolicy(o.UserAgent)},
+		PerCallPolicies: []policy.Policy{correlationPolicy{id: uuid.NewString()}, userAgentPolicy(o.UserAgent), writeIDsPolicy{}},
 		PerRetryPolicies: []policy.Policy{&busyRetryPolicy{
 			maxRetries: o.MaxRetries, backoff: bo, wait: waitContext,
 		}},

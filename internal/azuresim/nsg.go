@@ -382,8 +382,18 @@ func (s *Server) writeAccepted(w http.ResponseWriter, r *http.Request, q armRequ
 	asyncOp, _ := s.asyncURLs(r, op, q.apiVersion)
 	w.Header().Set("Azure-AsyncOperation", asyncOp)
 	w.Header().Set("x-ms-request-id", op.id)
+	s.recordWriteIDs(w, op)
 	setRetryAfter(w.Header(), op.due.Sub(s.now()))
 	writeJSON(w, status, body)
+}
+
+// recordWriteIDs keeps the ids a write is answered with in its event.
+// s.mu is held.
+func (s *Server) recordWriteIDs(w http.ResponseWriter, op *operation) {
+	if op.event >= 0 && op.event < len(s.events) {
+		s.events[op.event].CorrelationRequestID = w.Header().Get("x-ms-correlation-request-id")
+		s.events[op.event].RequestID = w.Header().Get("x-ms-request-id")
+	}
 }
 
 // writeDeleteAccepted answers a DELETE whose operation was started.
@@ -392,6 +402,7 @@ func (s *Server) writeDeleteAccepted(w http.ResponseWriter, r *http.Request, q a
 	w.Header().Set("Azure-AsyncOperation", asyncOp)
 	w.Header().Set("Location", loc)
 	w.Header().Set("x-ms-request-id", op.id)
+	s.recordWriteIDs(w, op)
 	setRetryAfter(w.Header(), op.due.Sub(s.now()))
 	w.WriteHeader(http.StatusAccepted)
 }
