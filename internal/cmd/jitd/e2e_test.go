@@ -371,6 +371,7 @@ func TestEndToEndClosesGrantsAtExpiry(t *testing.T) {
 	if closed != len(grants) {
 		t.Errorf("audit log has %d expiry closes, want %d", closed, len(grants))
 	}
+	checkAuditLog(t, la, auditLog, false)
 }
 
 func TestEndToEndKill9WhileGrantsExpire(t *testing.T) {
