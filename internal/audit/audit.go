@@ -55,7 +55,7 @@ const SchemaVersion = 1
 
 // Event is one audit record. Fields that do not apply are omitted.
 type Event struct {
-	SchemaVersion     int       `json:"schema_version"` // set by Marshal
+	SchemaVersion     int       `json:"schema_version"` // always SchemaVersion when encoded
 	Time              time.Time `json:"time"`
 	Action            Action    `json:"action"`
 	Result            Result    `json:"result"`
@@ -129,9 +129,16 @@ func (s *Writer) Emit(_ context.Context, e Event) error {
 	return nil
 }
 
+// MarshalJSON writes the event with its schema_version, however it is
+// encoded (an audit line, a webhook body, jitd's status page).
+func (e Event) MarshalJSON() ([]byte, error) {
+	type plain Event // without this method
+	e.SchemaVersion = SchemaVersion
+	return json.Marshal(plain(e))
+}
+
 // Marshal is an event as one JSON line (with the trailing newline), time in UTC.
 func Marshal(e Event) ([]byte, error) {
-	e.SchemaVersion = SchemaVersion
 	e.Time = e.Time.UTC()
 	if !e.ExpiresAt.IsZero() {
 		e.ExpiresAt = e.ExpiresAt.UTC()

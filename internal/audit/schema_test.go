@@ -120,3 +120,17 @@ func TestMarshalWritesTheSchemaVersion(t *testing.T) {
 		t.Errorf("line %s does not start with the schema version", line)
 	}
 }
+
+// The version is in every encoding of an event, not only in audit lines:
+// jitd's status page encodes events itself.
+func TestEncodedEventsCarryTheSchemaVersion(t *testing.T) {
+	b, err := json.Marshal(struct {
+		Events []audit.Event `json:"events"`
+	}{[]audit.Event{{Action: audit.ActionFind, Result: audit.ResultSuccess, Actor: "jitd"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"schema_version":1`) {
+		t.Errorf("encoded %s has no schema_version 1", b)
+	}
+}

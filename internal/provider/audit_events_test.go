@@ -113,3 +113,33 @@ func TestAccProvider_malformedApprovalEnvironmentChangesNothing(t *testing.T) {
 		}},
 	})
 }
+
+// checkMoveEvents checks that the audit log matches the schema and that
+// each grant rule moved with its policy names the ARM writes of its own
+// NSG, and only those.
+func checkMoveEvents(t *testing.T, auditLog string) {
+	t.Helper()
+	audittest.CheckFile(t, auditLog)
+	events, err := audit.ReadFile(auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moves := 0
+	for _, e := range events {
+		if !strings.Contains(e.Reason, "this NSG") || len(e.NSGIDs) != 1 {
+			continue
+		}
+		moves++
+		if len(e.ARMWrites) == 0 {
+			t.Errorf("move event names no ARM write: %+v", e)
+		}
+		for _, w := range e.ARMWrites {
+			if !strings.HasPrefix(strings.ToLower(w.ResourceID), strings.ToLower(e.NSGIDs[0])) || w.RequestID == "" {
+				t.Errorf("move event on %s names write %+v", e.NSGIDs[0], w)
+			}
+		}
+	}
+	if moves == 0 {
+		t.Error("no move event audited")
+	}
+}
