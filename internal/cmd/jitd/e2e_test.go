@@ -655,6 +655,7 @@ func TestEndToEndRestoresADeletedDenyAll(t *testing.T) {
 		t.Errorf("audit events = %q: the grant must not be closed", got)
 	}
 	d.stop(t)
+	checkAuditLog(t, la, auditLog, false)
 }
 
 // TestEndToEndRebuildsAGuardDeletedWhileDown: a guard deleted while jitd
