@@ -2,8 +2,10 @@
 // and by jitd alike: every open, close, refusal and finding is one JSON
 // object on one line, so a log pipeline can join both sides by grant id.
 //
-// Events carry who, what, where and until when; never a credential, token
-// or secret.
+// Events carry who, what, where and until when, who approved the change
+// that made them and the ids Azure gave their writes; never a credential,
+// token or secret. The schema is published as a JSON Schema
+// (schema/event.v1.json, also Schema) and every event names its version.
 package audit
 
 import (
@@ -45,8 +47,15 @@ const (
 	ResultDryRun  Result = "dry_run"
 )
 
+// SchemaVersion is the version of the event schema that Marshal writes in
+// every event's schema_version. Optional fields may be added within a
+// version (the schema file gains them); a field is never removed, renamed
+// or given another meaning without a new version.
+const SchemaVersion = 1
+
 // Event is one audit record. Fields that do not apply are omitted.
 type Event struct {
+	SchemaVersion     int       `json:"schema_version"` // always SchemaVersion when encoded
 	Time              time.Time `json:"time"`
 	Action            Action    `json:"action"`
 	Result            Result    `json:"result"`
@@ -63,6 +72,26 @@ type Event struct {
 	ExpiresAt         time.Time `json:"expires_at,omitzero"`
 	Reason            string    `json:"reason,omitempty"` // why: "expired", "revoked", the refusal, the finding
 	Kind              string    `json:"kind,omitempty"`   // finding kind (jitd): "bypass", "missing_deny", "tampered", …
+	// Approval is the approved change the event happened under, from the
+	// environment of the Terraform run (ApprovalFromEnv); empty for jitd.
+	Approval
+	// ARMWrites are the Azure Resource Manager writes made for the event,
+	// with the ids Azure answered them with, to match it with the
+	// subscription's Activity Log.
+	ARMWrites []ARMWrite `json:"arm_writes,omitempty"`
+}
+
+// ARMWrite is one write request to Azure Resource Manager (after the SDK's
+// retries: the answer the client acted on) and the ids of its answer.
+type ARMWrite struct {
+	Method     string `json:"method"`      // PUT, PATCH or DELETE
+	ResourceID string `json:"resource_id"` // the request's path: the resource written
+	StatusCode int    `json:"status_code"` // HTTP status of the answer (the operation's start for a long-running write)
+	// CorrelationRequestID is the answer's x-ms-correlation-request-id
+	// (the Activity Log's correlationId); RequestID its x-ms-request-id
+	// (the Activity Log's properties.serviceRequestId for the write).
+	CorrelationRequestID string `json:"correlation_request_id,omitempty"`
+	RequestID            string `json:"request_id,omitempty"`
 }
 
 // Sink receives events. Implementations must be safe for concurrent use.
@@ -98,6 +127,14 @@ func (s *Writer) Emit(_ context.Context, e Event) error {
 		return fmt.Errorf("write audit event: %w", err)
 	}
 	return nil
+}
+
+// MarshalJSON writes the event with its schema_version, however it is
+// encoded (an audit line, a webhook body, jitd's status page).
+func (e Event) MarshalJSON() ([]byte, error) {
+	type plain Event // without this method
+	e.SchemaVersion = SchemaVersion
+	return json.Marshal(plain(e))
 }
 
 // Marshal is an event as one JSON line (with the trailing newline), time in UTC.

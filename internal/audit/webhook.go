@@ -401,6 +401,16 @@ func summary(e Event, esc func(string) string) string {
 	if e.Requester != "" {
 		fmt.Fprintf(&b, " for %s", esc(e.Requester))
 	}
+	if len(e.ApprovedBy) > 0 {
+		logins := make([]string, len(e.ApprovedBy))
+		for i, l := range e.ApprovedBy {
+			logins[i] = esc(l)
+		}
+		fmt.Fprintf(&b, ", approved by %s", strings.Join(logins, ", "))
+		if e.ChangeRef != "" {
+			fmt.Fprintf(&b, " in %s", esc(e.ChangeRef))
+		}
+	}
 	if len(e.Ports) > 0 {
 		ports := make([]string, len(e.Ports))
 		for i, p := range e.Ports {

@@ -235,7 +235,9 @@ func hostileEvent() Event {
 	return Event{Action: ActionFind, Actor: "jitd", Kind: "standing_access", Policy: "web-ssh",
 		RuleName: "allow-vpn <!channel>", Requester: "[boss](https://evil.example)",
 		NSGIDs: []string{"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/web-nsg"},
-		Ports:  []string{"22/Tcp"}, Source: "10.8.0.0/16", Reason: "rule description: " + hostile, Result: ResultSuccess}
+		Ports:  []string{"22/Tcp"}, Source: "10.8.0.0/16", Reason: "rule description: " + hostile, Result: ResultSuccess,
+		// ApprovalFromEnv refuses such values; the text escapes them anyway.
+		Approval: Approval{ApprovedBy: []string{"<!here>", "[boss](https://evil.example)"}, ChangeRef: "*o/r#1*\n# x"}}
 }
 
 // inertForSlack checks that text holds no Slack control sequence and no

@@ -291,7 +291,9 @@ func (c *Client) drain(ctx context.Context, id NSGID, b *batcher) {
 	// The writer serves every caller of the NSG: it must not be cut short
 	// because the caller that started it gives up. Each write is bounded
 	// by maxWriteTime instead.
-	ctx = context.WithoutCancel(ctx)
+	// Its writes are recorded for each caller they carry, not for the one
+	// that started it (see writeNSG).
+	ctx = withoutWriteRecorder(context.WithoutCancel(ctx))
 	// Changes arriving while a write is under way gather by themselves; the
 	// first write after an idle time waits a moment for its companions.
 	if c.gatherBatches {
@@ -423,7 +425,11 @@ func (c *Client) writeNSG(ctx context.Context, id NSGID, b *batcher, batch []*ba
 			b.settle(pending, true)
 			return &Error{Kind: KindInvalid, Op: op, ResourceID: id.String(), Message: err.Error(), Err: err}
 		}
-		result, refused, err := c.putRawNSG(ctx, pipeline, nsgURL, id, doc, etag)
+		putCtx, rec := WithWriteRecorder(ctx)
+		result, refused, err := c.putRawNSG(putCtx, pipeline, nsgURL, id, doc, etag)
+		for _, call := range pending {
+			writeRecorderFrom(call.ctx).add(rec.Writes()...)
+		}
 		if err != nil {
 			b.settle(pending, refused)
 			if errors.Is(err, ErrPreconditionFailed) {

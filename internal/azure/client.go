@@ -17,6 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+	"github.com/google/uuid"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -131,7 +132,7 @@ func NewClient(ctx context.Context, c Config, o ClientOptions) (*Client, error) 
 			ShouldRetry:   shouldRetry,
 		},
 		Transport:       o.Transport,
-		PerCallPolicies: []policy.Policy{correlationPolicy{id: newUUID()}, userAgentPolicy(o.UserAgent)},
+		PerCallPolicies: []policy.Policy{correlationPolicy{id: uuid.NewString()}, userAgentPolicy(o.UserAgent), writeIDsPolicy{}},
 		PerRetryPolicies: []policy.Policy{&busyRetryPolicy{
 			maxRetries: o.MaxRetries, backoff: bo, wait: waitContext,
 		}},

@@ -252,10 +252,3 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
-
-func TestNewUUID(t *testing.T) {
-	a, b := newUUID(), newUUID()
-	if a == b || len(a) != 36 || a[14] != '4' {
-		t.Errorf("newUUID gave %q and %q", a, b)
-	}
-}

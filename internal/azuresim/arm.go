@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // armRequest is an ARM request after routing: which resource it names.
@@ -113,9 +115,9 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) string {
 	q := parseARMPath(r.Method, r.URL.Path)
 	correlation := r.Header.Get("x-ms-correlation-request-id")
 	if correlation == "" {
-		correlation = newUUID()
+		correlation = uuid.NewString()
 	}
-	w.Header().Set("x-ms-request-id", newUUID())
+	w.Header().Set("x-ms-request-id", uuid.NewString())
 	w.Header().Set("x-ms-correlation-request-id", correlation)
 	if !s.authenticate(w, r) {
 		return q.kind

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/nsgrules"
 )
 
@@ -142,7 +143,7 @@ func (s *Server) EstablishFlow(f Flow) (Connection, error) {
 	if len(s.conns.live) >= maxLiveConnections {
 		return Connection{Verdict: v}, fmt.Errorf("establish flow: %w", errTooManyConnections)
 	}
-	c := &connection{flow: nf, vnetID: f.VirtualNetworkID, state: ConnectionState{ID: newUUID(), NSGIDs: []string{}, EstablishedAt: s.now(), Alive: true}}
+	c := &connection{flow: nf, vnetID: f.VirtualNetworkID, state: ConnectionState{ID: uuid.NewString(), NSGIDs: []string{}, EstablishedAt: s.now(), Alive: true}}
 	for _, id := range f.NSGIDs {
 		st, err := s.committedNSG(id) // judgeFlow found it
 		if err != nil {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 const (
@@ -35,9 +37,9 @@ type entraError struct {
 // writeEntraError answers an OAuth error in Entra ID's shape. code is the
 // AADSTS number, which Entra repeats at the start of the description.
 func (s *Server) writeEntraError(w http.ResponseWriter, r *http.Request, status int, oauthErr string, code int, description string) {
-	traceID, correlationID := newUUID(), r.Header.Get("client-request-id")
+	traceID, correlationID := uuid.NewString(), r.Header.Get("client-request-id")
 	if correlationID == "" {
-		correlationID = newUUID()
+		correlationID = uuid.NewString()
 	}
 	now := s.now().UTC()
 	writeJSON(w, status, entraError{
@@ -314,7 +316,7 @@ func (s *Server) issueFederatedToken(subject, audience string) (string, error) {
 		"iat": now.Unix(),
 		"nbf": now.Add(-time.Minute).Unix(),
 		"exp": now.Add(10 * time.Minute).Unix(),
-		"jti": newUUID(),
+		"jti": uuid.NewString(),
 	})
 }
 
@@ -345,7 +347,7 @@ func (s *Server) checkFederatedAssertion(assertion string) (int, string) {
 
 // randomOpaque returns an opaque base64url value like Entra's aio and uti.
 func randomOpaque() string {
-	id := newUUID() + newUUID()
+	id := uuid.NewString() + uuid.NewString()
 	return base64.RawURLEncoding.EncodeToString([]byte(id))[:48]
 }
 

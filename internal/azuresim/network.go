@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/google/uuid"
 )
 
 // This file models the network a VM sits in, as far as JIT access needs it:
@@ -103,7 +105,7 @@ func (s *Server) settleNetworkOperation(op *operation) {
 func startNetOperation[T any](s *Server, key string, e *netEntry[T], name, resourceID, location string, visible, next *T, fail bool) *operation {
 	now := s.now()
 	op := &operation{
-		id: newUUID(), name: name, key: key, resourceID: resourceID,
+		id: uuid.NewString(), name: name, key: key, resourceID: resourceID,
 		location: normaliseLocation(location), accepted: now, due: now.Add(s.writeLatency),
 		fail: fail, status: statusInProgress, event: -1,
 	}
@@ -803,7 +805,7 @@ func newResourceMeta[T any, P netResource[T]](s *Server, rg, name string, raw []
 		return meta, nil, nil, nameMismatch(bodyName, name)
 	}
 	rg = s.groupName(rg)
-	meta = resourceMeta{id: id(rg, name), rg: rg, name: name, location: location, guid: newUUID()}
+	meta = resourceMeta{id: id(rg, name), rg: rg, name: name, location: location, guid: uuid.NewString()}
 	if cur != nil {
 		c := P(cur).meta()
 		meta.id, meta.rg, meta.name, meta.guid = c.id, c.rg, c.name, c.guid

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/nsgrules"
 )
 
@@ -306,7 +307,7 @@ func (s *Server) newNSGState(rg, name string, raw []byte, cur *nsgState) (*nsgSt
 	if body.Name != "" && !strings.EqualFold(body.Name, name) {
 		return nil, nameMismatch(body.Name, name)
 	}
-	next := &nsgState{id: s.nsgID(rg, name), rg: rg, name: name, guid: newUUID(), location: body.Location}
+	next := &nsgState{id: s.nsgID(rg, name), rg: rg, name: name, guid: uuid.NewString(), location: body.Location}
 	if g := s.groups[strings.ToLower(rg)]; g != nil {
 		next.id, next.rg = s.nsgID(g.name, name), g.name
 	}
@@ -381,8 +382,18 @@ func (s *Server) writeAccepted(w http.ResponseWriter, r *http.Request, q armRequ
 	asyncOp, _ := s.asyncURLs(r, op, q.apiVersion)
 	w.Header().Set("Azure-AsyncOperation", asyncOp)
 	w.Header().Set("x-ms-request-id", op.id)
+	s.recordWriteIDs(w, op)
 	setRetryAfter(w.Header(), op.due.Sub(s.now()))
 	writeJSON(w, status, body)
+}
+
+// recordWriteIDs keeps the ids a write is answered with in its event.
+// s.mu is held.
+func (s *Server) recordWriteIDs(w http.ResponseWriter, op *operation) {
+	if op.event >= 0 && op.event < len(s.events) {
+		s.events[op.event].CorrelationRequestID = w.Header().Get("x-ms-correlation-request-id")
+		s.events[op.event].RequestID = w.Header().Get("x-ms-request-id")
+	}
 }
 
 // writeDeleteAccepted answers a DELETE whose operation was started.
@@ -391,6 +402,7 @@ func (s *Server) writeDeleteAccepted(w http.ResponseWriter, r *http.Request, q a
 	w.Header().Set("Azure-AsyncOperation", asyncOp)
 	w.Header().Set("Location", loc)
 	w.Header().Set("x-ms-request-id", op.id)
+	s.recordWriteIDs(w, op)
 	setRetryAfter(w.Header(), op.due.Sub(s.now()))
 	w.WriteHeader(http.StatusAccepted)
 }

@@ -109,6 +109,11 @@ type Event struct {
 	Completed time.Time `json:"completed,omitzero"`
 	// Result is InProgress, Succeeded or Failed (the change was not applied).
 	Result string `json:"result"`
+	// CorrelationRequestID and RequestID are the x-ms-correlation-request-id
+	// and x-ms-request-id headers the write was answered with, as Azure's
+	// Activity Log records them (correlationId, serviceRequestId).
+	CorrelationRequestID string `json:"correlationRequestId,omitempty"`
+	RequestID            string `json:"requestId,omitempty"`
 }
 
 // RuleSnapshot is a security rule's decisive fields at the time of a write.

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // resourceGroup is a group a client created or one that holds an NSG.
@@ -235,7 +237,7 @@ func (s *Server) startOperation(key string, e *nsgEntry, name, resourceID, locat
 	ev.Result = statusInProgress
 	s.events = append(s.events, ev)
 	op := &operation{
-		id: newUUID(), name: name, key: key, resourceID: resourceID,
+		id: uuid.NewString(), name: name, key: key, resourceID: resourceID,
 		location: normaliseLocation(location),
 		accepted: now, due: now.Add(s.writeLatency), fail: fail,
 		visible: visible, next: next, status: statusInProgress,
@@ -297,7 +299,7 @@ func (s *Server) writeBusy(w http.ResponseWriter, r *http.Request, q armRequest,
 	}
 	writeARMError(w, http.StatusTooManyRequests, "RetryableErrorDueToAnotherOperation",
 		fmt.Sprintf("Operation %s (%s) is retryable because another operation %s (%s) on the resource %s is in progress.",
-			attempted, newUUID(), op.name, op.id, s.nsgIDForKey(op)))
+			attempted, uuid.NewString(), op.name, op.id, s.nsgIDForKey(op)))
 }
 
 func (s *Server) nsgIDForKey(op *operation) string {
@@ -339,7 +341,7 @@ func checkPreconditions(w http.ResponseWriter, r *http.Request, etag string) boo
 	return true
 }
 
-func newETag() string { return `W/"` + newUUID() + `"` }
+func newETag() string { return `W/"` + uuid.NewString() + `"` }
 
 // normaliseLocation turns "West Europe" into "westeurope", as ARM does.
 func normaliseLocation(l string) string {

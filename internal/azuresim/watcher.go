@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/google/uuid"
 )
 
 // This file models Network Watcher instances (Microsoft.Network/
@@ -197,7 +199,7 @@ func (s *Server) deleteWatcher(w http.ResponseWriter, r *http.Request, q armRequ
 func (s *Server) doneOperation(name, resourceID, location string, result any) *operation {
 	now := s.now()
 	op := &operation{
-		id: newUUID(), name: name, resourceID: resourceID, location: normaliseLocation(location),
+		id: uuid.NewString(), name: name, resourceID: resourceID, location: normaliseLocation(location),
 		accepted: now, due: now, status: statusSucceeded, result: result, event: -1,
 	}
 	s.pruneOperations(now)

@@ -529,6 +529,8 @@ func (d *Daemon) restorePolicy(ctx context.Context, nsgID string, r Restore) (in
 	}
 	// A write that has started is finished even if ctx ends meanwhile, as
 	// a delete is.
+	// Its ARM writes are named in the events (see emit).
+	ctx, _ = azure.WithWriteRecorder(ctx)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.delTimeout)
 	defer cancel()
 	_, err := d.rules.ApplyRuleChanges(wctx, nsgID, changes)
@@ -570,7 +572,9 @@ func (d *Daemon) close(ctx context.Context, nsgID string, c Close) error {
 		return nil
 	}
 	// A delete that has started is finished even if ctx ends meanwhile:
-	// SIGTERM must not leave the outcome of a close unknown.
+	// SIGTERM must not leave the outcome of a close unknown. Its ARM
+	// writes are named in the event (see emit).
+	ctx, _ = azure.WithWriteRecorder(ctx)
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.delTimeout)
 	defer cancel()
 	err := d.end(dctx, nsgID, c)
@@ -609,6 +613,7 @@ func (d *Daemon) recordRevoked(ctx context.Context, nsgID string, rv Revoked) er
 		d.emit(ctx, e)
 		return nil
 	}
+	ctx, _ = azure.WithWriteRecorder(ctx)
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.delTimeout)
 	defer cancel()
 	if err := d.end(dctx, nsgID, Close{Rule: g.Rule, Grant: &g, End: rv.End}); err != nil {
@@ -784,7 +789,13 @@ func (d *Daemon) updateGauges() {
 // emit sends an audit event. Enforcement never waits on auditing beyond
 // the sink's own write, and a failed write is logged and counted, not
 // fatal: the rule is closed either way.
+//
+// An event made under a context that records ARM writes
+// (azure.WithWriteRecorder) names the writes made for it.
 func (d *Daemon) emit(ctx context.Context, e audit.Event) {
+	if e.ARMWrites == nil {
+		e.ARMWrites = azure.RecordedWrites(ctx, e.NSGIDs...)
+	}
 	d.statusMu.Lock()
 	if len(d.events) >= d.recentEvents {
 		d.events = slices.Delete(d.events, 0, len(d.events)-d.recentEvents+1)

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -59,7 +60,10 @@ resource "terraform_data" "nsg_b" {
   input = %q
 }
 `, nsgB)
-	config := func(nsgs ...string) string { return env.ProviderBlock() + movingPolicy(nsgs...) + grants + laterB }
+	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
+	config := func(nsgs ...string) string {
+		return env.ProviderBlock(fmt.Sprintf("  audit_log_path = %q", auditLog)) + movingPolicy(nsgs...) + grants + laterB
+	}
 	q := func(id string) string { return fmt.Sprintf("%q", id) }
 	inPlace := func() []plancheck.PlanCheck {
 		var out []plancheck.PlanCheck
@@ -151,6 +155,7 @@ resource "terraform_data" "nsg_b" {
 			},
 		},
 	})
+	checkMoveEvents(t, auditLog)
 }
 
 // The same request applied again is the same grant: applied by a second

@@ -338,6 +338,8 @@ func (r *grantResource) planCreate(ctx context.Context, plan grantModel, resp *r
 }
 
 func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	// Every ARM write made for this grant is named in its audit events.
+	ctx, _ = azure.WithWriteRecorder(ctx)
 	var plan grantModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	if resp.Diagnostics.HasError() {
@@ -797,6 +799,8 @@ func (r *grantResource) Read(ctx context.Context, req resource.ReadRequest, resp
 // what the plan says: the policy's new NSGs (the policy moved the rules), or
 // what an import could not read back from the NSG.
 func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	// Every ARM write made for this grant is named in its audit events.
+	ctx, _ = azure.WithWriteRecorder(ctx)
 	var plan, state grantModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
@@ -845,6 +849,8 @@ func (r *grantResource) Update(ctx context.Context, req resource.UpdateRequest, 
 }
 
 func (r *grantResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	// Every ARM write made for this grant is named in its audit events.
+	ctx, _ = azure.WithWriteRecorder(ctx)
 	var state grantModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
 	if resp.Diagnostics.HasError() {
@@ -1011,9 +1017,11 @@ func grantEvent(ctx context.Context, m grantModel) audit.Event {
 func (r *grantResource) emit(ctx context.Context, e audit.Event, action audit.Action, result audit.Result, reason string) error {
 	e.Time = r.data.clock.Now()
 	e.Action, e.Result, e.Reason = action, result, reason
+	e.Approval, e.ARMWrites = r.data.approval, azure.RecordedWrites(ctx)
 	tflog.Info(ctx, "Audit: access grant "+string(action), map[string]any{
 		"grant_id": e.GrantID, "policy": e.Policy, "result": string(result), "reason": reason,
 		"source": e.Source, "requester": e.Requester, "ports": e.Ports,
+		"approved_by": e.ApprovedBy, "change_ref": e.ChangeRef, "commit_sha": e.CommitSHA, "arm_writes": len(e.ARMWrites),
 	})
 	if err := r.data.audit.Emit(ctx, e); err != nil {
 		tflog.Error(ctx, "Unable to write audit event", map[string]any{"error": err.Error()})

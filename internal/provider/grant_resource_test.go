@@ -22,6 +22,7 @@ import (
 
 	"github.com/jitaccess/terraform-provider-jit/internal/acctest"
 	"github.com/jitaccess/terraform-provider-jit/internal/audit"
+	"github.com/jitaccess/terraform-provider-jit/internal/audit/audittest"
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
@@ -226,6 +227,7 @@ func TestAccGrant_lifecycle(t *testing.T) {
 	if count["open/success"] != 5 || count["close/success"] != 6 || count["drift/success"] < 3 || count["refuse/denied"] != 0 {
 		t.Errorf("audit events by action: %v", count)
 	}
+	audittest.CheckFile(t, auditLog)
 }
 
 // ruleName is the name of the grant rule letting source in.

@@ -805,6 +805,8 @@ func (r *policyResource) sessionsStillEnded(ctx context.Context, name string, in
 }
 
 func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	// The ARM writes that move a grant's rule are named in its audit events.
+	ctx, _ = azure.WithWriteRecorder(ctx)
 	var plan, state policyModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
@@ -1091,7 +1093,8 @@ func (r *policyResource) policyRecords(ctx context.Context, policy string, nsgID
 func (r *policyResource) audit(ctx context.Context, g jit.GrantRule, nsgID string, action audit.Action, reason string) {
 	e := audit.Event{Time: r.data.clock.Now(), Action: action, Result: audit.ResultSuccess, Actor: actor, GrantID: g.ID,
 		Policy: g.Policy, NSGIDs: []string{nsgID}, RuleName: g.Rule.Name, Source: strings.Join(g.Rule.SourcePrefixes, ","),
-		Requester: g.Requester, ExpiresAt: g.ExpiresAt, Reason: reason}
+		Requester: g.Requester, ExpiresAt: g.ExpiresAt, Reason: reason,
+		Approval: r.data.approval, ARMWrites: azure.RecordedWrites(ctx, nsgID)}
 	for _, port := range g.Rule.DestinationPorts {
 		e.Ports = append(e.Ports, port+"/"+string(g.Rule.Protocol))
 	}

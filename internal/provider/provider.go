@@ -83,6 +83,9 @@ type providerData struct {
 	// audit receives one event per grant opened, closed, refused or found
 	// drifted.
 	audit audit.Sink
+	// approval is the reviewed change this run applies, from the
+	// pipeline's environment (JIT_APPROVED_BY, ...), named in every event.
+	approval audit.Approval
 }
 
 func (p *jitProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -225,8 +228,18 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 		}
 		sink = file
 	}
+	// Only the environment says who approved: the configuration and the
+	// request are written by the requester.
+	approval, err := audit.ApprovalFromEnv(p.getenv)
+	if err != nil {
+		resp.Diagnostics.AddError("Invalid Approval Environment",
+			"The approval variables set by the deployment pipeline cannot be recorded in the audit log, so the provider "+
+				"changes nothing. Fix the step that sets them (see the audit events guide), or unset them.\n\n"+
+				"Original Error: "+err.Error())
+		return
+	}
 	data := &providerData{client: client, rules: newCachedRules(client), clock: clock,
-		audit: sink}
+		audit: sink, approval: approval}
 	resp.DataSourceData = data
 	resp.ResourceData = data
 }

@@ -89,6 +89,10 @@ type Event struct {
 	Result    string    `json:"result"`
 	// RemovedRules names the rules a whole-NSG write removed.
 	RemovedRules []string `json:"removedRules"`
+	// The ids the write was answered with (x-ms-correlation-request-id,
+	// x-ms-request-id).
+	CorrelationRequestID string `json:"correlationRequestId"`
+	RequestID            string `json:"requestId"`
 }
 
 // Events reads the local Azure's event log from its /_sim/events endpoint

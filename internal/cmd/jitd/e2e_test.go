@@ -371,6 +371,7 @@ func TestEndToEndClosesGrantsAtExpiry(t *testing.T) {
 	if closed != len(grants) {
 		t.Errorf("audit log has %d expiry closes, want %d", closed, len(grants))
 	}
+	checkAuditLog(t, la, auditLog, false)
 }
 
 func TestEndToEndKill9WhileGrantsExpire(t *testing.T) {
@@ -654,6 +655,7 @@ func TestEndToEndRestoresADeletedDenyAll(t *testing.T) {
 		t.Errorf("audit events = %q: the grant must not be closed", got)
 	}
 	d.stop(t)
+	checkAuditLog(t, la, auditLog, false)
 }
 
 // TestEndToEndRebuildsAGuardDeletedWhileDown: a guard deleted while jitd

@@ -34,7 +34,9 @@ func terraformWorkspace(t *testing.T, rg, mainTF string) (la *localAzure, tf *te
 	nsgID = la.createNSG(t, rg, "nsg-web")
 	work := t.TempDir()
 	tf = testproc.NewTerraform(t, terraform, work, testproc.DevOverrides(pluginDir), map[string]string{"main.tf": mainTF},
-		append(la.environ(), "TF_VAR_nsg_id="+nsgID, "JIT_AUDIT_LOG_PATH="+filepath.Join(work, "provider-audit.jsonl"))...)
+		append(la.environ(), "TF_VAR_nsg_id="+nsgID, "JIT_AUDIT_LOG_PATH="+filepath.Join(work, "provider-audit.jsonl"),
+			// What the GitOps apply workflow sets after a reviewed merge.
+			"JIT_APPROVED_BY="+e2eApprovers, "JIT_CHANGE_REF="+e2eChangeRef)...)
 	return la, tf, nsgID
 }
 
@@ -136,6 +138,8 @@ func TestEndToEndTerraformGrantClosedByJitd(t *testing.T) {
 	if la.reachable(t, nsgID, "203.0.113.7") {
 		t.Error("203.0.113.7 reaches 10.0.1.4:22 again after the plan")
 	}
+	checkAuditLog(t, la, filepath.Join(work, "provider-audit.jsonl"), true)
+	checkAuditLog(t, la, filepath.Join(work, "jitd-audit.jsonl"), false)
 }
 
 func must(t *testing.T, err error) {
