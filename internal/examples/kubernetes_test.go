@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -177,7 +178,7 @@ func TestManifestsDecodeAndAgree(t *testing.T) {
 			listen = v
 		}
 	}
-	if len(c.Ports) != 1 || ":"+itoa(c.Ports[0].ContainerPort) != listen || c.Ports[0].Name != "metrics" {
+	if len(c.Ports) != 1 || ":"+strconv.Itoa(int(c.Ports[0].ContainerPort)) != listen || c.Ports[0].Name != "metrics" {
 		t.Errorf("container port %v does not match --listen=%s", c.Ports, listen)
 	}
 	for name, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe, "startup": c.StartupProbe} {
@@ -217,15 +218,4 @@ func TestManifestsDecodeAndAgree(t *testing.T) {
 		!strings.HasPrefix(d.kustomization.Images[0].Digest, "sha256:") || len(d.kustomization.Images[0].Digest) != len("sha256:")+64 {
 		t.Errorf("kustomization images %+v: want the container's image pinned by a sha256 digest", d.kustomization.Images)
 	}
-}
-
-func itoa(n int32) string {
-	var b []byte
-	if n == 0 {
-		return "0"
-	}
-	for ; n > 0; n /= 10 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-	}
-	return string(b)
 }
