@@ -25,11 +25,11 @@ resource "jit_policy" "web_admin" {
   ]
 
   # The NSG priorities this policy owns; must not overlap another policy's.
-  priority_band = { start = 100, end = 199 }
+  # Azure's priorities start at 100: rules at 100-199 here are ahead of it.
+  priority_band = { start = 200, end = 299 }
 
-  # Fail the plan if a pre-existing rule ahead of the policy's rules (say
-  # "Allow 22 from Internet" on the subnet's NSG) would keep a protected port
-  # open.
+  # Fail the plan if a pre-existing rule ahead of the band (say "Allow 22
+  # from Internet" at priority 150) would keep a protected port open.
   fail_on_bypass = true
 
   # Fail the plan if a rule outside the policy (say "Allow 22 from" the VPN
