@@ -123,7 +123,8 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 			"name": schema.StringAttribute{
 				Required: true,
 				MarkdownDescription: "The policy's name, part of every rule name (`jit-<name>-...`): 1–40 lowercase letters, digits and " +
-					"hyphens, starting with a letter. Changing it replaces the policy.",
+					"single hyphens, starting with a letter and ending with a letter or digit (`web-ssh`; not `Web`, `web-`, `web--ssh`). " +
+					"Changing it replaces the policy.",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
 			"network_security_group_ids": schema.SetAttribute{

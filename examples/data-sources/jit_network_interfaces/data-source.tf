@@ -1,7 +1,16 @@
 # The NSGs (subnet and NIC level) and private IP addresses of the web VMs'
 # network interfaces: onboarding a VM is one reference to its NIC.
+variable "web_nic_ids" {
+  description = "The web VMs' NICs: flatten(azurerm_linux_virtual_machine.web[*].network_interface_ids) where the VMs are in the same configuration."
+  type        = list(string)
+  default = [
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-web/providers/Microsoft.Network/networkInterfaces/nic-web-01",
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-web/providers/Microsoft.Network/networkInterfaces/nic-web-02",
+  ]
+}
+
 data "jit_network_interfaces" "web" {
-  ids = flatten(azurerm_linux_virtual_machine.web[*].network_interface_ids)
+  ids = var.web_nic_ids
 }
 
 # Keep SSH on those VMs closed except for reviewed, time-limited grants. When

@@ -1,7 +1,12 @@
 # One file per request, added by a pull request and reviewed like code:
 # requests/2026-11-24-alice-web-ssh.tf
 resource "jit_access_grant" "alice_web_ssh" {
-  policy_id             = jit_policy.web_admin.id # or the id string, in another workspace
+  # The policy's id: jit_policy.web_admin.id in the policy's own workspace;
+  # elsewhere its name and NSGs, as provider::jit::policy_id builds it (or the
+  # id string itself).
+  policy_id = provider::jit::policy_id("web-admin", [
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-web/providers/Microsoft.Network/networkSecurityGroups/nsg-web-nic",
+  ])
   ports                 = [22]
   source_address_prefix = "203.0.113.7" # inside the policy's allowed sources
   duration              = "2h"          # at most the policy's maximum for every port

@@ -1,7 +1,8 @@
 # Onboard a VM with one reference: its NIC- and subnet-level NSGs and its
 # private IPs.
 data "jit_network_interfaces" "web" {
-  ids = [azurerm_network_interface.web.id]
+  # azurerm_network_interface.web.id, or the id of a NIC managed elsewhere.
+  ids = ["/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-web/providers/Microsoft.Network/networkInterfaces/nic-web-01"]
 }
 
 # SSH and RDP on the web VM are closed to everyone by default. Only the
@@ -24,10 +25,11 @@ resource "jit_policy" "web_admin" {
   ]
 
   # The NSG priorities this policy owns; must not overlap another policy's.
-  priority_band = { start = 100, end = 199 }
+  # Azure's priorities start at 100: rules at 100-199 here are ahead of it.
+  priority_band = { start = 200, end = 299 }
 
-  # Fail the plan if a pre-existing rule (say "Allow 22 from Internet" at
-  # priority 90) would keep a protected port open.
+  # Fail the plan if a pre-existing rule ahead of the band (say "Allow 22
+  # from Internet" at priority 150) would keep a protected port open.
   fail_on_bypass = true
 
   # Fail the plan if a rule outside the policy (say "Allow 22 from" the VPN

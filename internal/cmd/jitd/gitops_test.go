@@ -1,25 +1,24 @@
 package main
 
 // Checks of examples/gitops, the copyable approval-flow repository: its
-// workflow files parse and say what the flow depends on, its Terraform is
-// formatted and validates against the locally built provider, and its
-// example request is exactly what `jitd request` prints.
+// workflow files parse and say what the flow depends on, a pull request can
+// always merge through one required check, and its example request is
+// exactly what `jitd request` prints. (That its Terraform is formatted and
+// validates, and that actionlint passes its workflows, is checked with every
+// other example in internal/examples.)
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/jitaccess/terraform-provider-jit/internal/testproc"
+	"go.yaml.in/yaml/v3"
 )
 
 const gitopsDir = "../../../examples/gitops"
@@ -51,42 +50,25 @@ func TestGitOpsExampleRequestIsWhatJitdRequestPrints(t *testing.T) {
 	}
 }
 
-// gitopsYAML parses the example's YAML files with python3 and PyYAML
-// (JSON out), or skips: no YAML parser is among this module's
-// dependencies.
+// gitopsYAML parses the example's workflow files and atlantis.yaml.
 func gitopsYAML(t *testing.T) map[string]map[string]any {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(gitopsDir, ".github/workflows/*.yml"))
 	if err != nil || len(files) != 4 {
 		t.Fatalf("workflow files: %q, %v; want plan, apply, jitd and cleanup", files, err)
 	}
-	files = append(files, filepath.Join(gitopsDir, "atlantis.yaml"))
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 not found: cannot parse YAML")
-	}
-	const script = `import json, sys
-try:
-    import yaml
-except ImportError:
-    sys.exit(3)
-print(json.dumps({f: yaml.safe_load(open(f)) for f in sys.argv[1:]}, default=str))`
-	out, err := exec.Command("python3", append([]string{"-c", script}, files...)...).Output()
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit) && exit.ExitCode() == 3:
-		t.Skip("PyYAML not installed: cannot parse YAML")
-	case errors.As(err, &exit):
-		t.Fatalf("YAML does not parse: %v\n%s", err, exit.Stderr)
-	case err != nil:
-		t.Fatal(err)
-	}
-	var docs map[string]map[string]any
-	if err := json.Unmarshal(out, &docs); err != nil {
-		t.Fatal(err)
-	}
+	files = append(files, filepath.Join(gitopsDir, "atlantis.yaml"), filepath.Join(gitopsDir, ".github/dependabot.yml"))
 	byName := map[string]map[string]any{}
-	for f, d := range docs {
-		byName[filepath.Base(f)] = d
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			t.Fatalf("%s does not parse: %v", f, err)
+		}
+		byName[filepath.Base(f)] = doc
 	}
 	return byName
 }
@@ -106,20 +88,22 @@ func dig(v any, keys ...string) any {
 func TestGitOpsWorkflows(t *testing.T) {
 	docs := gitopsYAML(t)
 	for name, doc := range docs {
-		if name == "atlantis.yaml" {
+		if name == "atlantis.yaml" || name == "dependabot.yml" {
 			continue
 		}
 		if dig(doc, "permissions", "id-token") != "write" {
 			t.Errorf("%s: permissions.id-token is not write (no OIDC token for Azure)", name)
 		}
-		// PyYAML reads the key "on" as the boolean true.
-		if dig(doc, "true") == nil || dig(doc, "jobs") == nil || dig(doc, "concurrency", "group") == nil {
+		if name == "dependabot.yml" {
+			continue
+		}
+		if dig(doc, "on") == nil || dig(doc, "jobs") == nil || dig(doc, "concurrency", "group") == nil {
 			t.Errorf("%s: missing on, jobs or concurrency", name)
 		}
 	}
 
 	plan := docs["plan.yml"]
-	if dig(plan, "true", "pull_request") == nil || dig(plan, "permissions", "pull-requests") != "write" {
+	if dig(plan, "on", "pull_request") == nil || dig(plan, "permissions", "pull-requests") != "write" {
 		t.Error("plan.yml: must run on pull_request and may comment")
 	}
 	planSteps := steps(t, plan, "plan")
@@ -133,7 +117,7 @@ func TestGitOpsWorkflows(t *testing.T) {
 	}
 
 	apply := docs["apply.yml"]
-	if b, ok := dig(apply, "true", "push", "branches").([]any); !ok || !slices.Contains(b, any("main")) {
+	if b, ok := dig(apply, "on", "push", "branches").([]any); !ok || !slices.Contains(b, any("main")) {
 		t.Error("apply.yml: must run on push to main")
 	}
 	if dig(apply, "concurrency", "cancel-in-progress") != false {
@@ -148,7 +132,7 @@ func TestGitOpsWorkflows(t *testing.T) {
 	}
 
 	jitd := docs["jitd.yml"]
-	if dig(jitd, "true", "schedule") == nil || !strings.Contains(strings.Join(steps(t, jitd, "close-expired-access"), "\n"), "jitd --once") {
+	if dig(jitd, "on", "schedule") == nil || !strings.Contains(strings.Join(steps(t, jitd, "close-expired-access"), "\n"), "jitd --once") {
 		t.Error("jitd.yml: must run jitd --once on a schedule")
 	}
 	cleanup := strings.Join(steps(t, docs["cleanup.yml"], "cleanup"), "\n")
@@ -170,6 +154,97 @@ func TestGitOpsWorkflows(t *testing.T) {
 	}
 	if !slices.Equal(dirs, []string{"policies", "requests"}) {
 		t.Errorf("atlantis.yaml: project dirs %q", dirs)
+	}
+}
+
+// TestGitOpsGateIsTheOnlyRequiredCheck: plan.yml runs on every pull
+// request (a paths filter would leave the required check missing on a pull
+// request outside it), and its gate job needs every other job, runs even
+// when they fail or are skipped, and fails unless each succeeded or was
+// skipped because nothing changed. The README tells to require it alone.
+func TestGitOpsGateIsTheOnlyRequiredCheck(t *testing.T) {
+	plan := gitopsYAML(t)["plan.yml"]
+	if pr, ok := dig(plan, "on", "pull_request").(map[string]any); !ok || pr["paths"] != nil || pr["paths-ignore"] != nil {
+		t.Errorf("plan.yml: on.pull_request must have no paths filter: %v", dig(plan, "on", "pull_request"))
+	}
+	jobs, _ := dig(plan, "jobs").(map[string]any)
+	gate := dig(plan, "jobs", "gate")
+	if dig(gate, "name") != "JIT checks" || dig(gate, "if") != "always()" {
+		t.Fatalf("plan.yml: no gate job named \"JIT checks\" with if: always(): %v", gate)
+	}
+	needs, _ := dig(gate, "needs").([]any)
+	for name := range jobs {
+		if name != "gate" && !slices.Contains(needs, any(name)) {
+			t.Errorf("plan.yml: the gate does not need job %q: a failure there would not block the merge", name)
+		}
+	}
+	script := strings.Join(steps(t, plan, "gate"), "\n")
+	for _, want := range []string{"needs.*.result", "needs.changes.result", "needs.plan.result", "needs.changes.outputs.workspaces", "skipped", "exit 1"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("plan.yml: the gate's step does not use %q", want)
+		}
+	}
+	for name, job := range jobs {
+		if cond, _ := dig(job, "if").(string); name != "gate" && strings.Contains(cond, "always()") {
+			t.Errorf("plan.yml: job %q runs always(); only the gate should", name)
+		}
+	}
+
+	readme, err := os.ReadFile(filepath.Join(gitopsDir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"`JIT checks`", "atlantis/plan", "apply_requirements"} {
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("README.md does not mention %s", want)
+		}
+	}
+	if strings.Contains(string(readme), "status checks\n  `Plan policies` / `Plan requests`") {
+		t.Error("README.md still tells to require the plan jobs, which exist only when their folder changes")
+	}
+}
+
+func TestGitOpsDependabot(t *testing.T) {
+	doc := gitopsYAML(t)["dependabot.yml"]
+	updates, _ := dig(doc, "updates").([]any)
+	var ecosystems []string
+	for _, u := range updates {
+		e, _ := dig(u, "package-ecosystem").(string)
+		ecosystems = append(ecosystems, e)
+	}
+	slices.Sort(ecosystems)
+	if !slices.Equal(ecosystems, []string{"github-actions", "terraform"}) {
+		t.Errorf("dependabot.yml: ecosystems %q, want github-actions and terraform", ecosystems)
+	}
+}
+
+var usesLine = regexp.MustCompile(`^\s*(?:-\s+)?uses:\s*(\S+)(.*)$`)
+
+// TestGitOpsActionsPinned: every action is pinned by a full commit SHA with
+// its version in a comment, which Dependabot keeps up to date.
+func TestGitOpsActionsPinned(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(gitopsDir, ".github/workflows/*.yml"))
+	pinned := regexp.MustCompile(`^[\w.-]+/[\w./-]+@[0-9a-f]{40}$`)
+	comment := regexp.MustCompile(`^\s+# v\d+\.\d+\.\d+$`)
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			m := usesLine.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			n++
+			if !pinned.MatchString(m[1]) || !comment.MatchString(m[2]) {
+				t.Errorf("%s:%d: %q is not pinned as owner/repo@<40-hex SHA> # vX.Y.Z", filepath.Base(f), i+1, strings.TrimSpace(line))
+			}
+		}
+	}
+	if n < 5 {
+		t.Errorf("found only %d uses: lines", n)
 	}
 }
 
@@ -197,54 +272,4 @@ func steps(t *testing.T, doc map[string]any, job string) []string {
 		out = append(out, b.String())
 	}
 	return out
-}
-
-func terraformBinary(t *testing.T) string {
-	t.Helper()
-	p, err := testproc.TerraformPath()
-	if err != nil {
-		t.Skip("terraform not found on PATH")
-	}
-	return p
-}
-
-func TestGitOpsTerraformFormatted(t *testing.T) {
-	terraform := terraformBinary(t)
-	cmd := exec.Command(terraform, "fmt", "-check", "-recursive", "-diff", gitopsDir)
-	cmd.Env = append(os.Environ(), "CHECKPOINT_DISABLE=1", "TF_CLI_CONFIG_FILE="+os.DevNull)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("terraform fmt -check: %v\n%s", err, out)
-	}
-}
-
-// TestGitOpsTerraformValidates installs the locally built provider through
-// a filesystem mirror, so that a plain `terraform init` (without the
-// backend) works offline, and validates both workspaces.
-func TestGitOpsTerraformValidates(t *testing.T) {
-	if os.Getenv("TF_ACC") == "" {
-		t.Skip("set TF_ACC=1 to build the provider and run terraform validate on examples/gitops")
-	}
-	terraform := terraformBinary(t)
-	work := t.TempDir()
-	const version = "0.1.0"
-	plugin := filepath.Join(work, "mirror/registry.terraform.io/jitaccess/jit", version, runtime.GOOS+"_"+runtime.GOARCH,
-		"terraform-provider-jit_v"+version)
-	if out, err := exec.Command("go", "build", "-o", plugin, "../../..").CombinedOutput(); err != nil {
-		t.Fatalf("go build the provider: %v\n%s", err, out)
-	}
-	for _, ws := range []string{"policies", "requests"} {
-		t.Run(ws, func(t *testing.T) {
-			dir := filepath.Join(work, ws)
-			must(t, os.CopyFS(dir, os.DirFS(filepath.Join(gitopsDir, ws))))
-			if _, err := fs.Stat(os.DirFS(dir), ".terraform"); err == nil {
-				t.Fatalf("%s/.terraform is in the example: remove it", ws)
-			}
-			tf := testproc.NewTerraform(t, terraform, dir, testproc.FilesystemMirror(filepath.Join(work, "mirror")), nil)
-			for _, args := range [][]string{{"init", "-backend=false", "-input=false", "-no-color"}, {"validate", "-no-color"}} {
-				if out, err := tf.Run(args...); err != nil {
-					t.Fatalf("terraform %s in %s: %v\n%s", args[0], ws, err, out)
-				}
-			}
-		})
-	}
 }
