@@ -38,8 +38,8 @@ type ProbeKind string
 
 // Kinds of probe.
 const (
-	ProbeGrant   ProbeKind = "grant"           // an active grant's source: must be allowed
-	ProbeOutside ProbeKind = "outside"         // a source outside the policy: must be denied
+	ProbeGrant   ProbeKind = "grant"            // an active grant's source: must be allowed
+	ProbeOutside ProbeKind = "outside"          // a source outside the policy: must be denied
 	ProbeNoGrant ProbeKind = "allowed_no_grant" // an allowed source without a grant: must be denied
 )
 

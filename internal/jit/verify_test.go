@@ -100,7 +100,7 @@ func TestPlanProbesChoosesAddresses(t *testing.T) {
 		"skipped: the policy allows every source, so no address is outside it", "198.51.100.1"})
 	docs := mustPolicy(t, PolicyInput{Name: "docs", DestinationPrefixes: []string{"10.0.1.4"},
 		AllowedSources: []string{"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "10.0.0.0/8"},
-		BandStart: 100, BandEnd: 199, Ports: []PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "1h"}}})
+		BandStart:      100, BandEnd: 199, Ports: []PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "1h"}}})
 	cases = append(cases, struct {
 		name           string
 		p              Policy
