@@ -229,7 +229,7 @@ func (n *nicState) withProvisioningState(ps string) *nicState {
 var (
 	vnetPropsComputed     = map[string]bool{"subnets": true, "provisioningState": true, "resourceGuid": true}
 	subnetPropsComputed   = map[string]bool{"addressPrefix": true, "addressPrefixes": true, "networkSecurityGroup": true, "ipConfigurations": true, "provisioningState": true}
-	nicPropsComputed      = map[string]bool{"ipConfigurations": true, "networkSecurityGroup": true, "provisioningState": true, "resourceGuid": true}
+	nicPropsComputed      = map[string]bool{"ipConfigurations": true, "networkSecurityGroup": true, "provisioningState": true, "resourceGuid": true, "virtualMachine": true}
 	ipConfigPropsComputed = map[string]bool{"privateIPAddress": true, "privateIPAllocationMethod": true, "privateIPAddressVersion": true, "primary": true, "subnet": true, "provisioningState": true}
 )
 
@@ -1074,6 +1074,7 @@ func (s *Server) nicJSON(n *nicState) map[string]any {
 	}
 	props["provisioningState"] = n.provisioningState
 	props["resourceGuid"] = n.guid
+	s.addVMReference(props, n.id)
 	doc := make(map[string]any, len(n.top)+6)
 	for k, v := range n.top {
 		doc[k] = v
