@@ -52,6 +52,7 @@ const ProbeRemotePort = 49152
 // traffic the NSG filters.
 type VerifyTarget struct {
 	VMID, NICID string
+	Region      string // the VM's: IP flow verify is asked of that region's watcher
 	Addresses   []netip.Addr
 }
 
@@ -65,6 +66,7 @@ type Probe struct {
 	Protocol Protocol // ProtocolTCP or ProtocolUDP
 	VMID     string
 	NICID    string
+	Region   string
 	Local    netip.Addr // the VM's address
 	Remote   netip.Addr // the source
 	Expect   Access
@@ -125,7 +127,7 @@ func PlanProbes(policies []Policy, active []GrantRule, targets []VerifyTarget) (
 							continue
 						}
 						family := familyOf(local)
-						base := Probe{Policy: p.Name, Port: pt.Number, Protocol: proto, VMID: t.VMID, NICID: t.NICID, Local: local}
+						base := Probe{Policy: p.Name, Port: pt.Number, Protocol: proto, VMID: t.VMID, NICID: t.NICID, Region: t.Region, Local: local}
 						for i, g := range covering {
 							if familyOf(grantSources[i].Addr()) != family {
 								continue
