@@ -135,7 +135,9 @@ func (v *Verifier) Targets(ctx context.Context, nsgID string) (targets []jit.Ver
 			targets = append(targets, t)
 		}
 	}
-	slices.SortFunc(targets, func(a, b jit.VerifyTarget) int { return strings.Compare(strings.ToLower(a.NICID), strings.ToLower(b.NICID)) })
+	slices.SortFunc(targets, func(a, b jit.VerifyTarget) int {
+		return strings.Compare(strings.ToLower(a.NICID), strings.ToLower(b.NICID))
+	})
 	slices.Sort(unverifiable)
 	return targets, slices.Compact(unverifiable), nil
 }
