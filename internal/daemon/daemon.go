@@ -92,6 +92,11 @@ type Options struct {
 	// RecentEvents is how many of the latest audit events the status page
 	// shows. Default 100.
 	RecentEvents int
+	// Verify, when set, asks Network Watcher's IP flow verify about an NSG
+	// after each change jitd makes or observes on it, and reports every
+	// answer that breaks the promise as a verify_mismatch finding (see
+	// verify.go).
+	Verify VerifyClient
 }
 
 // Daemon closes expired and invalid grant rules in a scope. Run and Pass
@@ -122,6 +127,9 @@ type Daemon struct {
 	reported map[string]map[string]Finding    // by NSG: findings already reported, by key
 	seen     map[string]map[string]jit.Policy // by NSG: policies last seen intact (or restored), by name
 	open     map[string][]jit.GrantRule       // by NSG: grants open at its last read
+	verifier VerifyClient                     // nil: no verification
+	verified map[string][]Finding             // by NSG: mismatches found by its last verification
+	verifyFP map[string]string                // by NSG: what its last complete verification saw (verifyFingerprint)
 
 	lastSuccess atomic.Int64 // unix nanoseconds of the last full resync without error
 
@@ -150,6 +158,7 @@ func New(o Options) (*Daemon, error) {
 		audit: o.Audit, metrics: o.Metrics, log: o.Logger, now: o.Now,
 		due: map[string]time.Time{}, active: map[string]int{}, reported: map[string]map[string]Finding{},
 		seen: map[string]map[string]jit.Policy{}, open: map[string][]jit.GrantRule{},
+		verifier: o.Verify, verified: map[string][]Finding{}, verifyFP: map[string]string{},
 		reads: map[string]*statusEntry{}, recentEvents: o.RecentEvents, version: o.Version, statusRemote: o.StatusRemote,
 	}
 	if d.recentEvents <= 0 {
@@ -336,6 +345,12 @@ func (d *Daemon) forget(ids []string) {
 			delete(d.open, id)
 		}
 	}
+	for id := range d.verified {
+		if !keep[id] {
+			delete(d.verified, id)
+			delete(d.verifyFP, id)
+		}
+	}
 	for id := range d.seen {
 		if !keep[id] {
 			delete(d.seen, id)
@@ -364,6 +379,11 @@ type nsgResult struct {
 	// read is the NSG as the plan's closes and restores left it, for the
 	// status page; set when listed.
 	read NSGRead
+	// verifyTried: the NSG, as verifyFP says, was verified after this
+	// reconcile; verifyOK: completely, finding verifyFindings.
+	verifyTried, verifyOK bool
+	verifyFP              string
+	verifyFindings        []Finding
 }
 
 // reconcile observes, plans and applies the NSGs, at most Concurrency at a
@@ -390,10 +410,16 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 			continue
 		}
 		sem <- struct{}{}
-		seen, open := d.seen[id], d.open[id] // read here: only this goroutine writes them, after wg.Wait
+		seen, open, verifiedFP := d.seen[id], d.open[id], d.verifyFP[id] // read here: only this goroutine writes them, after wg.Wait
 		wg.Go(func() {
 			defer func() { <-sem }()
 			results[i] = d.reconcileNSG(ctx, id, seen, open, elsewhere, policies)
+			if r := &results[i]; d.verifier != nil && r.listed {
+				if fp := verifyFingerprint(r.read.Rules, r.plan.Active); fp != verifiedFP {
+					r.verifyTried, r.verifyFP = true, fp
+					r.verifyFindings, r.verifyOK = d.verifyAfter(ctx, *r)
+				}
+			}
 		})
 	}
 	wg.Wait()
@@ -669,6 +695,8 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 		delete(d.reported, r.nsgID)
 		delete(d.seen, r.nsgID)
 		delete(d.open, r.nsgID)
+		delete(d.verified, r.nsgID)
+		delete(d.verifyFP, r.nsgID)
 		return 0
 	case !r.listed:
 		if len(r.errs) > 0 {
@@ -718,10 +746,16 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 		d.due[r.nsgID] = next
 	}
 
-	current := make(map[string]Finding, len(r.plan.Findings))
+	if r.verifyTried && r.verifyOK {
+		// A failed verification is tried again at the next reconcile.
+		d.verified[r.nsgID], d.verifyFP[r.nsgID] = r.verifyFindings, r.verifyFP
+	}
+	// A verification's mismatches stand until the NSG is verified again.
+	findings := slices.Concat(r.plan.Findings, d.verified[r.nsgID])
+	current := make(map[string]Finding, len(findings))
 	seen := d.reported[r.nsgID]
 	added := 0
-	for _, f := range r.plan.Findings {
+	for _, f := range findings {
 		k := f.key()
 		current[k] = f
 		if _, old := seen[k]; old {
