@@ -160,6 +160,9 @@ func VerifyNSG(ctx context.Context, vc VerifyClient, nsgID string, policies []ji
 	}
 	out.Unverifiable = append(out.Unverifiable, unverifiable...)
 	probes, skips := jit.PlanProbes(policies, active, targets)
+	if len(probes) == 0 && len(skips) == 0 {
+		out.Skipped = append(out.Skipped, "no VM behind this NSG has an address its policies protect: nothing to ask")
+	}
 	for _, s := range skips {
 		out.Skipped = append(out.Skipped, fmt.Sprintf("policy %s port %d/%s IPv%d: no %s probe: %s", s.Policy, s.Port, s.Protocol, s.Family, s.Kind, s.Reason))
 	}
