@@ -267,3 +267,58 @@ func TestVerifyAgainstLocalAzure(t *testing.T) {
 		}
 	})
 }
+
+// TestDaemonVerifiesEachChangeItSees: a running jitd --verify asks IP flow
+// verify about an NSG after each change it sees there: a grant opened by
+// another writer passes; a foreign rule letting the Internet in is
+// reported as a verify_mismatch finding naming the rule.
+func TestDaemonVerifiesEachChangeItSees(t *testing.T) {
+	la := startLocalAzure(t)
+	const rg = "verify-watch"
+	p := webPolicy(t, 200)
+	nsg := la.createNSG(t, rg, "nsg-web", p.Rules()...)
+	la.createVerifyWorld(t, rg, nsg, "")
+	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
+	j := la.startJitd(t, auditLog, "--verify", "--watch-interval", "1s", "--resource-group", rg)
+	defer j.stop(t)
+	verified := func(probes int) func() bool {
+		return func() bool {
+			return strings.Contains(j.Logs(), `"msg":"verified with Network Watcher"`) && strings.Contains(j.Logs(), fmt.Sprintf(`"probes":%d,"mismatches":0`, probes))
+		}
+	}
+	if err := poll(30*time.Second, verified(2)); err != nil {
+		t.Fatalf("the first pass was not verified (2 probes, no mismatch):\n%s", j.Logs())
+	}
+
+	// A grant opened by another writer: seen, verified, no mismatch.
+	la.putRuleSDK(t, rg, "nsg-web", grantOf(t, p, "w1", "203.0.113.7", "alice@example.com", time.Now().Add(30*time.Minute).Truncate(time.Second), 1))
+	if err := poll(30*time.Second, verified(3)); err != nil {
+		t.Fatalf("the grant was not verified (3 probes, no mismatch):\n%s", j.Logs())
+	}
+
+	// A foreign rule: the next verification finds the Internet gets in.
+	bypass := sshFromInternet()
+	bypass.Priority = 100
+	la.putRuleSDK(t, rg, "nsg-web", bypass)
+	var found []string
+	err := poll(30*time.Second, func() bool {
+		events, err := audit.ReadFile(auditLog)
+		if err != nil {
+			return false
+		}
+		found = found[:0]
+		for _, e := range events {
+			if e.Kind == string(daemon.FindingVerifyMismatch) {
+				found = append(found, e.RuleName)
+			}
+		}
+		return len(found) == 2
+	})
+	slices.Sort(found)
+	if want := []string{"securityRules/AllowSSHFromInternet allowed_no_grant 22/Tcp", "securityRules/AllowSSHFromInternet outside 22/Tcp"}; err != nil || !slices.Equal(found, want) {
+		t.Errorf("verify_mismatch findings %q, want %q\n%s", found, want, j.Logs())
+	}
+	if v := j.metric(`jitd_verify_probes_total{result="mismatch"}`); v != 2 {
+		t.Errorf(`jitd_verify_probes_total{result="mismatch"} = %v, want 2`, v)
+	}
+}
