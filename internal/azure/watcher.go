@@ -50,6 +50,7 @@ type IPFlowVerdict struct {
 type Verifier struct {
 	c *Client
 
+	listMu   sync.Mutex // held while listing, so that concurrent first questions list once
 	mu       sync.Mutex
 	clients  map[string]*armnetwork.WatchersClient // by lower-case subscription id
 	watchers map[string]watcherList                // by lower-case subscription id
@@ -251,15 +252,25 @@ func (v *Verifier) watchersClient(sub string) (*armnetwork.WatchersClient, error
 func (v *Verifier) Watcher(ctx context.Context, sub, region string) (id string, err error) {
 	region = normaliseRegion(region)
 	key := strings.ToLower(sub)
-	v.mu.Lock()
-	known, ok := v.watchers[key]
-	v.mu.Unlock()
-	w, found := known.byRegion[region]
-	if !found && (!ok || time.Since(known.listedAt) >= watcherRelist) {
-		if known, err = v.listWatchers(ctx, sub); err != nil {
+	known := func() (watcherList, bool) {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		l, ok := v.watchers[key]
+		return l, ok
+	}
+	list, ok := known()
+	w, found := list.byRegion[region]
+	if !found {
+		v.listMu.Lock()
+		// Another question may have listed while this one waited.
+		if list, ok = known(); !ok || time.Since(list.listedAt) >= watcherRelist {
+			list, err = v.listWatchers(ctx, sub)
+		}
+		v.listMu.Unlock()
+		if err != nil {
 			return "", err
 		}
-		w, found = known.byRegion[region]
+		w, found = list.byRegion[region]
 	}
 	switch {
 	case !found:

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim"
@@ -82,6 +83,20 @@ func TestVerifierAgainstLocalAzure(t *testing.T) {
 		t.Errorf("unverifiable %v, want nic-spare (no VM has it)", unverifiable)
 	}
 
+	// Questions asked at once list the subscription's watchers once.
+	srv.ResetCounters()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := v.Watcher(ctx, srv.SubscriptionID(), "westeurope"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := srv.Counters().Requests["GET watcher-list"]; n != 1 {
+		t.Errorf("8 concurrent first questions listed the watchers %d times, want 1", n)
+	}
 	watcher, err := v.Watcher(ctx, srv.SubscriptionID(), "West Europe")
 	if err != nil || !strings.HasSuffix(watcher, "/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope") {
 		t.Errorf("watcher %q, %v", watcher, err)
