@@ -130,6 +130,7 @@ type Daemon struct {
 	verifier VerifyClient                     // nil: no verification
 	verified map[string][]Finding             // by NSG: mismatches found by its last verification
 	verifyFP map[string]string                // by NSG: what its last complete verification saw (verifyFingerprint)
+	verifies verifyRunner                     // verifications under way, outside the loop
 
 	lastSuccess atomic.Int64 // unix nanoseconds of the last full resync without error
 
@@ -158,7 +159,7 @@ func New(o Options) (*Daemon, error) {
 		audit: o.Audit, metrics: o.Metrics, log: o.Logger, now: o.Now,
 		due: map[string]time.Time{}, active: map[string]int{}, reported: map[string]map[string]Finding{},
 		seen: map[string]map[string]jit.Policy{}, open: map[string][]jit.GrantRule{},
-		verifier: o.Verify, verified: map[string][]Finding{}, verifyFP: map[string]string{},
+		verifier: o.Verify, verified: map[string][]Finding{}, verifyFP: map[string]string{}, verifies: newVerifyRunner(o.Concurrency),
 		reads: map[string]*statusEntry{}, recentEvents: o.RecentEvents, version: o.Version, statusRemote: o.StatusRemote,
 	}
 	if d.recentEvents <= 0 {
@@ -216,6 +217,8 @@ func (s Summary) Err() error { return errors.Join(s.Errors...) }
 // (or RetryDelay after a failure). It returns nil when ctx ends; a delete
 // under way at that moment is finished first.
 func (d *Daemon) Run(ctx context.Context) error {
+	d.verifies.looping = true
+	defer func() { d.verifies.looping = false }()
 	d.Pass(ctx)
 	resync := time.NewTicker(d.interval)
 	defer resync.Stop()
@@ -236,6 +239,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.Pass(ctx)
 		case <-wake:
 			d.reconcileDue(ctx)
+		case <-d.verifies.ready:
+			d.collectVerifications(ctx)
 		}
 		timer.Stop()
 	}
@@ -283,6 +288,13 @@ func (d *Daemon) Pass(ctx context.Context) Summary {
 		sum.Restored += r.restored
 		sum.Errors = append(sum.Errors, r.errs...)
 		sum.Findings += d.record(ctx, r)
+	}
+	sum.Findings += d.collectVerifications(ctx)
+	for !d.verifies.looping && len(d.verifies.inflight) > 0 {
+		// A pass on its own (--once) ends with its verifications; in Run
+		// they report when they are done, never holding up the loop.
+		d.verifies.wg.Wait()
+		sum.Findings += d.collectVerifications(ctx)
 	}
 	for _, n := range d.active {
 		sum.ActiveGrants += n
@@ -351,6 +363,11 @@ func (d *Daemon) forget(ids []string) {
 			delete(d.verifyFP, id)
 		}
 	}
+	for id := range d.verifies.latest {
+		if !keep[id] {
+			delete(d.verifies.latest, id)
+		}
+	}
 	for id := range d.seen {
 		if !keep[id] {
 			delete(d.seen, id)
@@ -379,11 +396,6 @@ type nsgResult struct {
 	// read is the NSG as the plan's closes and restores left it, for the
 	// status page; set when listed.
 	read NSGRead
-	// verifyTried: the NSG, as verifyFP says, was verified after this
-	// reconcile; verifyOK: completely, finding verifyFindings.
-	verifyTried, verifyOK bool
-	verifyFP              string
-	verifyFindings        []Finding
 }
 
 // reconcile observes, plans and applies the NSGs, at most Concurrency at a
@@ -410,19 +422,14 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 			continue
 		}
 		sem <- struct{}{}
-		seen, open, verifiedFP := d.seen[id], d.open[id], d.verifyFP[id] // read here: only this goroutine writes them, after wg.Wait
+		seen, open := d.seen[id], d.open[id] // read here: only this goroutine writes them, after wg.Wait
 		wg.Go(func() {
 			defer func() { <-sem }()
 			results[i] = d.reconcileNSG(ctx, id, seen, open, elsewhere, policies)
-			if r := &results[i]; d.verifier != nil && r.listed {
-				if fp := verifyFingerprint(r.read.Rules, r.plan.Active); fp != verifiedFP {
-					r.verifyTried, r.verifyFP = true, fp
-					r.verifyFindings, r.verifyOK = d.verifyAfter(ctx, *r)
-				}
-			}
 		})
 	}
 	wg.Wait()
+	d.startVerifications(ctx, results)
 	return results
 }
 
@@ -697,6 +704,7 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 		delete(d.open, r.nsgID)
 		delete(d.verified, r.nsgID)
 		delete(d.verifyFP, r.nsgID)
+		delete(d.verifies.latest, r.nsgID)
 		return 0
 	case !r.listed:
 		if len(r.errs) > 0 {
@@ -746,10 +754,6 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 		d.due[r.nsgID] = next
 	}
 
-	if r.verifyTried && r.verifyOK {
-		// A failed verification is tried again at the next reconcile.
-		d.verified[r.nsgID], d.verifyFP[r.nsgID] = r.verifyFindings, r.verifyFP
-	}
 	// A verification's mismatches stand until the NSG is verified again.
 	findings := slices.Concat(r.plan.Findings, d.verified[r.nsgID])
 	current := make(map[string]Finding, len(findings))

@@ -245,3 +245,141 @@ func (d *Daemon) verifyAfter(ctx context.Context, res nsgResult) (findings []Fin
 		"skipped", len(v.Skipped), "unverifiable", len(v.Unverifiable))
 	return v.Findings(), true
 }
+
+// verifyRunner runs the daemon's verifications outside its loop: IP flow
+// verify takes seconds per question on Azure, and a close must never wait
+// for one. At most one verification per NSG is under way; its outcome is
+// folded in by the loop (collectVerifications).
+type verifyRunner struct {
+	sem      chan struct{}   // bounds verifications at once
+	inflight map[string]bool // loop state: NSGs being verified
+	// latest is each NSG's latest reconcile and its fingerprint (loop
+	// state): a verification of an older one is stale when it is done.
+	latest  map[string]latestRead
+	looping bool // loop state: Run is running
+	wg      sync.WaitGroup
+	ready   chan struct{} // signalled when a verification is done
+
+	mu   sync.Mutex
+	done []verifyResult
+}
+
+type latestRead struct {
+	res nsgResult
+	fp  string
+}
+
+type verifyResult struct {
+	nsgID, fp string
+	findings  []Finding
+	ok        bool
+}
+
+func newVerifyRunner(concurrency int) verifyRunner {
+	return verifyRunner{sem: make(chan struct{}, max(concurrency, 1)), inflight: map[string]bool{}, latest: map[string]latestRead{},
+		ready: make(chan struct{}, 1)}
+}
+
+func (v *verifyRunner) deliver(r verifyResult) {
+	v.mu.Lock()
+	v.done = append(v.done, r)
+	v.mu.Unlock()
+	select {
+	case v.ready <- struct{}{}:
+	default:
+	}
+}
+
+// startVerifications starts verifying, in the background, each NSG just
+// reconciled whose rules or active grants differ from what its last
+// complete verification saw (verifyFingerprint): after each open, close or
+// restore jitd makes or sees, any other change, and its first read. Called
+// by the loop.
+func (d *Daemon) startVerifications(ctx context.Context, results []nsgResult) {
+	if d.verifier == nil {
+		return
+	}
+	for _, r := range results {
+		if !r.listed {
+			continue
+		}
+		fp := verifyFingerprint(r.read.Rules, r.plan.Active)
+		d.verifies.latest[r.nsgID] = latestRead{res: r, fp: fp}
+		if d.verifies.inflight[r.nsgID] || fp == d.verifyFP[r.nsgID] {
+			continue
+		}
+		d.verifies.inflight[r.nsgID] = true
+		d.verifies.wg.Go(func() {
+			select {
+			case d.verifies.sem <- struct{}{}:
+			case <-ctx.Done():
+				d.verifies.deliver(verifyResult{nsgID: r.nsgID})
+				return
+			}
+			defer func() { <-d.verifies.sem }()
+			findings, ok := d.verifyAfter(ctx, r)
+			d.verifies.deliver(verifyResult{nsgID: r.nsgID, fp: fp, findings: findings, ok: ok})
+		})
+	}
+}
+
+// collectVerifications folds in the verifications that are done: their
+// mismatches become the NSG's verify_mismatch findings, new ones reported
+// (audit, log, metric) and gone ones dropped. A verification of an NSG
+// that has changed since is discarded and started again; a failed one is
+// tried again at the NSG's next reconcile. It returns the number of new
+// findings. Called by the loop.
+func (d *Daemon) collectVerifications(ctx context.Context) int {
+	d.verifies.mu.Lock()
+	done := d.verifies.done
+	d.verifies.done = nil
+	d.verifies.mu.Unlock()
+	if len(done) == 0 {
+		return 0
+	}
+	defer d.updateGauges()
+	now := d.now()
+	added := 0
+	for _, r := range done {
+		delete(d.verifies.inflight, r.nsgID)
+		if !slices.Contains(d.nsgs, r.nsgID) {
+			delete(d.verifies.latest, r.nsgID)
+			continue
+		}
+		if latest, ok := d.verifies.latest[r.nsgID]; ok && latest.fp != r.fp {
+			// The NSG changed while Azure was asked (jitd closed a grant
+			// there, say): the answers may be about either state. Ask
+			// again about the latest.
+			d.startVerifications(ctx, []nsgResult{latest.res})
+			continue
+		}
+		if !r.ok {
+			continue
+		}
+		d.verified[r.nsgID], d.verifyFP[r.nsgID] = r.findings, r.fp
+		reported := d.reported[r.nsgID]
+		if reported == nil {
+			reported = map[string]Finding{}
+			d.reported[r.nsgID] = reported
+		}
+		current := map[string]bool{}
+		for _, f := range r.findings {
+			k := f.key()
+			current[k] = true
+			if _, old := reported[k]; old {
+				continue
+			}
+			reported[k] = f
+			added++
+			d.metrics.findings.WithLabelValues(string(f.Kind)).Inc()
+			d.log.Warn("finding", "nsg_id", r.nsgID, "kind", string(f.Kind), "policy", f.Policy, "rule", f.RuleName, "detail", f.Detail)
+			d.emit(ctx, findingEvent(now, r.nsgID, f))
+		}
+		for k, f := range reported {
+			if f.Kind == FindingVerifyMismatch && !current[k] {
+				delete(reported, k)
+			}
+		}
+	}
+	return added
+}

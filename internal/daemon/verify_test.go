@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -143,4 +144,60 @@ func TestVerifyNSGReportsADeniedGrant(t *testing.T) {
 		!strings.Contains(f[0].Detail, "grant g1's source 203.0.113.7 cannot reach 10.0.1.4 22/Tcp") {
 		t.Errorf("findings %+v", f)
 	}
+}
+
+// slowWatcher is a fakeWatcher whose answers wait for release, as Azure's
+// take seconds each.
+type slowWatcher struct {
+	*fakeWatcher
+	release chan struct{}
+}
+
+func (w *slowWatcher) VerifyIPFlow(ctx context.Context, p jit.Probe) (azure.IPFlowVerdict, error) {
+	select {
+	case <-w.release:
+	case <-ctx.Done():
+		return azure.IPFlowVerdict{}, ctx.Err()
+	}
+	return w.fakeWatcher.VerifyIPFlow(ctx, p)
+}
+
+// A verification under way never holds up a close: a grant on another NSG
+// is closed at its expiry while Azure has not answered yet, and the
+// mismatch is reported once it does.
+func TestRunVerificationDoesNotDelayCloses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		web := testPolicy(t, "web", 100)
+		az := newFakeAzure()
+		foreign := jit.SecurityRule{Name: "allow-any-ssh", Priority: 90, Direction: jit.Inbound, Access: jit.Allow, Protocol: jit.ProtocolTCP,
+			SourcePrefixes: []string{"*"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"22"}}
+		az.put("nsg-a", append(web.Rules(), foreign)...)
+		soon := start.Add(90 * time.Second).Truncate(time.Second)
+		az.put("nsg-b", append(web.Rules(), grantRule(t, web, "soon", soon))...)
+		w := &slowWatcher{fakeWatcher: &fakeWatcher{az: az}, release: make(chan struct{})}
+		d, rec := newTestDaemon(t, az, Options{Interval: time.Hour, Verify: w})
+		stop := startRun(t, d)
+		defer stop()
+
+		time.Sleep(time.Until(soon))
+		synctest.Wait()
+		if got := az.deleted(); len(got) != 1 || got[0].rule != "jit-web-g-soon" || !got[0].at.Equal(soon) {
+			t.Fatalf("deletions while verifications wait = %+v, want jit-web-g-soon at %v", got, soon)
+		}
+		close(w.release)
+		synctest.Wait()
+		var found []string
+		for _, e := range rec.all() {
+			if e.Kind == string(FindingVerifyMismatch) {
+				found = append(found, strings.Join(e.NSGIDs, ",")+" "+e.RuleName)
+			}
+		}
+		want := []string{"nsg-a securityRules/allow-any-ssh outside 22/Tcp", "nsg-a securityRules/allow-any-ssh allowed_no_grant 22/Tcp"}
+		slices.Sort(found)
+		slices.Sort(want)
+		if !slices.Equal(found, want) {
+			t.Errorf("verify findings %q, want %q", found, want)
+		}
+	})
 }
