@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -147,17 +146,17 @@ func verifyScope(ctx context.Context, sc *scope, rd verifyReader, vc daemon.Veri
 	results := make([]daemon.NSGVerification, len(ids))
 	read := make([]bool, len(ids))
 	probeLimit := make(chan struct{}, o.concurrency)
-	forEachNSG(ctx, ids, o.concurrency, func(ctx context.Context, i int, id string) error {
+	forEachNSG(ctx, ids, o.concurrency, func(ctx context.Context, i int, id string) {
 		rules, err := rd.ListRules(ctx, id)
 		if err != nil {
-			return err
+			results[i] = daemon.NSGVerification{NSGID: id, Errors: []string{fmt.Sprintf("%s: %v", id, err)}}
+			return
 		}
 		read[i] = true
 		policies, active := daemon.VerifyInputs(id, rules, now(), !o.noRestore)
 		results[i] = daemon.VerifyNSG(ctx, vc, id, policies, active, probeLimit)
-		return nil
-	}, func(i int, err error) {
-		results[i] = daemon.NSGVerification{NSGID: ids[i], Errors: []string{fmt.Sprintf("%s: %v", ids[i], err)}}
+	}, func(i int, id string, err error) {
+		results[i] = daemon.NSGVerification{NSGID: id, Errors: []string{fmt.Sprintf("%s: %v", id, err)}}
 	})
 	for i, v := range results {
 		if read[i] {
@@ -173,29 +172,6 @@ func verifyScope(ctx context.Context, sc *scope, rd verifyReader, vc daemon.Veri
 	}
 	rep.Complete = len(rep.Errors) == 0 && rep.NSGsRead == rep.NSGsInScope
 	return rep
-}
-
-// forEachNSG calls fn for every NSG, at most concurrency at once, and
-// fail with the error of each call that fails (or that ctx ended before
-// it began). It returns when every call has.
-func forEachNSG(ctx context.Context, ids []string, concurrency int, fn func(ctx context.Context, i int, id string) error, fail func(i int, err error)) {
-	sem := make(chan struct{}, concurrency)
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			fail(i, ctx.Err())
-			continue
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := fn(ctx, i, id); err != nil {
-				fail(i, err)
-			}
-		})
-	}
-	wg.Wait()
 }
 
 // writeVerifyReport writes the report as a table or as JSON.
