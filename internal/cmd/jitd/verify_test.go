@@ -260,6 +260,25 @@ func TestVerifyAgainstLocalAzure(t *testing.T) {
 		}
 	})
 
+	t.Run("security admin rule", func(t *testing.T) {
+		// Virtual Network Manager's AlwaysAllow is evaluated before any
+		// NSG: Azure names it as the deciding rule.
+		p := webPolicy(t, 100)
+		nsg := la.createNSG(t, "verify-admin", "nsg-web", p.Rules()...)
+		w := la.createVerifyWorld(t, "verify-admin", nsg, "")
+		la.setAdminRules(t, w.vnet, map[string]any{"name": "always-ssh", "properties": map[string]any{
+			"access": "AlwaysAllow", "priority": 10, "direction": "Inbound", "protocol": "Tcp",
+			"sources":               []map[string]string{{"addressPrefix": "*", "addressPrefixType": "IPPrefix"}},
+			"destinations":          []map[string]string{{"addressPrefix": "*", "addressPrefixType": "IPPrefix"}},
+			"destinationPortRanges": []string{"22"},
+		}})
+		out, code := la.jitdRun(t, "verify", "--resource-group", "verify-admin")
+		t.Logf("jitd verify --resource-group verify-admin:\n%s", out)
+		if code != ExitMismatch || !strings.Contains(out, "192.0.2.1, outside policy web's allowed sources, reaches 10.0.1.4 22/Tcp (Allow, must be Deny; decided by securityAdminRules/always-ssh)") {
+			t.Errorf("exit %d, want %d:\n%s", code, ExitMismatch, out)
+		}
+	})
+
 	t.Run("incomplete", func(t *testing.T) {
 		out, code := la.jitdRun(t, "verify", "--nsg", fmt.Sprintf("/subscriptions/%s/resourceGroups/verify-ok/providers/Microsoft.Network/networkSecurityGroups/none", la.subscription()))
 		if code != 1 || !strings.Contains(out, "INCOMPLETE") {
