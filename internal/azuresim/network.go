@@ -231,7 +231,7 @@ func (n *nicState) withProvisioningState(ps string) *nicState {
 var (
 	vnetPropsComputed     = map[string]bool{"subnets": true, "provisioningState": true, "resourceGuid": true}
 	subnetPropsComputed   = map[string]bool{"addressPrefix": true, "addressPrefixes": true, "networkSecurityGroup": true, "ipConfigurations": true, "provisioningState": true}
-	nicPropsComputed      = map[string]bool{"ipConfigurations": true, "networkSecurityGroup": true, "provisioningState": true, "resourceGuid": true}
+	nicPropsComputed      = map[string]bool{"ipConfigurations": true, "networkSecurityGroup": true, "provisioningState": true, "resourceGuid": true, "virtualMachine": true}
 	ipConfigPropsComputed = map[string]bool{"privateIPAddress": true, "privateIPAllocationMethod": true, "privateIPAddressVersion": true, "primary": true, "subnet": true, "provisioningState": true}
 )
 
@@ -1076,6 +1076,7 @@ func (s *Server) nicJSON(n *nicState) map[string]any {
 	}
 	props["provisioningState"] = n.provisioningState
 	props["resourceGuid"] = n.guid
+	s.addVMReference(props, n.id)
 	doc := make(map[string]any, len(n.top)+6)
 	for k, v := range n.top {
 		doc[k] = v
@@ -1216,15 +1217,26 @@ func (s *Server) newIPConfig(n *nicState, raw json.RawMessage) (*ipConfigState, 
 // static ones the address asked for (inside the subnet, outside Azure's
 // reserved addresses, not taken), dynamic ones the address they had if
 // still valid, else the first free one of the subnet, as Azure allocates.
-// Callers hold s.mu.
+// Private addresses are unique within a virtual network; other virtual
+// networks may use the same ones. Callers hold s.mu.
 func (s *Server) assignAddresses(n, cur *nicState, requested []string) *armError {
-	used := map[netip.Addr]string{} // address -> the configuration holding it
+	usedIn := map[string]map[netip.Addr]string{} // by lower-case virtual network id: address -> the configuration holding it
+	vnetOf := func(subnetID string) string {
+		id := strings.ToLower(subnetID)
+		if i := strings.LastIndex(id, "/subnets/"); i > 0 {
+			id = id[:i]
+		}
+		if usedIn[id] == nil {
+			usedIn[id] = map[netip.Addr]string{}
+		}
+		return id
+	}
 	for _, other := range s.nicStates(true) {
 		if strings.EqualFold(other.id, n.id) {
 			continue
 		}
 		for _, ic := range other.ipConfigs {
-			used[ic.address] = other.ipConfigID(ic.name)
+			usedIn[vnetOf(ic.subnetID)][ic.address] = other.ipConfigID(ic.name)
 		}
 	}
 	previous := func(ic *ipConfigState) netip.Addr {
@@ -1247,6 +1259,7 @@ func (s *Server) assignAddresses(n, cur *nicState, requested []string) *armError
 				continue
 			}
 			_, sn := s.lookupSubnet(ic.subnetID)
+			used := usedIn[vnetOf(ic.subnetID)]
 			prefix, ok := prefixForVersion(sn, ic.version)
 			if !ok {
 				return &armError{Code: "InvalidRequestFormat", Message: fmt.Sprintf(

@@ -462,3 +462,27 @@ func TestNetworkInterfaceWriteIsLongRunning(t *testing.T) {
 		t.Errorf("NIC while running has no address: %s", b)
 	}
 }
+
+// Private addresses are unique within a virtual network only: another
+// virtual network may give a NIC the same static address.
+func TestPrivateAddressesAreUniquePerVirtualNetwork(t *testing.T) {
+	srv := simtest.Start(t, azuresim.Options{})
+	n := newVMNetwork(t, srv)
+	ctx := t.Context()
+	for _, vnet := range []string{"vnet-one", "vnet-two"} {
+		if _, err := n.createVNet(ctx, vnet, "10.10.0.0/16", subnet("web", "10.10.1.0/24", "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub := func(vnet string) string {
+		return "/subscriptions/" + srv.SubscriptionID() + "/resourceGroups/" + testRG + "/providers/Microsoft.Network/virtualNetworks/" + vnet + "/subnets/web"
+	}
+	if _, err := n.createNIC(ctx, "nic-one", nicSpec{subnetID: sub("vnet-one"), ip: "10.10.1.4"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.createNIC(ctx, "nic-two", nicSpec{subnetID: sub("vnet-two"), ip: "10.10.1.4"}); err != nil {
+		t.Errorf("the same address in another virtual network: %v", err)
+	}
+	_, err := n.createNIC(ctx, "nic-three", nicSpec{subnetID: sub("vnet-one"), ip: "10.10.1.4"})
+	wantBadRequest(t, "the same address in the same virtual network", err, "PrivateIPAddressIsAllocated")
+}

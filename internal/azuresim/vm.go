@@ -251,6 +251,16 @@ func (s *Server) nicInUse(n *nicState) *armError {
 	return nil
 }
 
+// addVMReference sets a network interface's read-only back-reference to
+// the VM that has it (properties.virtualMachine), as Azure returns it: the
+// way from a NIC (and so from an NSG) to the VM that IP flow verify
+// targets. A NIC no VM has has none. Callers hold s.mu.
+func (s *Server) addVMReference(props map[string]any, nicID string) {
+	if v := s.vmUsing(nicID); v != nil {
+		props["virtualMachine"] = resourceRef{ID: v.id}
+	}
+}
+
 // vmJSON renders a VM as ARM does, as far as it is modelled.
 func (s *Server) vmJSON(v *vmState) map[string]any {
 	nics := make([]any, len(v.nics))

@@ -83,7 +83,14 @@ func TestVirtualMachines(t *testing.T) {
 		})
 	}
 
-	createVM(t, srv, "vm-web", *nic1.ID, *nic2.ID)
+	vm := createVM(t, srv, "vm-web", *nic1.ID, *nic2.ID)
+	// A NIC names the VM that has it (read-only), as Azure returns it.
+	for _, name := range []string{"nic-1", "nic-2"} {
+		got, err := n.nics.Get(ctx, testRG, name, nil)
+		if err != nil || got.Properties == nil || got.Properties.VirtualMachine == nil || *got.Properties.VirtualMachine.ID != vm {
+			t.Errorf("GET %s: virtualMachine %+v, %v; want %s", name, got.Properties, err, vm)
+		}
+	}
 	resp, b := raw.must(http.MethodGet, vmPath(srv, "vm-web"), nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"provisioningState":"Succeeded"`) ||
 		!strings.Contains(string(b), `"vmSize":"Standard_B1s"`) || !strings.Contains(string(b), `"primary":true`) {
@@ -100,6 +107,9 @@ func TestVirtualMachines(t *testing.T) {
 	}
 	if resp, _ := raw.must(http.MethodGet, vmPath(srv, "vm-web"), nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET deleted VM: %d", resp.StatusCode)
+	}
+	if got, err := n.nics.Get(ctx, testRG, "nic-1", nil); err != nil || got.Properties.VirtualMachine != nil {
+		t.Errorf("GET nic-1 after its VM is deleted: %+v, %v; want no virtualMachine", got.Properties.VirtualMachine, err)
 	}
 	if err := n.deleteNIC(ctx, "nic-2"); err != nil {
 		t.Errorf("delete a NIC no VM uses: %v", err)

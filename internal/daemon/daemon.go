@@ -92,6 +92,11 @@ type Options struct {
 	// RecentEvents is how many of the latest audit events the status page
 	// shows. Default 100.
 	RecentEvents int
+	// Verify, when set, asks Network Watcher's IP flow verify about an NSG
+	// after each change jitd makes or observes on it, and reports every
+	// answer that breaks the promise as a verify_mismatch finding (see
+	// verify.go).
+	Verify VerifyClient
 }
 
 // Daemon closes expired and invalid grant rules in a scope. Run and Pass
@@ -122,6 +127,10 @@ type Daemon struct {
 	reported map[string]map[string]Finding    // by NSG: findings already reported, by key
 	seen     map[string]map[string]jit.Policy // by NSG: policies last seen intact (or restored), by name
 	open     map[string][]jit.GrantRule       // by NSG: grants open at its last read
+	verifier VerifyClient                     // nil: no verification
+	verified map[string][]Finding             // by NSG: mismatches found by its last verification
+	verifyFP map[string]string                // by NSG: what its last complete verification saw (verifyFingerprint)
+	verifies verifyRunner                     // verifications under way, outside the loop
 
 	lastSuccess atomic.Int64 // unix nanoseconds of the last full resync without error
 
@@ -150,6 +159,7 @@ func New(o Options) (*Daemon, error) {
 		audit: o.Audit, metrics: o.Metrics, log: o.Logger, now: o.Now,
 		due: map[string]time.Time{}, active: map[string]int{}, reported: map[string]map[string]Finding{},
 		seen: map[string]map[string]jit.Policy{}, open: map[string][]jit.GrantRule{},
+		verifier: o.Verify, verified: map[string][]Finding{}, verifyFP: map[string]string{}, verifies: newVerifyRunner(o.Concurrency),
 		reads: map[string]*statusEntry{}, recentEvents: o.RecentEvents, version: o.Version, statusRemote: o.StatusRemote,
 	}
 	if d.recentEvents <= 0 {
@@ -207,6 +217,8 @@ func (s Summary) Err() error { return errors.Join(s.Errors...) }
 // (or RetryDelay after a failure). It returns nil when ctx ends; a delete
 // under way at that moment is finished first.
 func (d *Daemon) Run(ctx context.Context) error {
+	d.verifies.looping = true
+	defer func() { d.verifies.looping = false }()
 	d.Pass(ctx)
 	resync := time.NewTicker(d.interval)
 	defer resync.Stop()
@@ -227,6 +239,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.Pass(ctx)
 		case <-wake:
 			d.reconcileDue(ctx)
+		case <-d.verifies.ready:
+			d.collectVerifications(ctx)
 		}
 		timer.Stop()
 	}
@@ -274,6 +288,13 @@ func (d *Daemon) Pass(ctx context.Context) Summary {
 		sum.Restored += r.restored
 		sum.Errors = append(sum.Errors, r.errs...)
 		sum.Findings += d.record(ctx, r)
+	}
+	sum.Findings += d.collectVerifications(ctx)
+	for !d.verifies.looping && len(d.verifies.inflight) > 0 {
+		// A pass on its own (--once) ends with its verifications; in Run
+		// they report when they are done, never holding up the loop.
+		d.verifies.wg.Wait()
+		sum.Findings += d.collectVerifications(ctx)
 	}
 	for _, n := range d.active {
 		sum.ActiveGrants += n
@@ -334,6 +355,17 @@ func (d *Daemon) forget(ids []string) {
 	for id := range d.open {
 		if !keep[id] {
 			delete(d.open, id)
+		}
+	}
+	for id := range d.verified {
+		if !keep[id] {
+			delete(d.verified, id)
+			delete(d.verifyFP, id)
+		}
+	}
+	for id := range d.verifies.latest {
+		if !keep[id] {
+			delete(d.verifies.latest, id)
 		}
 	}
 	for id := range d.seen {
@@ -397,6 +429,7 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 		})
 	}
 	wg.Wait()
+	d.startVerifications(ctx, results)
 	return results
 }
 
@@ -674,6 +707,9 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 		delete(d.reported, r.nsgID)
 		delete(d.seen, r.nsgID)
 		delete(d.open, r.nsgID)
+		delete(d.verified, r.nsgID)
+		delete(d.verifyFP, r.nsgID)
+		delete(d.verifies.latest, r.nsgID)
 		return 0
 	case !r.listed:
 		if len(r.errs) > 0 {
@@ -723,10 +759,12 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 		d.due[r.nsgID] = next
 	}
 
-	current := make(map[string]Finding, len(r.plan.Findings))
+	// A verification's mismatches stand until the NSG is verified again.
+	findings := slices.Concat(r.plan.Findings, d.verified[r.nsgID])
+	current := make(map[string]Finding, len(findings))
 	seen := d.reported[r.nsgID]
 	added := 0
-	for _, f := range r.plan.Findings {
+	for _, f := range findings {
 		k := f.key()
 		current[k] = f
 		if _, old := seen[k]; old {

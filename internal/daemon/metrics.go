@@ -28,6 +28,7 @@ type Metrics struct {
 	lastSuccess       prometheus.Gauge
 	closeLag          prometheus.Histogram
 	errors            *prometheus.CounterVec
+	verifyProbes      *prometheus.CounterVec
 }
 
 // Operations counted by jitd_errors_total.
@@ -38,6 +39,7 @@ const (
 	opRestore  = "restore"
 	opAudit    = "audit"
 	opAdmin    = "admin_rules"
+	opVerify   = "verify"
 )
 
 // NewMetrics registers jitd's metrics, with the Go runtime and process
@@ -97,16 +99,23 @@ func NewMetrics() *Metrics {
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jitd_errors_total",
-			Help: "Failed operations, by operation (discover, list, delete, restore, audit).",
+			Help: "Failed operations, by operation (discover, list, delete, restore, audit, admin_rules, verify).",
 		}, []string{"op"}),
+		verifyProbes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitd_verify_probes_total",
+			Help: "IP flow verify questions asked with --verify, by result (match, mismatch, error).",
+		}, []string{"result"}),
 	}
 	m.registry.MustRegister(m.buildInfo, m.activeGrants, m.activeByPolicy, m.nextExpiry, m.nsgs, m.closes, m.restores, m.findings, m.openFindings,
-		m.reconcileDuration, m.lastSuccess, m.closeLag, m.errors,
+		m.reconcileDuration, m.lastSuccess, m.closeLag, m.errors, m.verifyProbes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the error series so that rate() and alerts see zeros
 	// rather than absent series.
-	for _, op := range []string{opDiscover, opList, opDelete, opRestore, opAudit, opAdmin} {
+	for _, op := range []string{opDiscover, opList, opDelete, opRestore, opAudit, opAdmin, opVerify} {
 		m.errors.WithLabelValues(op)
+	}
+	for _, r := range []string{"match", "mismatch", "error"} {
+		m.verifyProbes.WithLabelValues(r)
 	}
 	for _, k := range findingKinds {
 		m.findings.WithLabelValues(string(k))

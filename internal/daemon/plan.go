@@ -96,7 +96,7 @@ const (
 
 // findingKinds are every kind, for the metrics' label values.
 var findingKinds = []FindingKind{FindingBypass, FindingMissingDeny, FindingMalformedPolicy, FindingMalformedRule,
-	FindingStandingAccess, FindingPolicyMissing, FindingSessionsNotEnded, FindingAdminOverride}
+	FindingStandingAccess, FindingPolicyMissing, FindingSessionsNotEnded, FindingAdminOverride, FindingVerifyMismatch}
 
 // ClockSkew is how much further out than its policy's maximum a grant's
 // expiry may be before it counts as over the maximum. The provider stamps

@@ -87,6 +87,7 @@ type options struct {
 	logLevel     slog.Level
 	concurrency  int
 	showVersion  bool
+	verify       bool
 
 	// Overrides of the ARM_* variables of the same names.
 	subscriptionID, tenantID, clientID, environment, metadataHost string
@@ -115,6 +116,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.IntVar(&o.concurrency, "concurrency", 8, "NSGs reconciled at once")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&o.verify, "verify", false, "after each change jitd makes or sees on an NSG, ask Network Watcher's IP flow verify whether grants' sources get in and others do not, and report each wrong answer (a verify_mismatch finding); see jitd verify")
 	fs.StringVar(&o.subscriptionID, "subscription-id", "", "default subscription (overrides $"+azure.EnvSubscriptionID+")")
 	fs.StringVar(&o.tenantID, "tenant-id", "", "tenant (overrides $"+azure.EnvTenantID+")")
 	fs.StringVar(&o.clientID, "client-id", "", "client id of the service principal or managed identity (overrides $"+azure.EnvClientID+")")
@@ -153,6 +155,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runStatus(ctx, args[1:], getenv, stdout, stderr)
 		case "request":
 			return runRequest(ctx, args[1:], getenv, stdout, stderr)
+		case "verify":
+			return runVerify(ctx, args[1:], getenv, stdout, stderr)
 		}
 	}
 	o, err := parseFlags(args, getenv, stderr)
@@ -198,7 +202,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer closeSinks()
 
-	d, err := daemon.New(daemon.Options{
+	var verifier daemon.VerifyClient
+	if o.verify {
+		verifier = azure.NewVerifier(client)
+	}
+	d, err := daemon.New(daemon.Options{Verify: verifier,
 		Rules: client, Scope: sc, Interval: o.interval, Watch: watchOption(o.watch), Concurrency: o.concurrency, NoRestore: o.noRestore,
 		DryRun: o.dryRun, Audit: sink, Logger: log, Version: version, StatusRemote: o.statusRemote,
 		// The system clock unless the testing hook JIT_TEST_CLOCK_OFFSET_FILE

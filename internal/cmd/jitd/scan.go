@@ -154,49 +154,35 @@ func scanScope(ctx context.Context, sc *scope, o scanOptions, now time.Time, pro
 	results := make([]scan.Result, len(ids))
 	errs := make([]error, len(ids))
 	var (
-		wg   sync.WaitGroup
 		mu   sync.Mutex
 		done int
 	)
 	step := max(len(ids)/10, 1)
-	sem := make(chan struct{}, o.concurrency)
-	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i] = fmt.Errorf("%s: %w", id, ctx.Err())
-				return
-			}
-			defer func() { <-sem }()
-			rules, err := sc.client.ListRules(ctx, id)
-			if err != nil {
-				errs[i] = err
-			} else {
-				so := scan.Options{Ports: o.ports, Destinations: o.destinations, Now: now}
-				if ar, ok := sc.client.(adminReader); ok && !o.noAdminRules {
-					admin, err := ar.AdminRules(ctx, id)
-					if err != nil {
-						// The NSG's own rules are still judged; what admin
-						// rules do there is not known, and the scan says so.
-						mu.Lock()
-						fmt.Fprintf(progress, "jitd scan: warning: the security admin rules in effect for %s could not be read: %v\n", id, err)
-						mu.Unlock()
-					}
-					so.AdminRules = admin
+	forEachNSG(ctx, ids, o.concurrency, func(ctx context.Context, i int, id string) {
+		rules, err := sc.client.ListRules(ctx, id)
+		if err != nil {
+			errs[i] = err
+		} else {
+			so := scan.Options{Ports: o.ports, Destinations: o.destinations, Now: now}
+			if ar, ok := sc.client.(adminReader); ok && !o.noAdminRules {
+				admin, err := ar.AdminRules(ctx, id)
+				if err != nil {
+					// The NSG's own rules are still judged; what admin
+					// rules do there is not known, and the scan says so.
+					mu.Lock()
+					fmt.Fprintf(progress, "jitd scan: warning: the security admin rules in effect for %s could not be read: %v\n", id, err)
+					mu.Unlock()
 				}
-				results[i] = scan.NSG(id, rules, so)
+				so.AdminRules = admin
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if done++; len(ids) >= 50 && (done%step == 0 || done == len(ids)) {
-				fmt.Fprintf(progress, "jitd scan: %d/%d NSGs read\n", done, len(ids))
-			}
-		}()
-	}
-	wg.Wait()
+			results[i] = scan.NSG(id, rules, so)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if done++; len(ids) >= 50 && (done%step == 0 || done == len(ids)) {
+			fmt.Fprintf(progress, "jitd scan: %d/%d NSGs read\n", done, len(ids))
+		}
+	}, func(i int, id string, err error) { errs[i] = fmt.Errorf("%s: %w", id, err) })
 	for i := range ids {
 		if errs[i] != nil {
 			rep.Errors = append(rep.Errors, errs[i].Error())

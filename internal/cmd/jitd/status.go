@@ -136,49 +136,37 @@ func readStatus(ctx context.Context, sc *scope, client statusClient, o statusOpt
 	reads := make([]daemon.NSGRead, len(ids))
 	var warnMu sync.Mutex
 	var warnings []string
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, o.concurrency)
-	for i, id := range ids {
-		wg.Go(func() {
-			reads[i] = daemon.NSGRead{ID: id}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				reads[i].Err = ctx.Err().Error()
-				return
-			}
-			defer func() { <-sem }()
-			rules, err := client.ListRules(ctx, id)
+	forEachNSG(ctx, ids, o.concurrency, func(ctx context.Context, i int, id string) {
+		reads[i] = daemon.NSGRead{ID: id}
+		rules, err := client.ListRules(ctx, id)
+		if err != nil {
+			reads[i].Err = err.Error()
+			return
+		}
+		reads[i].Rules, reads[i].ReadAt = rules, now()
+		view := jit.ReadNSG(rules)
+		if len(view.Policies) > 0 {
+			admin, err := client.AdminRules(ctx, id)
 			if err != nil {
-				reads[i].Err = err.Error()
+				// The NSGs were read; what admin rules do to them is
+				// not known, and the status says so.
+				warnMu.Lock()
+				warnings = append(warnings, fmt.Sprintf("the security admin rules in effect for %s could not be read, so "+
+					"admin-rule overrides there are not shown: %v", id, err))
+				warnMu.Unlock()
+			} else {
+				reads[i].AdminRules = admin
+			}
+		}
+		if daemon.EndsSessions(view) {
+			on, err := client.FlushConnection(ctx, id)
+			if err != nil {
+				// Shown as unknown; the rest of the status stands.
 				return
 			}
-			reads[i].Rules, reads[i].ReadAt = rules, now()
-			view := jit.ReadNSG(rules)
-			if len(view.Policies) > 0 {
-				admin, err := client.AdminRules(ctx, id)
-				if err != nil {
-					// The NSGs were read; what admin rules do to them is
-					// not known, and the status says so.
-					warnMu.Lock()
-					warnings = append(warnings, fmt.Sprintf("the security admin rules in effect for %s could not be read, so "+
-						"admin-rule overrides there are not shown: %v", id, err))
-					warnMu.Unlock()
-				} else {
-					reads[i].AdminRules = admin
-				}
-			}
-			if daemon.EndsSessions(view) {
-				on, err := client.FlushConnection(ctx, id)
-				if err != nil {
-					// Shown as unknown; the rest of the status stands.
-					return
-				}
-				reads[i].FlushConnection = &on
-			}
-		})
-	}
-	wg.Wait()
+			reads[i].FlushConnection = &on
+		}
+	}, func(i int, id string, err error) { reads[i] = daemon.NSGRead{ID: id, Err: err.Error()} })
 	slices.Sort(warnings)
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning:", w)
