@@ -185,21 +185,45 @@ func TestValidateNeverQuotesSecrets(t *testing.T) {
 }
 
 func TestAuthMethodOrder(t *testing.T) {
-	all := Config{ClientSecret: "x", UseOIDC: true, UseMSI: true, UseCLI: true}
+	all := Config{ClientCertificatePath: "/c.pfx", ClientSecret: "x", UseOIDC: true, UseAKSWorkloadIdentity: true, UseMSI: true, UseCLI: true}
 	steps := []struct {
 		drop func(*Config)
 		want string
 	}{
-		{func(*Config) {}, authClientSecret},
-		{func(c *Config) { c.ClientSecret = "" }, authOIDC},
-		{func(c *Config) { c.UseOIDC = false }, authMSI},
-		{func(c *Config) { c.UseMSI = false }, authCLI},
+		{func(*Config) {}, AuthClientCertificate},
+		{func(c *Config) { c.ClientCertificatePath = "" }, AuthClientSecret},
+		{func(c *Config) { c.ClientSecret, c.ClientSecretFilePath = "", "/secret" }, AuthClientSecret},
+		{func(c *Config) { c.ClientSecretFilePath = "" }, AuthOIDC},
+		{func(c *Config) { c.UseOIDC = false }, AuthOIDC},
+		{func(c *Config) { c.UseAKSWorkloadIdentity = false }, AuthMSI},
+		{func(c *Config) { c.UseMSI = false }, AuthCLI},
 		{func(c *Config) { c.UseCLI = false }, ""},
 	}
 	for _, s := range steps {
 		s.drop(&all)
-		if got := all.authMethod(); got != s.want {
-			t.Fatalf("authMethod(%+v) = %q, want %q", all, got, s.want)
+		if got := all.AuthMethod(); got != s.want {
+			t.Fatalf("AuthMethod(%+v) = %q, want %q", all, got, s.want)
+		}
+	}
+}
+
+func TestOIDCSourceOrder(t *testing.T) {
+	all := Config{OIDCToken: "jwt", OIDCTokenFilePath: "/t", OIDCRequestURL: "https://r", OIDCRequestToken: "rt",
+		ADOPipelineServiceConnectionID: "sc"}
+	steps := []struct {
+		drop func(*Config)
+		want string
+	}{
+		{func(*Config) {}, OIDCFromToken},
+		{func(c *Config) { c.OIDCToken = "" }, OIDCFromFile},
+		{func(c *Config) { c.OIDCTokenFilePath = "" }, OIDCFromAzureDevOps},
+		{func(c *Config) { c.ADOPipelineServiceConnectionID = "" }, OIDCFromRequestURL},
+		{func(c *Config) { c.OIDCRequestToken = "" }, ""},
+	}
+	for _, s := range steps {
+		s.drop(&all)
+		if got := all.OIDCSource(); got != s.want {
+			t.Fatalf("OIDCSource(%+v) = %q, want %q", all, got, s.want)
 		}
 	}
 }
