@@ -125,6 +125,8 @@ func (s *Server) serveIdentity(w http.ResponseWriter, r *http.Request, path stri
 		s.serveRegisterCertificate(w, r)
 	case "/_sim/federated-token":
 		s.serveIssueFederatedToken(w, r)
+	case "/_sim/identity":
+		s.serveIdentityValues(w, r)
 	}
 	return "sim"
 }
@@ -199,6 +201,29 @@ func (s *Server) serveRegisterCertificate(w http.ResponseWriter, r *http.Request
 		s.RegisterClientCertificate(c)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// serveIdentityValues answers GET with the values a client of a local
+// Azure run as a process needs for each credential kind: they are the
+// simulator's own and protect nothing real.
+func (s *Server) serveIdentityValues(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		writeARMError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "GET only.")
+		return
+	}
+	adoURL, adoToken, adoConnection := s.AzureDevOpsOIDCRequest()
+	ghURL, ghToken := s.GitHubIDTokenRequest()
+	msi, header := s.ManagedIdentityEndpoint()
+	writeJSON(w, http.StatusOK, map[string]string{
+		"SYSTEM_OIDCREQUESTURI":                adoURL,
+		"SYSTEM_ACCESSTOKEN":                   adoToken,
+		"ARM_OIDC_AZURE_SERVICE_CONNECTION_ID": adoConnection,
+		"ACTIONS_ID_TOKEN_REQUEST_URL":         ghURL,
+		"ACTIONS_ID_TOKEN_REQUEST_TOKEN":       ghToken,
+		"IDENTITY_ENDPOINT":                    msi,
+		"IDENTITY_HEADER":                      header,
+		"IMDS_ENDPOINT":                        s.IMDSEndpoint(),
+	})
 }
 
 // serveIssueFederatedToken answers POST ?subject=… with {"token": …}, a
