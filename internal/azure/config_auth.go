@@ -203,3 +203,38 @@ func isLocalHost(h string) bool {
 	ip := net.ParseIP(h)
 	return ip != nil && (ip.IsLoopback() || ip.IsLinkLocalUnicast())
 }
+
+// Warnings names the authentication settings c has that take no effect
+// because another method wins or a setting they go with is missing, as
+// azurerm silently ignores them. They are warnings, not errors: a pipeline
+// set up for several tools often carries more than one tool reads.
+func (c Config) Warnings() []string {
+	method := c.AuthMethod()
+	var out []string
+	unused := func(setting, env, why string) {
+		out = append(out, fmt.Sprintf("%s (%s) is set but has no effect: %s", setting, env, why))
+	}
+	won := fmt.Sprintf("%s authentication is used (see the order in the authentication guide)", method)
+	if method != AuthMSI {
+		if c.MSIEndpoint != "" {
+			unused("msi_endpoint", EnvMSIEndpoint, won)
+		}
+		if c.MSIAPIVersion != "" {
+			unused("msi_api_version", EnvMSIAPIVersion, won)
+		}
+	}
+	if c.ClientCertificatePassword != "" && method != AuthClientCertificate {
+		unused("client_certificate_password", EnvClientCertificatePass, "no client certificate is configured")
+	}
+	if c.ADOPipelineServiceConnectionID != "" && (method != AuthOIDC || c.OIDCSource() != OIDCFromAzureDevOps) {
+		why := won
+		if method == AuthOIDC {
+			why = "OIDC takes its token from " + c.OIDCSource() + ", which comes before Azure DevOps (or SYSTEM_OIDCREQUESTURI and SYSTEM_ACCESSTOKEN are missing)"
+		}
+		unused("ado_pipeline_service_connection_id", EnvADOServiceConnectionID, why)
+	}
+	if (method == AuthClientCertificate || method == AuthClientSecret) && (c.UseOIDC || c.UseAKSWorkloadIdentity || c.UseMSI) {
+		out = append(out, fmt.Sprintf("%s authentication is used although use_oidc, use_aks_workload_identity or use_msi is enabled: a configured certificate or secret comes first, as in azurerm; unset it to use the other method", method))
+	}
+	return out
+}

@@ -227,3 +227,36 @@ func TestOIDCSourceOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestWarningsNameIneffectiveSettings(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string // a substring of each warning, in order
+	}{
+		{"none", Config{ClientSecret: "x"}, nil},
+		{"msi endpoint under a secret", Config{ClientSecret: "x", MSIEndpoint: "https://h/t", MSIAPIVersion: "2019-08-01"},
+			[]string{"msi_endpoint (ARM_MSI_ENDPOINT)", "msi_api_version (ARM_MSI_API_VERSION)"}},
+		{"password without certificate", Config{UseCLI: true, ClientCertificatePassword: "p"}, []string{"client_certificate_password"}},
+		{"service connection under a token file", Config{UseOIDC: true, OIDCTokenFilePath: "/t", ADOPipelineServiceConnectionID: "sc"},
+			[]string{"ado_pipeline_service_connection_id"}},
+		{"secret shadows OIDC", Config{ClientSecret: "x", UseOIDC: true}, []string{"use_oidc"}},
+		{"MSI with its endpoint", Config{UseMSI: true, MSIEndpoint: "https://h/t"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.cfg.Warnings()
+			if len(got) != len(tt.want) {
+				t.Fatalf("Warnings = %q, want %d", got, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %q does not mention %q", got[i], w)
+				}
+			}
+			if strings.Contains(strings.Join(got, " "), "\"p\"") {
+				t.Error("a warning quotes the password")
+			}
+		})
+	}
+}

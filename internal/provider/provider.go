@@ -243,6 +243,9 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 		addConfigErrors(&resp.Diagnostics, err)
 		return
 	}
+	for _, w := range cfg.Warnings() {
+		resp.Diagnostics.AddWarning("Provider Setting Has No Effect", w)
+	}
 
 	ctx = tflog.SetField(ctx, "subscription_id", cfg.SubscriptionID)
 	tflog.Debug(ctx, "Configuring Azure client", map[string]any{
