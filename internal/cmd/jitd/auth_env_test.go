@@ -48,7 +48,7 @@ func TestJitdAuthenticationMethodsWithEmptyEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	nsgID := "/subscriptions/" + azuresim.DefaultSubscriptionID + "/resourceGroups/rg-auth/providers/Microsoft.Network/networkSecurityGroups/nsg-auth"
-	seed := write(t, dir, "seed.json", fmt.Sprintf(`{"networkSecurityGroups":[{"id":%q,"location":"westeurope","properties":{"securityRules":[]}}]}`, nsgID))
+	seed := authWriteFile(t, dir, "seed.json", fmt.Sprintf(`{"networkSecurityGroups":[{"id":%q,"location":"westeurope","properties":{"securityRules":[]}}]}`, nsgID))
 	srv, err := azuresim.Start(azuresim.Options{CA: ca, SeedFile: seed})
 	if err != nil {
 		t.Fatal(err)
@@ -68,12 +68,12 @@ func TestJitdAuthenticationMethodsWithEmptyEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pfxFile := write(t, dir, "client.pfx", string(pfx))
+	pfxFile := authWriteFile(t, dir, "client.pfx", string(pfx))
 	federated, err := srv.IssueFederatedToken("system:serviceaccount:jit:jitd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokenFile := write(t, dir, "azure-identity-token", federated)
+	tokenFile := authWriteFile(t, dir, "azure-identity-token", federated)
 	adoURL, adoToken, adoConnection := srv.AzureDevOpsOIDCRequest()
 	ghURL, ghToken := srv.GitHubIDTokenRequest()
 	appService, identityHeader := srv.ManagedIdentityEndpoint()
@@ -102,8 +102,8 @@ func TestJitdAuthenticationMethodsWithEmptyEnvironment(t *testing.T) {
 		{"client secret, environment global", with(app, map[string]string{"ARM_CLIENT_SECRET": srv.ClientSecret(), "ARM_ENVIRONMENT": "global"})},
 		{"client secret and client id files", with(map[string]string{
 			"ARM_TENANT_ID":               srv.TenantID(),
-			"ARM_CLIENT_ID_FILE_PATH":     write(t, dir, "client-id", srv.ClientID()+"\n"),
-			"ARM_CLIENT_SECRET_FILE_PATH": write(t, dir, "client-secret", srv.ClientSecret()+"\n"),
+			"ARM_CLIENT_ID_FILE_PATH":     authWriteFile(t, dir, "client-id", srv.ClientID()+"\n"),
+			"ARM_CLIENT_SECRET_FILE_PATH": authWriteFile(t, dir, "client-secret", srv.ClientSecret()+"\n"),
 		})},
 		{"client certificate file", with(app, map[string]string{"ARM_CLIENT_CERTIFICATE_PATH": pfxFile, "ARM_CLIENT_CERTIFICATE_PASSWORD": pfxPassword})},
 		{"client certificate inline", with(app, map[string]string{
@@ -132,7 +132,7 @@ func TestJitdAuthenticationMethodsWithEmptyEnvironment(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			out, stderr, err := runEmptyEnv(envBin, jitd, m.env, "scan", "--resource-group", "rg-auth", "--output", "json")
 			if err != nil {
-				t.Fatalf("env -i %s jitd scan: %v\n%s", names(m.env), err, stderr)
+				t.Fatalf("env -i %s jitd scan: %v\n%s", authEnvNames(m.env), err, stderr)
 			}
 			var rep scanReport
 			if err := json.Unmarshal(out, &rep); err != nil || rep.ScannedNSGs != 1 || len(rep.Errors) != 0 {
@@ -158,7 +158,7 @@ func TestJitdAuthenticationMethodsWithEmptyEnvironment(t *testing.T) {
 // stderr.
 func runEmptyEnv(envBin, jitd string, env map[string]string, args ...string) ([]byte, []byte, error) {
 	argv := []string{"-i"}
-	for _, k := range sortedKeys(env) {
+	for _, k := range authSortedKeys(env) {
 		argv = append(argv, k+"="+env[k])
 	}
 	argv = append(append(argv, jitd), args...)
@@ -169,7 +169,7 @@ func runEmptyEnv(envBin, jitd string, env map[string]string, args ...string) ([]
 	return stdout.Bytes(), stderr.Bytes(), err
 }
 
-func sortedKeys(m map[string]string) []string {
+func authSortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -178,10 +178,10 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// names lists the variables of env, for a failure message without values.
-func names(env map[string]string) string { return strings.Join(sortedKeys(env), " ") }
+// authEnvNames lists the variables of env, for a failure message without values.
+func authEnvNames(env map[string]string) string { return strings.Join(authSortedKeys(env), " ") }
 
-func write(t *testing.T, dir, name, content string) string {
+func authWriteFile(t *testing.T, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
