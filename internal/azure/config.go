@@ -344,9 +344,6 @@ func (c Config) validateAuth() []error {
 	if c.MSIAPIVersion != "" && !apiVersionPattern.MatchString(c.MSIAPIVersion) {
 		add("msi_api_version", EnvMSIAPIVersion, "must be a date such as 2018-02-01 or 2019-08-01, got %q", c.MSIAPIVersion)
 	}
-	if c.MSIAPIVersion != "" && c.MSIEndpoint == "" && method == AuthMSI {
-		add("msi_api_version", EnvMSIAPIVersion, "applies only with msi_endpoint (%s); without it the host's own endpoint is detected and asked with the version it expects", EnvMSIEndpoint)
-	}
 
 	if method == "" {
 		add("use_cli", EnvUseCLI, "no authentication method is enabled: set client_id with client_certificate_path or client_secret, or enable use_oidc, use_aks_workload_identity, use_msi or use_cli")

@@ -32,7 +32,9 @@ const (
 //  3. OIDC, when use_oidc or use_aks_workload_identity is true; the token
 //     comes from the first source OIDCSource finds.
 //  4. Managed identity, when use_msi is true: the host's own endpoint, or
-//     msi_endpoint (ARM_MSI_ENDPOINT) asked with msi_api_version.
+//     msi_endpoint (ARM_MSI_ENDPOINT) asked with msi_api_version
+//     (ARM_MSI_API_VERSION; a version alone is asked of IMDS, as azurerm
+//     does).
 //  5. The Azure CLI, when use_cli is true (the default).
 //
 // This is azurerm v4's order. Unlike azurerm, a certificate or secret given

@@ -50,7 +50,8 @@ func newCredential(c Config, cl Cloud) (azcore.TokenCredential, error) {
 		cred, err = azidentity.NewClientAssertionCredential(c.TenantID, c.ClientID, a.get,
 			&azidentity.ClientAssertionCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: cl.Custom})
 	case AuthMSI:
-		if c.MSIEndpoint != "" {
+		if c.MSIEndpoint != "" || c.MSIAPIVersion != "" {
+			// As azurerm: a version without an endpoint is asked of IMDS.
 			cred = newMSIEndpointCredential(c)
 			break
 		}

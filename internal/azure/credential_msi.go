@@ -49,12 +49,20 @@ type msiEndpointCredential struct {
 	cache map[string]azcore.AccessToken // by resource
 }
 
+// defaultMSIEndpoint is IMDS's token endpoint, asked when msi_api_version
+// is set without msi_endpoint, as azurerm does.
+const defaultMSIEndpoint = "http://169.254.169.254/metadata/identity/oauth2/token"
+
 func newMSIEndpointCredential(c Config) *msiEndpointCredential {
 	v := c.MSIAPIVersion
 	if v == "" {
 		v = defaultMSIAPIVersion
 	}
-	return &msiEndpointCredential{endpoint: c.MSIEndpoint, apiVersion: v, clientID: c.ClientID,
+	endpoint := c.MSIEndpoint
+	if endpoint == "" {
+		endpoint = defaultMSIEndpoint
+	}
+	return &msiEndpointCredential{endpoint: endpoint, apiVersion: v, clientID: c.ClientID,
 		identityHeader: c.IdentityHeader, hc: newHTTPClient(), now: time.Now, cache: map[string]azcore.AccessToken{}}
 }
 

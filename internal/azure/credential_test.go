@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"software.sslmate.com/src/go-pkcs12"
 
@@ -277,4 +281,60 @@ func TestLocalAzureMSIEndpoint(t *testing.T) {
 			t.Fatalf("IMDS over http refused: %v", err)
 		}
 	})
+}
+
+func TestMSIEndpointCredentialDetails(t *testing.T) {
+	// A version alone is asked of IMDS, as azurerm does.
+	if m := newMSIEndpointCredential(Config{MSIAPIVersion: "2019-08-01"}); m.endpoint != defaultMSIEndpoint || m.apiVersion != "2019-08-01" {
+		t.Errorf("version only: endpoint %q, version %q", m.endpoint, m.apiVersion)
+	}
+	if m := newMSIEndpointCredential(Config{MSIEndpoint: "https://h/t"}); m.apiVersion != defaultMSIAPIVersion {
+		t.Errorf("endpoint only: version %q, want %s", m.apiVersion, defaultMSIAPIVersion)
+	}
+
+	now := time.Unix(1_800_000_000, 0)
+	tests := []struct {
+		on, in string
+		want   time.Time
+		ok     bool
+	}{
+		{`"1800003600"`, `"3600"`, time.Unix(1_800_003_600, 0), true}, // IMDS: strings
+		{`1800003600`, ``, time.Unix(1_800_003_600, 0), true},         // a number
+		{``, `"600"`, now.Add(10 * time.Minute), true},                // expires_in only
+		{`"11/30/2026 3:04:05 PM +00:00"`, ``, time.Date(2026, 11, 30, 15, 4, 5, 0, time.UTC), true},
+		{`"soon"`, ``, time.Time{}, false},
+		{``, ``, time.Time{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := parseExpiry(json.RawMessage(tt.on), json.RawMessage(tt.in), now)
+		if ok != tt.ok || !got.Equal(tt.want) {
+			t.Errorf("parseExpiry(%s, %s) = %v, %v; want %v, %v", tt.on, tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestMSIEndpointCredentialCachesTokens(t *testing.T) {
+	srv, _, _ := localAzure(t, azuresim.Options{})
+	m := newMSIEndpointCredential(Config{MSIEndpoint: srv.IMDSEndpoint()})
+	opts := policy.TokenRequestOptions{Scopes: []string{srv.URL() + "/.default"}}
+	first, err := m.GetToken(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.ResetCounters()
+	second, err := m.GetToken(context.Background(), opts)
+	if err != nil || second.Token != first.Token {
+		t.Fatalf("second GetToken: %v (same token %v)", err, second.Token == first.Token)
+	}
+	if n := srv.Counters().Requests["GET msi"]; n != 0 {
+		t.Errorf("a cached token was asked for again (%d requests)", n)
+	}
+	// Near expiry, a new token is fetched.
+	m.now = func() time.Time { return first.ExpiresOn.Add(-time.Minute) }
+	if _, err := m.GetToken(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Counters().Requests["GET msi"]; n != 1 {
+		t.Errorf("near expiry: %d requests to the endpoint, want 1 (counters %v)", n, srv.Counters().Requests)
+	}
 }

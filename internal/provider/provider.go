@@ -197,7 +197,7 @@ func (p *jitProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *
 			},
 			"msi_api_version": schema.StringAttribute{
 				Optional:            true,
-				MarkdownDescription: "The api-version asked of `msi_endpoint`: `2018-02-01` (IMDS, the default) or `2019-08-01` (App Service, Container Apps). Environment: `ARM_MSI_API_VERSION`.",
+				MarkdownDescription: "The api-version asked of `msi_endpoint` (of IMDS when that is unset, as azurerm does): `2018-02-01` (IMDS, the default) or `2019-08-01` (App Service, Container Apps). Environment: `ARM_MSI_API_VERSION`.",
 			},
 			"use_cli": schema.BoolAttribute{
 				Optional:            true,
