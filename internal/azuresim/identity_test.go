@@ -40,7 +40,11 @@ func certAssertion(t *testing.T, srv *azuresim.Server, certPEM, keyPEM []byte, e
 	tok := jwt.NewWithClaims(jwt.SigningMethodPS256, claims)
 	sum := sha256.Sum256(pair.Leaf.Raw)
 	tok.Header["x5t#S256"] = base64.StdEncoding.EncodeToString(sum[:])
-	s, err := tok.SignedString(pair.PrivateKey.(crypto.Signer))
+	key, ok := pair.PrivateKey.(crypto.Signer)
+	if !ok {
+		t.Fatalf("key %T cannot sign", pair.PrivateKey)
+	}
+	s, err := tok.SignedString(key)
 	if err != nil {
 		t.Fatal(err)
 	}
