@@ -3,6 +3,7 @@ package azure
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -171,6 +172,10 @@ type oidcAssertion struct {
 	serviceConnectionID string
 	hc                  *http.Client
 }
+
+// errNoOIDCSource is returned when OIDC has no token source; Validate
+// reports it first, so only a Config built past Validate sees it.
+var errNoOIDCSource = errors.New("no OIDC token source is configured")
 
 // oidcAudience is the audience Entra ID expects on federated credentials.
 const oidcAudience = "api://AzureADTokenExchange"

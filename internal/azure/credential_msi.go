@@ -3,7 +3,6 @@ package azure
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -209,7 +208,3 @@ func (e *msiError) Error() string { return e.msg }
 func (e *msiError) Unwrap() error { return e.err }
 
 var _ azcore.TokenCredential = (*msiEndpointCredential)(nil)
-
-// errNoOIDCSource is returned when OIDC has no token source; Validate
-// reports it first, so only a Config built past Validate sees it.
-var errNoOIDCSource = errors.New("no OIDC token source is configured")
