@@ -41,14 +41,57 @@ func (c Cloud) configuration() cloud.Configuration {
 const metadataTimeout = 30 * time.Second
 
 // builtinClouds are the clouds azurerm knows by name, keyed by canonical
-// environment name.
+// environment name. US Government L5 (DoD) shares L4's Resource Manager and
+// login endpoints (it differs in Microsoft Graph, which this provider does
+// not call); azurerm's canary is the public cloud's endpoints.
 var builtinClouds = map[string]struct {
 	name string
 	conf cloud.Configuration
 }{
-	"public":       {"AzureCloud", cloud.AzurePublic},
-	"usgovernment": {"AzureUSGovernment", cloud.AzureGovernment},
-	"china":        {"AzureChinaCloud", cloud.AzureChina},
+	"public":         {"AzureCloud", cloud.AzurePublic},
+	"usgovernment":   {"AzureUSGovernment", cloud.AzureGovernment},
+	"usgovernmentl5": {"AzureUSGovernment", cloud.AzureGovernment},
+	"china":          {"AzureChinaCloud", cloud.AzureChina},
+}
+
+// environmentAliases maps every environment name azurerm v4 accepts
+// (go-azure-sdk's environments.FromName: public, global, usgovernment,
+// usgovernmentl4, usgovernmentl5, dod, china, canary), and the Azure CLI's
+// cloud names, to the canonical name used here.
+var environmentAliases = map[string]string{
+	"":                       "public",
+	"public":                 "public",
+	"global":                 "public",
+	"canary":                 "public",
+	"azurecloud":             "public",
+	"azurepublic":            "public",
+	"azurepubliccloud":       "public",
+	"usgovernment":           "usgovernment",
+	"usgovernmentl4":         "usgovernment",
+	"azureusgovernment":      "usgovernment",
+	"azureusgovernmentcloud": "usgovernment",
+	"usgovernmentl5":         "usgovernmentl5",
+	"dod":                    "usgovernmentl5",
+	"china":                  "china",
+	"azurechina":             "china",
+	"azurechinacloud":        "china",
+}
+
+// canonicalEnvironment returns the canonical name of an environment
+// ("public", "usgovernment", "usgovernmentl5", "china") and whether it is
+// known.
+func canonicalEnvironment(name string) (string, bool) {
+	n, ok := environmentAliases[strings.ToLower(strings.TrimSpace(name))]
+	return n, ok
+}
+
+// environmentMessage says why an environment name is refused.
+func environmentMessage(name string) string {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "german", "germany", "azuregermancloud":
+		return fmt.Sprintf("%q: Azure Germany closed in 2021 and azurerm v4 no longer accepts it; use public (its regions are in the public cloud)", name)
+	}
+	return fmt.Sprintf("must be one of public (or global), usgovernment (usgovernmentl4), usgovernmentl5 (dod), china or canary, got %q", name)
 }
 
 // ResolveCloud returns the cloud c points at: discovered from
@@ -59,8 +102,7 @@ var builtinClouds = map[string]struct {
 func ResolveCloud(ctx context.Context, c Config, hc *http.Client) (Cloud, error) {
 	env, ok := canonicalEnvironment(c.Environment)
 	if !ok {
-		return Cloud{}, &ConfigError{Field: "environment", EnvVar: EnvEnvironment,
-			Message: fmt.Sprintf("must be one of public, usgovernment or china, got %q", c.Environment)}
+		return Cloud{}, &ConfigError{Field: "environment", EnvVar: EnvEnvironment, Message: environmentMessage(c.Environment)}
 	}
 	if c.MetadataHost == "" {
 		b := builtinClouds[env]

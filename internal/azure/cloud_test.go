@@ -19,6 +19,12 @@ func TestResolveCloudBuiltin(t *testing.T) {
 		{"", "AzureCloud", "https://management.azure.com", "https://management.core.windows.net/", "https://login.microsoftonline.com/"},
 		{"AzureUSGovernment", "AzureUSGovernment", "https://management.usgovcloudapi.net", "https://management.core.usgovcloudapi.net/", "https://login.microsoftonline.us/"},
 		{"china", "AzureChinaCloud", "https://management.chinacloudapi.cn", "https://management.core.chinacloudapi.cn/", "https://login.chinacloudapi.cn/"},
+		// The names azurerm v4 accepts besides the short ones.
+		{"global", "AzureCloud", "https://management.azure.com", "https://management.core.windows.net/", "https://login.microsoftonline.com/"},
+		{"canary", "AzureCloud", "https://management.azure.com", "https://management.core.windows.net/", "https://login.microsoftonline.com/"},
+		{"usgovernmentl4", "AzureUSGovernment", "https://management.usgovcloudapi.net", "https://management.core.usgovcloudapi.net/", "https://login.microsoftonline.us/"},
+		{"usgovernmentl5", "AzureUSGovernment", "https://management.usgovcloudapi.net", "https://management.core.usgovcloudapi.net/", "https://login.microsoftonline.us/"},
+		{"DoD", "AzureUSGovernment", "https://management.usgovcloudapi.net", "https://management.core.usgovcloudapi.net/", "https://login.microsoftonline.us/"},
 	}
 	for _, tt := range tests {
 		got, err := ResolveCloud(context.Background(), Config{Environment: tt.env}, nil)
@@ -29,6 +35,20 @@ func TestResolveCloudBuiltin(t *testing.T) {
 		if got != want {
 			t.Errorf("ResolveCloud(%q) = %+v, want %+v", tt.env, got, want)
 		}
+	}
+}
+
+func TestResolveCloudRefusesGermany(t *testing.T) {
+	for _, name := range []string{"german", "germany", "mars"} {
+		_, err := ResolveCloud(context.Background(), Config{Environment: name}, nil)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.EnvVar != EnvEnvironment || !strings.Contains(err.Error(), name) {
+			t.Errorf("ResolveCloud(%q) = %v, want a ConfigError on ARM_ENVIRONMENT", name, err)
+		}
+	}
+	_, err := ResolveCloud(context.Background(), Config{Environment: "german"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("german: %v, want the reason", err)
 	}
 }
 

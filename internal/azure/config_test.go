@@ -185,21 +185,78 @@ func TestValidateNeverQuotesSecrets(t *testing.T) {
 }
 
 func TestAuthMethodOrder(t *testing.T) {
-	all := Config{ClientSecret: "x", UseOIDC: true, UseMSI: true, UseCLI: true}
+	all := Config{ClientCertificatePath: "/c.pfx", ClientSecret: "x", UseOIDC: true, UseAKSWorkloadIdentity: true, UseMSI: true, UseCLI: true}
 	steps := []struct {
 		drop func(*Config)
 		want string
 	}{
-		{func(*Config) {}, authClientSecret},
-		{func(c *Config) { c.ClientSecret = "" }, authOIDC},
-		{func(c *Config) { c.UseOIDC = false }, authMSI},
-		{func(c *Config) { c.UseMSI = false }, authCLI},
+		{func(*Config) {}, AuthClientCertificate},
+		{func(c *Config) { c.ClientCertificatePath = "" }, AuthClientSecret},
+		{func(c *Config) { c.ClientSecret, c.ClientSecretFilePath = "", "/secret" }, AuthClientSecret},
+		{func(c *Config) { c.ClientSecretFilePath = "" }, AuthOIDC},
+		{func(c *Config) { c.UseOIDC = false }, AuthOIDC},
+		{func(c *Config) { c.UseAKSWorkloadIdentity = false }, AuthMSI},
+		{func(c *Config) { c.UseMSI = false }, AuthCLI},
 		{func(c *Config) { c.UseCLI = false }, ""},
 	}
 	for _, s := range steps {
 		s.drop(&all)
-		if got := all.authMethod(); got != s.want {
-			t.Fatalf("authMethod(%+v) = %q, want %q", all, got, s.want)
+		if got := all.AuthMethod(); got != s.want {
+			t.Fatalf("AuthMethod(%+v) = %q, want %q", all, got, s.want)
 		}
+	}
+}
+
+func TestOIDCSourceOrder(t *testing.T) {
+	all := Config{OIDCToken: "jwt", OIDCTokenFilePath: "/t", OIDCRequestURL: "https://r", OIDCRequestToken: "rt",
+		ADOPipelineServiceConnectionID: "sc"}
+	steps := []struct {
+		drop func(*Config)
+		want string
+	}{
+		{func(*Config) {}, OIDCFromToken},
+		{func(c *Config) { c.OIDCToken = "" }, OIDCFromFile},
+		{func(c *Config) { c.OIDCTokenFilePath = "" }, OIDCFromAzureDevOps},
+		{func(c *Config) { c.ADOPipelineServiceConnectionID = "" }, OIDCFromRequestURL},
+		{func(c *Config) { c.OIDCRequestToken = "" }, ""},
+	}
+	for _, s := range steps {
+		s.drop(&all)
+		if got := all.OIDCSource(); got != s.want {
+			t.Fatalf("OIDCSource(%+v) = %q, want %q", all, got, s.want)
+		}
+	}
+}
+
+func TestWarningsNameIneffectiveSettings(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string // a substring of each warning, in order
+	}{
+		{"none", Config{ClientSecret: "x"}, nil},
+		{"msi endpoint under a secret", Config{ClientSecret: "x", MSIEndpoint: "https://h/t", MSIAPIVersion: "2019-08-01"},
+			[]string{"msi_endpoint (ARM_MSI_ENDPOINT)", "msi_api_version (ARM_MSI_API_VERSION)"}},
+		{"password without certificate", Config{UseCLI: true, ClientCertificatePassword: "p"}, []string{"client_certificate_password"}},
+		{"service connection under a token file", Config{UseOIDC: true, OIDCTokenFilePath: "/t", ADOPipelineServiceConnectionID: "sc"},
+			[]string{"ado_pipeline_service_connection_id"}},
+		{"secret shadows OIDC", Config{ClientSecret: "x", UseOIDC: true}, []string{"use_oidc"}},
+		{"MSI with its endpoint", Config{UseMSI: true, MSIEndpoint: "https://h/t"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.cfg.Warnings()
+			if len(got) != len(tt.want) {
+				t.Fatalf("Warnings = %q, want %d", got, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %q does not mention %q", got[i], w)
+				}
+			}
+			if strings.Contains(strings.Join(got, " "), "\"p\"") {
+				t.Error("a warning quotes the password")
+			}
+		})
 	}
 }

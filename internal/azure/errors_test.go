@@ -100,7 +100,7 @@ func TestNewErrorTransportAndContext(t *testing.T) {
 }
 
 func TestCredentialErrorsAreRedacted(t *testing.T) {
-	c := &classifiedCredential{method: authClientSecret, clientID: testClient, tenantID: testTenant,
+	c := &classifiedCredential{method: AuthClientSecret, clientID: testClient, tenantID: testTenant,
 		secrets: []string{"hunter2hunter2", ""}}
 	err := c.classify(errors.New("ClientSecretCredential: invalid_client: secret hunter2hunter2 rejected"))
 	mapped := newError("acquire a token", "", err)

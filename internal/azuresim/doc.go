@@ -67,6 +67,15 @@
 //	GET  /_sim/msi/token             App Service managed identity (ManagedIdentityEndpoint)
 //	GET  /_sim/github/idtoken        GitHub Actions OIDC token request (GitHubIDTokenRequest)
 //	GET  /_sim/oidc/...              discovery document and keys of the federated token issuer
+//	POST /_sim/ado/oidctoken         Azure DevOps OIDC token request (AzureDevOpsOIDCRequest)
+//	POST /_sim/certificates          register PEM client certificates (RegisterClientCertificate)
+//	POST /_sim/federated-token       issue a federated token ?subject=… (IssueFederatedToken)
+//	GET  /_sim/identity              the values of the token sources above, for a process's users
+//
+// Besides Entra ID's token endpoint, which accepts client secrets,
+// certificate-signed assertions and its issuer's federated tokens, it serves
+// IMDS's managed identity endpoint at /metadata/identity/oauth2/token
+// (IMDSEndpoint).
 //
 // Writes complete lazily: an operation's result is applied the first time
 // anything looks at its NSG after its due time, so no goroutine runs per

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 )
 
@@ -209,7 +210,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, v2 bool) {
 				"Invalid client_assertion_type: it must be '"+jwtBearerType+"'.")
 			return
 		}
-		if code, msg := s.checkFederatedAssertion(assertion); code != 0 {
+		if code, msg := s.checkClientAssertion(assertion, clientID, r.URL.Path); code != 0 {
 			s.writeEntraError(w, r, http.StatusBadRequest, "invalid_client", code, msg)
 			return
 		}
@@ -318,6 +319,21 @@ func (s *Server) issueFederatedToken(subject, audience string) (string, error) {
 		"exp": now.Add(10 * time.Minute).Unix(),
 		"jti": uuid.NewString(),
 	})
+}
+
+// checkClientAssertion tells a certificate's assertion (iss and sub are the
+// client id) from a federated token (iss is an identity provider) and
+// verifies it as such. It returns the AADSTS code and message of a failure.
+func (s *Server) checkClientAssertion(assertion, clientID, tokenPath string) (int, string) {
+	claims := jwt.MapClaims{}
+	t, _, err := jwt.NewParser().ParseUnverified(assertion, claims)
+	if err != nil {
+		return 50027, "Invalid JWT token. The token is malformed."
+	}
+	if strings.EqualFold(stringClaim(claims, "iss"), clientID) {
+		return s.checkCertificateAssertion(assertion, clientID, tokenPath, t.Header)
+	}
+	return s.checkFederatedAssertion(assertion)
 }
 
 // checkFederatedAssertion verifies a client assertion as Entra ID verifies a

@@ -1,21 +1,22 @@
 package azuresim
 
 import (
-	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1" //nolint:gosec // x5t is defined as a SHA-1 thumbprint
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
-	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
+
+// Tokens are signed and parsed with golang-jwt; this file only holds the
+// keys and the claim accessors the handlers share.
 
 // signingKey is an RSA key that signs tokens, published in a JWKS with a
 // self-signed certificate as Entra ID publishes its keys.
@@ -27,13 +28,25 @@ type signingKey struct {
 }
 
 func newSigningKey(commonName string) (*signingKey, error) {
+	key, cert, err := newSelfSignedCertificate(commonName, x509.KeyUsageDigitalSignature)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha1.Sum(cert.Raw) //nolint:gosec // thumbprint, not a security decision
+	x5t := base64.RawURLEncoding.EncodeToString(sum[:])
+	return &signingKey{key: key, kid: x5t, x5t: x5t, cert: cert.Raw}, nil
+}
+
+// newSelfSignedCertificate makes an RSA key and a certificate for it valid
+// for a year.
+func newSelfSignedCertificate(commonName string, usage x509.KeyUsage) (*rsa.PrivateKey, *x509.Certificate, error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return nil, fmt.Errorf("generate signing key: %w", err)
+		return nil, nil, fmt.Errorf("generate key: %w", err)
 	}
 	serial, err := randomSerial()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -41,15 +54,17 @@ func newSigningKey(commonName string) (*signingKey, error) {
 		Subject:      pkix.Name{CommonName: commonName},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.AddDate(1, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
+		KeyUsage:     usage,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, fmt.Errorf("create signing certificate: %w", err)
+		return nil, nil, fmt.Errorf("create certificate: %w", err)
 	}
-	sum := sha1.Sum(der) //nolint:gosec // thumbprint, not a security decision
-	x5t := base64.RawURLEncoding.EncodeToString(sum[:])
-	return &signingKey{key: key, kid: x5t, x5t: x5t, cert: der}, nil
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse certificate: %w", err)
+	}
+	return key, cert, nil
 }
 
 // jwk is the key's public half as a JSON Web Key.
@@ -70,75 +85,64 @@ func (k *signingKey) jwk(issuer string) map[string]any {
 	return m
 }
 
-// sign returns a compact RS256 JWS of claims.
+// sign returns a compact RS256 JWS of claims, with the key's kid and x5t.
 func (k *signingKey) sign(claims map[string]any) (string, error) {
-	header := map[string]any{"typ": "JWT", "alg": "RS256", "kid": k.kid, "x5t": k.x5t}
-	h, err := json.Marshal(header)
-	if err != nil {
-		return "", fmt.Errorf("encode token header: %w", err)
-	}
-	c, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("encode token claims: %w", err)
-	}
-	signed := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
-	digest := sha256.Sum256([]byte(signed))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, k.key, crypto.SHA256, digest[:])
+	t := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims(claims))
+	t.Header["kid"] = k.kid
+	t.Header["x5t"] = k.x5t
+	s, err := t.SignedString(k.key)
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
 	}
-	return signed + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+	return s, nil
 }
 
 // errTokenSignature reports a token this key did not sign.
 var errTokenSignature = errors.New("token signature is not valid")
 
 // verify checks token's RS256 signature against the key and returns its
-// claims. It does not judge the claims.
-func (k *signingKey) verify(token string) (map[string]any, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, errors.New("token is not a compact JWS")
-	}
-	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil {
-		return nil, fmt.Errorf("decode token header: %w", err)
-	}
-	var header struct {
-		Alg string `json:"alg"`
-	}
-	if err := json.Unmarshal(hb, &header); err != nil {
-		return nil, fmt.Errorf("parse token header: %w", err)
-	}
-	if header.Alg != "RS256" {
-		return nil, fmt.Errorf("token algorithm %q is not RS256", header.Alg)
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil {
-		return nil, fmt.Errorf("decode token signature: %w", err)
-	}
-	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if err := rsa.VerifyPKCS1v15(&k.key.PublicKey, crypto.SHA256, digest[:], sig); err != nil {
+// claims. It does not judge the claims: the handlers do, with the server's
+// clock and Entra's error codes.
+func (k *signingKey) verify(token string) (jwt.MapClaims, error) {
+	return verifyJWT(token, &k.key.PublicKey, jwt.SigningMethodRS256.Alg())
+}
+
+// verifyJWT parses token, checks its signature with key under one of algs,
+// and returns its claims unjudged.
+func verifyJWT(token string, key any, algs ...string) (jwt.MapClaims, error) {
+	claims := jwt.MapClaims{}
+	_, err := jwt.NewParser(jwt.WithValidMethods(algs), jwt.WithoutClaimsValidation()).
+		ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return key, nil })
+	switch {
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return nil, errTokenSignature
-	}
-	cb, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil, fmt.Errorf("decode token claims: %w", err)
-	}
-	var claims map[string]any
-	if err := json.Unmarshal(cb, &claims); err != nil {
-		return nil, fmt.Errorf("parse token claims: %w", err)
+	case err != nil:
+		return nil, err
 	}
 	return claims, nil
 }
 
 // numericClaim reads a NumericDate claim (exp, nbf, iat).
 func numericClaim(claims map[string]any, name string) (time.Time, bool) {
-	v, ok := claims[name].(float64)
-	if !ok {
+	var (
+		d   *jwt.NumericDate
+		err error
+	)
+	mc := jwt.MapClaims(claims)
+	switch name {
+	case "exp":
+		d, err = mc.GetExpirationTime()
+	case "nbf":
+		d, err = mc.GetNotBefore()
+	case "iat":
+		d, err = mc.GetIssuedAt()
+	default:
 		return time.Time{}, false
 	}
-	return time.Unix(int64(v), 0), true
+	if err != nil || d == nil {
+		return time.Time{}, false
+	}
+	return d.Time, true
 }
 
 // stringClaim reads a string claim, empty when absent.
@@ -149,17 +153,9 @@ func stringClaim(claims map[string]any, name string) string {
 
 // audienceClaim returns aud whether it is a string or an array.
 func audienceClaim(claims map[string]any) []string {
-	switch v := claims["aud"].(type) {
-	case string:
-		return []string{v}
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, a := range v {
-			if s, ok := a.(string); ok {
-				out = append(out, s)
-			}
-		}
-		return out
+	aud, err := jwt.MapClaims(claims).GetAudience()
+	if err != nil {
+		return nil
 	}
-	return nil
+	return aud
 }

@@ -100,8 +100,9 @@ type Server struct {
 	identityHeader     string
 	githubRequestToken string
 
-	tokenKey *signingKey // signs Entra ID access tokens
-	oidcKey  *signingKey // signs federated (workload identity) tokens
+	tokenKey *signingKey   // signs Entra ID access tokens
+	oidcKey  *signingKey   // signs federated (workload identity) tokens
+	identity identityState // identity.go: client certificates, Azure DevOps OIDC
 
 	mu           sync.Mutex
 	nsgs         map[string]*nsgEntry // by lower-case NSG id
@@ -360,6 +361,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 	case lp == "/metadata/endpoints":
 		s.serveMetadata(w, r)
 		return "metadata"
+	case lp == imdsTokenPath:
+		s.serveIMDSToken(w, r)
+		return "msi"
 	case strings.HasPrefix(lp, "/_sim/"):
 		return s.serveSim(w, r)
 	case lp == "/subscriptions" || strings.HasPrefix(lp, "/subscriptions/") || lp == "/tenants":

@@ -37,6 +37,8 @@ func (s *Server) serveSim(w http.ResponseWriter, r *http.Request) string {
 	case path == "/_sim/github/idtoken":
 		s.serveGitHubIDToken(w, r)
 		return "github-oidc"
+	case path == adoOIDCPath, path == "/_sim/certificates", path == "/_sim/federated-token", path == "/_sim/identity":
+		return s.serveIdentity(w, r, path)
 	case path == "/_sim/oidc/.well-known/openid-configuration":
 		base := s.baseURL(r) + "/_sim/oidc"
 		writeJSON(w, http.StatusOK, map[string]any{

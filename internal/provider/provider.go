@@ -57,20 +57,30 @@ func New(version, commit string) func() provider.Provider {
 // environment variable the azurerm provider reads, so a shell or CI job set up
 // for azurerm needs nothing new.
 type providerModel struct {
-	SubscriptionID    types.String `tfsdk:"subscription_id"`
-	TenantID          types.String `tfsdk:"tenant_id"`
-	ClientID          types.String `tfsdk:"client_id"`
-	ClientSecret      types.String `tfsdk:"client_secret"`
-	UseOIDC           types.Bool   `tfsdk:"use_oidc"`
-	OIDCToken         types.String `tfsdk:"oidc_token"`
-	OIDCTokenFilePath types.String `tfsdk:"oidc_token_file_path"`
-	OIDCRequestURL    types.String `tfsdk:"oidc_request_url"`
-	OIDCRequestToken  types.String `tfsdk:"oidc_request_token"`
-	UseMSI            types.Bool   `tfsdk:"use_msi"`
-	UseCLI            types.Bool   `tfsdk:"use_cli"`
-	Environment       types.String `tfsdk:"environment"`
-	MetadataHost      types.String `tfsdk:"metadata_host"`
-	AuditLogPath      types.String `tfsdk:"audit_log_path"`
+	SubscriptionID                 types.String `tfsdk:"subscription_id"`
+	TenantID                       types.String `tfsdk:"tenant_id"`
+	AuxiliaryTenantIDs             types.List   `tfsdk:"auxiliary_tenant_ids"`
+	ClientID                       types.String `tfsdk:"client_id"`
+	ClientIDFilePath               types.String `tfsdk:"client_id_file_path"`
+	ClientSecret                   types.String `tfsdk:"client_secret"`
+	ClientSecretFilePath           types.String `tfsdk:"client_secret_file_path"`
+	ClientCertificate              types.String `tfsdk:"client_certificate"`
+	ClientCertificatePath          types.String `tfsdk:"client_certificate_path"`
+	ClientCertificatePassword      types.String `tfsdk:"client_certificate_password"`
+	UseOIDC                        types.Bool   `tfsdk:"use_oidc"`
+	OIDCToken                      types.String `tfsdk:"oidc_token"`
+	OIDCTokenFilePath              types.String `tfsdk:"oidc_token_file_path"`
+	OIDCRequestURL                 types.String `tfsdk:"oidc_request_url"`
+	OIDCRequestToken               types.String `tfsdk:"oidc_request_token"`
+	ADOPipelineServiceConnectionID types.String `tfsdk:"ado_pipeline_service_connection_id"`
+	UseAKSWorkloadIdentity         types.Bool   `tfsdk:"use_aks_workload_identity"`
+	UseMSI                         types.Bool   `tfsdk:"use_msi"`
+	MSIEndpoint                    types.String `tfsdk:"msi_endpoint"`
+	MSIAPIVersion                  types.String `tfsdk:"msi_api_version"`
+	UseCLI                         types.Bool   `tfsdk:"use_cli"`
+	Environment                    types.String `tfsdk:"environment"`
+	MetadataHost                   types.String `tfsdk:"metadata_host"`
+	AuditLogPath                   types.String `tfsdk:"audit_log_path"`
 }
 
 // providerData is what Configure hands to resources and data sources.
@@ -107,14 +117,43 @@ func (p *jitProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *
 				Optional:            true,
 				MarkdownDescription: "The Microsoft Entra tenant to authenticate against. Environment: `ARM_TENANT_ID`.",
 			},
+			"auxiliary_tenant_ids": schema.ListAttribute{
+				ElementType: types.StringType,
+				Optional:    true,
+				MarkdownDescription: "Not supported: azurerm's auxiliary tenants for cross-tenant references. This provider writes " +
+					"only to NSGs its credential's own tenant can reach, so setting it (or `ARM_AUXILIARY_TENANT_IDS`) is an error rather than ignored.",
+			},
 			"client_id": schema.StringAttribute{
 				Optional:            true,
 				MarkdownDescription: "The client (application) id of the service principal or user-assigned managed identity. Environment: `ARM_CLIENT_ID`.",
+			},
+			"client_id_file_path": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "A file holding the client id; must agree with `client_id` when both are set. Environment: `ARM_CLIENT_ID_FILE_PATH`.",
 			},
 			"client_secret": schema.StringAttribute{
 				Optional:            true,
 				Sensitive:           true,
 				MarkdownDescription: "A client secret of the service principal. Prefer OIDC or a managed identity in CI. Environment: `ARM_CLIENT_SECRET`.",
+			},
+			"client_secret_file_path": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "A file holding the client secret (for example a mounted Kubernetes secret); must agree with `client_secret` when both are set. Environment: `ARM_CLIENT_SECRET_FILE_PATH`.",
+			},
+			"client_certificate": schema.StringAttribute{
+				Optional:            true,
+				Sensitive:           true,
+				MarkdownDescription: "A base64-encoded PKCS#12 bundle of the service principal's certificate and private key. Conflicts with `client_certificate_path`. Environment: `ARM_CLIENT_CERTIFICATE`.",
+			},
+			"client_certificate_path": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "A PKCS#12 (`.pfx`) or PEM file holding the service principal's certificate and private key. " +
+					"Environment: `ARM_CLIENT_CERTIFICATE_PATH`.",
+			},
+			"client_certificate_password": schema.StringAttribute{
+				Optional:            true,
+				Sensitive:           true,
+				MarkdownDescription: "The password of the PKCS#12 bundle, if it is encrypted. Environment: `ARM_CLIENT_CERTIFICATE_PASSWORD`.",
 			},
 			"use_oidc": schema.BoolAttribute{
 				Optional:            true,
@@ -130,25 +169,47 @@ func (p *jitProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *
 				MarkdownDescription: "A file holding the OIDC token, read again whenever a new access token is needed (it may rotate). Environment: `ARM_OIDC_TOKEN_FILE_PATH`.",
 			},
 			"oidc_request_url": schema.StringAttribute{
-				Optional:            true,
-				MarkdownDescription: "The URL to request an OIDC token from, as GitHub Actions provides. Environment: `ARM_OIDC_REQUEST_URL` or `ACTIONS_ID_TOKEN_REQUEST_URL`.",
+				Optional: true,
+				MarkdownDescription: "The URL to request an OIDC token from, as GitHub Actions and Azure DevOps provide. " +
+					"Environment: `ARM_OIDC_REQUEST_URL`, `ACTIONS_ID_TOKEN_REQUEST_URL` or `SYSTEM_OIDCREQUESTURI`.",
 			},
 			"oidc_request_token": schema.StringAttribute{
-				Optional:            true,
-				Sensitive:           true,
-				MarkdownDescription: "The bearer token for `oidc_request_url`. Environment: `ARM_OIDC_REQUEST_TOKEN` or `ACTIONS_ID_TOKEN_REQUEST_TOKEN`.",
+				Optional:  true,
+				Sensitive: true,
+				MarkdownDescription: "The bearer token for `oidc_request_url`. " +
+					"Environment: `ARM_OIDC_REQUEST_TOKEN`, `ACTIONS_ID_TOKEN_REQUEST_TOKEN` or `SYSTEM_ACCESSTOKEN`.",
+			},
+			"ado_pipeline_service_connection_id": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "The id of the Azure DevOps service connection to request the OIDC token for; with it, " +
+					"`oidc_request_url` is asked as Azure DevOps expects. Environment: `ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID` or `ARM_OIDC_AZURE_SERVICE_CONNECTION_ID`.",
+			},
+			"use_aks_workload_identity": schema.BoolAttribute{
+				Optional: true,
+				MarkdownDescription: "Authenticate with AKS workload identity: the tenant, client id and token file come from " +
+					"`AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_FEDERATED_TOKEN_FILE`, which the webhook injects. Environment: `ARM_USE_AKS_WORKLOAD_IDENTITY`.",
 			},
 			"use_msi": schema.BoolAttribute{
 				Optional:            true,
 				MarkdownDescription: "Authenticate with the managed identity of the machine, container or job running Terraform. Environment: `ARM_USE_MSI`.",
+			},
+			"msi_endpoint": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "A managed identity token endpoint to use instead of the one detected (IMDS, App Service). Plain `http` only to " +
+					"this machine or a link-local address. Environment: `ARM_MSI_ENDPOINT`.",
+			},
+			"msi_api_version": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "The api-version asked of `msi_endpoint` (of IMDS when that is unset, as azurerm does): `2018-02-01` (IMDS, the default) or `2019-08-01` (App Service, Container Apps). Environment: `ARM_MSI_API_VERSION`.",
 			},
 			"use_cli": schema.BoolAttribute{
 				Optional:            true,
 				MarkdownDescription: "Authenticate with the signed-in Azure CLI when no other method applies. Defaults to `true`. Environment: `ARM_USE_CLI`.",
 			},
 			"environment": schema.StringAttribute{
-				Optional:            true,
-				MarkdownDescription: "The Azure cloud: `public` (default), `usgovernment` or `china`. Environment: `ARM_ENVIRONMENT`.",
+				Optional: true,
+				MarkdownDescription: "The Azure cloud: `public` (default; also `global`), `usgovernment` (`usgovernmentl4`), `usgovernmentl5` (`dod`), " +
+					"`china`, or `canary`, as azurerm v4 accepts. Environment: `ARM_ENVIRONMENT`.",
 			},
 			"audit_log_path": schema.StringAttribute{
 				Optional: true,
@@ -185,12 +246,15 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 		addConfigErrors(&resp.Diagnostics, err)
 		return
 	}
+	for _, w := range cfg.Warnings() {
+		resp.Diagnostics.AddWarning("Provider Setting Has No Effect", w)
+	}
 
 	ctx = tflog.SetField(ctx, "subscription_id", cfg.SubscriptionID)
 	tflog.Debug(ctx, "Configuring Azure client", map[string]any{
 		"environment":   cfg.Environment,
 		"metadata_host": cfg.MetadataHost,
-		"auth_methods":  authMethods(cfg),
+		"auth_method":   cfg.AuthMethod(),
 	})
 
 	client, err := azure.NewClient(ctx, cfg, azure.ClientOptions{
@@ -199,7 +263,8 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 	if err != nil {
 		resp.Diagnostics.AddError("Unable to Create Azure Client",
 			"The provider could not set up its connection to Azure from its configuration.\n\n"+
-				"Check `environment` / `metadata_host` and the credentials (or their ARM_* environment variables).\n\n"+
+				"Check `environment` / `metadata_host` and the credentials (or their ARM_* environment variables); "+
+				"the authentication guide says which method wins when several are set.\n\n"+
 				"Original Error: "+err.Error())
 		return
 	}
@@ -270,16 +335,33 @@ func overlayConfig(cfg *azure.Config, m providerModel, diags *diag.Diagnostics) 
 	str("subscription_id", m.SubscriptionID, &cfg.SubscriptionID)
 	str("tenant_id", m.TenantID, &cfg.TenantID)
 	str("client_id", m.ClientID, &cfg.ClientID)
+	str("client_id_file_path", m.ClientIDFilePath, &cfg.ClientIDFilePath)
 	str("client_secret", m.ClientSecret, &cfg.ClientSecret)
+	str("client_secret_file_path", m.ClientSecretFilePath, &cfg.ClientSecretFilePath)
+	str("client_certificate", m.ClientCertificate, &cfg.ClientCertificate)
+	str("client_certificate_path", m.ClientCertificatePath, &cfg.ClientCertificatePath)
+	str("client_certificate_password", m.ClientCertificatePassword, &cfg.ClientCertificatePassword)
 	boolean("use_oidc", m.UseOIDC, &cfg.UseOIDC)
 	str("oidc_token", m.OIDCToken, &cfg.OIDCToken)
 	str("oidc_token_file_path", m.OIDCTokenFilePath, &cfg.OIDCTokenFilePath)
 	str("oidc_request_url", m.OIDCRequestURL, &cfg.OIDCRequestURL)
 	str("oidc_request_token", m.OIDCRequestToken, &cfg.OIDCRequestToken)
+	str("ado_pipeline_service_connection_id", m.ADOPipelineServiceConnectionID, &cfg.ADOPipelineServiceConnectionID)
+	boolean("use_aks_workload_identity", m.UseAKSWorkloadIdentity, &cfg.UseAKSWorkloadIdentity)
 	boolean("use_msi", m.UseMSI, &cfg.UseMSI)
+	str("msi_endpoint", m.MSIEndpoint, &cfg.MSIEndpoint)
+	str("msi_api_version", m.MSIAPIVersion, &cfg.MSIAPIVersion)
 	boolean("use_cli", m.UseCLI, &cfg.UseCLI)
 	str("environment", m.Environment, &cfg.Environment)
 	str("metadata_host", m.MetadataHost, &cfg.MetadataHost)
+	switch {
+	case m.AuxiliaryTenantIDs.IsUnknown():
+		diags.AddAttributeError(path.Root("auxiliary_tenant_ids"), "Unknown Provider Configuration Value",
+			"The provider cannot connect to Azure while \"auxiliary_tenant_ids\" is unknown.")
+	case !m.AuxiliaryTenantIDs.IsNull() && len(m.AuxiliaryTenantIDs.Elements()) > 0:
+		// Any value is refused by Validate, which names the setting.
+		cfg.AuxiliaryTenantIDs = m.AuxiliaryTenantIDs.String()
+	}
 }
 
 // addConfigErrors turns the configuration's validation errors into one
@@ -325,23 +407,4 @@ func (p *jitProvider) DataSources(context.Context) []func() datasource.DataSourc
 		newNetworkInterfacesDataSource,
 		newAccessGrantsDataSource,
 	}
-}
-
-// authMethods lists the enabled kinds of credential for the logs, never the
-// credentials themselves.
-func authMethods(cfg azure.Config) []string {
-	var methods []string
-	if cfg.ClientID != "" && cfg.ClientSecret != "" {
-		methods = append(methods, "client_secret")
-	}
-	if cfg.UseOIDC {
-		methods = append(methods, "oidc")
-	}
-	if cfg.UseMSI {
-		methods = append(methods, "msi")
-	}
-	if cfg.UseCLI {
-		methods = append(methods, "cli")
-	}
-	return methods
 }

@@ -30,7 +30,7 @@ func (a *azureFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.subscriptionID, "subscription-id", "", "default subscription (overrides $"+azure.EnvSubscriptionID+")")
 	fs.StringVar(&a.tenantID, "tenant-id", "", "tenant (overrides $"+azure.EnvTenantID+")")
 	fs.StringVar(&a.clientID, "client-id", "", "client id of the service principal or managed identity (overrides $"+azure.EnvClientID+")")
-	fs.StringVar(&a.environment, "environment", "", "cloud: public, usgovernment or china (overrides $"+azure.EnvEnvironment+")")
+	fs.StringVar(&a.environment, "environment", "", "cloud: public, usgovernment, usgovernmentl5, china or an azurerm alias (overrides $"+azure.EnvEnvironment+")")
 	fs.StringVar(&a.metadataHost, "metadata-host", "", "discover endpoints from this host (overrides $"+azure.EnvMetadataHost+")")
 }
 
