@@ -71,6 +71,11 @@ type RuleChange struct {
 	Choose func(current []jit.SecurityRule) (jit.SecurityRule, error)
 	// Delete removes the rule of this name; a missing rule is no error.
 	Delete string
+	// Require, when set, fails the call with ErrRuleGone (and
+	// ErrNotWritten) unless a rule of this name is on the NSG at this point
+	// of the write: a close whose rule someone else has deleted already
+	// then writes nothing and does not claim the close.
+	Require string
 	// FlushConnection, when not nil, sets the NSG's flushConnection
 	// property (Azure then re-evaluates established flows whenever the
 	// NSG's rules change) in the same write. It is not a rule change, but
@@ -87,6 +92,8 @@ type RuleChange struct {
 var (
 	ErrNotWritten     = errors.New("nothing was written")
 	ErrOutcomeUnknown = errors.New("the write's outcome is unknown: the changes may have been written")
+	// ErrRuleGone: a change's Require named a rule that is not there.
+	ErrRuleGone = errors.New("the rule is no longer on the NSG")
 )
 
 // maxWriteTime bounds one NSG write (its reads, its PUT with Azure's busy
@@ -484,6 +491,10 @@ func applyChanges(rules []rawRule, changes []RuleChange, flush **bool) ([]rawRul
 			names = append(names, r.Name)
 		case ch.Delete != "":
 			next = deleteRaw(next, ch.Delete)
+		case ch.Require != "":
+			if !slices.ContainsFunc(next, func(r rawRule) bool { return strings.EqualFold(r.rule.Name, ch.Require) }) {
+				return nil, nil, fmt.Errorf("%s: %w", ch.Require, ErrRuleGone)
+			}
 		}
 	}
 	return next, names, nil

@@ -709,3 +709,29 @@ func TestApplyRuleChangesSetsFlushConnection(t *testing.T) {
 		}
 	}
 }
+
+// A change that requires a rule fails its call, and writes nothing, when
+// the rule is gone: jitd's close of a rule someone else has just closed.
+func TestApplyRuleChangesRequireFailsWhenTheRuleIsGone(t *testing.T) {
+	srv, nsgID, env := localAzure(t, azuresim.Options{WriteLatency: 10 * time.Millisecond})
+	c := clientFromEnv(t, env)
+	ctx := context.Background()
+	if _, err := c.ApplyRuleChanges(ctx, nsgID, []RuleChange{{Put: ptr(allowFrom("jit-web-g-a1", "203.0.113.7", 200))}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ApplyRuleChanges(ctx, nsgID, []RuleChange{{Require: "jit-web-g-a1"}, {Delete: "jit-web-g-a1"}}); err != nil {
+		t.Fatalf("close of a rule that is there: %v", err)
+	}
+	before := srv.Counters()
+	_, err := c.ApplyRuleChanges(ctx, nsgID, []RuleChange{{Require: "jit-web-g-a1"}, {Delete: "jit-web-g-a1"},
+		{Put: ptr(allowFrom("unrelated", "203.0.113.8", 201))}})
+	if !errors.Is(err, ErrRuleGone) || !reportedNotWritten(err) {
+		t.Errorf("close of a rule already gone: %v, want ErrRuleGone and nothing written", err)
+	}
+	if after := srv.Counters(); after.Requests["PUT nsg"] != before.Requests["PUT nsg"] {
+		t.Errorf("%d NSG writes for a call that required a missing rule", after.Requests["PUT nsg"]-before.Requests["PUT nsg"])
+	}
+	if rules, err := c.ListRules(ctx, nsgID); err != nil || len(rules) != 0 {
+		t.Errorf("rules = %+v, %v; want none", rules, err)
+	}
+}

@@ -478,7 +478,12 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 		if ctx.Err() != nil {
 			break
 		}
-		if err := d.close(ctx, nsgID, c); err != nil {
+		err := d.close(ctx, nsgID, c)
+		if errors.Is(err, azure.ErrRuleGone) {
+			closed[c.Rule.Name] = true // gone, but not closed by this pass
+			continue
+		}
+		if err != nil {
 			res.failed = true
 			res.errs = append(res.errs, err)
 			continue
@@ -592,7 +597,9 @@ func (d *Daemon) restorePolicy(ctx context.Context, nsgID string, r Restore) (in
 	return len(r.Rules), nil
 }
 
-// close deletes one rule (unless dry-running) and reports it.
+// close deletes one rule (unless dry-running) and reports it. It returns
+// an error matching azure.ErrRuleGone, and reports nothing, when the rule
+// was gone by the time of the write.
 func (d *Daemon) close(ctx context.Context, nsgID string, c Close) error {
 	log := d.log.With("nsg_id", nsgID, "rule", c.Rule.Name, "reason", string(c.Reason))
 	if c.Detail != "" {
@@ -610,8 +617,15 @@ func (d *Daemon) close(ctx context.Context, nsgID string, c Close) error {
 	ctx, _ = azure.WithWriteRecorder(ctx)
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.delTimeout)
 	defer cancel()
-	err := d.end(dctx, nsgID, c)
+	err := d.end(dctx, nsgID, c, true)
 	done := d.now()
+	if errors.Is(err, azure.ErrRuleGone) {
+		// Someone else closed it between this pass's read and its write
+		// (another jitd replica, the grant's workspace): nothing was
+		// written, and the close is theirs to report.
+		log.Info("rule already closed by someone else")
+		return err
+	}
 	if err != nil {
 		d.metrics.errors.WithLabelValues(opDelete).Inc()
 		d.metrics.closes.WithLabelValues(string(c.Reason), string(audit.ResultFailure)).Inc()
@@ -649,7 +663,7 @@ func (d *Daemon) recordRevoked(ctx context.Context, nsgID string, rv Revoked) er
 	ctx, _ = azure.WithWriteRecorder(ctx)
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.delTimeout)
 	defer cancel()
-	if err := d.end(dctx, nsgID, Close{Rule: g.Rule, Grant: &g, End: rv.End}); err != nil {
+	if err := d.end(dctx, nsgID, Close{Rule: g.Rule, Grant: &g, End: rv.End}, false); err != nil {
 		d.metrics.errors.WithLabelValues(opDelete).Inc()
 		log.Error("recording a revoked grant failed", "error", err)
 		return fmt.Errorf("record revoked grant %s on %s: %w", g.ID, nsgID, err)
@@ -660,13 +674,18 @@ func (d *Daemon) recordRevoked(ctx context.Context, nsgID string, rv Revoked) er
 }
 
 // end deletes a closed rule. A grant whose policy is on the NSG also
-// leaves its record, in the same NSG write (see jit.EndGrant).
-func (d *Daemon) end(ctx context.Context, nsgID string, c Close) error {
+// leaves its record, in the same NSG write (see jit.EndGrant); with
+// require, that write is made only if the rule is still there when it is
+// assembled, and otherwise end returns azure.ErrRuleGone.
+func (d *Daemon) end(ctx context.Context, nsgID string, c Close, require bool) error {
 	if c.Grant == nil || !c.End.Record {
 		return d.rules.DeleteRule(ctx, nsgID, c.Rule.Name)
 	}
 	g := *c.Grant
-	changes := make([]azure.RuleChange, 0, len(c.End.Delete)+1)
+	changes := make([]azure.RuleChange, 0, len(c.End.Delete)+2)
+	if require {
+		changes = append(changes, azure.RuleChange{Require: c.Rule.Name})
+	}
 	for _, name := range c.End.Delete {
 		changes = append(changes, azure.RuleChange{Delete: name})
 	}
