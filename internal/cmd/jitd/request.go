@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -19,9 +20,7 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-const requestUsage = `
-Usage: jitd request --policy <policy id> --port 22 --source 203.0.113.7 --for 1h --why "..." [flags]
-
+const requestAbout = `
 Prints a jit_access_grant block, ready to commit as its own file in a pull
 request (--out DIR writes requests/<date>-<requester>-<policy>.tf and prints
 its path). Values are checked locally: ports, duration (at least 1m, at most
@@ -29,6 +28,10 @@ its path). Values are checked locally: ports, duration (at least 1m, at most
 policy is read from its NSGs (ARM_* credentials, as for the provider) and a
 request outside it is refused with the messages terraform plan would print.
 `
+
+// EnvMyIPURL may name the what-is-my-IP endpoint of --source auto instead
+// of --my-ip-url.
+const EnvMyIPURL = "JITD_MY_IP_URL"
 
 // requestOptions are `jitd request`'s parsed flags.
 type requestOptions struct {
@@ -39,9 +42,9 @@ type requestOptions struct {
 	azure                                     azureFlags
 }
 
-func parseRequestFlags(args []string, stderr io.Writer) (requestOptions, error) {
-	var o requestOptions
-	fs := newFlagSet("request", requestUsage, stderr)
+// requestFlags defines `jitd request`'s flags on a new flag set.
+func requestFlags(o *requestOptions) *flag.FlagSet {
+	fs := newFlagSet("request")
 	fs.StringVar(&o.policyID, "policy", "", "the jit_policy's id: <name>@<nsg id>[,<nsg id>...] (required)")
 	fs.Func("port", "a port to open (repeatable; required)", func(v string) error {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
@@ -61,13 +64,12 @@ func parseRequestFlags(args []string, stderr io.Writer) (requestOptions, error) 
 	fs.BoolVar(&o.check, "check", false, "read the policy from its NSGs and refuse a request outside it (needs ARM_* credentials)")
 	fs.StringVar(&o.outDir, "out", "", "write the block to a new file in this directory and print its path")
 	o.azure.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	return o, nil
+	return fs
+}
+
+func parseRequestFlags(args []string) (requestOptions, error) {
+	var o requestOptions
+	return o, parseArgs(requestFlags(&o), args, 0)
 }
 
 // requestEnv is what `jitd request` takes from its surroundings, so that
@@ -115,7 +117,7 @@ type grantRequest struct {
 
 func (env requestEnv) run(ctx context.Context, args []string, stdout, stderr io.Writer,
 	connect func(context.Context, requestOptions) (ruleLister, error)) error {
-	o, err := parseRequestFlags(args, stderr)
+	o, err := parseRequestFlags(args)
 	if err != nil {
 		return err
 	}
@@ -125,7 +127,8 @@ func (env requestEnv) run(ctx context.Context, args []string, stdout, stderr io.
 	}
 	req, err := checkRequest(o, now)
 	if err != nil {
-		return err
+		// Bad values on the command line: a usage error (exit code 2).
+		return &usageError{err: err}
 	}
 	if o.check {
 		lister, err := connect(ctx, o)
