@@ -25,7 +25,7 @@ func TestHelpConventions(t *testing.T) {
 		{[]string{"scan", "-h"}, "Usage: jitd scan [flags]"},
 		{[]string{"status", "--help"}, "Usage: jitd status [flags]"},
 		{[]string{"request", "--help"}, "Usage: jitd request"},
-		{[]string{"help", "request"}, "--policy"},
+		{[]string{"help", "request"}, "--my-ip-url"},
 		{[]string{"completion", "--help"}, "Usage: jitd completion bash|zsh|fish"},
 		{[]string{"help", "help"}, "Usage: jitd help [command]"},
 	} {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +39,7 @@ const EnvMyIPURL = "JITD_MY_IP_URL"
 // requestOptions are `jitd request`'s parsed flags.
 type requestOptions struct {
 	policyID, protocol, source, duration, why string
+	myIPURL                                   string
 	requester, approval, name, outDir         string
 	ports                                     []int64
 	check                                     bool
@@ -55,7 +59,8 @@ func requestFlags(o *requestOptions) *flag.FlagSet {
 		return nil
 	})
 	fs.StringVar(&o.protocol, "protocol", "Tcp", "Tcp, Udp or *")
-	fs.StringVar(&o.source, "source", "", "the one address (or CIDR) to let in (required)")
+	fs.StringVar(&o.source, "source", "", "the one address (or CIDR) to let in, or auto: your public address, as --my-ip-url sees it (required)")
+	fs.StringVar(&o.myIPURL, "my-ip-url", "", "the what-is-my-IP endpoint --source auto asks (plain-text answer); default $"+EnvMyIPURL+", else "+DefaultMyIPURL)
 	fs.StringVar(&o.duration, "for", "", "how long, from apply: 30m, 2h, ... (required)")
 	fs.StringVar(&o.why, "why", "", "the justification, e.g. a ticket and what for (required)")
 	fs.StringVar(&o.requester, "requester", "", "who asks (default: git config user.email, else $USER@hostname)")
@@ -79,6 +84,8 @@ type requestEnv struct {
 	gitEmail func() string
 	hostname func() (string, error)
 	now      func() time.Time
+	// http asks the what-is-my-IP endpoint of --source auto.
+	http *http.Client
 }
 
 // gitEmail is `git config user.email`, or "" when git or the setting is
@@ -95,7 +102,7 @@ func gitEmail() string {
 
 // runRequest is `jitd request`.
 func runRequest(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	env := requestEnv{getenv: getenv, gitEmail: gitEmail, hostname: os.Hostname, now: time.Now}
+	env := requestEnv{getenv: getenv, gitEmail: gitEmail, hostname: os.Hostname, now: time.Now, http: http.DefaultClient}
 	return env.run(ctx, args, stdout, stderr, func(ctx context.Context, o requestOptions) (ruleLister, error) {
 		c, _, err := o.azure.client(ctx, getenv)
 		return c, err
@@ -125,6 +132,15 @@ func (env requestEnv) run(ctx context.Context, args []string, stdout, stderr io.
 	if o.requester == "" {
 		o.requester = env.defaultRequester()
 	}
+	var auto netip.Addr
+	if strings.TrimSpace(o.source) == sourceAuto {
+		url := cmp.Or(strings.TrimSpace(o.myIPURL), strings.TrimSpace(env.getenv(EnvMyIPURL)), DefaultMyIPURL)
+		if auto, err = publicAddress(ctx, cmp.Or(env.http, http.DefaultClient), url); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "jitd request: using your public address %s from %s\n", auto, url)
+		o.source = auto.String()
+	}
 	req, err := checkRequest(o, now)
 	if err != nil {
 		// Bad values on the command line: a usage error (exit code 2).
@@ -135,7 +151,14 @@ func (env requestEnv) run(ctx context.Context, args []string, stdout, stderr io.
 		if err != nil {
 			return err
 		}
-		if err := checkAgainstPolicy(ctx, lister, req); err != nil {
+		policy, err := checkAgainstPolicy(ctx, lister, req)
+		if auto.IsValid() && policy.Name != "" {
+			// Said plainly rather than as a source outside the policy.
+			if err := checkFamily(policy, auto); err != nil {
+				return err
+			}
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -317,23 +340,23 @@ func validPolicyName(name string) bool {
 // checkAgainstPolicy reads the policy from every NSG of its id and checks
 // the request with Policy.CheckGrant, as terraform plan does: the policy
 // must be on every NSG, intact and identical (fail closed).
-func checkAgainstPolicy(ctx context.Context, lister ruleLister, req grantRequest) error {
+func checkAgainstPolicy(ctx context.Context, lister ruleLister, req grantRequest) (jit.Policy, error) {
 	var policy *jit.Policy
 	for _, nsgID := range req.nsgIDs {
 		rules, err := lister.ListRules(ctx, nsgID)
 		if err != nil {
-			return fmt.Errorf("reading policy %q from %s: %w", req.policyName, nsgID, err)
+			return jit.Policy{}, fmt.Errorf("reading policy %q from %s: %w", req.policyName, nsgID, err)
 		}
 		decoded, ok := jit.ReadNSG(rules).Policies[req.policyName]
 		switch {
 		case !ok:
-			return &requestError{summary: "JIT Policy Not Found", err: &jit.FieldError{Path: pathPolicyID,
+			return jit.Policy{}, &requestError{summary: "JIT Policy Not Found", err: &jit.FieldError{Path: pathPolicyID,
 				Message: fmt.Sprintf("policy %q is not on %s: no grant can be opened there; the policy must be applied first", req.policyName, nsgID)}}
 		case decoded.Problem != "":
-			return &requestError{summary: "JIT Policy Is Malformed", err: &jit.FieldError{Path: pathPolicyID,
+			return jit.Policy{}, &requestError{summary: "JIT Policy Is Malformed", err: &jit.FieldError{Path: pathPolicyID,
 				Message: fmt.Sprintf("policy %q on %s does not read back consistently (%s); grants are refused until the policy is applied again", req.policyName, nsgID, decoded.Problem)}}
 		case policy != nil && !policy.Equal(decoded.Policy):
-			return &requestError{summary: "JIT Policy Differs Between NSGs", err: &jit.FieldError{Path: pathPolicyID,
+			return jit.Policy{}, &requestError{summary: "JIT Policy Differs Between NSGs", err: &jit.FieldError{Path: pathPolicyID,
 				Message: fmt.Sprintf("policy %q on %s differs from the same policy on %s; the policy must be applied again", req.policyName, nsgID, req.nsgIDs[0])}}
 		}
 		if policy == nil {
@@ -344,9 +367,9 @@ func checkAgainstPolicy(ctx context.Context, lister ruleLister, req grantRequest
 	_, err := policy.CheckGrant(jit.GrantInput{Ports: req.ports, Protocol: req.protocol, Source: strings.TrimSpace(req.source),
 		Duration: req.duration, Requester: req.requester})
 	if err != nil {
-		return &requestError{summary: "Access Request Outside the Policy", err: err}
+		return *policy, &requestError{summary: "Access Request Outside the Policy", err: err}
 	}
-	return nil
+	return *policy, nil
 }
 
 // renderGrant writes the jit_access_grant block as terraform fmt would.
