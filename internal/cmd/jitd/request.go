@@ -19,6 +19,10 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/zclconf/go-cty/cty"
+
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -372,77 +376,46 @@ func checkAgainstPolicy(ctx context.Context, lister ruleLister, req grantRequest
 	return *policy, nil
 }
 
-// renderGrant writes the jit_access_grant block as terraform fmt would.
+// renderGrant writes the jit_access_grant block as terraform fmt would,
+// through hclwrite: the values are untrusted text (a justification may hold
+// quotes, "${...}" or "%{...}" template sequences, control characters), and
+// a maintained HCL writer escapes them as Terraform reads them back.
 func renderGrant(req grantRequest, now time.Time) string {
-	type attr struct{ key, value string }
-	ports := make([]string, len(req.ports))
+	f := hclwrite.NewEmptyFile()
+	root := f.Body()
+	root.AppendUnstructuredTokens(hclwrite.Tokens{
+		{Type: hclsyntax.TokenComment, Bytes: []byte(fmt.Sprintf("# Written by `jitd request` on %s. Access lasts %s from the apply;\n",
+			now.Format(time.DateOnly), hclComment(req.duration)))},
+		{Type: hclsyntax.TokenComment, Bytes: []byte("# once it has expired, remove this file (plans warn until it is removed).\n")},
+	})
+	body := root.AppendNewBlock("resource", []string{"jit_access_grant", req.resourceName}).Body()
+	ports := make([]cty.Value, len(req.ports))
 	for i, p := range req.ports {
-		ports[i] = strconv.FormatInt(p, 10)
+		ports[i] = cty.NumberIntVal(p)
 	}
-	attrs := []attr{
-		{"policy_id", hclString(req.policyID)},
-		{"ports", "[" + strings.Join(ports, ", ") + "]"},
-	}
+	body.SetAttributeValue("policy_id", cty.StringVal(req.policyID))
+	body.SetAttributeValue("ports", cty.TupleVal(ports))
 	if req.protocol != string(jit.ProtocolTCP) {
-		attrs = append(attrs, attr{"protocol", hclString(req.protocol)})
+		body.SetAttributeValue("protocol", cty.StringVal(req.protocol))
 	}
-	attrs = append(attrs,
-		attr{"source_address_prefix", hclString(strings.TrimSpace(req.source))},
-		attr{"duration", hclString(req.duration)},
-		attr{"requester", hclString(req.requester)},
-		attr{"justification", hclString(req.why)},
-	)
+	body.SetAttributeValue("source_address_prefix", cty.StringVal(strings.TrimSpace(req.source)))
+	body.SetAttributeValue("duration", cty.StringVal(req.duration))
+	body.SetAttributeValue("requester", cty.StringVal(req.requester))
+	body.SetAttributeValue("justification", cty.StringVal(req.why))
 	if req.approval != "" {
-		attrs = append(attrs, attr{"approval_reference", hclString(req.approval)})
+		body.SetAttributeValue("approval_reference", cty.StringVal(req.approval))
 	}
-	width := 0
-	for _, a := range attrs {
-		width = max(width, len(a.key))
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by `jitd request` on %s. Access lasts %s from the apply;\n", now.Format(time.DateOnly), req.duration)
-	b.WriteString("# once it has expired, remove this file (plans warn until it is removed).\n")
-	fmt.Fprintf(&b, "resource \"jit_access_grant\" %q {\n", req.resourceName)
-	for _, a := range attrs {
-		fmt.Fprintf(&b, "  %-*s = %s\n", width, a.key, a.value)
-	}
-	b.WriteString("}\n")
-	return b.String()
+	return string(hclwrite.Format(f.Bytes()))
 }
 
-// hclString quotes s as an HCL string literal: escapes for quotes,
-// backslashes and control characters, and "${" and "%{" doubled so that
-// Terraform reads them literally rather than as template sequences.
-func hclString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i, r := range s {
-		switch {
-		case r == '"':
-			b.WriteString(`\"`)
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case (r == '$' || r == '%') && strings.HasPrefix(s[i+1:], "{"):
-			b.WriteRune(r)
-			b.WriteRune(r)
-		case !unicode.IsPrint(r):
-			if r > 0xFFFF {
-				fmt.Fprintf(&b, `\U%08X`, r)
-			} else {
-				fmt.Fprintf(&b, `\u%04X`, r)
-			}
-		default:
-			b.WriteRune(r)
+// hclComment keeps a value on its comment line.
+func hclComment(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
 		}
-	}
-	b.WriteByte('"')
-	return b.String()
+		return r
+	}, s)
 }
 
 // slug keeps lower-case letters and digits and turns every other run into
