@@ -109,3 +109,38 @@ func TestBashCompletion(t *testing.T) {
 		}
 	}
 }
+
+// TestFishCompletion asks fish itself what it completes, when installed.
+func TestFishCompletion(t *testing.T) {
+	fish, err := exec.LookPath("fish")
+	if err != nil {
+		t.Skip("fish is not installed")
+	}
+	file := filepath.Join(t.TempDir(), "jitd.fish")
+	if err := os.WriteFile(file, []byte(completionScript(t, "fish")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for line, want := range map[string][]string{
+		"jitd sc":                   {"scan"},
+		"jitd scan --out":           {"--output"},
+		"jitd scan --output ":       {"json", "table"},
+		"jitd completion ":          {"bash", "fish", "zsh"},
+		"jitd request --my-ip":      {"--my-ip-url"},
+		"jitd --resource-group rg ": {"completion", "help", "man", "request", "scan", "status"},
+	} {
+		out, err := exec.Command(fish, "--no-config", "-c", `source $argv[1]; complete -C $argv[2]`, file, line).Output()
+		if err != nil {
+			t.Fatalf("fish completing %q: %v", line, err)
+		}
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if w, _, _ := strings.Cut(l, "\t"); w != "" {
+				got = append(got, w)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("fish completing %q: %q, want %q", line, got, want)
+		}
+	}
+}
