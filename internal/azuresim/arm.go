@@ -77,6 +77,10 @@ func parseARMPath(method, path string) armRequest {
 		q.kind = "resource-group-list"
 	case n == 4 && is(2, "resourcegroups"):
 		q.kind, q.rg = "resource-group", seg[3]
+	case n == 5 && is(2, "resourcegroups") && is(4, "resources"):
+		q.kind, q.rg = "resource-group-resources", seg[3]
+	case n == 4 && is(2, "operationresults"):
+		q.kind, q.operation = "resource-group-deletion", seg[3]
 	case n >= 7 && is(2, "resourcegroups") && is(4, "providers") && is(5, "microsoft.network") && is(6, "networksecuritygroups"):
 		q.rg = seg[3]
 		switch {
@@ -142,6 +146,9 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) string {
 }
 
 func (s *Server) dispatchARM(w http.ResponseWriter, r *http.Request, q armRequest) {
+	if !s.requireGroup(w, r, q) {
+		return
+	}
 	if s.serveNetwork(w, r, q) || s.serveCompute(w, r, q) {
 		return
 	}
@@ -168,6 +175,10 @@ func (s *Server) dispatchARM(w http.ResponseWriter, r *http.Request, q armReques
 		s.listResourceGroups(w)
 	case q.kind == "resource-group":
 		s.serveResourceGroup(w, r, q)
+	case q.kind == "resource-group-resources" && m == http.MethodGet:
+		s.listGroupResources(w, r, q)
+	case q.kind == "resource-group-deletion" && m == http.MethodGet:
+		s.serveDeletionResult(w, q)
 	case q.kind == "nsg-list" && m == http.MethodGet:
 		s.listNSGs(w, r, q)
 	case q.kind == "nsg" && m == http.MethodGet:

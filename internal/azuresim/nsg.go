@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -276,14 +275,6 @@ func removedRules(cur, next *nsgState) []string {
 	return out
 }
 
-// ensureGroup records a resource group implicitly created by an NSG.
-// Callers hold s.mu.
-func (s *Server) ensureGroup(rg, location string) {
-	if s.groups[strings.ToLower(rg)] == nil {
-		s.groups[strings.ToLower(rg)] = &resourceGroup{name: rg, location: normaliseLocation(location)}
-	}
-}
-
 // newNSGState builds the state an NSG PUT body describes, replacing cur (nil
 // on create), and validates it as Azure does. Callers hold s.mu.
 func (s *Server) newNSGState(rg, name string, raw []byte, cur *nsgState) (*nsgState, *armError) {
@@ -476,88 +467,4 @@ func decodeJSON(raw []byte, v any) *armError {
 		}
 	}
 	return nil
-}
-
-// serveResourceGroup answers GET, HEAD and PUT of a resource group.
-func (s *Server) serveResourceGroup(w http.ResponseWriter, r *http.Request, q armRequest) {
-	key := strings.ToLower(q.rg)
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		s.mu.Lock()
-		g := s.groups[key]
-		s.mu.Unlock()
-		if g == nil {
-			if r.Method == http.MethodHead {
-				w.WriteHeader(http.StatusNotFound)
-				return
-			}
-			writeARMError(w, http.StatusNotFound, "ResourceGroupNotFound", fmt.Sprintf("Resource group '%s' could not be found.", q.rg))
-			return
-		}
-		if r.Method == http.MethodHead {
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		writeJSON(w, http.StatusOK, s.groupJSON(g))
-	case http.MethodPut:
-		var body struct {
-			Location string          `json:"location"`
-			Tags     json.RawMessage `json:"tags"`
-		}
-		if !readBody(w, r, &body) {
-			return
-		}
-		if !validName(q.rg) {
-			writeARMErrorBody(w, http.StatusBadRequest, invalidNameError(q.rg))
-			return
-		}
-		s.mu.Lock()
-		g, status := s.groups[key], http.StatusOK
-		if g == nil {
-			if body.Location == "" {
-				s.mu.Unlock()
-				writeARMError(w, http.StatusBadRequest, "LocationRequired", "The location property is required for this definition.")
-				return
-			}
-			g, status = &resourceGroup{name: q.rg}, http.StatusCreated
-			s.groups[key] = g
-		}
-		g.location = normaliseLocation(body.Location)
-		g.tags = body.Tags
-		doc := s.groupJSON(g)
-		s.mu.Unlock()
-		writeJSON(w, status, doc)
-	default:
-		w.Header().Set("Allow", "GET, HEAD, PUT")
-		writeARMError(w, http.StatusMethodNotAllowed, "MethodNotAllowed",
-			fmt.Sprintf("The HTTP method '%s' is not supported for resource groups here.", r.Method))
-	}
-}
-
-func (s *Server) listResourceGroups(w http.ResponseWriter) {
-	s.mu.Lock()
-	// Ids share their prefix, so sorting by name sorts by id.
-	groups := slices.SortedFunc(maps.Values(s.groups), func(a, b *resourceGroup) int {
-		return strings.Compare(a.name, b.name)
-	})
-	var out []any
-	for _, g := range groups {
-		out = append(out, s.groupJSON(g))
-	}
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"value": out})
-}
-
-func (s *Server) groupJSON(g *resourceGroup) map[string]any {
-	doc := map[string]any{
-		"id":         "/subscriptions/" + s.subscriptionID + "/resourceGroups/" + g.name,
-		"name":       g.name,
-		"type":       "Microsoft.Resources/resourceGroups",
-		"location":   g.location,
-		"properties": map[string]any{"provisioningState": statusSucceeded},
-	}
-	if len(g.tags) > 0 && string(g.tags) != "null" {
-		doc["tags"] = g.tags
-	}
-	return doc
 }

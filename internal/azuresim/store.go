@@ -14,14 +14,6 @@ import (
 	"github.com/google/uuid"
 )
 
-// resourceGroup is a group a client created or one that holds an NSG.
-// Groups are implicit: creating an NSG in a group creates the group.
-type resourceGroup struct {
-	name     string
-	location string
-	tags     json.RawMessage
-}
-
 // nsgEntry is one NSG: its committed state and the operation, if any, that
 // is changing it. Only one operation runs per NSG, as on Azure.
 type nsgEntry struct {

@@ -44,19 +44,11 @@ func main() { os.Exit(mainCode()) }
 func mainCode() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	var exit *exitCodeError
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &exit):
-		fmt.Fprintln(os.Stderr, "jitd:", exit.msg)
-		return exit.code
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "jitd:", err)
-		return 1
+	msg, code := exitStatus(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	if msg != "" {
+		fmt.Fprintln(os.Stderr, msg)
 	}
-	return 0
+	return code
 }
 
 // listFlag collects a repeatable flag.
@@ -93,14 +85,17 @@ type options struct {
 	subscriptionID, tenantID, clientID, environment, metadataHost string
 }
 
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
-	var o options
-	fs := flag.NewFlagSet("jitd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: jitd [flags]\n       jitd scan [flags]      find management ports open to the Internet\n       jitd status [flags]    who can reach what through the JIT policies, now\n       jitd request [flags]   write a jit_access_grant request\n\njitd closes expired and tampered JIT grant rules on Azure network security groups.\nCredentials come from the ARM_* environment variables, as for the provider.\n\nFlags:")
-		fs.PrintDefaults()
-	}
+const daemonAbout = `
+jitd closes expired and tampered JIT grant rules on the Azure network
+security groups of a scope (subscriptions, resource groups, NSGs; by default
+the default subscription), between Terraform runs. It refuses to start on a
+scope it cannot read. Credentials come from the ARM_* environment
+variables, as for the provider.
+`
+
+// daemonFlags defines jitd's own flags on a new flag set.
+func daemonFlags(o *options) *flag.FlagSet {
+	fs := newFlagSet("")
 	fs.Var(&o.subscriptions, "subscription", "watch every NSG of this subscription id (repeatable)")
 	fs.Var(&o.resourceGroups, "resource-group", "watch every NSG of this resource group: <subscription id>/<name>, or a name in the default subscription (repeatable)")
 	fs.Var(&o.nsgs, "nsg", "watch this NSG, by resource id (repeatable)")
@@ -120,9 +115,15 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.subscriptionID, "subscription-id", "", "default subscription (overrides $"+azure.EnvSubscriptionID+")")
 	fs.StringVar(&o.tenantID, "tenant-id", "", "tenant (overrides $"+azure.EnvTenantID+")")
 	fs.StringVar(&o.clientID, "client-id", "", "client id of the service principal or managed identity (overrides $"+azure.EnvClientID+")")
-	fs.StringVar(&o.environment, "environment", "", "cloud: public, usgovernment or china (overrides $"+azure.EnvEnvironment+")")
+	fs.StringVar(&o.environment, "environment", "", "cloud: public, usgovernment, usgovernmentl5, china or an azurerm alias (overrides $"+azure.EnvEnvironment+")")
 	fs.StringVar(&o.metadataHost, "metadata-host", "", "discover endpoints from this host (overrides $"+azure.EnvMetadataHost+")")
-	if err := fs.Parse(args); err != nil {
+	return fs
+}
+
+func parseFlags(args []string, getenv func(string) string) (options, error) {
+	var o options
+	fs := daemonFlags(&o)
+	if err := parseArgs(fs, args, 0); err != nil {
 		return o, err
 	}
 	if o.webhookURL == "" {
@@ -131,35 +132,20 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 		o.webhookURL = strings.TrimSpace(getenv(EnvWebhookURL))
 	}
 	switch {
-	case fs.NArg() > 0:
-		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	case o.interval < time.Second:
-		return o, fmt.Errorf("--interval %s is too short: use at least 1s", o.interval)
+		return o, usageErrorf("--interval %s is too short: use at least 1s", o.interval)
 	case o.watch < 0 || (o.watch > 0 && o.watch < time.Second):
-		return o, fmt.Errorf("--watch-interval %s must be 0 (off) or at least 1s", o.watch)
+		return o, usageErrorf("--watch-interval %s must be 0 (off) or at least 1s", o.watch)
 	case o.concurrency < 1:
-		return o, fmt.Errorf("--concurrency must be at least 1, not %d", o.concurrency)
+		return o, usageErrorf("--concurrency must be at least 1, not %d", o.concurrency)
 	}
 	return o, nil
 }
 
-// run is jitd: parse, connect, check the scope, then reconcile until ctx
-// ends (or once). The subcommands scan and request are dispatched from here;
-// with no subcommand jitd is the daemon.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "scan":
-			return runScan(ctx, args[1:], getenv, stdout, stderr)
-		case "status":
-			return runStatus(ctx, args[1:], getenv, stdout, stderr)
-		case "request":
-			return runRequest(ctx, args[1:], getenv, stdout, stderr)
-		case "verify":
-			return runVerify(ctx, args[1:], getenv, stdout, stderr)
-		}
-	}
-	o, err := parseFlags(args, getenv, stderr)
+// runDaemon is jitd without a command: parse, connect, check the scope,
+// then reconcile until ctx ends (or once).
+func runDaemon(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, getenv)
 	if err != nil {
 		return err
 	}
@@ -178,10 +164,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	override(&cfg.ClientID, o.clientID)
 	override(&cfg.Environment, o.environment)
 	override(&cfg.MetadataHost, o.metadataHost)
+	for _, w := range cfg.Warnings() {
+		log.Warn("azure setting has no effect", "detail", w)
+	}
 
 	sc, err := newScope(o, cfg.SubscriptionID)
 	if err != nil {
-		return err
+		return &usageError{err: err}
 	}
 	client, err := azure.NewClient(ctx, cfg, azure.ClientOptions{UserAgent: "jitd/" + version})
 	if err != nil {

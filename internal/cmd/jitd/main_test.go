@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"slices"
 	"strings"
 	"testing"
@@ -19,7 +18,7 @@ func TestParseFlags(t *testing.T) {
 	o, err := parseFlags([]string{"--subscription", "s1", "--subscription", "s2", "--resource-group", "rg",
 		"--nsg", "/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/networkSecurityGroups/n",
 		"--interval", "30s", "--once", "--dry-run", "--no-restore", "--log-level", "debug", "--concurrency", "3"},
-		envOf(map[string]string{EnvWebhookURL: "https://hooks.example.com/secret"}), &bytes.Buffer{})
+		envOf(map[string]string{EnvWebhookURL: "https://hooks.example.com/secret"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,19 +37,19 @@ func TestParseFlags(t *testing.T) {
 		{"--subscription", ""},
 		{"stray"},
 	} {
-		if _, err := parseFlags(args, envOf(nil), &bytes.Buffer{}); err == nil {
+		if _, err := parseFlags(args, envOf(nil)); err == nil {
 			t.Errorf("parseFlags(%q) succeeded", args)
 		}
 	}
 }
 
 func TestUsageDoesNotShowTheWebhookSecret(t *testing.T) {
-	var stderr bytes.Buffer
-	_, err := parseFlags([]string{"-h"}, envOf(map[string]string{EnvWebhookURL: "https://hooks.example.com/s3cr3t"}), &stderr)
-	if !errors.Is(err, flag.ErrHelp) {
-		t.Fatalf("err = %v, want flag.ErrHelp", err)
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"-h"}, envOf(map[string]string{EnvWebhookURL: "https://hooks.example.com/s3cr3t"}), &stdout, &stderr)
+	if err != nil || !strings.Contains(stdout.String(), "--webhook-url") {
+		t.Fatalf("err = %v, want the usage\n%s", err, stdout.String())
 	}
-	if strings.Contains(stderr.String(), "s3cr3t") {
+	if strings.Contains(stdout.String()+stderr.String(), "s3cr3t") {
 		t.Error("usage text shows the webhook URL from the environment")
 	}
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,13 +19,15 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/zclconf/go-cty/cty"
+
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-const requestUsage = `
-Usage: jitd request --policy <policy id> --port 22 --source 203.0.113.7 --for 1h --why "..." [flags]
-
+const requestAbout = `
 Prints a jit_access_grant block, ready to commit as its own file in a pull
 request (--out DIR writes requests/<date>-<requester>-<policy>.tf and prints
 its path). Values are checked locally: ports, duration (at least 1m, at most
@@ -30,18 +36,23 @@ policy is read from its NSGs (ARM_* credentials, as for the provider) and a
 request outside it is refused with the messages terraform plan would print.
 `
 
+// EnvMyIPURL may name the what-is-my-IP endpoint of --source auto instead
+// of --my-ip-url.
+const EnvMyIPURL = "JITD_MY_IP_URL"
+
 // requestOptions are `jitd request`'s parsed flags.
 type requestOptions struct {
 	policyID, protocol, source, duration, why string
+	myIPURL                                   string
 	requester, approval, name, outDir         string
 	ports                                     []int64
 	check                                     bool
 	azure                                     azureFlags
 }
 
-func parseRequestFlags(args []string, stderr io.Writer) (requestOptions, error) {
-	var o requestOptions
-	fs := newFlagSet("request", requestUsage, stderr)
+// requestFlags defines `jitd request`'s flags on a new flag set.
+func requestFlags(o *requestOptions) *flag.FlagSet {
+	fs := newFlagSet("request")
 	fs.StringVar(&o.policyID, "policy", "", "the jit_policy's id: <name>@<nsg id>[,<nsg id>...] (required)")
 	fs.Func("port", "a port to open (repeatable; required)", func(v string) error {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
@@ -52,7 +63,8 @@ func parseRequestFlags(args []string, stderr io.Writer) (requestOptions, error) 
 		return nil
 	})
 	fs.StringVar(&o.protocol, "protocol", "Tcp", "Tcp, Udp or *")
-	fs.StringVar(&o.source, "source", "", "the one address (or CIDR) to let in (required)")
+	fs.StringVar(&o.source, "source", "", "the one address (or CIDR) to let in, or auto: your public address, as --my-ip-url sees it (required)")
+	fs.StringVar(&o.myIPURL, "my-ip-url", "", "the what-is-my-IP endpoint --source auto asks (plain-text answer); default $"+EnvMyIPURL+", else "+DefaultMyIPURL)
 	fs.StringVar(&o.duration, "for", "", "how long, from apply: 30m, 2h, ... (required)")
 	fs.StringVar(&o.why, "why", "", "the justification, e.g. a ticket and what for (required)")
 	fs.StringVar(&o.requester, "requester", "", "who asks (default: git config user.email, else $USER@hostname)")
@@ -61,13 +73,12 @@ func parseRequestFlags(args []string, stderr io.Writer) (requestOptions, error) 
 	fs.BoolVar(&o.check, "check", false, "read the policy from its NSGs and refuse a request outside it (needs ARM_* credentials)")
 	fs.StringVar(&o.outDir, "out", "", "write the block to a new file in this directory and print its path")
 	o.azure.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	return o, nil
+	return fs
+}
+
+func parseRequestFlags(args []string) (requestOptions, error) {
+	var o requestOptions
+	return o, parseArgs(requestFlags(&o), args, 0)
 }
 
 // requestEnv is what `jitd request` takes from its surroundings, so that
@@ -77,6 +88,8 @@ type requestEnv struct {
 	gitEmail func() string
 	hostname func() (string, error)
 	now      func() time.Time
+	// http asks the what-is-my-IP endpoint of --source auto.
+	http *http.Client
 }
 
 // gitEmail is `git config user.email`, or "" when git or the setting is
@@ -93,7 +106,7 @@ func gitEmail() string {
 
 // runRequest is `jitd request`.
 func runRequest(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	env := requestEnv{getenv: getenv, gitEmail: gitEmail, hostname: os.Hostname, now: time.Now}
+	env := requestEnv{getenv: getenv, gitEmail: gitEmail, hostname: os.Hostname, now: time.Now, http: http.DefaultClient}
 	return env.run(ctx, args, stdout, stderr, func(ctx context.Context, o requestOptions) (ruleLister, error) {
 		c, _, err := o.azure.client(ctx, getenv)
 		return c, err
@@ -115,7 +128,7 @@ type grantRequest struct {
 
 func (env requestEnv) run(ctx context.Context, args []string, stdout, stderr io.Writer,
 	connect func(context.Context, requestOptions) (ruleLister, error)) error {
-	o, err := parseRequestFlags(args, stderr)
+	o, err := parseRequestFlags(args)
 	if err != nil {
 		return err
 	}
@@ -123,16 +136,33 @@ func (env requestEnv) run(ctx context.Context, args []string, stdout, stderr io.
 	if o.requester == "" {
 		o.requester = env.defaultRequester()
 	}
+	var auto netip.Addr
+	if strings.TrimSpace(o.source) == sourceAuto {
+		url := cmp.Or(strings.TrimSpace(o.myIPURL), strings.TrimSpace(env.getenv(EnvMyIPURL)), DefaultMyIPURL)
+		if auto, err = publicAddress(ctx, cmp.Or(env.http, http.DefaultClient), url); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "jitd request: using your public address %s from %s\n", auto, url)
+		o.source = auto.String()
+	}
 	req, err := checkRequest(o, now)
 	if err != nil {
-		return err
+		// Bad values on the command line: a usage error (exit code 2).
+		return &usageError{err: err}
 	}
 	if o.check {
 		lister, err := connect(ctx, o)
 		if err != nil {
 			return err
 		}
-		if err := checkAgainstPolicy(ctx, lister, req); err != nil {
+		policy, err := checkAgainstPolicy(ctx, lister, req)
+		if auto.IsValid() && policy.Name != "" {
+			// Said plainly rather than as a source outside the policy.
+			if err := checkFamily(policy, auto); err != nil {
+				return err
+			}
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -314,23 +344,23 @@ func validPolicyName(name string) bool {
 // checkAgainstPolicy reads the policy from every NSG of its id and checks
 // the request with Policy.CheckGrant, as terraform plan does: the policy
 // must be on every NSG, intact and identical (fail closed).
-func checkAgainstPolicy(ctx context.Context, lister ruleLister, req grantRequest) error {
+func checkAgainstPolicy(ctx context.Context, lister ruleLister, req grantRequest) (jit.Policy, error) {
 	var policy *jit.Policy
 	for _, nsgID := range req.nsgIDs {
 		rules, err := lister.ListRules(ctx, nsgID)
 		if err != nil {
-			return fmt.Errorf("reading policy %q from %s: %w", req.policyName, nsgID, err)
+			return jit.Policy{}, fmt.Errorf("reading policy %q from %s: %w", req.policyName, nsgID, err)
 		}
 		decoded, ok := jit.ReadNSG(rules).Policies[req.policyName]
 		switch {
 		case !ok:
-			return &requestError{summary: "JIT Policy Not Found", err: &jit.FieldError{Path: pathPolicyID,
+			return jit.Policy{}, &requestError{summary: "JIT Policy Not Found", err: &jit.FieldError{Path: pathPolicyID,
 				Message: fmt.Sprintf("policy %q is not on %s: no grant can be opened there; the policy must be applied first", req.policyName, nsgID)}}
 		case decoded.Problem != "":
-			return &requestError{summary: "JIT Policy Is Malformed", err: &jit.FieldError{Path: pathPolicyID,
+			return jit.Policy{}, &requestError{summary: "JIT Policy Is Malformed", err: &jit.FieldError{Path: pathPolicyID,
 				Message: fmt.Sprintf("policy %q on %s does not read back consistently (%s); grants are refused until the policy is applied again", req.policyName, nsgID, decoded.Problem)}}
 		case policy != nil && !policy.Equal(decoded.Policy):
-			return &requestError{summary: "JIT Policy Differs Between NSGs", err: &jit.FieldError{Path: pathPolicyID,
+			return jit.Policy{}, &requestError{summary: "JIT Policy Differs Between NSGs", err: &jit.FieldError{Path: pathPolicyID,
 				Message: fmt.Sprintf("policy %q on %s differs from the same policy on %s; the policy must be applied again", req.policyName, nsgID, req.nsgIDs[0])}}
 		}
 		if policy == nil {
@@ -341,82 +371,51 @@ func checkAgainstPolicy(ctx context.Context, lister ruleLister, req grantRequest
 	_, err := policy.CheckGrant(jit.GrantInput{Ports: req.ports, Protocol: req.protocol, Source: strings.TrimSpace(req.source),
 		Duration: req.duration, Requester: req.requester})
 	if err != nil {
-		return &requestError{summary: "Access Request Outside the Policy", err: err}
+		return *policy, &requestError{summary: "Access Request Outside the Policy", err: err}
 	}
-	return nil
+	return *policy, nil
 }
 
-// renderGrant writes the jit_access_grant block as terraform fmt would.
+// renderGrant writes the jit_access_grant block as terraform fmt would,
+// through hclwrite: the values are untrusted text (a justification may hold
+// quotes, "${...}" or "%{...}" template sequences, control characters), and
+// a maintained HCL writer escapes them as Terraform reads them back.
 func renderGrant(req grantRequest, now time.Time) string {
-	type attr struct{ key, value string }
-	ports := make([]string, len(req.ports))
+	f := hclwrite.NewEmptyFile()
+	root := f.Body()
+	root.AppendUnstructuredTokens(hclwrite.Tokens{
+		{Type: hclsyntax.TokenComment, Bytes: []byte(fmt.Sprintf("# Written by `jitd request` on %s. Access lasts %s from the apply;\n",
+			now.Format(time.DateOnly), hclComment(req.duration)))},
+		{Type: hclsyntax.TokenComment, Bytes: []byte("# once it has expired, remove this file (plans warn until it is removed).\n")},
+	})
+	body := root.AppendNewBlock("resource", []string{"jit_access_grant", req.resourceName}).Body()
+	ports := make([]cty.Value, len(req.ports))
 	for i, p := range req.ports {
-		ports[i] = strconv.FormatInt(p, 10)
+		ports[i] = cty.NumberIntVal(p)
 	}
-	attrs := []attr{
-		{"policy_id", hclString(req.policyID)},
-		{"ports", "[" + strings.Join(ports, ", ") + "]"},
-	}
+	body.SetAttributeValue("policy_id", cty.StringVal(req.policyID))
+	body.SetAttributeValue("ports", cty.TupleVal(ports))
 	if req.protocol != string(jit.ProtocolTCP) {
-		attrs = append(attrs, attr{"protocol", hclString(req.protocol)})
+		body.SetAttributeValue("protocol", cty.StringVal(req.protocol))
 	}
-	attrs = append(attrs,
-		attr{"source_address_prefix", hclString(strings.TrimSpace(req.source))},
-		attr{"duration", hclString(req.duration)},
-		attr{"requester", hclString(req.requester)},
-		attr{"justification", hclString(req.why)},
-	)
+	body.SetAttributeValue("source_address_prefix", cty.StringVal(strings.TrimSpace(req.source)))
+	body.SetAttributeValue("duration", cty.StringVal(req.duration))
+	body.SetAttributeValue("requester", cty.StringVal(req.requester))
+	body.SetAttributeValue("justification", cty.StringVal(req.why))
 	if req.approval != "" {
-		attrs = append(attrs, attr{"approval_reference", hclString(req.approval)})
+		body.SetAttributeValue("approval_reference", cty.StringVal(req.approval))
 	}
-	width := 0
-	for _, a := range attrs {
-		width = max(width, len(a.key))
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by `jitd request` on %s. Access lasts %s from the apply;\n", now.Format(time.DateOnly), req.duration)
-	b.WriteString("# once it has expired, remove this file (plans warn until it is removed).\n")
-	fmt.Fprintf(&b, "resource \"jit_access_grant\" %q {\n", req.resourceName)
-	for _, a := range attrs {
-		fmt.Fprintf(&b, "  %-*s = %s\n", width, a.key, a.value)
-	}
-	b.WriteString("}\n")
-	return b.String()
+	return string(hclwrite.Format(f.Bytes()))
 }
 
-// hclString quotes s as an HCL string literal: escapes for quotes,
-// backslashes and control characters, and "${" and "%{" doubled so that
-// Terraform reads them literally rather than as template sequences.
-func hclString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i, r := range s {
-		switch {
-		case r == '"':
-			b.WriteString(`\"`)
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case (r == '$' || r == '%') && strings.HasPrefix(s[i+1:], "{"):
-			b.WriteRune(r)
-			b.WriteRune(r)
-		case !unicode.IsPrint(r):
-			if r > 0xFFFF {
-				fmt.Fprintf(&b, `\U%08X`, r)
-			} else {
-				fmt.Fprintf(&b, `\u%04X`, r)
-			}
-		default:
-			b.WriteRune(r)
+// hclComment keeps a value on its comment line.
+func hclComment(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
 		}
-	}
-	b.WriteByte('"')
-	return b.String()
+		return r
+	}, s)
 }
 
 // slug keeps lower-case letters and digits and turns every other run into

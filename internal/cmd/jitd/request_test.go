@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -82,20 +85,30 @@ func TestRequestDefaults(t *testing.T) {
 	}
 }
 
-func TestHCLString(t *testing.T) {
-	for in, want := range map[string]string{
-		`plain`:                        `"plain"`,
-		`say "hi"`:                     `"say \"hi\""`,
-		`C:\temp`:                      `"C:\\temp"`,
-		"two\nlines\r\tend":            `"two\nlines\r\tend"`,
-		`${var.x} and %{if} and $ % {`: `"$${var.x} and %%{if} and $ % {"`,
-		`$${already}`:                  `"$$${already}"`,
-		"bell\a and nul\x00":           `"bell\u0007 and nul\u0000"`,
-		"zero\u200bwidth":              `"zero\u200Bwidth"`,
-		"déjà vu ✓":                    `"déjà vu ✓"`,
+// TestRenderedValuesReadBack: untrusted text (quotes, backslashes,
+// template sequences, control and invisible characters) is written so that
+// HCL reads back exactly what was given, never a template.
+func TestRenderedValuesReadBack(t *testing.T) {
+	for _, why := range []string{
+		`plain`, `say "hi"`, `C:\temp`, "two\nlines\r\tend", `${var.x} and %{if true}x%{endif} and $ % {`, `$${already}`,
+		"bell\a and nul\x00", "zero\u200bwidth", "déjà vu ✓", `"} resource "x" "y" {`,
 	} {
-		if got := hclString(in); got != want {
-			t.Errorf("hclString(%q) = %s, want %s", in, got, want)
+		req := grantRequest{resourceName: "r", requestOptions: requestOptions{policyID: "web@" + testNSG, ports: []int64{22},
+			protocol: "Tcp", source: "203.0.113.7", duration: "1h", requester: "a@example.com", why: why}}
+		src := renderGrant(req, time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC))
+		f, diags := hclsyntax.ParseConfig([]byte(src), "grant.tf", hcl.InitialPos)
+		if diags.HasErrors() {
+			t.Errorf("%q: the rendered block does not parse: %v\n%s", why, diags, src)
+			continue
+		}
+		blocks := f.Body.(*hclsyntax.Body).Blocks
+		if len(blocks) != 1 || len(blocks[0].Body.Attributes) != 6 {
+			t.Errorf("%q: want one block of 6 attributes:\n%s", why, src)
+			continue
+		}
+		v, diags := blocks[0].Body.Attributes["justification"].Expr.Value(nil)
+		if diags.HasErrors() || v.AsString() != why {
+			t.Errorf("justification %q reads back as %#v (%v):\n%s", why, v, diags, src)
 		}
 	}
 }

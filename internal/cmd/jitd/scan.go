@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -21,11 +22,9 @@ import (
 
 // ExitExposed is `jitd scan`'s exit code when a management port is open to
 // the Internet: distinct from 1 (the scan failed) so that CI can gate on it.
-const ExitExposed = 3
+const ExitExposed = ExitFindings
 
-const scanUsage = `
-Usage: jitd scan [flags]
-
+const scanAbout = `
 Lists every network security group in the scope whose inbound rules let a
 management port in from the Internet (any public source address, with
 Azure's first-match semantics), with the rule responsible and whether a JIT
@@ -34,9 +33,9 @@ policy's allowed sources standing access to a port it protects (no grant
 needed). Credentials come from the ARM_* environment variables, as for the
 provider.
 
-Exit codes: 0 nothing exposed; 3 something exposed (expired grants,
-bypassed policies and standing access included); 1 the scan failed or is
-incomplete.
+It never says that nothing is open unless it read every NSG in scope: when
+a part of the scope or an NSG cannot be read it prints what it found, says
+how much it could not read, and exits 1.
 `
 
 // scanOptions are `jitd scan`'s parsed flags.
@@ -56,9 +55,10 @@ type adminReader interface {
 	AdminRules(ctx context.Context, nsgID string) ([]jit.AdminRule, error)
 }
 
-func parseScanFlags(args []string, stderr io.Writer) (scanOptions, error) {
-	o := scanOptions{ports: slices.Clone(scan.DefaultPorts)}
-	fs := newFlagSet("scan", scanUsage, stderr)
+// scanFlags defines `jitd scan`'s flags on a new flag set.
+func scanFlags(o *scanOptions) *flag.FlagSet {
+	o.ports = slices.Clone(scan.DefaultPorts)
+	fs := newFlagSet("scan")
 	fs.Var(&o.subscriptions, "subscription", "scan every NSG of this subscription id (repeatable)")
 	fs.Var(&o.resourceGroups, "resource-group", "scan every NSG of this resource group: <subscription id>/<name>, or a name in the default subscription (repeatable)")
 	fs.Var(&o.nsgs, "nsg", "scan this NSG, by resource id (repeatable)")
@@ -79,6 +79,12 @@ func parseScanFlags(args []string, stderr io.Writer) (scanOptions, error) {
 	fs.IntVar(&o.concurrency, "concurrency", 8, "NSGs read at once")
 	fs.BoolVar(&o.noAdminRules, "no-admin-rules", false, "do not read the Virtual Network Manager security admin rules in effect for each NSG's virtual networks (they are judged before the NSG's rules)")
 	o.azure.register(fs)
+	return fs
+}
+
+func parseScanFlags(args []string) (scanOptions, error) {
+	var o scanOptions
+	fs := scanFlags(&o)
 	return o, parseReadFlags(fs, args, &o.output, &o.concurrency)
 }
 
@@ -99,17 +105,25 @@ func parsePortList(v string) ([]uint16, error) {
 
 // scanReport is `jitd scan --output json`. Field names are stable.
 type scanReport struct {
-	ScannedNSGs int              `json:"scanned_nsgs"`
-	Ports       []uint16         `json:"ports"`
-	Exposed     int              `json:"exposed"` // findings whose status is an exposure
-	Findings    []scan.Finding   `json:"findings"`
-	Protected   []scan.Protected `json:"protected"`
-	Errors      []string         `json:"errors"`
+	// Complete is true when every part of the scope was listed and every
+	// NSG in it read; only then does the report say that nothing is open.
+	Complete    bool `json:"complete"`
+	ScannedNSGs int  `json:"scanned_nsgs"`
+	// UnreadNSGs were listed (or named) but could not be read;
+	// UnlistedScopeParts are subscriptions and resource groups whose NSGs
+	// could not be listed, so their number is not known.
+	UnreadNSGs         int              `json:"unread_nsgs"`
+	UnlistedScopeParts int              `json:"unlisted_scope_parts"`
+	Ports              []uint16         `json:"ports"`
+	Exposed            int              `json:"exposed"` // findings whose status is an exposure
+	Findings           []scan.Finding   `json:"findings"`
+	Protected          []scan.Protected `json:"protected"`
+	Errors             []string         `json:"errors"`
 }
 
 // runScan is `jitd scan`.
 func runScan(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	o, err := parseScanFlags(args, stderr)
+	o, err := parseScanFlags(args)
 	if err != nil {
 		return err
 	}
@@ -119,7 +133,7 @@ func runScan(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	sc, err := newScope(options{subscriptions: o.subscriptions, resourceGroups: o.resourceGroups, nsgs: o.nsgs}, cfg.SubscriptionID)
 	if err != nil {
-		return err
+		return &usageError{err: err}
 	}
 	sc.client = client
 	rep := scanScope(ctx, sc, o, time.Now(), stderr)
@@ -132,9 +146,8 @@ func runScan(ctx context.Context, args []string, getenv func(string) string, std
 // scanVerdict turns a report into jitd's exit: an error (1) when the scan
 // is incomplete, ExitExposed when something is exposed.
 func scanVerdict(rep scanReport) error {
-	if len(rep.Errors) > 0 {
-		return fmt.Errorf("the scan is incomplete: %d part(s) of the scope could not be read:\n%s",
-			len(rep.Errors), strings.Join(rep.Errors, "\n"))
+	if !rep.Complete {
+		return fmt.Errorf("the scan is incomplete: %s:\n%s", unreadSummary(rep), strings.Join(rep.Errors, "\n"))
 	}
 	if rep.Exposed > 0 {
 		return &exitCodeError{code: ExitExposed, msg: fmt.Sprintf("%d management port finding(s) open to the Internet", rep.Exposed)}
@@ -149,7 +162,14 @@ func scanScope(ctx context.Context, sc *scope, o scanOptions, now time.Time, pro
 	rep := scanReport{Ports: o.ports, Findings: []scan.Finding{}, Protected: []scan.Protected{}, Errors: []string{}}
 	ids, err := sc.NSGIDs(ctx)
 	if err != nil {
-		rep.Errors = append(rep.Errors, err.Error())
+		errs := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = j.Unwrap()
+		}
+		for _, e := range errs {
+			rep.Errors = append(rep.Errors, e.Error())
+		}
+		rep.UnlistedScopeParts = len(errs)
 	}
 	results := make([]scan.Result, len(ids))
 	errs := make([]error, len(ids))
@@ -186,6 +206,7 @@ func scanScope(ctx context.Context, sc *scope, o scanOptions, now time.Time, pro
 	for i := range ids {
 		if errs[i] != nil {
 			rep.Errors = append(rep.Errors, errs[i].Error())
+			rep.UnreadNSGs++
 			continue
 		}
 		rep.ScannedNSGs++
@@ -204,7 +225,20 @@ func scanScope(ctx context.Context, sc *scope, o scanOptions, now time.Time, pro
 			rep.Exposed++
 		}
 	}
+	rep.Complete = len(rep.Errors) == 0
 	return rep
+}
+
+// unreadSummary says what an incomplete scan could not read.
+func unreadSummary(rep scanReport) string {
+	var parts []string
+	if rep.UnlistedScopeParts > 0 {
+		parts = append(parts, fmt.Sprintf("%d part(s) of the scope could not be listed (how many NSGs they hold is not known)", rep.UnlistedScopeParts))
+	}
+	if rep.UnreadNSGs > 0 {
+		parts = append(parts, fmt.Sprintf("%d NSG(s) could not be read", rep.UnreadNSGs))
+	}
+	return fmt.Sprintf("%d NSG(s) scanned; ", rep.ScannedNSGs) + strings.Join(parts, ", and ")
 }
 
 func writeScanReport(w io.Writer, rep scanReport, format string) error {
@@ -254,6 +288,13 @@ func writeScanReport(w io.Writer, rep scanReport, format string) error {
 		}
 	}
 	switch {
+	case !rep.Complete:
+		// Never the all-clear: what could not be read may be open.
+		fmt.Fprintf(&b, "INCOMPLETE: %s; what is shown is not everything that is open.\n", unreadSummary(rep))
+		if rep.Exposed > 0 {
+			fmt.Fprintf(&b, "In what was read, %d finding(s) on %d NSG(s) let the Internet reach a management port (TCP %s).\n",
+				rep.Exposed, len(nsgs), strings.Join(ports, ", "))
+		}
 	case rep.Exposed == 0:
 		fmt.Fprintf(&b, "%d NSG(s) scanned: no management port (TCP %s) is open to the Internet.\n", rep.ScannedNSGs, strings.Join(ports, ", "))
 	case standing == 0:

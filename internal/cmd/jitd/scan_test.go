@@ -51,19 +51,19 @@ func sshFromInternet() jit.SecurityRule {
 
 func TestParseScanFlags(t *testing.T) {
 	o, err := parseScanFlags([]string{"--resource-group", "rg", "--ports", "22, 2222,22", "--destination", "10.0.1.5",
-		"--output", "json", "--concurrency", "2"}, &bytes.Buffer{})
+		"--output", "json", "--concurrency", "2"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(o.ports, []uint16{22, 2222}) || len(o.destinations) != 1 || o.output != "json" || o.concurrency != 2 {
 		t.Errorf("parsed %+v", o)
 	}
-	if o, _ := parseScanFlags(nil, &bytes.Buffer{}); !slices.Equal(o.ports, scan.DefaultPorts) || o.output != "table" {
+	if o, _ := parseScanFlags(nil); !slices.Equal(o.ports, scan.DefaultPorts) || o.output != "table" {
 		t.Errorf("defaults: %+v", o)
 	}
 	for _, args := range [][]string{{"--ports", "22,0"}, {"--ports", "ssh"}, {"--output", "yaml"}, {"--destination", "10.0.0.0/8"},
 		{"--concurrency", "0"}, {"stray"}} {
-		if _, err := parseScanFlags(args, &bytes.Buffer{}); err == nil {
+		if _, err := parseScanFlags(args); err == nil {
 			t.Errorf("parseScanFlags(%q) succeeded", args)
 		}
 	}
@@ -161,6 +161,31 @@ func TestScanScope(t *testing.T) {
 		var ec *exitCodeError
 		if err == nil || errors.As(err, &ec) || !strings.Contains(err.Error(), "incomplete") || !strings.Contains(err.Error(), "unreadable") {
 			t.Errorf("verdict %v, want a plain error (exit 1) naming what could not be read", err)
+		}
+		if rep.Complete || rep.UnreadNSGs != 1 || rep.UnlistedScopeParts != 1 {
+			t.Errorf("report %+v, want incomplete: one NSG unread, one resource group unlisted", rep)
+		}
+		var table bytes.Buffer
+		if err := writeScanReport(&table, rep, "table"); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(table.String(), "scanned: no management port") || !strings.Contains(table.String(),
+			"INCOMPLETE: 3 NSG(s) scanned; 1 part(s) of the scope could not be listed (how many NSGs they hold is not known), and 1 NSG(s) could not be read") {
+			t.Errorf("table:\n%s", table.String())
+		}
+	})
+
+	// Nothing listed, nothing read (a wrong secret): never the all-clear.
+	t.Run("nothing read", func(t *testing.T) {
+		sc := &scope{client: client, subscriptions: []string{"denied"}}
+		rep := scanScope(context.Background(), sc, o, time.Now(), &bytes.Buffer{})
+		var table bytes.Buffer
+		if err := writeScanReport(&table, rep, "table"); err != nil {
+			t.Fatal(err)
+		}
+		if err := scanVerdict(rep); err == nil || rep.Complete || strings.Contains(table.String(), "no management port") ||
+			!strings.Contains(table.String(), "INCOMPLETE: 0 NSG(s) scanned; 1 part(s) of the scope could not be listed") {
+			t.Errorf("verdict %v, table:\n%s", err, table.String())
 		}
 	})
 }
@@ -262,4 +287,62 @@ func TestScanAgainstLocalAzure(t *testing.T) {
 	if !errors.As(err, &exitErr) || exitErr.ExitCode() != ExitExposed || !strings.Contains(string(out), "AllowSSHFromInternet") {
 		t.Errorf("jitd scan of an exposed resource group: %v, want exit code %d\n%s", err, ExitExposed, out)
 	}
+}
+
+// TestScanAndStatusWithAWrongSecret runs jitd scan and jitd status as
+// processes against the local Azure with a wrong client secret: each exits
+// 1 with the error, and neither prints an all-clear.
+func TestScanAndStatusWithAWrongSecret(t *testing.T) {
+	la := startLocalAzure(t)
+	la.createNSG(t, "wrong-secret", "nsg-web", sshFromInternet())
+	env := append(la.environ(), "ARM_CLIENT_SECRET=not-the-secret")
+	for _, args := range [][]string{
+		{"scan"},
+		{"scan", "--resource-group", "wrong-secret"},
+		{"scan", "--nsg", nsgIDOf("wrong-secret", "nsg-web"), "--output", "json"},
+		{"status"},
+		{"status", "--resource-group", "wrong-secret"},
+	} {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(la.jitd, args...)
+		cmd.Env, cmd.Stdout, cmd.Stderr = env, &stdout, &stderr
+		err := cmd.Run()
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) || exitErr.ExitCode() != ExitFailure {
+			t.Errorf("jitd %q: %v, want exit code %d\nstdout:\n%s\nstderr:\n%s", args, err, ExitFailure, stdout.String(), stderr.String())
+		}
+		out := stdout.String() + stderr.String()
+		if strings.Contains(out, "no management port") || strings.Contains(out, "no grant is open") || strings.Contains(out, `"complete": true`) {
+			t.Errorf("jitd %q printed an all-clear with a wrong secret:\n%s", args, out)
+		}
+		if !strings.Contains(stderr.String(), "AADSTS7000215") && !strings.Contains(stderr.String(), "invalid_client") {
+			t.Errorf("jitd %q: stderr does not show the authentication error:\n%s", args, stderr.String())
+		}
+		t.Logf("jitd %s (wrong secret):\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), stdout.String(), stderr.String())
+	}
+}
+
+// TestTypoedResourceGroup: the local Azure answers 404 ResourceGroupNotFound
+// for a resource group that does not exist, as Azure does, so jitd refuses
+// to start and jitd scan refuses an all-clear, each naming the group.
+func TestTypoedResourceGroup(t *testing.T) {
+	la := startLocalAzure(t)
+	la.createNSG(t, "typo-real", "nsg-web", sshFromInternet())
+
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"--once", "--resource-group", "typo-rael"}, la.getenv, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "refusing to start") ||
+		!strings.Contains(err.Error(), "resource group typo-rael does not exist in subscription "+la.subscription()) {
+		t.Errorf("jitd --resource-group typo-rael: %v, want a refusal saying the group does not exist", err)
+	}
+
+	cmd := exec.Command(la.jitd, "scan", "--resource-group", "typo-rael")
+	cmd.Env = la.environ()
+	out, err := cmd.CombinedOutput()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != ExitFailure || strings.Contains(string(out), "no management port") ||
+		!strings.Contains(string(out), "resource group typo-rael does not exist") {
+		t.Errorf("jitd scan --resource-group typo-rael: %v, want exit %d naming the missing group\n%s", err, ExitFailure, out)
+	}
+	t.Logf("jitd scan --resource-group typo-rael:\n%s", out)
 }

@@ -87,7 +87,7 @@ func (s *scope) check(ctx context.Context) error {
 	}
 	for _, rg := range s.resourceGroups {
 		if _, err := s.client.ListNSGIDs(ctx, rg.subscription, rg.name); err != nil {
-			errs = append(errs, fmt.Errorf("cannot read --resource-group %s: %w (jitd needs Microsoft.Network/networkSecurityGroups/read there)", rg, err))
+			errs = append(errs, fmt.Errorf("cannot read --resource-group %s: %w (jitd needs Microsoft.Network/networkSecurityGroups/read there)", rg, missingGroup(rg, err)))
 		}
 	}
 	for _, id := range s.nsgs {
@@ -126,7 +126,7 @@ func (s *scope) NSGIDs(ctx context.Context) ([]string, error) {
 	for _, rg := range s.resourceGroups {
 		ids, err := s.client.ListNSGIDs(ctx, rg.subscription, rg.name)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("resource group %s: %w", rg, err))
+			errs = append(errs, fmt.Errorf("resource group %s: %w", rg, missingGroup(rg, err)))
 		}
 		add(ids...)
 	}

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,20 +19,13 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-// Exit codes of `jitd status`.
-const (
-	// ExitAttention: the status was read completely and something needs
-	// attention (standing access, a bypass, a partial, malformed or
-	// missing policy, sessions not ended, a JIT rule jitd closes). The
-	// same code as `jitd scan`'s exposures.
-	ExitAttention = ExitExposed
-	// ExitUsage: the command line is wrong.
-	ExitUsage = 2
-)
+// ExitAttention is `jitd status`'s exit code when the status was read
+// completely and something needs attention (standing access, a bypass, a
+// partial, malformed or missing policy, sessions not ended, a JIT rule jitd
+// closes). The same code as `jitd scan`'s exposures.
+const ExitAttention = ExitFindings
 
-const statusUsage = `
-Usage: jitd status [flags]
-
+const statusAbout = `
 Shows who can reach what through the JIT policies of the network security
 groups in the scope, now: per policy, NSG and protected port, the active
 grants (grant id, requester, source, ports, expiry, time left), the rules
@@ -46,12 +38,6 @@ variables, as for the provider.
 
 Filters: --policy NAME, --requester WHO (the view only; every NSG in scope
 is still read); --nsg ID narrows the scope itself, as for jitd scan.
-
-Exit codes: 0 read completely, nothing needs attention; 3 read completely,
-something needs attention (standing access, bypass, partial, malformed or
-missing policy, sessions not ended, an expired or invalid JIT rule still
-open); 1 reading failed or is incomplete (what could be read is still
-shown); 2 usage error.
 `
 
 type statusOptions struct {
@@ -63,9 +49,9 @@ type statusOptions struct {
 	azure                               azureFlags
 }
 
-func parseStatusFlags(args []string, stderr io.Writer) (statusOptions, error) {
-	var o statusOptions
-	fs := newFlagSet("status", statusUsage, stderr)
+// statusFlags defines `jitd status`'s flags on a new flag set.
+func statusFlags(o *statusOptions) *flag.FlagSet {
+	fs := newFlagSet("status")
 	fs.Var(&o.subscriptions, "subscription", "read every NSG of this subscription id (repeatable)")
 	fs.Var(&o.resourceGroups, "resource-group", "read every NSG of this resource group: <subscription id>/<name>, or a name in the default subscription (repeatable)")
 	fs.Var(&o.nsgs, "nsg", "read this NSG, by resource id (repeatable)")
@@ -76,6 +62,12 @@ func parseStatusFlags(args []string, stderr io.Writer) (statusOptions, error) {
 	fs.IntVar(&o.concurrency, "concurrency", 8, "NSGs read at once")
 	fs.BoolVar(&o.noRestore, "no-restore", false, "judge grants as a jitd running with --no-restore does (grants under a partial policy are closed rather than kept)")
 	o.azure.register(fs)
+	return fs
+}
+
+func parseStatusFlags(args []string) (statusOptions, error) {
+	var o statusOptions
+	fs := statusFlags(&o)
 	return o, parseReadFlags(fs, args, &o.output, &o.concurrency)
 }
 
@@ -88,12 +80,9 @@ type statusClient interface {
 
 // runStatus is `jitd status`.
 func runStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	o, err := parseStatusFlags(args, stderr)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
+	o, err := parseStatusFlags(args)
+	if err != nil {
 		return err
-	case err != nil:
-		return &exitCodeError{code: ExitUsage, msg: "status: " + err.Error()}
 	}
 	client, cfg, err := o.azure.client(ctx, getenv)
 	if err != nil {
@@ -101,7 +90,7 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	sc, err := newScope(options{subscriptions: o.subscriptions, resourceGroups: o.resourceGroups, nsgs: o.nsgs}, cfg.SubscriptionID)
 	if err != nil {
-		return &exitCodeError{code: ExitUsage, msg: "status: " + err.Error()}
+		return &usageError{err: err}
 	}
 	sc.client = client
 	st := readStatus(ctx, sc, client, o, time.Now, stderr)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"os/exec"
 	"strings"
@@ -46,23 +45,23 @@ func grantOf(t *testing.T, p jit.Policy, id, src, requester string, exp time.Tim
 }
 
 func TestParseStatusFlags(t *testing.T) {
-	o, err := parseStatusFlags([]string{"--resource-group", "rg", "--policy", "web", "--requester", "alice@example.com", "--json"}, &bytes.Buffer{})
+	o, err := parseStatusFlags([]string{"--resource-group", "rg", "--policy", "web", "--requester", "alice@example.com", "--json"})
 	if err != nil || o.output != "json" || o.policy != "web" || o.requester != "alice@example.com" || len(o.resourceGroups) != 1 {
 		t.Fatalf("parsed %+v, %v", o, err)
 	}
 	for _, args := range [][]string{{"--output", "yaml"}, {"--concurrency", "0"}, {"stray"}, {"--bogus"}} {
-		if _, err := parseStatusFlags(args, &bytes.Buffer{}); err == nil {
+		if _, err := parseStatusFlags(args); err == nil {
 			t.Errorf("parseStatusFlags(%q) succeeded", args)
 		}
 	}
-	var stderr bytes.Buffer
-	if _, err := parseStatusFlags([]string{"--help"}, &stderr); !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr.String(), "Exit codes: 0") {
-		t.Errorf("--help: %v\n%s", err, stderr.String())
+	var stdout bytes.Buffer
+	if err := run(t.Context(), []string{"status", "--help"}, envOf(nil), &stdout, &bytes.Buffer{}); err != nil ||
+		!strings.Contains(stdout.String(), "Exit codes:\n  0") {
+		t.Errorf("--help: %v\n%s", err, stdout.String())
 	}
 	// A usage error is exit code 2, before anything is read.
 	err = run(t.Context(), []string{"status", "--output", "yaml"}, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
-	var ec *exitCodeError
-	if !errors.As(err, &ec) || ec.code != ExitUsage {
+	if _, code := exitStatus(err); code != ExitUsage {
 		t.Errorf("usage error: %v, want exit code %d", err, ExitUsage)
 	}
 }

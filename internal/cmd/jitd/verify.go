@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,13 +16,11 @@ import (
 )
 
 // ExitMismatch is `jitd verify`'s exit code when Azure's answer differs
-// from what the policies and grants require: the same code as `jitd
+// from what the policies and grants require: ExitFindings, as for `jitd
 // scan`'s exposures and `jitd status`'s attention.
-const ExitMismatch = ExitExposed
+const ExitMismatch = ExitFindings
 
-const verifyUsage = `
-Usage: jitd verify [flags]
-
+const verifyAbout = `
 Proves what the JIT policies promise with Azure Network Watcher's IP flow
 verify, which judges a flow through every layer Azure applies (security
 admin rules, the subnet's NSG, the NIC's NSG) and names the rule that
@@ -46,10 +43,6 @@ Microsoft.Network/networkWatchers/read, networkWatchers/ipFlowVerify/action,
 networkInterfaces/read, virtualNetworks/subnets/read and
 Microsoft.Compute/virtualMachines/read. Credentials come from the ARM_*
 environment variables, as for the provider.
-
-Exit codes: 0 every answer is the one required; 3 some answer differs; 1
-reading or asking failed or is incomplete (what was verified is still
-shown); 2 usage error.
 `
 
 type verifyOptions struct {
@@ -60,9 +53,8 @@ type verifyOptions struct {
 	azure                               azureFlags
 }
 
-func parseVerifyFlags(args []string, stderr io.Writer) (verifyOptions, error) {
-	var o verifyOptions
-	fs := newFlagSet("verify", verifyUsage, stderr)
+func verifyFlags(o *verifyOptions) *flag.FlagSet {
+	fs := newFlagSet("verify")
 	fs.Var(&o.subscriptions, "subscription", "verify every NSG of this subscription id (repeatable)")
 	fs.Var(&o.resourceGroups, "resource-group", "verify every NSG of this resource group: <subscription id>/<name>, or a name in the default subscription (repeatable)")
 	fs.Var(&o.nsgs, "nsg", "verify this NSG, by resource id (repeatable)")
@@ -71,6 +63,12 @@ func parseVerifyFlags(args []string, stderr io.Writer) (verifyOptions, error) {
 	fs.IntVar(&o.concurrency, "concurrency", 8, "NSGs read, and IP flow verify questions asked, at once")
 	fs.BoolVar(&o.noRestore, "no-restore", false, "judge grants as a jitd running with --no-restore does (grants under a partial policy are closed rather than kept)")
 	o.azure.register(fs)
+	return fs
+}
+
+func parseVerifyFlags(args []string) (verifyOptions, error) {
+	var o verifyOptions
+	fs := verifyFlags(&o)
 	return o, parseReadFlags(fs, args, &o.output, &o.concurrency)
 }
 
@@ -96,12 +94,9 @@ type verifyReader interface {
 
 // runVerify is `jitd verify`.
 func runVerify(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	o, err := parseVerifyFlags(args, stderr)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
+	o, err := parseVerifyFlags(args)
+	if err != nil {
 		return err
-	case err != nil:
-		return &exitCodeError{code: ExitUsage, msg: "verify: " + err.Error()}
 	}
 	client, cfg, err := o.azure.client(ctx, getenv)
 	if err != nil {
@@ -109,7 +104,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	sc, err := newScope(options{subscriptions: o.subscriptions, resourceGroups: o.resourceGroups, nsgs: o.nsgs}, cfg.SubscriptionID)
 	if err != nil {
-		return &exitCodeError{code: ExitUsage, msg: "verify: " + err.Error()}
+		return &usageError{err: err}
 	}
 	sc.client = client
 	rep := verifyScope(ctx, sc, client, azure.NewVerifier(client), o, time.Now)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,23 +26,22 @@ import (
 )
 
 func TestParseVerifyFlags(t *testing.T) {
-	o, err := parseVerifyFlags([]string{"--resource-group", "rg", "--json", "--concurrency", "3"}, &bytes.Buffer{})
+	o, err := parseVerifyFlags([]string{"--resource-group", "rg", "--json", "--concurrency", "3"})
 	if err != nil || o.output != "json" || o.concurrency != 3 || len(o.resourceGroups) != 1 {
 		t.Fatalf("parsed %+v, %v", o, err)
 	}
 	for _, args := range [][]string{{"--output", "yaml"}, {"--concurrency", "0"}, {"stray"}, {"--bogus"}} {
-		if _, err := parseVerifyFlags(args, &bytes.Buffer{}); err == nil {
+		if _, err := parseVerifyFlags(args); err == nil {
 			t.Errorf("parseVerifyFlags(%q) succeeded", args)
 		}
 	}
-	var stderr bytes.Buffer
-	if _, err := parseVerifyFlags([]string{"--help"}, &stderr); !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr.String(), "Exit codes: 0") ||
-		!strings.Contains(stderr.String(), "ipFlowVerify/action") {
-		t.Errorf("--help: %v\n%s", err, stderr.String())
+	var stdout bytes.Buffer
+	if err := run(t.Context(), []string{"verify", "--help"}, func(string) string { return "" }, &stdout, &bytes.Buffer{}); err != nil ||
+		!strings.Contains(stdout.String(), "ipFlowVerify/action") || !strings.Contains(stdout.String(), "some answer of IP flow verify differs") {
+		t.Errorf("--help: %v\n%s", err, stdout.String())
 	}
 	err = run(t.Context(), []string{"verify", "--output", "yaml"}, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
-	var ec *exitCodeError
-	if !errors.As(err, &ec) || ec.code != ExitUsage {
+	if _, code := exitStatus(err); code != ExitUsage {
 		t.Errorf("usage error: %v, want exit code %d", err, ExitUsage)
 	}
 }
