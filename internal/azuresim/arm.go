@@ -21,6 +21,7 @@ type armRequest struct {
 	nic        string
 	vm         string
 	watcher    string
+	jitPolicy  string
 	provider   string
 	location   string
 	operation  string
@@ -50,6 +51,9 @@ func parseARMPath(method, path string) armRequest {
 		return armRequest{kind: "unknown"}
 	}
 	q := armRequest{sub: seg[1], kind: "unknown"}
+	if parseSecurityPath(&q, seg, lower) {
+		return q
+	}
 	switch {
 	case n == 2:
 		q.kind = "subscription"
@@ -140,7 +144,7 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) string {
 }
 
 func (s *Server) dispatchARM(w http.ResponseWriter, r *http.Request, q armRequest) {
-	if s.serveNetwork(w, r, q) || s.serveCompute(w, r, q) {
+	if s.serveNetwork(w, r, q) || s.serveCompute(w, r, q) || s.serveDefender(w, r, q) {
 		return
 	}
 	m := r.Method

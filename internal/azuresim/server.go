@@ -128,6 +128,7 @@ type Server struct {
 	watchers      map[string]*watcherState
 	watcherOptOut map[string]bool
 	adminRules    map[string][]AdminRule
+	jitPolicies   map[string]*jitPolicyState // Defender JIT policies (defender.go)
 
 	// fresh holds connections that have not sent a request yet. Shutdown
 	// leaves such connections open for seconds (clients open spare ones), so
