@@ -282,13 +282,14 @@ func (s *Server) putJITPolicy(w http.ResponseWriter, r *http.Request, q armReque
 	defer s.mu.Unlock()
 	s.expireJITRequests()
 	key := jitPolicyKey(q.rg, q.location, q.jitPolicy)
-	cur := s.jitPolicies[key]
 	status, aerr := s.applyJITPolicy(q.rg, q.location, q.jitPolicy, raw, false)
 	if aerr != nil {
 		writeARMErrorBody(w, status, aerr)
 		return
 	}
-	writeJSON(w, putStatus(cur == nil), s.jitPolicyJSON(s.jitPolicies[key]))
+	// 200 on create too: Microsoft.Security answers this PUT with 200 only
+	// (the SDK accepts nothing else).
+	writeJSON(w, http.StatusOK, s.jitPolicyJSON(s.jitPolicies[key]))
 }
 
 // applyJITPolicy validates a policy body and makes it the policy, writing

@@ -197,6 +197,13 @@ func TestDefenderJITPolicies(t *testing.T) {
 	if v := reaches(t, srv, ids["nicA"], "198.51.100.7", 22); v.Allowed || v.RuleName != "DenyAllInBound" {
 		t.Errorf("vm-a 22 after its removal from the policy: %+v", v)
 	}
+	// A new policy is created through the SDK (which accepts only 200).
+	if _, err := client.CreateOrUpdate(ctx, "rg-def", "westeurope", "second", body, nil); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if _, err := client.Delete(ctx, "rg-def", "westeurope", "second", nil); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
 	if _, err := client.Delete(ctx, "rg-def", "westeurope", "default", nil); err != nil {
 		t.Fatalf("delete: %v", err)
 	}

@@ -149,7 +149,8 @@ func renderCutover(m jit.Migration, o migrateOptions) string {
 		}
 		fmt.Fprintf(&b, "\n  When every VM of the policy moved, delete the policy:\n\n      az rest --method delete --url \"https://management.azure.com%s?api-version=2020-01-01\"\n\n", id)
 	}
-	fmt.Fprintf(&b, "Then check again:\n\n    %s\n\n", check)
+	fmt.Fprintf(&b, "While a Defender policy still lists other VMs, check again:\n\n    %s\n\n", check)
+	fmt.Fprintf(&b, "Once no Defender policy is left in the scope, --check has nothing to read;\nuse "+"`jitd scan`"+" instead (step 4).\n\n")
 
 	fmt.Fprintf(&b, "## 4. Sweep the Defender rules left behind\n\n")
 	fmt.Fprintf(&b, "Defender removes its rules when a VM leaves its policy; any `%s…` rule\nthat is still there afterwards is left over. When this was written the NSGs had:\n\n", jit.DefenderRulePrefix)
@@ -167,8 +168,28 @@ func renderCutover(m jit.Migration, o migrateOptions) string {
 	if len(ids) == 0 {
 		fmt.Fprintf(&b, "    (none)\n")
 	}
-	fmt.Fprintf(&b, "\nDelete only those still present after step 3. Then, last:\n\n    %s\n", check)
+	fmt.Fprintf(&b, "\nDelete only those still present after step 3. Then, last, make sure no\nmanagement port is open to the Internet:\n\n    jitd scan %s --ports %s\n", migrationScanScope(o), migratedPorts(m))
 	return b.String()
+}
+
+func migrationScanScope(o migrateOptions) string {
+	if o.resourceGroup != "" {
+		return "--resource-group " + o.subscription + "/" + o.resourceGroup
+	}
+	return "--subscription " + o.subscription
+}
+
+// migratedPorts lists the migrated ports for jitd scan --ports.
+func migratedPorts(m jit.Migration) string {
+	var ports []string
+	for _, p := range m.Policies {
+		for _, port := range p.Policy.Ports {
+			if s := fmt.Sprint(port.Number); !slices.Contains(ports, s) {
+				ports = append(ports, s)
+			}
+		}
+	}
+	return strings.Join(ports, ",")
 }
 
 func countImports(m jit.Migration, imports bool) int {
