@@ -394,6 +394,8 @@ func (s *Server) applyJITPolicy(rg, location, name string, raw []byte, seeded bo
 				rule, _ := next.portRule(vm.ID, port.Number)
 				port.rules = map[string][]string{}
 				if aerr := s.writeJITRules(next, vm.ID, port.Number, rule.Protocol, port.sources(), "Allow", port.rules, rq.StartTimeUTC); aerr != nil {
+					s.removeJITRules(port.rules)
+					s.removeJITRules(next.rules)
 					return http.StatusConflict, aerr
 				}
 			}

@@ -68,7 +68,9 @@ type Options struct {
 	// with its id, loaded in this order:
 	// {"networkSecurityGroups":[…], "virtualNetworks":[…],
 	// "networkInterfaces":[…], "virtualMachines":[…],
-	// "virtualNetworkAdminRules":[{"virtualNetworkId":"…","rules":[<EffectiveSecurityAdminRule>…]}]}.
+	// "virtualNetworkAdminRules":[{"virtualNetworkId":"…","rules":[<EffectiveSecurityAdminRule>…]}]},
+	// and "jitNetworkAccessPolicies":[…] (Defender for Cloud JIT policies
+	// with their requests, after the VMs; defender.go).
 	SeedFile string
 
 	// Logger receives one debug line per request; nil discards.

@@ -1,6 +1,7 @@
 package jit
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -151,7 +152,7 @@ func TestPlanMigrationRefusesBadInput(t *testing.T) {
 	// nsg-vm-b has no room for a band.
 	var full []SecurityRule
 	for prio := int32(100); prio <= MaxPriority; prio += 12 {
-		full = append(full, SecurityRule{Name: "r" + string(rune('a'+prio%26)) + strings.Repeat("x", int(prio%7)) + string(rune(prio)), Priority: prio, Direction: Inbound, Access: Deny, Protocol: ProtocolUDP,
+		full = append(full, SecurityRule{Name: fmt.Sprintf("udp-%d", prio), Priority: prio, Direction: Inbound, Access: Deny, Protocol: ProtocolUDP,
 			SourcePrefixes: []string{Any}, SourcePorts: []string{Any}, DestinationPrefixes: []string{Any}, DestinationPorts: []string{"9"}})
 	}
 	in.Rules[migNSGB] = full

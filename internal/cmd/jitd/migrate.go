@@ -151,17 +151,13 @@ func migrate(ctx context.Context, src migrationSource, o migrateOptions, now tim
 		}
 	}
 	if o.check {
-		return checkMigration(ctx, src, m, results, stdout, stderr)
+		return checkMigration(ctx, src, m, results, stdout)
 	}
 	if open > 0 {
 		writeStepReport(stderr, results, true)
 		return &exitCodeError{code: ExitMigrationRefused, msg: fmt.Sprintf("%d flow(s) from the Internet to a protected port would be allowed during the cutover; nothing written", open)}
 	}
-	files, err := migrationFiles(m, o)
-	if err != nil {
-		return err
-	}
-	if err := writeDirAtomically(o.out, files); err != nil {
+	if err := writeDirAtomically(o.out, migrationFiles(m, o)); err != nil {
 		return err
 	}
 	imports := 0
@@ -180,7 +176,7 @@ func migrate(ctx context.Context, src migrationSource, o migrateOptions, now tim
 
 // checkMigration verifies the ports closed now with Network Watcher and
 // reports the steps ahead as judged by the evaluator.
-func checkMigration(ctx context.Context, src migrationSource, m jit.Migration, results []jit.ProbeResult, stdout, stderr io.Writer) error {
+func checkMigration(ctx context.Context, src migrationSource, m jit.Migration, results []jit.ProbeResult, stdout io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tFLOW\tVERDICT\tRULE\tBY")
 	open := 0

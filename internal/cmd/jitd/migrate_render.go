@@ -14,15 +14,11 @@ import (
 )
 
 // migrationFiles renders the output of jitd migrate defender.
-func migrationFiles(m jit.Migration, o migrateOptions) (map[string][]byte, error) {
-	tf, err := renderMigratedPolicies(m)
-	if err != nil {
-		return nil, err
-	}
+func migrationFiles(m jit.Migration, o migrateOptions) map[string][]byte {
 	return map[string][]byte{
-		"jit_policies.tf": tf,
+		"jit_policies.tf": renderMigratedPolicies(m),
 		"CUTOVER.md":      []byte(renderCutover(m, o)),
-	}, nil
+	}
 }
 
 // migratedResourceName is the Terraform resource name of a policy.
@@ -47,7 +43,7 @@ func stringList(ss []string) cty.Value {
 }
 
 // renderMigratedPolicies writes the jit_policy and import blocks.
-func renderMigratedPolicies(m jit.Migration) ([]byte, error) {
+func renderMigratedPolicies(m jit.Migration) []byte {
 	f := hclwrite.NewEmptyFile()
 	body := f.Body()
 	for i, p := range m.Policies {
@@ -82,7 +78,7 @@ func renderMigratedPolicies(m jit.Migration) ([]byte, error) {
 			imp.SetAttributeValue("id", cty.StringVal(migratedImportID(p)))
 		}
 	}
-	return hclwrite.Format(f.Bytes()), nil
+	return hclwrite.Format(f.Bytes())
 }
 
 // renderCutover writes CUTOVER.md: the steps, with the names of what each
