@@ -252,6 +252,11 @@ func TestEndToEndMigrateFromDefender(t *testing.T) {
 	}
 	t.Logf("the Defender request ended %s after its endTimeUtc", time.Since(end).Round(time.Millisecond))
 
+	// A Defender rule an older policy left behind, for the sweep.
+	const orphan = jit.DefenderRulePrefix + "_-1_DEADBEEF"
+	la.putRuleSDK(t, rg, "nsg-vm-b", jit.SecurityRule{Name: orphan, Priority: 4000, Direction: jit.Inbound, Access: jit.Deny,
+		Protocol: jit.ProtocolTCP, SourcePrefixes: []string{"*"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"10.0.1.5"}, DestinationPorts: []string{"3389"}})
+
 	// Step 0, after the request: check, then write.
 	check("before the migration")
 	migStart := time.Now()
@@ -291,10 +296,23 @@ func TestEndToEndMigrateFromDefender(t *testing.T) {
 	if _, err := d.policies.Delete(ctx, rg, d.location, d.defenderPolicy, nil); err != nil {
 		t.Fatalf("delete the Defender policy: %v", err)
 	}
+	// The sweep: CUTOVER.md names the rule left behind; delete it as it
+	// says (here through the SDK).
+	plan, _ := os.ReadFile(filepath.Join(out, "CUTOVER.md"))
+	if !strings.Contains(string(plan), "az network nsg rule delete --resource-group "+rg+" --nsg-name nsg-vm-b --name "+orphan) {
+		t.Errorf("CUTOVER.md does not sweep %s:\n%s", orphan, plan)
+	}
+	poller, err := la.rules.BeginDelete(ctx, rg, "nsg-vm-b", orphan, nil)
+	if err == nil {
+		_, err = poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
+	}
+	if err != nil {
+		t.Fatalf("sweep %s: %v", orphan, err)
+	}
 	for _, nsg := range []string{d.subnetNSG, d.nsgA, d.nsgB} {
 		for _, name := range la.ruleNames(t, nsg) {
 			if strings.HasPrefix(name, jit.DefenderRulePrefix) {
-				t.Errorf("%s: Defender rule %s left after the policy's deletion", lastIDSegment(nsg), name)
+				t.Errorf("%s: Defender rule %s left after the policy's deletion and the sweep", lastIDSegment(nsg), name)
 			}
 		}
 	}
