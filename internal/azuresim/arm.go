@@ -23,6 +23,7 @@ type armRequest struct {
 	nic        string
 	vm         string
 	watcher    string
+	jitPolicy  string
 	provider   string
 	location   string
 	operation  string
@@ -52,6 +53,9 @@ func parseARMPath(method, path string) armRequest {
 		return armRequest{kind: "unknown"}
 	}
 	q := armRequest{sub: seg[1], kind: "unknown"}
+	if parseSecurityPath(&q, seg, lower) {
+		return q
+	}
 	switch {
 	case n == 2:
 		q.kind = "subscription"
@@ -149,7 +153,7 @@ func (s *Server) dispatchARM(w http.ResponseWriter, r *http.Request, q armReques
 	if !s.requireGroup(w, r, q) {
 		return
 	}
-	if s.serveNetwork(w, r, q) || s.serveCompute(w, r, q) {
+	if s.serveNetwork(w, r, q) || s.serveCompute(w, r, q) || s.serveDefender(w, r, q) {
 		return
 	}
 	m := r.Method

@@ -16,6 +16,9 @@ type seedFile struct {
 	VirtualNetworks       []json.RawMessage `json:"virtualNetworks"`
 	NetworkInterfaces     []json.RawMessage `json:"networkInterfaces"`
 	VirtualMachines       []json.RawMessage `json:"virtualMachines"`
+	// JITNetworkAccessPolicies are Defender for Cloud JIT policies, with
+	// their requests, loaded after the VMs (defender.go).
+	JITNetworkAccessPolicies []json.RawMessage `json:"jitNetworkAccessPolicies"`
 	// VirtualNetworkAdminRules gives virtual networks effective security
 	// admin rules, as SetAdminRules does.
 	VirtualNetworkAdminRules []struct {
@@ -85,6 +88,9 @@ func (s *Server) loadSeedFile(path string) error {
 		}
 		s.vms[vmKey(q.rg, q.vm)] = v
 		s.ensureGroup(v.rg, v.location)
+	}
+	if err := s.seedJITPolicies(seed.JITNetworkAccessPolicies); err != nil {
+		return fmt.Errorf("seed file %s: %w", path, err)
 	}
 	for _, ar := range seed.VirtualNetworkAdminRules {
 		if err := s.setAdminRules(ar.VirtualNetworkID, ar.Rules); err != nil {

@@ -68,7 +68,9 @@ type Options struct {
 	// with its id, loaded in this order:
 	// {"networkSecurityGroups":[…], "virtualNetworks":[…],
 	// "networkInterfaces":[…], "virtualMachines":[…],
-	// "virtualNetworkAdminRules":[{"virtualNetworkId":"…","rules":[<EffectiveSecurityAdminRule>…]}]}.
+	// "virtualNetworkAdminRules":[{"virtualNetworkId":"…","rules":[<EffectiveSecurityAdminRule>…]}]},
+	// and "jitNetworkAccessPolicies":[…] (Defender for Cloud JIT policies
+	// with their requests, after the VMs; defender.go).
 	SeedFile string
 
 	// Logger receives one debug line per request; nil discards.
@@ -129,6 +131,7 @@ type Server struct {
 	watchers      map[string]*watcherState
 	watcherOptOut map[string]bool
 	adminRules    map[string][]AdminRule
+	jitPolicies   map[string]*jitPolicyState // Defender JIT policies (defender.go)
 
 	// fresh holds connections that have not sent a request yet. Shutdown
 	// leaves such connections open for seconds (clients open spare ones), so

@@ -145,6 +145,7 @@ const (
 // entry returns the NSG at key with any due operation settled; nil when
 // there is no such NSG at all.
 func (s *Server) entry(key string) *nsgEntry {
+	s.expireJITRequests()
 	e := s.nsgs[key]
 	if e == nil {
 		return nil
@@ -202,6 +203,7 @@ func (s *Server) complete(key string, e *nsgEntry) {
 // in the order they were accepted); used before snapshots of the whole store
 // and whenever connections must see each commit in its turn.
 func (s *Server) settleAll() {
+	s.expireJITRequests()
 	now := s.now()
 	var due []*nsgEntry
 	for _, e := range s.nsgs {

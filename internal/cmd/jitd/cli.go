@@ -88,6 +88,13 @@ func init() {
 			run:      runVerify,
 		},
 		{
+			name: "migrate", summary: "move Defender for Cloud JIT VM access to jit policies, with the ports closed throughout",
+			synopsis: "jitd migrate defender [flags]", about: migrateAbout, args: []string{"defender"},
+			findings: "the migration is refused, nothing written: input it cannot migrate, a Defender request active now, or a cutover step that would open a port",
+			flags:    func() *flag.FlagSet { var o migrateOptions; return migrateFlags(&o) },
+			run:      runMigrate,
+		},
+		{
 			name: "request", summary: "write a jit_access_grant request",
 			synopsis: `jitd request --policy <policy id> --port 22 --source <address|auto> --for 1h --why "..." [flags]`,
 			about:    requestAbout,
