@@ -556,10 +556,10 @@ func (m Migration) StepRules(now map[string][]SecurityRule, step CutoverStep) ma
 
 // CutoverResult is a probe's verdict at one step.
 type CutoverResult struct {
-	Step    CutoverStep
-	CutoverProbe   CutoverProbe
-	Allowed bool
-	Rule    string // the deciding rule; "" when no NSG filters
+	Step         CutoverStep
+	CutoverProbe CutoverProbe
+	Allowed      bool
+	Rule         string // the deciding rule; "" when no NSG filters
 }
 
 // CheckCutover evaluates every probe at every step from the rules as read
