@@ -49,7 +49,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--bogus"}, "jitd: flag provided but not defined: -bogus\nRun 'jitd --help' for usage."},
 		{[]string{"--interval", "soon"}, "jitd: invalid value \"soon\" for flag -interval"},
 		{[]string{"--interval", "1ms"}, "jitd: --interval 1ms is too short"},
-		{[]string{"nope"}, "jitd: unknown command \"nope\"; the commands are scan, status, request"},
+		{[]string{"nope"}, "jitd: unknown command \"nope\"; the commands are " + strings.Join(commandNames(), ", ")},
 		{[]string{"scan", "--bogus"}, "jitd scan: flag provided but not defined: -bogus\nRun 'jitd scan --help' for usage."},
 		{[]string{"scan", "--ports", "ssh"}, "jitd scan: invalid value \"ssh\" for flag -ports"},
 		{[]string{"scan", "--output", "yaml"}, "jitd scan: --output \"yaml\": want table or json"},
