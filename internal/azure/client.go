@@ -67,6 +67,7 @@ type Client struct {
 	// (see minGather); on by default.
 	gatherBatches bool
 	raw           *arm.Client // for whole-NSG reads and writes as raw JSON
+	verifier      *Verifier   // IP flow verify for VerifyMigrationFlow, made on first use
 }
 
 // subscriptionClients are the armnetwork clients of one subscription:

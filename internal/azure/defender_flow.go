@@ -2,18 +2,12 @@ package azure
 
 import (
 	"context"
-	"fmt"
-	"strconv"
+	"errors"
+	"net/netip"
 	"strings"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
-
-// This file is the least of Network Watcher's IP flow verify that jitd
-// migrate defender --check needs. A fuller flow verification for jitd
-// verify may live beside it (watcher.go); this one is named so as not to
-// collide with it.
 
 // MigrationFlow is one inbound flow to verify: from Source to a VM's NIC
 // address and port.
@@ -30,38 +24,34 @@ type MigrationFlowVerdict struct {
 	Rule    string // e.g. "securityRules/SecurityCenter-JITRule_…"
 }
 
-// VerifyMigrationFlow asks the Network Watcher of the VM's region
-// (NetworkWatcherRG/NetworkWatcher_<region>, the one Azure creates by
-// itself) whether the flow is allowed.
+// VerifyMigrationFlow asks IP flow verify, through the network watcher of
+// the VM's region (found as jitd verify finds it: see Verifier), whether
+// the flow is allowed.
 func (c *Client) VerifyMigrationFlow(ctx context.Context, f MigrationFlow) (MigrationFlowVerdict, error) {
 	const op = "verify IP flow"
 	vm, err := c.getVM(ctx, f.VMID)
 	if err != nil {
 		return MigrationFlowVerdict{}, err
 	}
-	sub := strings.Split(strings.TrimPrefix(f.VMID, "/subscriptions/"), "/")[0]
-	watchers, err := armnetwork.NewWatchersClient(sub, c.cred, c.armOptions)
-	if err != nil {
-		return MigrationFlowVerdict{}, &Error{Kind: KindInvalid, Op: "prepare", Message: err.Error(), Err: err}
+	local, err1 := netip.ParseAddr(f.Address)
+	remote, err2 := netip.ParseAddr(f.Source)
+	if err := errors.Join(err1, err2); err != nil {
+		return MigrationFlowVerdict{}, &Error{Kind: KindInvalid, Op: op, ResourceID: f.VMID, Message: err.Error(), Err: err}
 	}
-	region := strings.ToLower(strings.ReplaceAll(vm.Location, " ", ""))
-	proto := armnetwork.IPFlowProtocolTCP
+	proto := jit.ProtocolTCP
 	if strings.EqualFold(f.Protocol, "UDP") {
-		proto = armnetwork.IPFlowProtocolUDP
+		proto = jit.ProtocolUDP
 	}
-	poller, err := watchers.BeginVerifyIPFlow(ctx, "NetworkWatcherRG", "NetworkWatcher_"+region, armnetwork.VerificationIPFlowParameters{
-		TargetResourceID: ptr(f.VMID), TargetNicResourceID: ptr(f.NICID), Direction: ptr(armnetwork.DirectionInbound), Protocol: ptr(proto),
-		LocalIPAddress: ptr(f.Address), LocalPort: ptr(strconv.Itoa(int(f.Port))), RemoteIPAddress: ptr(f.Source), RemotePort: ptr("49152"),
-	}, nil)
+	c.mu.Lock()
+	if c.verifier == nil {
+		c.verifier = NewVerifier(c)
+	}
+	v := c.verifier
+	c.mu.Unlock()
+	got, err := v.VerifyIPFlow(ctx, jit.Probe{VMID: f.VMID, NICID: f.NICID, Region: normaliseRegion(vm.Location),
+		Local: local, Remote: remote, Port: f.Port, Protocol: proto})
 	if err != nil {
-		return MigrationFlowVerdict{}, newError(op, f.VMID, err)
+		return MigrationFlowVerdict{}, err
 	}
-	resp, err := poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: c.pollFrequency})
-	if err != nil {
-		return MigrationFlowVerdict{}, newError(op, f.VMID, err)
-	}
-	if resp.Access == nil {
-		return MigrationFlowVerdict{}, &Error{Kind: KindInvalid, Op: op, ResourceID: f.VMID, Message: fmt.Sprintf("Network Watcher gave no access verdict for %s", f.Source)}
-	}
-	return MigrationFlowVerdict{Allowed: *resp.Access == armnetwork.AccessAllow, Rule: deref(resp.RuleName)}, nil
+	return MigrationFlowVerdict{Allowed: got.Access == jit.Allow, Rule: got.RuleName}, nil
 }

@@ -231,6 +231,22 @@ func exitStatus(err error) (string, int) {
 	return "jitd: " + err.Error(), ExitFailure
 }
 
+// scope builds the Azure client of a command that reads a scope (jitd
+// scan, status, verify) and the scope its flags name; a scope that names
+// nothing to read is a usage error.
+func (a *azureFlags) scope(ctx context.Context, getenv func(string) string, subscriptions, resourceGroups, nsgs listFlag) (*azure.Client, *scope, error) {
+	client, cfg, err := a.client(ctx, getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc, err := newScope(options{subscriptions: subscriptions, resourceGroups: resourceGroups, nsgs: nsgs}, cfg.SubscriptionID)
+	if err != nil {
+		return nil, nil, &usageError{err: err}
+	}
+	sc.client = client
+	return client, sc, nil
+}
+
 // newFlagSet is a command's flag set. It prints nothing itself: run prints
 // the usage (to stdout, on --help) and mainCode the error (once).
 func newFlagSet(name string) *flag.FlagSet {

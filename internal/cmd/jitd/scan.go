@@ -127,15 +127,10 @@ func runScan(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	client, cfg, err := o.azure.client(ctx, getenv)
+	_, sc, err := o.azure.scope(ctx, getenv, o.subscriptions, o.resourceGroups, o.nsgs)
 	if err != nil {
 		return err
 	}
-	sc, err := newScope(options{subscriptions: o.subscriptions, resourceGroups: o.resourceGroups, nsgs: o.nsgs}, cfg.SubscriptionID)
-	if err != nil {
-		return &usageError{err: err}
-	}
-	sc.client = client
 	rep := scanScope(ctx, sc, o, time.Now(), stderr)
 	if err := writeScanReport(stdout, rep, o.output); err != nil {
 		return err

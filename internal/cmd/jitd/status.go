@@ -84,15 +84,10 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	client, cfg, err := o.azure.client(ctx, getenv)
+	client, sc, err := o.azure.scope(ctx, getenv, o.subscriptions, o.resourceGroups, o.nsgs)
 	if err != nil {
 		return err
 	}
-	sc, err := newScope(options{subscriptions: o.subscriptions, resourceGroups: o.resourceGroups, nsgs: o.nsgs}, cfg.SubscriptionID)
-	if err != nil {
-		return &usageError{err: err}
-	}
-	sc.client = client
 	st := readStatus(ctx, sc, client, o, time.Now, stderr)
 	if err := writeStatus(stdout, st, o.output); err != nil {
 		return err

@@ -98,15 +98,10 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	client, cfg, err := o.azure.client(ctx, getenv)
+	client, sc, err := o.azure.scope(ctx, getenv, o.subscriptions, o.resourceGroups, o.nsgs)
 	if err != nil {
 		return err
 	}
-	sc, err := newScope(options{subscriptions: o.subscriptions, resourceGroups: o.resourceGroups, nsgs: o.nsgs}, cfg.SubscriptionID)
-	if err != nil {
-		return &usageError{err: err}
-	}
-	sc.client = client
 	rep := verifyScope(ctx, sc, client, azure.NewVerifier(client), o, time.Now)
 	if err := writeVerifyReport(stdout, rep, o.output); err != nil {
 		return err
