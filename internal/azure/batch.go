@@ -44,11 +44,13 @@ import (
 //
 //   - expected size: the most callers waiting at once (queued or carried)
 //     during the last write. Before the next write, the batcher waits
-//     until that many changes are queued, or for the gather window, a half
-//     of the last write's duration between minGather and maxGather (a wait
-//     that saves a write costs less than the write). A wave cut by a slow
-//     caller thus costs one extra write and re-forms at the next one,
-//     rather than alternating.
+//     until that many changes are queued, or for the gather window: the
+//     last write's duration, between minGather and maxGather. Waiting is
+//     never dearer than not waiting: a caller that misses a write waits
+//     for the whole next one anyway, and the write it saves would have
+//     cost that much for everyone behind it. A wave cut by a slow caller
+//     thus costs one extra write and re-forms at the next one, rather than
+//     alternating.
 //   - first write after a start: no size is known yet; the batcher waits
 //     until no change has arrived for quietGather (Terraform starts its
 //     first resources together), at most maxGather.
@@ -79,13 +81,14 @@ const nsgAPIVersion = "2025-05-01"
 const maxBatchAttempts = 8
 
 // The gather window (see the package comment above): how long a write
-// waits for the changes it expects, half of the NSG's last write (Azure's
-// take seconds) between minGather and maxGather, so that it always costs
-// less than the write it saves; quietGather is the pause in arrivals that
-// ends the wait when no size is expected yet.
+// waits for the changes it expects, the NSG's last write (Azure's take
+// seconds) between minGather and maxGather, so that it never costs more
+// than the write it saves; quietGather is the pause in arrivals that ends
+// the wait when no size is expected yet (the first write: at most
+// maxGather).
 const (
 	minGather   = 25 * time.Millisecond
-	maxGather   = 250 * time.Millisecond
+	maxGather   = 2 * time.Second
 	quietGather = 50 * time.Millisecond
 )
 
@@ -239,7 +242,7 @@ func (b *batcher) gatherWindowLocked() time.Duration {
 	if b.lastWrite == 0 {
 		return maxGather
 	}
-	return min(max(b.lastWrite/2, minGather), maxGather)
+	return min(max(b.lastWrite, minGather), maxGather)
 }
 
 // gather waits, before a write, for the batch it expects: until b.expect

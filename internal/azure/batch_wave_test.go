@@ -21,6 +21,10 @@ type waveNSG struct {
 	etag    int
 	puts    int
 	latency time.Duration
+	// staleOnce makes the first PUT meet a write by someone else: it is
+	// answered 412 after staleAfter.
+	staleOnce  bool
+	staleAfter time.Duration
 }
 
 func (n *waveNSG) Do(req *http.Request) (*http.Response, error) {
@@ -35,6 +39,13 @@ func (n *waveNSG) Do(req *http.Request) (*http.Response, error) {
 		b, _ := io.ReadAll(req.Body)
 		if err := json.Unmarshal(b, &doc); err != nil {
 			return nil, err
+		}
+		if n.staleOnce {
+			n.staleOnce = false
+			n.mu.Unlock()
+			time.Sleep(n.staleAfter)
+			n.mu.Lock()
+			n.etag++
 		}
 		if req.Header.Get("If-Match") != n.etagString() {
 			return n.answer(req, http.StatusPreconditionFailed, `{"error":{"code":"PreconditionFailed","message":"stale"}}`), nil
@@ -118,4 +129,34 @@ func newWaveClient(t *testing.T, nsg *waveNSG) *Client {
 		t.Fatalf("NewClient: %v", err)
 	}
 	return c
+}
+
+// TestApplyRuleChangesRetryTakesQueuedChangesAlong: changes queued while a
+// write is refused for a stale ETag go into its retry, rather than into a
+// write of their own after it.
+func TestApplyRuleChangesRetryTakesQueuedChangesAlong(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nsg := &waveNSG{latency: 500 * time.Millisecond, staleOnce: true, staleAfter: 100 * time.Millisecond}
+		c := newWaveClient(t, nsg)
+		var wg sync.WaitGroup
+		change := func(i int) {
+			if _, err := c.ApplyRuleChanges(context.Background(), testNSG, []RuleChange{chooseFree(fmt.Sprintf("jit-g-%03d", i), "203.0.113.7")}); err != nil {
+				t.Errorf("change %d: %v", i, err)
+			}
+		}
+		for i := range 3 {
+			wg.Go(func() { change(i) })
+		}
+		// The first write is sent after the gather (a pause of quietGather),
+		// and answered 412 100 ms later; these three arrive meanwhile.
+		time.Sleep(quietGather + 50*time.Millisecond)
+		for i := 3; i < 6; i++ {
+			wg.Go(func() { change(i) })
+		}
+		wg.Wait()
+		if nsg.puts != 1 || len(nsg.rules) != 6 {
+			t.Errorf("%d writes landed, leaving %d rules; want the retry to carry all 6 changes in 1", nsg.puts, len(nsg.rules))
+		}
+		time.Sleep(time.Second)
+	})
 }

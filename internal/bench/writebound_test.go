@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +16,11 @@ import (
 // per run, not a timing.
 func writeBound(grants int) int { return grants/10 + 1 }
 
-// TestBenchWriteBound applies 50 grants and removes them ten times, then
-// 100 ten times, with 500 ms per write, under both busy modes of the local
-// Azure, and prints the NSG writes of every run.
+// TestBenchWriteBound applies 50 grants ten times, then 100 ten times, each
+// run on a fresh NSG, with 500 ms per write, under both busy modes of the
+// local Azure, and prints the NSG writes of every run. (make test checks
+// the same bound in seconds: internal/azure TestApplyRuleChangesWaveBound
+// drives the batcher with Terraform-shaped waves on a synctest clock.)
 func TestBenchWriteBound(t *testing.T) {
 	requireEnabled(t)
 	for _, mode := range []string{azuresim.BusyQueue, azuresim.BusyRefuse} {
@@ -29,15 +30,6 @@ func TestBenchWriteBound(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestWriteBound is TestBenchWriteBound's cheap form for make test: two
-// runs of 50 grants, under today's ARM (queue).
-func TestWriteBound(t *testing.T) {
-	if os.Getenv("TF_ACC") == "" && os.Getenv(EnvEnable) != "1" {
-		t.Skip("set TF_ACC=1 (make test) to apply grants with the real terraform")
-	}
-	checkWriteBound(t, azuresim.BusyQueue, 50, 2, armWriteLatency)
 }
 
 // checkWriteBound applies grants grants to a fresh NSG, runs times, and
