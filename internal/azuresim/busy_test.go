@@ -182,3 +182,31 @@ func TestBusyQueueWholeNSGWriteKeepsQueuedChanges(t *testing.T) {
 		t.Errorf("rules: %v, want %v", names, want)
 	}
 }
+
+// TestBusyModeControl: /_sim/config shows the busy mode (queue by default)
+// and switches it; a write to a busy NSG is then refused.
+func TestBusyModeControl(t *testing.T) {
+	clock := newFakeClock()
+	srv := simtest.Start(t, azuresim.Options{Now: clock.Now})
+	raw := newRawClient(t, srv)
+	if _, b := raw.must(http.MethodGet, "/_sim/config", nil); !strings.Contains(string(b), `"busyMode":"queue"`) {
+		t.Errorf("default config: %s", b)
+	}
+	if resp, _ := raw.must(http.MethodPut, "/_sim/config", map[string]any{"busyMode": "wait"}); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("busy mode wait accepted: %d", resp.StatusCode)
+	}
+	if resp, b := raw.must(http.MethodPut, "/_sim/config", map[string]any{"busyMode": "refuse"}); resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"busyMode":"refuse"`) {
+		t.Errorf("PUT busy mode refuse: %d %s", resp.StatusCode, b)
+	}
+	c := newClients(t, srv, nil, -1)
+	createNSG(t, c, "nsg-ctl")
+	srv.SetWriteLatency(time.Minute)
+	ctx := context.Background()
+	if _, err := c.rules.BeginCreateOrUpdate(ctx, testRG, "nsg-ctl", *queueRule(0).Name, *queueRule(0), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.rules.BeginCreateOrUpdate(ctx, testRG, "nsg-ctl", *queueRule(1).Name, *queueRule(1), nil)
+	if status, code := errorCode(err); status != http.StatusTooManyRequests || code != "RetryableErrorDueToAnotherOperation" {
+		t.Errorf("write to a busy NSG under refuse: %d %s (%v)", status, code, err)
+	}
+}
