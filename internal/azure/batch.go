@@ -45,12 +45,14 @@ import (
 //   - expected size: the most callers waiting at once (queued or carried)
 //     during the last write. Before the next write, the batcher waits
 //     until that many changes are queued, or for the gather window: the
-//     last write's duration, between minGather and maxGather. Waiting is
-//     never dearer than not waiting: a caller that misses a write waits
-//     for the whole next one anyway, and the write it saves would have
-//     cost that much for everyone behind it. A wave cut by a slow caller
-//     thus costs one extra write and re-forms at the next one, rather than
-//     alternating.
+//     last write's duration, or half as long again as the last wave took
+//     to come back whole if that was longer (a loaded machine slows
+//     Terraform down), between minGather and maxGather. Waiting is never
+//     dearer than not waiting: a caller that misses a write waits for the
+//     whole next one anyway, and the write it saves would have cost that
+//     much for everyone behind it. A wave cut by a slow caller thus costs
+//     one extra write and re-forms at the next one, rather than
+//     alternating, and the next wait is long enough for it.
 //   - first write after a start: no size is known yet; the batcher waits
 //     until no change has arrived for quietGather (Terraform starts its
 //     first resources together), at most maxGather.
@@ -82,8 +84,8 @@ const maxBatchAttempts = 8
 
 // The gather window (see the package comment above): how long a write
 // waits for the changes it expects, the NSG's last write (Azure's take
-// seconds) between minGather and maxGather, so that it never costs more
-// than the write it saves; quietGather is the pause in arrivals that ends
+// seconds) or 1.5 times the time the last wave took to come back, between
+// minGather and maxGather; quietGather is the pause in arrivals that ends
 // the wait when no size is expected yet (the first write: at most
 // maxGather).
 const (
@@ -224,12 +226,24 @@ type batcher struct {
 	// (and replaced), waking a gathering writer.
 	lastArrival time.Time
 	arrived     chan struct{}
+	// released is when the last write ended, returned how many calls have
+	// arrived since, and comeback how long the last wave took to arrive
+	// whole (expect calls after a write ended).
+	released time.Time
+	returned int
+	comeback time.Duration
 }
 
 // arrivedLocked records that a call was queued; b.mu is held.
 func (b *batcher) arrivedLocked() {
 	b.peak = max(b.peak, b.carrying+len(b.pending))
 	b.lastArrival = time.Now()
+	if !b.released.IsZero() {
+		b.returned++
+		if b.returned == b.expect {
+			b.comeback = b.lastArrival.Sub(b.released)
+		}
+	}
 	if b.arrived != nil {
 		close(b.arrived)
 	}
@@ -242,7 +256,7 @@ func (b *batcher) gatherWindowLocked() time.Duration {
 	if b.lastWrite == 0 {
 		return maxGather
 	}
-	return min(max(b.lastWrite, minGather), maxGather)
+	return min(max(b.lastWrite, b.comeback*3/2, minGather), maxGather)
 }
 
 // gather waits, before a write, for the batch it expects: until b.expect
@@ -411,6 +425,7 @@ func (c *Client) drain(ctx context.Context, id NSGID, b *batcher) {
 		b.mu.Lock()
 		b.lastWrite = time.Since(start)
 		b.expect, b.carrying = b.peak, 0
+		b.released, b.returned = time.Now(), len(b.pending)
 		b.mu.Unlock()
 	}
 }
