@@ -47,12 +47,14 @@ import (
 //     until that many changes are queued, or for the gather window: the
 //     last write's duration, or half as long again as the last wave took
 //     to come back whole if that was longer (a loaded machine slows
-//     Terraform down), between minGather and maxGather. Waiting is never
-//     dearer than not waiting: a caller that misses a write waits for the
-//     whole next one anyway, and the write it saves would have cost that
-//     much for everyone behind it. A wave cut by a slow caller thus costs
-//     one extra write and re-forms at the next one, rather than
-//     alternating, and the next wait is long enough for it.
+//     Terraform down), between minGather and maxGather. A wait of about a
+//     write costs about the write it saves: a caller that misses a write
+//     waits for the whole next one anyway, and so does everyone behind
+//     it. A wave cut by a caller slower than the window thus costs one
+//     extra write and re-forms at the next one, rather than alternating,
+//     and the next wait is long enough for it. The price: a short last
+//     wave (or a lone change after a burst) waits the window once, and
+//     the expected size then drops to what came.
 //   - first write after a start: no size is known yet; the batcher waits
 //     until no change has arrived for quietGather (Terraform starts its
 //     first resources together), at most maxGather.
@@ -61,8 +63,8 @@ import (
 //     changes queued meanwhile along, so a retry does not split them off.
 //
 // Under Terraform's default parallelism, N changes to one NSG therefore
-// take N/10 writes, plus one for a wave cut by a slow caller: 6 for 50
-// grants, 11 for 100 (internal/bench TestBenchWriteBound asserts this per
+// take N/10 writes, plus one for a wave cut by a caller slower than the
+// window: 6 for 50 grants, 11 for 100 (internal/bench TestBenchWriteBound asserts this per
 // run, with real terraform and a local Azure at 500 ms per write).
 //
 // A caller may give up (its context ends) while its changes wait in a
