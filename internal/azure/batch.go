@@ -31,6 +31,42 @@ import (
 // concurrent writer elsewhere makes the ETag stale; the write then fails
 // with 412 and the batch is read and applied again, so no update is lost.
 //
+// How many writes a burst of changes takes is a property of how changes
+// are gathered into writes, and the batcher bounds it. Terraform creates
+// the resources of one apply a fixed number at a time (its parallelism, 10
+// by default): each resource's change waits for the write that carries it,
+// and only when that write ends does Terraform start the next resources.
+// Changes therefore come in waves, one per write, and a wave cut in two
+// stays cut: while the first part is written the second queues, and while
+// the second is written the callers released by the first come back, so
+// the two parts alternate for the rest of the apply (50 grants took 5 to
+// 12 writes). The batcher instead learns the wave's size and waits for it:
+//
+//   - expected size: the most callers waiting at once (queued or carried)
+//     during the last write. Before the next write, the batcher waits
+//     until that many changes are queued, or for the gather window: the
+//     last write's duration, or half as long again as the last wave took
+//     to come back whole if that was longer (a loaded machine slows
+//     Terraform down), between minGather and maxGather. A wait of about a
+//     write costs about the write it saves: a caller that misses a write
+//     waits for the whole next one anyway, and so does everyone behind
+//     it. A wave cut by a caller slower than the window thus costs one
+//     extra write and re-forms at the next one, rather than alternating,
+//     and the next wait is long enough for it. The price: a short last
+//     wave (or a lone change after a burst) waits the window once, and
+//     the expected size then drops to what came.
+//   - first write after a start: no size is known yet; the batcher waits
+//     until no change has arrived for quietGather (Terraform starts its
+//     first resources together), at most maxGather.
+//   - changes that arrive while a write is in flight all go into the next
+//     write, and a write retried after a stale ETag (412) takes the
+//     changes queued meanwhile along, so a retry does not split them off.
+//
+// Under Terraform's default parallelism, N changes to one NSG therefore
+// take N/10 writes, plus one for a wave cut by a caller slower than the
+// window: 6 for 50 grants, 11 for 100 (internal/bench TestBenchWriteBound asserts this per
+// run, with real terraform and a local Azure at 500 ms per write).
+//
 // A caller may give up (its context ends) while its changes wait in a
 // batch. Nothing is then written on its behalf that it does not hear of:
 // changes that no write carries yet are withdrawn, and a caller whose
@@ -48,16 +84,16 @@ const nsgAPIVersion = "2025-05-01"
 // after its ETag went stale.
 const maxBatchAttempts = 8
 
-// The first change to an idle NSG waits a moment for others before it is
-// written: Terraform starts the resources of one apply (ten at a time by
-// default) within a fraction of a second of each other, and waiting lets
-// them share the first write instead of queueing behind it. The wait is a
-// quarter of the NSG's last write (Azure's take seconds), between
-// minGather and maxGather, so it always costs far less than the write it
-// saves.
+// The gather window (see the package comment above): how long a write
+// waits for the changes it expects, the NSG's last write (Azure's take
+// seconds) or 1.5 times the time the last wave took to come back, between
+// minGather and maxGather; quietGather is the pause in arrivals that ends
+// the wait when no size is expected yet (the first write: at most
+// maxGather).
 const (
-	minGather = 25 * time.Millisecond
-	maxGather = 250 * time.Millisecond
+	minGather   = 25 * time.Millisecond
+	maxGather   = 2 * time.Second
+	quietGather = 50 * time.Millisecond
 )
 
 // RuleChange is one change to an NSG's rules.
@@ -139,6 +175,7 @@ func (c *Client) ApplyRuleChanges(ctx context.Context, nsgID string, changes []R
 	b := c.batcherFor(id)
 	b.mu.Lock()
 	b.pending = append(b.pending, call)
+	b.arrivedLocked()
 	start := !b.running
 	b.running = true
 	b.mu.Unlock()
@@ -188,13 +225,89 @@ type batcher struct {
 	lastWrite time.Duration // how long the NSG's last write took
 	// maxWrite, when set, replaces maxWriteTime (tests).
 	maxWrite time.Duration
+
+	// carrying is how many calls the write under way carries; peak the
+	// most calls waiting at once (carried and queued) since it started;
+	// expect the peak of the last write, the size of batch the next write
+	// waits for (0: none known yet).
+	carrying, peak, expect int
+	// lastArrival is when the last call was queued; arrived is closed then
+	// (and replaced), waking a gathering writer.
+	lastArrival time.Time
+	arrived     chan struct{}
+	// released is when the last write ended, returned how many calls have
+	// arrived since, and comeback how long the last wave took to arrive
+	// whole (expect calls after a write ended).
+	released time.Time
+	returned int
+	comeback time.Duration
 }
 
-// gather is how long the first change after an idle time waits for others.
-func (b *batcher) gather() time.Duration {
+// arrivedLocked records that a call was queued; b.mu is held.
+func (b *batcher) arrivedLocked() {
+	b.peak = max(b.peak, b.carrying+len(b.pending))
+	b.lastArrival = time.Now()
+	if !b.released.IsZero() {
+		b.returned++
+		if b.returned == b.expect {
+			b.comeback = b.lastArrival.Sub(b.released)
+		}
+	}
+	if b.arrived != nil {
+		close(b.arrived)
+	}
+	b.arrived = make(chan struct{})
+}
+
+// gatherWindow is the longest a write waits for the calls it expects; b.mu
+// is held.
+func (b *batcher) gatherWindowLocked() time.Duration {
+	if b.lastWrite == 0 {
+		return maxGather
+	}
+	return min(max(b.lastWrite, b.comeback*3/2, minGather), maxGather)
+}
+
+// gather waits, before a write, for the batch it expects: until b.expect
+// calls are queued, or (none expected yet) until arrivals pause for
+// quietGather, and at most the gather window.
+func (b *batcher) gather() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return min(max(b.lastWrite/4, minGather), maxGather)
+	deadline := time.Now().Add(b.gatherWindowLocked())
+	for {
+		n := len(b.pending)
+		if b.expect > 0 && n >= b.expect {
+			return
+		}
+		wait := time.Until(deadline)
+		if b.expect == 0 && n > 0 {
+			wait = min(wait, time.Until(b.lastArrival.Add(quietGather)))
+		}
+		if wait <= 0 {
+			return
+		}
+		if b.arrived == nil {
+			b.arrived = make(chan struct{})
+		}
+		arrived := b.arrived
+		b.mu.Unlock()
+		timer := time.NewTimer(wait)
+		select {
+		case <-arrived:
+		case <-timer.C:
+		}
+		timer.Stop()
+		b.mu.Lock()
+	}
+}
+
+// take moves the queued calls into the write under way; b.mu is held.
+func (b *batcher) takeLocked() []*batchCall {
+	batch := b.pending
+	b.pending = nil
+	b.carrying += len(batch)
+	return batch
 }
 
 func (b *batcher) writeTime() time.Duration {
@@ -301,25 +414,29 @@ func (c *Client) drain(ctx context.Context, id NSGID, b *batcher) {
 	// Its writes are recorded for each caller they carry, not for the one
 	// that started it (see writeNSG).
 	ctx = withoutWriteRecorder(context.WithoutCancel(ctx))
-	// Changes arriving while a write is under way gather by themselves; the
-	// first write after an idle time waits a moment for its companions.
-	if c.gatherBatches {
-		time.Sleep(b.gather())
-	}
 	for {
+		// Each write waits for the batch it expects (see the package
+		// comment); after a write, that is the callers it released coming
+		// back with their next changes.
+		if c.gatherBatches {
+			b.gather()
+		}
 		b.mu.Lock()
-		batch := b.pending
-		b.pending = nil
+		b.carrying = 0
+		batch := b.takeLocked()
 		if len(batch) == 0 {
 			b.running = false
 			b.mu.Unlock()
 			return
 		}
+		b.peak = len(batch)
 		b.mu.Unlock()
 		start := time.Now()
 		c.writeBatch(ctx, id, b, batch)
 		b.mu.Lock()
 		b.lastWrite = time.Since(start)
+		b.expect, b.carrying = b.peak, 0
+		b.released, b.returned = time.Now(), len(b.pending)
 		b.mu.Unlock()
 	}
 }
@@ -329,13 +446,13 @@ func (c *Client) drain(ctx context.Context, id NSGID, b *batcher) {
 // calls, each call is tried alone, so that one bad change fails only its
 // own caller.
 func (c *Client) writeBatch(ctx context.Context, id NSGID, b *batcher, batch []*batchCall) {
-	err := c.writeNSG(ctx, id, b, batch)
+	err := c.writeNSG(ctx, id, b, &batch, true)
 	if err == nil {
 		return
 	}
 	if len(batch) > 1 && (errors.Is(err, ErrInvalid) || errors.Is(err, ErrConflict)) {
 		for _, call := range batch {
-			if err := c.writeNSG(ctx, id, b, []*batchCall{call}); err != nil {
+			if err := c.writeNSG(ctx, id, b, &[]*batchCall{call}, false); err != nil {
 				b.fail(call, err)
 			}
 		}
@@ -384,8 +501,10 @@ func (b *batcher) settle(calls []*batchCall, refused bool) {
 // Choose error) are finished at once, calls whose callers have gone
 // before the document is assembled are withdrawn, and the others are
 // finished when the write succeeds. A returned error is for the calls not
-// finished yet.
-func (c *Client) writeNSG(ctx context.Context, id NSGID, b *batcher, batch []*batchCall) (err error) {
+// finished yet. With merge, a write read again after a stale ETag takes the
+// calls queued meanwhile along (added to *batch), so the retry does not
+// split them into a write of their own.
+func (c *Client) writeNSG(ctx context.Context, id NSGID, b *batcher, batchp *[]*batchCall, merge bool) (err error) {
 	const op = "write network security group"
 	bound := b.writeTime()
 	ctx, cancel := context.WithTimeout(ctx, bound)
@@ -401,7 +520,13 @@ func (c *Client) writeNSG(ctx context.Context, id NSGID, b *batcher, batch []*ba
 	}
 	nsgURL := strings.TrimSuffix(endpoint, "/") + id.String() + "?api-version=" + url.QueryEscape(nsgAPIVersion)
 	var lastErr error
-	for range maxBatchAttempts {
+	for attempt := range maxBatchAttempts {
+		if merge && attempt > 0 {
+			b.mu.Lock()
+			*batchp = append(*batchp, b.takeLocked()...)
+			b.mu.Unlock()
+		}
+		batch := *batchp
 		doc, etag, err := c.getRawNSG(ctx, pipeline, nsgURL, id)
 		if err != nil {
 			return err

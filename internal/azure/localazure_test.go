@@ -165,9 +165,15 @@ func TestLocalAzureValidationErrors(t *testing.T) {
 }
 
 func TestLocalAzureConcurrentWritesFromTwoClients(t *testing.T) {
-	for _, busy := range []int{429, 409} {
+	// busy 0 is today's ARM, which queues the writes (no busy answer); 429
+	// and 409 are the refusals of the older ARM, which the client retries.
+	for _, busy := range []int{0, 429, 409} {
 		t.Run(fmt.Sprint(busy), func(t *testing.T) {
-			srv, nsgID, env := localAzure(t, azuresim.Options{WriteLatency: 20 * time.Millisecond, BusyStatus: busy})
+			mode := azuresim.BusyRefuse
+			if busy == 0 {
+				mode = azuresim.BusyQueue
+			}
+			srv, nsgID, env := localAzure(t, azuresim.Options{WriteLatency: 20 * time.Millisecond, BusyStatus: busy, BusyMode: mode})
 			// Two clients, as two processes would be: neither's per-NSG
 			// lock protects the other, so Azure's busy answers are certain.
 			clients := []*Client{clientFromEnv(t, env), clientFromEnv(t, env)}
@@ -192,8 +198,11 @@ func TestLocalAzureConcurrentWritesFromTwoClients(t *testing.T) {
 			if err != nil || len(rules) != n {
 				t.Errorf("ListRules: %d rules, %v; want %d", len(rules), err, n)
 			}
-			if srv.Counters().Busy == 0 {
+			switch c := srv.Counters(); {
+			case mode == azuresim.BusyRefuse && c.Busy == 0:
 				t.Error("the NSG was never busy: the test did not exercise the retries")
+			case mode == azuresim.BusyQueue && (c.Queued == 0 || c.Busy != 0):
+				t.Errorf("%d writes queued, %d refused: want some queued, none refused", c.Queued, c.Busy)
 			}
 		})
 	}

@@ -139,7 +139,9 @@ func TestNSGPutReplacesRules(t *testing.T) {
 }
 
 func TestDeleteLocationProtocol(t *testing.T) {
-	srv := simtest.Start(t, azuresim.Options{})
+	// Refusal, so that a second write shows the NSG busy (queueing is
+	// TestBusyQueue*'s).
+	srv := simtest.Start(t, azuresim.Options{BusyMode: azuresim.BusyRefuse})
 	c := newClients(t, srv, nil, 3)
 	createNSG(t, c, "nsg-loc", tcpRule("a", 200, armnetwork.SecurityRuleAccessAllow, "10.0.0.1", "22"), tcpRule("b", 201, armnetwork.SecurityRuleAccessAllow, "10.0.0.1", "22"))
 	raw := newRawClient(t, srv)
@@ -159,7 +161,8 @@ func TestDeleteLocationProtocol(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"provisioningState":"Deleting"`) {
 		t.Errorf("rule while deleting: %d %s", resp.StatusCode, b)
 	}
-	// Another write to the busy NSG is refused with Azure's retryable error.
+	// Another write to the busy NSG is refused with Azure's retryable error
+	// (BusyRefuse).
 	resp, b = raw.must(http.MethodDelete, rulePath(srv, "nsg-loc", "b"), nil)
 	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), "RetryableErrorDueToAnotherOperation") ||
 		!strings.Contains(string(b), "DeleteSecurityRuleOperation") || resp.Header.Get("Retry-After") == "" {
@@ -416,8 +419,17 @@ func TestIfMatch(t *testing.T) {
 	}
 }
 
+// TestConcurrentWritesToOneNSG has twelve SDK clients write rules to one NSG
+// at once: every rule lands in both busy modes, refused writes being
+// retried (BusyRefuse) or queued writes waiting their turn (BusyQueue).
 func TestConcurrentWritesToOneNSG(t *testing.T) {
-	srv := simtest.Start(t, azuresim.Options{WriteLatency: 15 * time.Millisecond})
+	for _, mode := range []string{azuresim.BusyRefuse, azuresim.BusyQueue} {
+		t.Run(mode, func(t *testing.T) { testConcurrentWritesToOneNSG(t, mode) })
+	}
+}
+
+func testConcurrentWritesToOneNSG(t *testing.T, mode string) {
+	srv := simtest.Start(t, azuresim.Options{WriteLatency: 15 * time.Millisecond, BusyMode: mode})
 	c := newClients(t, srv, nil, 100)
 	ctx := context.Background()
 	createNSG(t, c, "nsg-busy")
@@ -446,13 +458,17 @@ func TestConcurrentWritesToOneNSG(t *testing.T) {
 	if len(nsg.Properties.SecurityRules) != n || len(prios) != n {
 		t.Errorf("NSG has %d rules with %d distinct priorities, want %d", len(nsg.Properties.SecurityRules), len(prios), n)
 	}
-	if srv.Counters().Busy == 0 {
-		t.Error("no write was refused as busy: the writes did not overlap")
+	cs := srv.Counters()
+	switch {
+	case mode == azuresim.BusyRefuse && (cs.Busy == 0 || cs.Queued != 0):
+		t.Errorf("%d writes refused as busy, %d queued: want some refused (the writes overlap), none queued", cs.Busy, cs.Queued)
+	case mode == azuresim.BusyQueue && (cs.Queued == 0 || cs.Busy != 0):
+		t.Errorf("%d writes queued, %d refused as busy: want some queued (the writes overlap), none refused", cs.Queued, cs.Busy)
 	}
 }
 
 func TestBusyConflictMode(t *testing.T) {
-	srv := simtest.Start(t, azuresim.Options{BusyStatus: http.StatusConflict})
+	srv := simtest.Start(t, azuresim.Options{BusyStatus: http.StatusConflict, BusyMode: azuresim.BusyRefuse})
 	c := newClients(t, srv, nil, 5)
 	ctx := context.Background()
 	createNSG(t, c, "nsg-409")

@@ -11,7 +11,8 @@
 // clients (and other ARM clients such as the Azure CLI or the azurerm
 // provider) work against it through ARM_METADATA_HOSTNAME and SSL_CERT_FILE.
 // It reproduces the Azure behaviour that matters to JIT access: long-running
-// operations, ETags, Azure's validation errors, one write at a time per NSG,
+// operations, ETags, Azure's validation errors, one write at a time per NSG
+// (later writes queued behind it, as on today's ARM, or refused: BusyMode),
 // subscription write throttling and injected faults. Tests assert real
 // reachability with VerifyFlow, a Network Watcher style flow check, through
 // given NSGs or through a network interface's subnet and NIC NSGs.

@@ -22,6 +22,28 @@ func (s *Server) writable(w http.ResponseWriter, r *http.Request, q armRequest, 
 	return true
 }
 
+// nsgWritable is writable for a write to an NSG or one of its rules, whose
+// busy answer depends on the server's BusyMode: BusyRefuse refuses it while
+// e runs an operation, as writable does; BusyQueue accepts it into the
+// NSG's queue (startOperation then runs it after the writes before it) and
+// refuses it only when the queue holds WriteQueue writes already.
+func (s *Server) nsgWritable(w http.ResponseWriter, r *http.Request, q armRequest, etag string, e *nsgEntry, attempted string) bool {
+	running := e.running()
+	if s.busyMode == BusyRefuse || running == nil {
+		return s.writable(w, r, q, etag, running, attempted)
+	}
+	if !checkPreconditions(w, r, etag) {
+		return false
+	}
+	if len(e.queue) >= s.writeQueue {
+		s.counters.queueFull++
+		s.writeBusy(w, r, q, running, attempted)
+		return false
+	}
+	s.counters.queued++
+	return true
+}
+
 // childETag is what a PUT of the child at index i of its parent checks
 // preconditions against: children share their parent's ETag, as on Azure,
 // and a child that does not exist yet (i < 0) has none.
@@ -57,6 +79,15 @@ func (s *Server) childDeletable(w http.ResponseWriter, r *http.Request, q armReq
 		return false
 	}
 	return s.writable(w, r, q, parentETag, running, attempted)
+}
+
+// ruleDeletable is childDeletable for a security rule of the NSG e.
+func (s *Server) ruleDeletable(w http.ResponseWriter, r *http.Request, q armRequest, parentETag string, i int, e *nsgEntry, attempted string) bool {
+	if i < 0 {
+		writeDeleteAbsent(w, r)
+		return false
+	}
+	return s.nsgWritable(w, r, q, parentETag, e, attempted)
 }
 
 // writeWithETag answers a GET with the resource and its ETag header.

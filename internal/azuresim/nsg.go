@@ -233,7 +233,7 @@ func (s *Server) putNSG(w http.ResponseWriter, r *http.Request, q armRequest) {
 	defer s.mu.Unlock()
 	key := nsgKey(q.rg, q.nsg)
 	e := s.entry(key)
-	if !s.writable(w, r, q, e.etag(), e.running(), "PutNetworkSecurityGroupOperation") {
+	if !s.nsgWritable(w, r, q, e.etag(), e, "PutNetworkSecurityGroupOperation") {
 		return
 	}
 	var cur *nsgState
@@ -407,21 +407,28 @@ func (s *Server) deleteNSG(w http.ResponseWriter, r *http.Request, q armRequest)
 		writeDeleteAbsent(w, r)
 		return
 	}
-	if !s.writable(w, r, q, e.etag(), e.op, "DeleteNetworkSecurityGroupOperation") {
+	if !s.nsgWritable(w, r, q, e.etag(), e, "DeleteNetworkSecurityGroupOperation") {
 		return
 	}
-	if err := s.nsgInUse(e.state); err != nil {
+	base := e.base()
+	if base == nil { // a queued write deletes it already
+		writeDeleteAbsent(w, r)
+		return
+	}
+	if err := s.nsgInUse(base); err != nil {
 		writeARMErrorBody(w, http.StatusBadRequest, err)
 		return
 	}
-	visible := e.state.clone()
+	visible := base.clone()
 	visible.provisioningState = "Deleting"
-	op := s.startOperation(key, e, "DeleteNetworkSecurityGroupOperation", e.state.id, e.state.location, visible, nil,
-		Event{Operation: "DeleteNetworkSecurityGroupOperation", NSGID: e.state.id}, q.failLRO)
+	op := s.startOperation(key, e, "DeleteNetworkSecurityGroupOperation", base.id, base.location, visible, nil,
+		Event{Operation: "DeleteNetworkSecurityGroupOperation", NSGID: base.id}, q.failLRO)
 	s.writeDeleteAccepted(w, r, q, op)
 }
 
 // patchNSGTags is UpdateTags: a synchronous PATCH that replaces the tags.
+// Being synchronous, it is refused while the NSG is busy in either
+// BusyMode rather than queued.
 func (s *Server) patchNSGTags(w http.ResponseWriter, r *http.Request, q armRequest) {
 	var body struct {
 		Tags json.RawMessage `json:"tags"`

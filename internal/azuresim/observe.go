@@ -22,8 +22,14 @@ type Counters struct {
 	ByStatus map[int]int64 `json:"byStatus"`
 	// Throttled counts writes refused by the subscription write limit.
 	Throttled int64 `json:"throttled"`
-	// Busy counts writes refused because their NSG was busy.
+	// Busy counts writes refused because their NSG was busy: under
+	// BusyRefuse every write to a busy NSG, under BusyQueue those that
+	// found the queue full (QueueFull).
 	Busy int64 `json:"busy"`
+	// Queued counts writes accepted into a busy NSG's queue (BusyQueue),
+	// QueueFull those refused because the queue held WriteQueue writes.
+	Queued    int64 `json:"queued"`
+	QueueFull int64 `json:"queueFull"`
 	// Faults counts injected faults by kind (see the Fault* constants).
 	Faults map[string]int64 `json:"faults"`
 	// FaultsInjected is the sum of Faults.
@@ -36,6 +42,8 @@ type counterState struct {
 	byStatus  map[int]int64
 	throttled int64
 	busy      int64
+	queued    int64
+	queueFull int64
 	faults    map[string]int64
 }
 
@@ -64,6 +72,8 @@ func (s *Server) Counters() Counters {
 		ByStatus:  copyMap(s.counters.byStatus),
 		Throttled: s.counters.throttled,
 		Busy:      s.counters.busy,
+		Queued:    s.counters.queued,
+		QueueFull: s.counters.queueFull,
 		Faults:    copyMap(s.counters.faults),
 	}
 	for _, n := range c.Faults {

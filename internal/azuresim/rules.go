@@ -98,11 +98,15 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request, q armRequest) {
 	}
 	cur := e.visible()
 	i := cur.findRule(q.rule)
-	if !s.writable(w, r, q, childETag(cur.etag, i), e.op, "PutSecurityRuleOperation") {
+	if !s.nsgWritable(w, r, q, childETag(cur.etag, i), e, "PutSecurityRuleOperation") {
 		return
 	}
-
-	next := e.state.clone()
+	base := e.base()
+	if base == nil { // a queued write deletes the NSG
+		notFoundNSG(w, q)
+		return
+	}
+	next := base.clone()
 	props := body.Properties.clone()
 	props.ProvisioningState = ""
 	name := q.rule
@@ -120,6 +124,7 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request, q armRequest) {
 	visible := next.clone()
 	visible.rules[visible.findRule(name)].props.ProvisioningState = "Updating"
 	next.rules[next.findRule(name)].props.ProvisioningState = statusSucceeded
+	e.carryPending(visible)
 
 	op := s.startOperation(key, e, "PutSecurityRuleOperation", nsgrules.RuleID(next.id, name), next.location, visible, next,
 		Event{Operation: "PutSecurityRuleOperation", NSGID: next.id, RuleName: name, Rule: snapshotRule(&props)}, q.failLRO)
@@ -163,16 +168,23 @@ func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request, q armRequest
 	}
 	cur := e.visible()
 	i := cur.findRule(q.rule)
-	if !s.childDeletable(w, r, q, cur.etag, i, e.op, "DeleteSecurityRuleOperation") {
+	if !s.ruleDeletable(w, r, q, cur.etag, i, e, "DeleteSecurityRuleOperation") {
 		return
 	}
-	old := e.state.rules[i]
-	next := e.state.clone()
+	base := e.base()
+	if base == nil || base.findRule(q.rule) < 0 { // a queued write deletes the NSG or the rule
+		writeDeleteAbsent(w, r)
+		return
+	}
+	i = base.findRule(q.rule)
+	old := base.rules[i]
+	next := base.clone()
 	next.rules = append(next.rules[:i], next.rules[i+1:]...)
 	next.etag = newETag()
-	visible := e.state.clone()
+	visible := base.clone()
 	visible.etag = next.etag
 	visible.rules[i].props.ProvisioningState = "Deleting"
+	e.carryPending(visible)
 	op := s.startOperation(key, e, "DeleteSecurityRuleOperation", nsgrules.RuleID(next.id, old.name), next.location, visible, next,
 		Event{Operation: "DeleteSecurityRuleOperation", NSGID: next.id, RuleName: old.name, Rule: snapshotRule(&old.props)}, q.failLRO)
 	s.writeDeleteAccepted(w, r, q, op)

@@ -29,6 +29,37 @@ const (
 	servicePrincipalObjectID = "9d3f6a21-4c7b-4e85-b2a9-6e1c0f8d7a34"
 )
 
+// Busy modes: what a write to an NSG that is busy with another operation
+// meets.
+//
+// BusyQueue is today's ARM. The network resource provider used to refuse
+// such writes (429 RetryableErrorDueToAnotherOperation, or 409
+// AnotherOperationInProgress), which is why azurerm serialised the writes
+// of one NSG with a lock; azurerm 3.0 removed that lock by default because
+// "the upstream API appears to have since solved the concurrency issues"
+// (hashicorp/terraform-provider-azurerm#15719, after the relaxed_locking
+// feature flag of #15631 and the request of #5119): concurrent rule writes
+// to one NSG are now accepted and run one after another. Azure documents
+// no bound on that queue; what it still documents for a resource "locked
+// by another operation" is 429 RetryableErrorDueToAnotherOperation
+// (learn.microsoft.com, azure-resource-manager/management/
+// request-limits-and-throttling), so that is what a write meets when the
+// queue is full (or 409 AnotherOperationInProgress with BusyStatus 409).
+//
+// BusyRefuse is the older behaviour, kept to measure clients against it:
+// every write to a busy NSG is refused with BusyStatus.
+const (
+	BusyQueue  = "queue"
+	BusyRefuse = "refuse"
+)
+
+// DefaultWriteQueue is the default bound of an NSG's queue under
+// BusyQueue: five times Terraform's default parallelism (10), so that a few
+// applies and jitd writing one NSG at once never overflow it, while a
+// runaway client meets Azure's busy error within a bounded backlog (at
+// Azure's write latency of seconds, 50 queued writes are minutes of wait).
+const DefaultWriteQueue = 50
+
 // Options configure a local Azure. The zero value is a fast, fault-free
 // server on a random loopback port.
 type Options struct {
@@ -59,9 +90,16 @@ type Options struct {
 	// FaultSeed makes the injected faults reproducible.
 	FaultSeed int64
 
-	// BusyStatus is the status of a write to an NSG that is busy with
-	// another operation: 429 (default, RetryableErrorDueToAnotherOperation)
-	// or 409 (AnotherOperationInProgress).
+	// BusyMode is what a write to an NSG busy with another operation meets:
+	// BusyQueue (the default, "" too) or BusyRefuse.
+	BusyMode string
+	// WriteQueue bounds the writes queued behind a busy NSG's running
+	// operation under BusyQueue; 0 means DefaultWriteQueue.
+	WriteQueue int
+	// BusyStatus is the status of a write refused because its NSG is busy
+	// (BusyRefuse) or its queue is full (BusyQueue): 429 (default,
+	// RetryableErrorDueToAnotherOperation) or 409
+	// (AnotherOperationInProgress).
 	BusyStatus int
 
 	// SeedFile is a JSON file of resources to preload, each an ARM object
@@ -96,6 +134,8 @@ type Server struct {
 
 	tenantID, subscriptionID, clientID, clientSecret string
 	busyStatus                                       int
+	busyMode                                         string
+	writeQueue                                       int
 
 	// identityHeader and githubRequestToken guard the managed identity and
 	// GitHub-style id-token endpoints, as their real counterparts do.
@@ -150,6 +190,8 @@ func Start(opts Options) (*Server, error) {
 		clientID:       orDefault(opts.ClientID, DefaultClientID),
 		clientSecret:   orDefault(opts.ClientSecret, DefaultClientSecret),
 		busyStatus:     opts.BusyStatus,
+		busyMode:       orDefault(opts.BusyMode, BusyQueue),
+		writeQueue:     opts.WriteQueue,
 		nsgs:           make(map[string]*nsgEntry),
 		vnets:          make(map[string]*netEntry[vnetState]),
 		nics:           make(map[string]*netEntry[nicState]),
@@ -174,6 +216,15 @@ func Start(opts Options) (*Server, error) {
 	case http.StatusTooManyRequests, http.StatusConflict:
 	default:
 		return nil, fmt.Errorf("busy status %d: want 429 or 409", opts.BusyStatus)
+	}
+	if s.busyMode != BusyQueue && s.busyMode != BusyRefuse {
+		return nil, fmt.Errorf("busy mode %q: want %q or %q", opts.BusyMode, BusyQueue, BusyRefuse)
+	}
+	switch {
+	case s.writeQueue == 0:
+		s.writeQueue = DefaultWriteQueue
+	case s.writeQueue < 0:
+		return nil, fmt.Errorf("write queue %d: must not be negative", opts.WriteQueue)
 	}
 	if opts.WriteLatency < 0 || opts.WriteRate < 0 || opts.WriteBurst < 0 || opts.FaultRate < 0 || opts.FaultRate > 1 {
 		return nil, errors.New("write latency, write rate and burst must not be negative, and the fault rate must be within [0, 1]")
@@ -338,6 +389,18 @@ func (s *Server) SetWriteLatency(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.writeLatency = max(d, 0)
+}
+
+// SetBusyMode changes what later writes to a busy NSG meet: BusyQueue or
+// BusyRefuse. Writes queued already still run.
+func (s *Server) SetBusyMode(mode string) error {
+	if mode != BusyQueue && mode != BusyRefuse {
+		return fmt.Errorf("busy mode %q: want %q or %q", mode, BusyQueue, BusyRefuse)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.busyMode = mode
+	return nil
 }
 
 // ServeHTTP routes a request to the metadata endpoint, Entra ID, ARM or the

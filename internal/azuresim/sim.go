@@ -74,10 +74,11 @@ func (s *Server) serveVerifyFlow(w http.ResponseWriter, r *http.Request) {
 type simConfig struct {
 	WriteLatency string   `json:"writeLatency"` // a Go duration
 	FaultRate    *float64 `json:"faultRate,omitempty"`
+	BusyMode     string   `json:"busyMode,omitempty"` // BusyQueue or BusyRefuse
 }
 
 // serveConfig shows (GET) and changes (PUT/PATCH/POST, fields optional)
-// the write latency and the fault rate.
+// the write latency, the fault rate and the busy mode.
 func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		var c simConfig
@@ -99,10 +100,16 @@ func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
 			}
 			s.SetFaultRate(*c.FaultRate)
 		}
+		if c.BusyMode != "" {
+			if err := s.SetBusyMode(c.BusyMode); err != nil {
+				writeARMError(w, http.StatusBadRequest, "InvalidConfig", `busyMode must be "queue" or "refuse".`)
+				return
+			}
+		}
 	}
 	s.mu.Lock()
 	rate := s.faultRate
-	c := simConfig{WriteLatency: s.writeLatency.String(), FaultRate: &rate}
+	c := simConfig{WriteLatency: s.writeLatency.String(), FaultRate: &rate, BusyMode: s.busyMode}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, c)
 }

@@ -14,18 +14,45 @@ import (
 	"github.com/google/uuid"
 )
 
-// nsgEntry is one NSG: its committed state and the operation, if any, that
-// is changing it. Only one operation runs per NSG, as on Azure.
+// nsgEntry is one NSG: its committed state, the operation, if any, that
+// is changing it, and the writes queued behind that operation. Only one
+// operation runs per NSG, as on Azure; see BusyQueue for what happens to
+// the writes that arrive meanwhile.
 type nsgEntry struct {
 	state *nsgState  // committed; nil while the NSG is being created
 	op    *operation // running write; nil when idle
+	// queue holds writes accepted while op runs, in the order they run;
+	// each starts when the one before it ends. Empty whenever op is nil.
+	queue []*operation
 }
 
-// visible is what reads return: the state as the running operation shows
-// it (provisioningState Updating or Deleting), else the committed one.
+// tail is the last write accepted for the NSG (queued or running); nil
+// when idle.
+func (e *nsgEntry) tail() *operation {
+	if n := len(e.queue); n > 0 {
+		return e.queue[n-1]
+	}
+	return e.op
+}
+
+// base is the state the next accepted write changes: the state the last
+// accepted write will commit, else the committed one. nil when the NSG is
+// being deleted (or does not exist).
+func (e *nsgEntry) base() *nsgState {
+	if t := e.tail(); t != nil {
+		return t.next
+	}
+	return e.state
+}
+
+// visible is what reads return: the state as the last accepted write shows
+// it (provisioningState Updating or Deleting), else the committed one. With
+// writes queued, reads and ETags show all of them, so a client that reads
+// and writes back with If-Match builds on the queued changes rather than
+// losing them.
 func (e *nsgEntry) visible() *nsgState {
-	if e.op != nil {
-		return e.op.visible
+	if t := e.tail(); t != nil {
+		return t.visible
 	}
 	return e.state
 }
@@ -45,6 +72,27 @@ func (e *nsgEntry) running() *operation {
 		return nil
 	}
 	return e.op
+}
+
+// carryPending marks on visible, what reads will show once a new write is
+// accepted, the changes of the writes accepted before it that have not
+// completed: their rules stay Updating and the NSG keeps its state.
+func (e *nsgEntry) carryPending(visible *nsgState) {
+	t := e.tail()
+	if t == nil || t.visible == nil {
+		return
+	}
+	if t.visible.provisioningState != statusSucceeded {
+		visible.provisioningState = t.visible.provisioningState
+	}
+	for _, r := range t.visible.rules {
+		if r.props.ProvisioningState != "Updating" {
+			continue
+		}
+		if i := visible.findRule(r.name); i >= 0 && visible.rules[i].props.ProvisioningState == statusSucceeded {
+			visible.rules[i].props.ProvisioningState = "Updating"
+		}
+	}
 }
 
 // nsgState is a network security group as stored.
@@ -157,13 +205,13 @@ func (s *Server) entry(key string) *nsgEntry {
 	return e
 }
 
-// settle completes e's operation if it is due. Callers hold s.mu.
+// settle completes e's operations that are due. Callers hold s.mu.
 //
 // While connections are tracked, a commit to an NSG with flushConnection on
 // re-evaluates them against every NSG on their path as it was at that
 // moment, so then every due operation completes, in the order they came
 // due; with no connection the order of completions cannot be observed and
-// only e's is completed.
+// only e's are completed.
 func (s *Server) settle(key string, e *nsgEntry) {
 	op := e.op
 	if op == nil || s.now().Before(op.due) {
@@ -173,13 +221,30 @@ func (s *Server) settle(key string, e *nsgEntry) {
 		s.settleAll()
 		return
 	}
-	s.complete(key, e)
+	now := s.now()
+	for e.op != nil && !now.Before(e.op.due) {
+		s.complete(key, e)
+	}
 }
 
-// complete applies e's operation, which is due. Callers hold s.mu.
+// complete applies e's operation, which is due, and starts the first
+// queued write (its due time was set when it was accepted: it starts when
+// this one ends). Callers hold s.mu.
 func (s *Server) complete(key string, e *nsgEntry) {
 	op := e.op
 	e.op = nil
+	if len(e.queue) > 0 {
+		e.op = e.queue[0]
+		e.queue = e.queue[1:]
+		if op.fail {
+			// The queued writes were accepted on top of this one's changes,
+			// which are not applied: they fail too rather than land them.
+			e.op.fail = true
+			for _, q := range e.queue {
+				q.fail = true
+			}
+		}
+	}
 	ev := &s.events[op.event]
 	ev.Completed = op.due
 	if op.fail {
@@ -191,7 +256,7 @@ func (s *Server) complete(key string, e *nsgEntry) {
 		e.state = op.next
 		ev.Result = statusSucceeded
 	}
-	if e.state == nil {
+	if e.state == nil && e.op == nil {
 		delete(s.nsgs, key)
 	}
 	if op.status == statusSucceeded && e.state != nil && e.state.flushConnection() {
@@ -205,39 +270,57 @@ func (s *Server) complete(key string, e *nsgEntry) {
 func (s *Server) settleAll() {
 	s.expireJITRequests()
 	now := s.now()
-	var due []*nsgEntry
+	// An NSG's operations come due in the order they run, so sorting every
+	// due operation keeps each NSG's in its order.
+	var due []*operation
 	for _, e := range s.nsgs {
-		if e.op != nil && !now.Before(e.op.due) {
-			due = append(due, e)
+		for _, op := range append([]*operation{e.op}, e.queue...) {
+			if op == nil || now.Before(op.due) {
+				break
+			}
+			due = append(due, op)
 		}
 	}
-	slices.SortFunc(due, func(a, b *nsgEntry) int {
-		if c := a.op.due.Compare(b.op.due); c != 0 {
+	slices.SortFunc(due, func(a, b *operation) int {
+		if c := a.due.Compare(b.due); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.op.event, b.op.event)
+		return cmp.Compare(a.event, b.event)
 	})
-	for _, e := range due {
-		s.complete(e.op.key, e)
+	for _, op := range due {
+		if e := s.nsgs[op.key]; e != nil && e.op == op {
+			s.complete(op.key, e)
+		}
 	}
 }
 
 // startOperation records a write that Azure would run asynchronously and
-// marks the NSG busy until it completes.
+// marks the NSG busy until it completes. A write accepted while another
+// runs is queued behind the last one accepted: it runs when that one ends
+// and takes the write latency of its own acceptance, so its due time is
+// known now.
 func (s *Server) startOperation(key string, e *nsgEntry, name, resourceID, location string, visible, next *nsgState, ev Event, fail bool) *operation {
 	now := s.now()
 	ev.Seq = s.nextEventSeq()
 	ev.Accepted = now
 	ev.Result = statusInProgress
 	s.events = append(s.events, ev)
+	start := now
+	if t := e.tail(); t != nil && t.due.After(now) {
+		start = t.due
+	}
 	op := &operation{
 		id: uuid.NewString(), name: name, key: key, resourceID: resourceID,
 		location: normaliseLocation(location),
-		accepted: now, due: now.Add(s.writeLatency), fail: fail,
+		accepted: now, due: start.Add(s.writeLatency), fail: fail,
 		visible: visible, next: next, status: statusInProgress,
 		event: len(s.events) - 1,
 	}
-	e.op = op
+	if e.op != nil {
+		e.queue = append(e.queue, op)
+	} else {
+		e.op = op
+	}
 	s.pruneOperations(now)
 	s.ops[op.id] = op
 	return op
@@ -279,9 +362,10 @@ func setRetryAfter(h http.Header, remaining time.Duration) {
 	h.Set("retry-after-ms", strconv.FormatInt(int64(math.Ceil(float64(remaining)/float64(time.Millisecond))), 10))
 }
 
-// writeBusy refuses a write to an NSG whose operation op is still running,
-// as Azure does: 429 RetryableErrorDueToAnotherOperation (which SDKs retry)
-// or 409 AnotherOperationInProgress (which they do not).
+// writeBusy refuses a write to an NSG whose operation op is still running
+// (BusyRefuse) or whose queue is full (BusyQueue), as Azure does: 429
+// RetryableErrorDueToAnotherOperation (which SDKs retry) or 409
+// AnotherOperationInProgress (which they do not).
 func (s *Server) writeBusy(w http.ResponseWriter, r *http.Request, q armRequest, op *operation, attempted string) {
 	s.counters.busy++
 	setRetryAfter(w.Header(), op.due.Sub(s.now()))

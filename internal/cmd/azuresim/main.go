@@ -70,7 +70,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&opts.WriteBurst, "write-burst", 200, "subscription write token bucket size")
 	fs.Float64Var(&opts.FaultRate, "fault-rate", 0, "fraction of ARM requests that fail (500, 503, 429, reset, failed operation)")
 	fs.Int64Var(&opts.FaultSeed, "fault-seed", 1, "seed of the fault injection")
-	fs.IntVar(&opts.BusyStatus, "busy-status", 429, "status of a write to a busy NSG: 429 or 409")
+	fs.StringVar(&opts.BusyMode, "busy-mode", azuresim.BusyQueue, "what a write to a busy NSG meets: queue (today's ARM: it waits its turn) or refuse (the busy status)")
+	fs.IntVar(&opts.WriteQueue, "write-queue", azuresim.DefaultWriteQueue, "writes a busy NSG queues (busy-mode queue); one more is refused with the busy status")
+	fs.IntVar(&opts.BusyStatus, "busy-status", 429, "status of a write refused because its NSG is busy or its queue full: 429 or 409")
 	fs.StringVar(&opts.SeedFile, "seed-file", "", `JSON file of NSGs to preload ({"networkSecurityGroups":[…]})`)
 	if err := fs.Parse(args); err != nil {
 		return err

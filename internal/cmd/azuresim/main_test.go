@@ -92,7 +92,7 @@ func TestRunWritesEnvFileAndServes(t *testing.T) {
 
 func TestRunRejectsBadFlags(t *testing.T) {
 	ca := filepath.Join(t.TempDir(), "ca.pem")
-	for _, args := range [][]string{{"-busy-status", "500"}, {"-log-format", "xml"}, {"extra"}} {
+	for _, args := range [][]string{{"-busy-status", "500"}, {"-busy-mode", "wait"}, {"-write-queue", "-1"}, {"-log-format", "xml"}, {"extra"}} {
 		if err := run(context.Background(), append([]string{"-ca-file", ca}, args...), io.Discard, io.Discard); err == nil {
 			t.Errorf("run %v: no error", args)
 		}
