@@ -85,18 +85,23 @@ func TestSchemaRefusesMalformedEvents(t *testing.T) {
 		t.Fatalf("the full event does not validate: %v", err)
 	}
 	mutations := map[string]func(map[string]any){
-		"no schema_version":       func(m map[string]any) { delete(m, "schema_version") },
-		"schema_version 2":        func(m map[string]any) { m["schema_version"] = 2 },
-		"unknown field":           func(m map[string]any) { m["approver"] = "alice" },
-		"unknown action":          func(m map[string]any) { m["action"] = "reopen" },
-		"time not RFC 3339":       func(m map[string]any) { m["time"] = "30/11/2026" },
-		"login with markup":       func(m map[string]any) { m["approved_by"] = []any{"<!channel>"} },
-		"short commit":            func(m map[string]any) { m["commit_sha"] = "abc123" },
-		"URL with a line break":   func(m map[string]any) { m["change_url"] = "https://x.example/\nforged" },
-		"ARM write without id":    func(m map[string]any) { m["arm_writes"] = []any{map[string]any{"method": "PUT", "status_code": 200}} },
-		"ARM request id w/ space": func(m map[string]any) { m["arm_writes"].([]any)[0].(map[string]any)["request_id"] = "a b" },
-		"grant id upper case":     func(m map[string]any) { m["grant_id"] = "A1" },
-		"missing actor":           func(m map[string]any) { delete(m, "actor") },
+		"no schema_version":     func(m map[string]any) { delete(m, "schema_version") },
+		"schema_version 2":      func(m map[string]any) { m["schema_version"] = 2 },
+		"unknown field":         func(m map[string]any) { m["approver"] = "alice" },
+		"unknown action":        func(m map[string]any) { m["action"] = "reopen" },
+		"time not RFC 3339":     func(m map[string]any) { m["time"] = "30/11/2026" },
+		"login with markup":     func(m map[string]any) { m["approved_by"] = []any{"<!channel>"} },
+		"short commit":          func(m map[string]any) { m["commit_sha"] = "abc123" },
+		"URL with a line break": func(m map[string]any) { m["change_url"] = "https://x.example/\nforged" },
+		"ARM write without id":  func(m map[string]any) { m["arm_writes"] = []any{map[string]any{"method": "PUT", "status_code": 200}} },
+		"ARM request id w/ space": func(m map[string]any) {
+			writes, _ := m["arm_writes"].([]any)
+			if w, ok := writes[0].(map[string]any); ok {
+				w["request_id"] = "a b"
+			}
+		},
+		"grant id upper case": func(m map[string]any) { m["grant_id"] = "A1" },
+		"missing actor":       func(m map[string]any) { delete(m, "actor") },
 	}
 	for name, mutate := range mutations {
 		var m map[string]any

@@ -258,12 +258,14 @@ func (v *Verifier) Watcher(ctx context.Context, sub, region string) (id string, 
 		l, ok := v.watchers[key]
 		return l, ok
 	}
-	list, ok := known()
+	list, _ := known()
 	w, found := list.byRegion[region]
 	if !found {
 		v.listMu.Lock()
 		// Another question may have listed while this one waited.
-		if list, ok = known(); !ok || time.Since(list.listedAt) >= watcherRelist {
+		if l, ok := known(); ok && time.Since(l.listedAt) < watcherRelist {
+			list = l
+		} else {
 			list, err = v.listWatchers(ctx, sub)
 		}
 		v.listMu.Unlock()

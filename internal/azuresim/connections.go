@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/nsgrules"
 )
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/nsgrules"
 )
 

@@ -10,7 +10,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
@@ -35,12 +34,13 @@ func resourceClients(t *testing.T, srv *azuresim.Server) (*armresources.Resource
 	return groups, resources
 }
 
-// wantARMError asserts an SDK error's status and ARM error code.
-func wantARMError(t *testing.T, what string, err error, status int, code string) {
+// wantGroupNotFound asserts an SDK error is Azure's 404
+// ResourceGroupNotFound.
+func wantGroupNotFound(t *testing.T, what string, err error) {
 	t.Helper()
 	var re *azcore.ResponseError
-	if !errors.As(err, &re) || re.StatusCode != status || re.ErrorCode != code {
-		t.Errorf("%s: %v, want %d %s", what, err, status, code)
+	if !errors.As(err, &re) || re.StatusCode != http.StatusNotFound || re.ErrorCode != "ResourceGroupNotFound" {
+		t.Errorf("%s: %v, want 404 ResourceGroupNotFound", what, err)
 	}
 }
 
@@ -54,11 +54,11 @@ func TestMissingResourceGroupIsNotFound(t *testing.T) {
 
 	pager := c.groups.NewListPager("rg-typo", nil)
 	_, err := pager.NextPage(ctx)
-	wantARMError(t, "list NSGs of a missing group", err, http.StatusNotFound, "ResourceGroupNotFound")
+	wantGroupNotFound(t, "list NSGs of a missing group", err)
 	_, err = c.groups.Get(ctx, "rg-typo", "nsg-web", nil)
-	wantARMError(t, "get an NSG of a missing group", err, http.StatusNotFound, "ResourceGroupNotFound")
+	wantGroupNotFound(t, "get an NSG of a missing group", err)
 	_, err = c.rules.NewListPager("rg-typo", "nsg-web", nil).NextPage(ctx)
-	wantARMError(t, "list rules of a missing group", err, http.StatusNotFound, "ResourceGroupNotFound")
+	wantGroupNotFound(t, "list rules of a missing group", err)
 
 	opts := &arm.ClientOptions{ClientOptions: policy.ClientOptions{Cloud: cloudConfig(srv)}}
 	vnets, err := armnetwork.NewVirtualNetworksClient(srv.SubscriptionID(), secretCredential(t, srv), opts)
@@ -66,10 +66,10 @@ func TestMissingResourceGroupIsNotFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = vnets.NewListPager("rg-typo", nil).NextPage(ctx)
-	wantARMError(t, "list virtual networks of a missing group", err, http.StatusNotFound, "ResourceGroupNotFound")
+	wantGroupNotFound(t, "list virtual networks of a missing group", err)
 	_, resources := resourceClients(t, srv)
 	_, err = resources.NewListByResourceGroupPager("rg-typo", nil).NextPage(ctx)
-	wantARMError(t, "list the contents of a missing group", err, http.StatusNotFound, "ResourceGroupNotFound")
+	wantGroupNotFound(t, "list the contents of a missing group", err)
 
 	// The group that exists (created with its NSG) still lists, in any case.
 	page, err := c.groups.NewListPager("RG-JIT", nil).NextPage(ctx)
@@ -127,7 +127,7 @@ func TestResourceGroupDelete(t *testing.T) {
 	groups, resources := resourceClients(t, srv)
 
 	var raw *http.Response
-	poller, err := groups.BeginDelete(runtime.WithCaptureResponse(ctx, &raw), testRG, nil)
+	poller, err := groups.BeginDelete(policy.WithCaptureResponse(ctx, &raw), testRG, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +138,11 @@ func TestResourceGroupDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = groups.Get(ctx, testRG, nil)
-	wantARMError(t, "get the deleted group", err, http.StatusNotFound, "ResourceGroupNotFound")
+	wantGroupNotFound(t, "get the deleted group", err)
 	_, err = c.groups.NewListPager(testRG, nil).NextPage(ctx)
-	wantARMError(t, "list NSGs of the deleted group", err, http.StatusNotFound, "ResourceGroupNotFound")
+	wantGroupNotFound(t, "list NSGs of the deleted group", err)
 	_, err = resources.NewListByResourceGroupPager(testRG, nil).NextPage(ctx)
-	wantARMError(t, "list the deleted group's contents", err, http.StatusNotFound, "ResourceGroupNotFound")
+	wantGroupNotFound(t, "list the deleted group's contents", err)
 	// The NSG is gone with it, from the subscription-wide list too.
 	page, err := c.groups.NewListAllPager(nil).NextPage(ctx)
 	if err != nil || len(page.Value) != 0 {
@@ -150,7 +150,7 @@ func TestResourceGroupDelete(t *testing.T) {
 	}
 	// A group that does not exist cannot be deleted.
 	_, err = groups.BeginDelete(ctx, "rg-typo", nil)
-	wantARMError(t, "delete a missing group", err, http.StatusNotFound, "ResourceGroupNotFound")
+	wantGroupNotFound(t, "delete a missing group", err)
 	// Created again, it is empty.
 	createNSG(t, c, "nsg-new")
 	again, err := c.groups.NewListPager(testRG, nil).NextPage(ctx)

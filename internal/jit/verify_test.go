@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-func verifyGrant(t *testing.T, p Policy, id, src string, ports []int64, proto string) GrantRule {
+func verifyGrant(t *testing.T, p Policy, id, src string, ports []int64) GrantRule {
 	t.Helper()
-	spec, err := p.CheckGrant(GrantInput{Ports: ports, Protocol: proto, Source: src, Duration: "30m", Requester: "alice@example.com"})
+	spec, err := p.CheckGrant(GrantInput{Ports: ports, Protocol: "Tcp", Source: src, Duration: "30m", Requester: "alice@example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestPlanProbes(t *testing.T) {
 		{VMID: "vm-b", NICID: "nic-b", Addresses: []netip.Addr{netip.MustParseAddr("10.0.1.5")}}, // not protected
 		{VMID: "vm-a", NICID: "nic-a", Addresses: []netip.Addr{netip.MustParseAddr("10.0.1.4")}},
 	}
-	g1 := verifyGrant(t, web, "g1", "203.0.113.7", []int64{22}, "Tcp")
+	g1 := verifyGrant(t, web, "g1", "203.0.113.7", []int64{22})
 	probes, skips := PlanProbes([]Policy{web}, []GrantRule{g1}, targets)
 	got := probeLines(probes)
 	want := []string{
@@ -82,10 +82,10 @@ func TestPlanProbesChoosesAddresses(t *testing.T) {
 	}{
 		{"documentation address allowed", small, nil, "192.0.2.1", "198.51.100.1"},
 		{"steps over grants", small, []GrantRule{
-			verifyGrant(t, small, "a", "198.51.100.1", []int64{22}, "Tcp"),
-			verifyGrant(t, small, "b", "198.51.100.0", []int64{22}, "Tcp"),
+			verifyGrant(t, small, "a", "198.51.100.1", []int64{22}),
+			verifyGrant(t, small, "b", "198.51.100.0", []int64{22}),
 		}, "192.0.2.1", "198.51.100.2"},
-		{"all covered", small, []GrantRule{verifyGrant(t, small, "a", "198.51.100.0/30", []int64{22}, "Tcp")}, "192.0.2.1",
+		{"all covered", small, []GrantRule{verifyGrant(t, small, "a", "198.51.100.0/30", []int64{22})}, "192.0.2.1",
 			"skipped: every allowed IPv4 source has a grant on this port"},
 		{"a grant on another port does not count", small, []GrantRule{}, "192.0.2.1", "198.51.100.1"},
 	}
@@ -96,7 +96,7 @@ func TestPlanProbesChoosesAddresses(t *testing.T) {
 		p              Policy
 		grants         []GrantRule
 		outside, noGrt string
-	}{"any source", anyPolicy, []GrantRule{verifyGrant(t, anyPolicy, "a", "192.0.2.1", []int64{22}, "Tcp")},
+	}{"any source", anyPolicy, []GrantRule{verifyGrant(t, anyPolicy, "a", "192.0.2.1", []int64{22})},
 		"skipped: the policy allows every source, so no address is outside it", "198.51.100.1"})
 	docs := mustPolicy(t, PolicyInput{Name: "docs", DestinationPrefixes: []string{"10.0.1.4"},
 		AllowedSources: []string{"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "10.0.0.0/8"},
@@ -120,7 +120,7 @@ func TestPlanProbesChoosesAddresses(t *testing.T) {
 func TestPlanProbesFamilies(t *testing.T) {
 	p := mustPolicy(t, PolicyInput{Name: "dual", DestinationPrefixes: []string{"10.0.1.4", "fd00::4"}, AllowedSources: []string{"203.0.113.0/24", "2001:db8:1::/48"},
 		BandStart: 100, BandEnd: 199, Ports: []PortInput{{Number: 22, Protocol: "Tcp", MaxDuration: "1h"}}})
-	g := verifyGrant(t, p, "g", "2001:db8:1::7", []int64{22}, "Tcp")
+	g := verifyGrant(t, p, "g", "2001:db8:1::7", []int64{22})
 	probes, _ := PlanProbes([]Policy{p}, []GrantRule{g},
 		[]VerifyTarget{{VMID: "vm", NICID: "nic", Addresses: []netip.Addr{netip.MustParseAddr("10.0.1.4"), netip.MustParseAddr("fd00::4")}}})
 	got := probeLines(probes)

@@ -101,7 +101,11 @@ func TestRenderedValuesReadBack(t *testing.T) {
 			t.Errorf("%q: the rendered block does not parse: %v\n%s", why, diags, src)
 			continue
 		}
-		blocks := f.Body.(*hclsyntax.Body).Blocks
+		body, ok := f.Body.(*hclsyntax.Body)
+		if !ok {
+			t.Fatalf("%q: the parsed file has no native syntax body", why)
+		}
+		blocks := body.Blocks
 		if len(blocks) != 1 || len(blocks[0].Body.Attributes) != 6 {
 			t.Errorf("%q: want one block of 6 attributes:\n%s", why, src)
 			continue
