@@ -401,22 +401,22 @@ func summary(e Event, esc func(string) string) string {
 	if e.Requester != "" {
 		fmt.Fprintf(&b, " for %s", esc(e.Requester))
 	}
-	if len(e.ApprovedBy) > 0 {
-		logins := make([]string, len(e.ApprovedBy))
-		for i, l := range e.ApprovedBy {
-			logins[i] = esc(l)
+	// escAll escapes each value of a list and joins them.
+	escAll := func(values []string, sep string) string {
+		out := make([]string, len(values))
+		for i, v := range values {
+			out[i] = esc(v)
 		}
-		fmt.Fprintf(&b, ", approved by %s", strings.Join(logins, ", "))
+		return strings.Join(out, sep)
+	}
+	if len(e.ApprovedBy) > 0 {
+		fmt.Fprintf(&b, ", approved by %s", escAll(e.ApprovedBy, ", "))
 		if e.ChangeRef != "" {
 			fmt.Fprintf(&b, " in %s", esc(e.ChangeRef))
 		}
 	}
 	if len(e.Ports) > 0 {
-		ports := make([]string, len(e.Ports))
-		for i, p := range e.Ports {
-			ports[i] = esc(p)
-		}
-		fmt.Fprintf(&b, ", ports %s", strings.Join(ports, " "))
+		fmt.Fprintf(&b, ", ports %s", escAll(e.Ports, " "))
 	}
 	if e.Source != "" {
 		fmt.Fprintf(&b, " from %s", esc(e.Source))

@@ -66,8 +66,9 @@ type Client struct {
 	// gatherBatches makes the first change to an idle NSG wait for others
 	// (see minGather); on by default.
 	gatherBatches bool
-	raw           *arm.Client // for whole-NSG reads and writes as raw JSON
-	verifier      *Verifier   // IP flow verify for VerifyMigrationFlow, made on first use
+	raw           *arm.Client       // for whole-NSG reads and writes as raw JSON
+	verifier      *Verifier         // IP flow verify for VerifyMigrationFlow, made on first use
+	vmRegions     map[string]string // by lower-cased VM id, for VerifyMigrationFlow
 }
 
 // subscriptionClients are the armnetwork clients of one subscription:

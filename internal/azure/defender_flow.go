@@ -29,7 +29,7 @@ type MigrationFlowVerdict struct {
 // the flow is allowed.
 func (c *Client) VerifyMigrationFlow(ctx context.Context, f MigrationFlow) (MigrationFlowVerdict, error) {
 	const op = "verify IP flow"
-	vm, err := c.getVM(ctx, f.VMID)
+	region, err := c.vmRegion(ctx, f.VMID)
 	if err != nil {
 		return MigrationFlowVerdict{}, err
 	}
@@ -48,10 +48,34 @@ func (c *Client) VerifyMigrationFlow(ctx context.Context, f MigrationFlow) (Migr
 	}
 	v := c.verifier
 	c.mu.Unlock()
-	got, err := v.VerifyIPFlow(ctx, jit.Probe{VMID: f.VMID, NICID: f.NICID, Region: normaliseRegion(vm.Location),
+	got, err := v.VerifyIPFlow(ctx, jit.Probe{VMID: f.VMID, NICID: f.NICID, Region: region,
 		Local: local, Remote: remote, Port: f.Port, Protocol: proto})
 	if err != nil {
 		return MigrationFlowVerdict{}, err
 	}
 	return MigrationFlowVerdict{Allowed: got.Access == jit.Allow, Rule: got.RuleName}, nil
+}
+
+// vmRegion is the region of a VM, read once per VM for the client's life:
+// a migration check asks several flows of each VM.
+func (c *Client) vmRegion(ctx context.Context, vmID string) (string, error) {
+	key := strings.ToLower(vmID)
+	c.mu.Lock()
+	region, ok := c.vmRegions[key]
+	c.mu.Unlock()
+	if ok {
+		return region, nil
+	}
+	vm, err := c.getVM(ctx, vmID)
+	if err != nil {
+		return "", err
+	}
+	region = normaliseRegion(vm.Location)
+	c.mu.Lock()
+	if c.vmRegions == nil {
+		c.vmRegions = map[string]string{}
+	}
+	c.vmRegions[key] = region
+	c.mu.Unlock()
+	return region, nil
 }

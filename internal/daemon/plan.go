@@ -585,7 +585,10 @@ func revokedGrants(last []jit.GrantRule, view jit.NSGView, rules []jit.SecurityR
 // judgeAgainstLastSeen closes a grant whose rule changed since jitd last
 // saw it open: nothing the product does edits a grant's rule in place (a
 // grant that moves to another NSG is a new rule there), so a change is
-// someone else's, and fails closed.
+// someone else's, and fails closed. The seal (jit.SealGrantRule) already
+// shows an edit of the source, ports, protocol, expiry or requester on the
+// first read; this adds what the seal leaves out (destinations), and a
+// rule edited and sealed again by someone who knows the grammar.
 //
 // Copies on other NSGs (sameNSG false) are compared without their
 // destinations, which are each NSG's policy's.
