@@ -78,7 +78,7 @@ func (s *Server) nicStates(latest bool) []*nicState { return netStates(s, s.nics
 
 var nicKind = &netType[nicState, *nicState]{
 	typ:     nicType,
-	entries: func(s *Server) map[string]*netEntry[nicState] { return s.nics },
+	entries: func(s *Server) map[string]*resourceEntry[nicState] { return s.nics },
 	key:     nicKey,
 	name:    func(q armRequest) string { return q.nic },
 	render:  (*Server).nicJSON,
