@@ -19,6 +19,13 @@ import (
 // their GET, list, PUT, PATCH (tags) and DELETE. Their security rules are
 // in rules.go.
 
+const (
+	nsgType         = "Microsoft.Network/networkSecurityGroups"
+	ruleType        = "Microsoft.Network/networkSecurityGroups/securityRules"
+	defaultRuleType = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules"
+	maxBodyBytes    = 8 << 20
+)
+
 // nsgEntry is one NSG on the engine: its committed state and its write
 // queue (see BusyQueue for what happens to the writes that arrive while one
 // runs).
@@ -170,13 +177,6 @@ func (s *Server) settleAll() {
 func (s *Server) startOperation(key string, e *nsgEntry, name, resourceID, location string, visible, next *nsgState, ev Event, fail bool) *operation {
 	return startWrite(s, key, e, name, resourceID, location, visible, next, &ev, fail)
 }
-
-const (
-	nsgType         = "Microsoft.Network/networkSecurityGroups"
-	ruleType        = "Microsoft.Network/networkSecurityGroups/securityRules"
-	defaultRuleType = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules"
-	maxBodyBytes    = 8 << 20
-)
 
 // nsgComputed are the NSG members the server computes; a client's values
 // for them are ignored rather than stored.
