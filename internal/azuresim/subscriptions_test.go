@@ -301,6 +301,13 @@ func TestSubscriptionsHoldIndependentNetworks(t *testing.T) {
 		t.Errorf("automatic network watcher of the other subscription: %v", err)
 	}
 
+	// IP flow verify judges targets in its watcher's subscription only.
+	_, err = other.watchers.BeginVerifyIPFlow(ctx, "NetworkWatcherRG", "NetworkWatcher_westeurope", armnetwork.VerificationIPFlowParameters{
+		TargetResourceID: nicDef.ID, Direction: to.Ptr(armnetwork.DirectionInbound), Protocol: to.Ptr(armnetwork.IPFlowProtocolTCP),
+		LocalIPAddress: to.Ptr("10.10.1.4"), LocalPort: to.Ptr("22"), RemoteIPAddress: to.Ptr("198.51.100.7"), RemotePort: to.Ptr("*"),
+	}, nil)
+	wantBadRequest(t, "IP flow verify of another subscription's NIC", err, "InvalidTargetResource")
+
 	// An NSG associated in one subscription is in use there only.
 	wantBadRequest(t, "delete the other subscription's NSG in use", other.deleteNSG(ctx, "nsg-app"), "InUseNetworkSecurityGroupCannotBeDeleted")
 	if err := other.deleteNIC(ctx, "nic-web"); err != nil {
