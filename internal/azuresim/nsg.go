@@ -504,13 +504,14 @@ func (s *Server) lookupNSG(id string) *nsgState {
 }
 
 // checkNSGReference validates an NSG association of resource from in
-// location and returns the NSG's canonical id.
+// location and returns the NSG's canonical id. The NSG must be in from's
+// region and subscription.
 func (s *Server) checkNSGReference(ref *resourceRef, from, location string) (string, *armError) {
 	if ref == nil || ref.ID == "" {
 		return "", nil
 	}
 	nsg := s.lookupNSG(ref.ID)
-	if nsg == nil || normaliseLocation(nsg.location) != normaliseLocation(location) {
+	if nsg == nil || normaliseLocation(nsg.location) != normaliseLocation(location) || !inSubscription(from, nsg.sub) {
 		return "", invalidReference(ref.ID, from)
 	}
 	return nsg.id, nil

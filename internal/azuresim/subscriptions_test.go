@@ -301,6 +301,17 @@ func TestSubscriptionsHoldIndependentNetworks(t *testing.T) {
 		t.Errorf("automatic network watcher of the other subscription: %v", err)
 	}
 
+	// References stay within a subscription: a NIC cannot sit in another
+	// subscription's subnet nor take its NSG.
+	_, err = other.createNIC(ctx, "nic-cross-subnet", nicSpec{subnetID: def.appSubnetID("web")})
+	wantBadRequest(t, "NIC in another subscription's subnet", err, "InvalidResourceReference")
+	nsgDef, err := def.groups.Get(ctx, testRG, "nsg-app", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = other.createNIC(ctx, "nic-cross-nsg", nicSpec{subnetID: other.appSubnetID("web"), nsgID: *nsgDef.ID})
+	wantBadRequest(t, "NIC with another subscription's NSG", err, "InvalidResourceReference")
+
 	// IP flow verify judges targets in its watcher's subscription only.
 	_, err = other.watchers.BeginVerifyIPFlow(ctx, "NetworkWatcherRG", "NetworkWatcher_westeurope", armnetwork.VerificationIPFlowParameters{
 		TargetResourceID: nicDef.ID, Direction: to.Ptr(armnetwork.DirectionInbound), Protocol: to.Ptr(armnetwork.IPFlowProtocolTCP),

@@ -197,7 +197,7 @@ func (s *Server) newVMState(sub, rg, name string, raw []byte, cur *vmState) (*vm
 				nic = e.state
 			}
 		}
-		if nic == nil || normaliseLocation(nic.location) != normaliseLocation(next.location) {
+		if nic == nil || normaliseLocation(nic.location) != normaliseLocation(next.location) || !strings.EqualFold(nic.sub, next.sub) {
 			return nil, invalidReference(ref.ID, next.id)
 		}
 		if slices.ContainsFunc(next.nics, func(n vmNIC) bool { return strings.EqualFold(n.id, nic.id) }) {
