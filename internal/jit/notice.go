@@ -13,8 +13,8 @@ type Severity int
 
 // Severities of a Notice.
 const (
-	Warning Severity = iota
-	Error
+	Warning Severity = iota // informs; nothing is stopped
+	Error                   // stops the plan or apply it is about
 )
 
 // Notice is a finding the user should read: a summary in Title Case and a

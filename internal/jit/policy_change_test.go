@@ -283,7 +283,7 @@ func TestPolicyFindingsNotices(t *testing.T) {
 	vpnAbove := rule("vpn-above", 95, Allow, ProtocolTCP, list("203.0.113.0/24"), list("10.0.1.4"), list("22", "3389"), "")
 	vpnInside := rule("vpn-inside", 150, Allow, ProtocolTCP, list("203.0.113.8"), list("10.0.1.4"), list("22"), "")
 	below := rule("below", 300, Allow, ProtocolTCP, list("*"), list("*"), list("22"), "")
-	asg := SecurityRule{Name: "asg", Priority: 96, Direction: Inbound, Access: Allow, Protocol: ProtocolTCP,
+	asg := SecurityRule{Name: "asg", Priority: 150, Direction: Inbound, Access: Allow, Protocol: ProtocolTCP,
 		DestinationPorts: list("22"), UsesApplicationSecurityGroups: true}
 	f := PolicyFindings{Policy: p.Name}
 	f.AddNSG(p, nsgA, append(p.Rules(), internet, below))
@@ -324,8 +324,8 @@ func TestPolicyFindingsNotices(t *testing.T) {
 
 	var asgOnly PolicyFindings
 	asgOnly.AddNSG(p, nsgA, append(p.Rules(), asg))
-	if n, ok := asgOnly.StandingNotice(false); ok && !strings.Contains(n.Detail, "sources (application security groups)") {
-		t.Fatalf("a rule with application security groups names them: %s", n.Detail)
+	if n, ok := asgOnly.StandingNotice(false); !ok || !strings.Contains(n.Detail, "asg (priority 150) on "+nsgA+": port 22/Tcp, sources (application security groups), ports 22: ") {
+		t.Fatalf("a rule with application security groups inside the band names them: %+v", n)
 	}
 	if _, ok := (PolicyFindings{Policy: "web"}).BypassNotice(true); ok {
 		t.Fatal("a notice with no bypass")
@@ -479,5 +479,19 @@ func TestConflictNotices(t *testing.T) {
 	}
 	if got := ConflictNotices(errors.New("plain")); len(got) != 1 || got[0].Attribute != "" || got[0].Detail != "plain" {
 		t.Fatalf("a plain error: %+v", got)
+	}
+}
+
+func TestMoveReasons(t *testing.T) {
+	g := changeGrant(t, changePolicy(t), "g1", 106, time.Hour)
+	if got := GrantMovedReason("web", g); got != "policy web gained this NSG: the grant's rule moved with it, for its remaining window until 2026-11-30T13:00:00Z" {
+		t.Errorf("GrantMovedReason = %q", got)
+	}
+	if got := GrantLeftReason("web"); got != "policy web left this NSG: the grant's rule there went with it" {
+		t.Errorf("GrantLeftReason = %q", got)
+	}
+	if n := SessionsOffNotice("web", nsgA); n.Severity != Warning || n.Summary != "Live Sessions No Longer End at Expiry" ||
+		!strings.Contains(n.Detail, `Policy "web" ends live sessions at expiry, but flushConnection is off on `+nsgA) {
+		t.Errorf("SessionsOffNotice = %+v", n)
 	}
 }
