@@ -122,4 +122,30 @@
 // an NSG carries its active grants there with MoveGrant, for their
 // remaining window; PlanRestore rebuilds a policy's missing guard and
 // deny-all rules from those that remain.
+//
+// # Changing a policy, and what the user reads
+//
+// Every decision about a policy change is made here; the provider reads the
+// NSGs, asks, writes what it is told and renders what it is given:
+//
+//   - at plan time, Policy.CheckPlanOn judges each NSG (ExistingPolicyNotice,
+//     Conflicts, GrantsOutsideBand, SessionNotices) and gathers
+//     PolicyFindings, whose BypassNotice, StandingNotice and AdminNotice
+//     honour the fail_on_* switches;
+//   - PlanPolicyUpdate decides an update from the NSGs the policy had: which
+//     NSGs it gains and leaves, which are checked, which grants move with it
+//     (MovableGrants: a grant missing or tampered on any NSG that still holds
+//     the policy was revoked there and never moves) and which records of
+//     ended grants go along (PolicyRecords);
+//   - Policy.WriteOn and RemovalNames decide each NSG's single write, and
+//     FlushKept and FlushReleased the flushConnection value around it;
+//   - ReadBackPolicy decides which NSGs hold the policy intact; ActiveGrants
+//     and DeletePolicyNotice refuse a delete while grants are active;
+//   - for grants, GrantPolicyCheck finds the policy a grant is judged
+//     against, ObserveGrant and OpenDecision.Refused its state, and
+//     EndedGrant tells the user that it ended.
+//
+// What the user reads is a Notice: severity, the attribute it points at,
+// and the exact summary and detail, so every path that reports a finding
+// says the same words. PolicyID and ParsePolicyID are a policy's id.
 package jit

@@ -250,33 +250,20 @@ func (r *grantResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanR
 		plan.ID = types.StringValue(plan.PolicyID.ValueString() + grantIDSep + state.GrantID.ValueString())
 	}
 
-	status := jit.GrantState(state.Status.ValueString())
-	if status.Terminal() {
-		expires := state.ExpiresAt.ValueString()
-		what := fmt.Sprintf("expired at %s", expires)
-		switch status {
-		case jit.GrantRevoked:
-			what = fmt.Sprintf("was revoked before its expiry (%s): its rule was deleted outside Terraform", expires)
-		case jit.GrantClosed:
-			what = fmt.Sprintf("was closed before its expiry (%s): this exact request was destroyed or closed before", expires)
-		}
-		detail := fmt.Sprintf("Access grant %s for %s %s. Remove this block; to ask again, open a new request.\n\n"+
-			"This grant will not open again: nothing in a plan re-opens an expired, revoked or closed grant.",
-			state.GrantID.ValueString(), state.Source.ValueString(), what)
-		if state.Open.ValueBool() {
-			// A rule is still there (no jitd ran, or part of it was revoked):
-			// this plan closes it.
+	if status := jit.GrantState(state.Status.ValueString()); status.Terminal() {
+		ended := jit.EndedGrant{Status: status, GrantID: state.GrantID.ValueString(), Source: state.Source.ValueString(),
+			ExpiresAt: state.ExpiresAt.ValueString(), Open: state.Open.ValueBool(), Recorded: state.Recorded.ValueBool()}
+		// A rule still there (no jitd ran, or part of it was revoked) is
+		// closed by this plan; an end not recorded on every NSG (a rule
+		// deleted outside Terraform before jitd saw it) is recorded, or
+		// the same request applied again after lost state would open anew.
+		if ended.Open {
 			plan.Open = types.BoolValue(false)
-			detail += "\n\nA rule of this grant is still open on Azure; this apply deletes it."
 		}
-		if !state.Recorded.ValueBool() {
-			// Its end is not recorded on every NSG (a rule deleted outside
-			// Terraform before jitd saw it): without the record, the same
-			// request applied again after lost state would open anew.
+		if !ended.Recorded {
 			plan.Recorded = types.BoolValue(true)
-			detail += "\n\nThe NSGs do not all record that this grant ended; this apply writes the records."
 		}
-		resp.Diagnostics.AddWarning(fmt.Sprintf("Access Grant %s", strings.ToUpper(string(status[:1]))+string(status[1:])), detail)
+		addNotices(&resp.Diagnostics, ended.Notice())
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
@@ -326,14 +313,8 @@ func (r *grantResource) planCreate(ctx context.Context, plan grantModel, resp *r
 		resp.Diagnostics.AddAttributeError(path.Root("policy_id"), "Unable to Read Access Grant", err.Error())
 		return
 	}
-	switch d := jit.DecideOpen(id, spec.Duration, sightings, r.data.clock.Now()); d.Action {
-	case jit.OpenAdopt:
-		resp.Diagnostics.AddWarning("Access Grant Already Open",
-			"Applying opens nothing new: "+d.Reason+". The window is not extended.")
-	case jit.OpenRefuse:
-		resp.Diagnostics.AddWarning("Access Request Already Used",
-			"Applying opens nothing: "+d.Reason+". The grant is recorded as ended. Remove this block; to ask again, "+
-				"open a new request (another justification or approval reference).")
+	if n, ok := jit.DecideOpen(id, spec.Duration, sightings, r.data.clock.Now()).Notice(true); ok {
+		addNotices(&resp.Diagnostics, n)
 	}
 }
 
@@ -400,15 +381,11 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 	case jit.OpenRefuse:
 		// The same request has ended: it is kept in state as ended, so the
 		// next plan asks for the block to be removed, and nothing opens.
-		status := jit.GrantClosed
-		if !decision.ExpiresAt.IsZero() && !now.Before(decision.ExpiresAt) {
-			status = jit.GrantExpired
-		}
+		status, expiresAt := decision.Refused(now)
 		plan.Status = types.StringValue(string(status))
-		plan.Open = types.BoolValue(anyOpen(sightings))
+		plan.ExpiresAt = types.StringValue(expiresAt.UTC().Format(time.RFC3339))
+		plan.Open = types.BoolValue(jit.AnyOpen(sightings))
 		if decision.CloseRemains {
-			status = jit.GrantRevoked
-			plan.Status = types.StringValue(string(status))
 			event.RuleName = jit.GrantRuleName(policyName, id)
 			g := jit.GrantRule{Policy: policyName, ID: id, Requester: spec.Requester, ExpiresAt: decision.ExpiresAt,
 				Rule: policy.GrantRule(id, spec, decision.ExpiresAt, 0)}
@@ -419,30 +396,25 @@ func (r *grantResource) Create(ctx context.Context, req resource.CreateRequest, 
 				_ = r.emit(ctx, event, audit.ActionClose, audit.ResultSuccess, decision.Reason)
 			}
 		}
-		if decision.ExpiresAt.IsZero() {
-			// No window to tell (a rule of this name that does not decode):
-			// it ends now.
-			status = jit.GrantExpired
-			plan.ExpiresAt = types.StringValue(now.UTC().Format(time.RFC3339))
-			plan.Status = types.StringValue(string(status))
-		}
 		plan.Recorded = types.BoolValue(r.endRecorded(ctx, nsgIDs, jit.GrantRule{Policy: policyName, ID: id}))
-		resp.Diagnostics.AddWarning("Access Request Already Used", "Nothing was opened: "+decision.Reason+
-			". Remove this block; to ask again, open a new request (another justification or approval reference).")
+		if n, ok := decision.Notice(false); ok {
+			addNotices(&resp.Diagnostics, n)
+		}
 		_ = r.emit(ctx, event, audit.ActionRefuse, audit.ResultDenied, decision.Reason)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 		return
 	case jit.OpenAdopt:
 		plan.Status = types.StringValue(grantActive)
 		plan.Open = types.BoolValue(true)
-		resp.Diagnostics.AddWarning("Access Grant Already Open", "Nothing was written: "+decision.Reason+". The window is not extended.")
+		if n, ok := decision.Notice(false); ok {
+			addNotices(&resp.Diagnostics, n)
+		}
 		_ = r.emit(ctx, event, audit.ActionAdopt, audit.ResultSuccess, decision.Reason)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 		return
 	}
 
-	start := now.UTC().Truncate(time.Second)
-	expires := start.Add(spec.Duration)
+	start, expires := jit.NewWindow(now, spec.Duration)
 	event.ExpiresAt = expires
 	plan.StartsAt = types.StringValue(start.Format(time.RFC3339))
 	plan.ExpiresAt = types.StringValue(expires.Format(time.RFC3339))
@@ -511,15 +483,6 @@ func (r *grantResource) sight(ctx context.Context, policyName, id string, nsgIDs
 		out = append(out, jit.SightGrant(nsgID, view, policyName, id))
 	}
 	return out, nil
-}
-
-func anyOpen(sightings []jit.GrantSighting) bool {
-	for _, s := range sightings {
-		if s.Open {
-			return true
-		}
-	}
-	return false
 }
 
 // openOnAll writes the grant's rule on every NSG, and returns the NSGs
@@ -596,7 +559,7 @@ func (r *grantResource) openOn(ctx context.Context, policy jit.Policy, nsgID, id
 	choose := func(current []jit.SecurityRule) (jit.SecurityRule, error) {
 		priority, ok := policy.FreeGrantPriority(current, nil)
 		if !ok {
-			full = fullBandDetail(policy, nsgID, current)
+			full = policy.FullRangeDetail(nsgID, current)
 			return jit.SecurityRule{}, errors.New(full)
 		}
 		return policy.GrantRule(id, spec, expires, priority), nil
@@ -612,22 +575,6 @@ func (r *grantResource) openOn(ctx context.Context, policy jit.Policy, nsgID, id
 		tflog.Debug(ctx, "Opened grant rule", map[string]any{"nsg_id": nsgID, "rule": written[0].Name, "priority": written[0].Priority})
 	}
 	return nil
-}
-
-func fullBandDetail(policy jit.Policy, nsgID string, rules []jit.SecurityRule) string {
-	lo, hi := policy.Band.GrantRange()
-	var b strings.Builder
-	fmt.Fprintf(&b, "The grant range %d–%d of policy %q (band %s) on %s is full: every priority is taken.", lo, hi, policy.Name, policy.Band, nsgID)
-	if grants := jit.ReadNSG(rules).Grants; len(grants) > 0 {
-		b.WriteString(" Grants holding it:\n")
-		for _, g := range grants {
-			if g.Policy == policy.Name {
-				fmt.Fprintf(&b, "  - %s by %s, until %s\n", g.ID, g.Requester, g.ExpiresAt.UTC().Format(time.RFC3339))
-			}
-		}
-	}
-	b.WriteString("\nWait for grants to expire, or widen the policy's priority_band.")
-	return b.String()
 }
 
 // endOn ends the grant on the NSGs: its rule is deleted and, where its
@@ -702,7 +649,7 @@ func stateGrant(ctx context.Context, m grantModel) jit.GrantRule {
 	if n := m.RuleName.ValueString(); n != "" {
 		// The rule keeps the name it was written with, under a policy since
 		// renamed too.
-		policyName = strings.TrimSuffix(strings.TrimPrefix(n, jit.RuleNamePrefix), "-g-"+m.GrantID.ValueString())
+		policyName = jit.GrantRulePolicy(n, m.GrantID.ValueString())
 	}
 	g := jit.GrantRule{Policy: policyName, ID: m.GrantID.ValueString(), Requester: m.Requester.ValueString()}
 	g.ExpiresAt, _ = time.Parse(time.RFC3339, m.ExpiresAt.ValueString())
@@ -745,15 +692,7 @@ func (r *grantResource) Read(ctx context.Context, req resource.ReadRequest, resp
 		// the record it left when it ended.
 		previous = jit.GrantActive
 		if !setGrantFromSightings(&state, sightings) {
-			if why := jit.Tampered(sightings, jit.SecurityRule{}); why != "" {
-				resp.Diagnostics.AddError("Access Grant Tampered",
-					fmt.Sprintf("Rule %s cannot be imported: it is not as its grant wrote it, %s. jitd closes it.",
-						jit.GrantRuleName(g.Policy, g.ID), why))
-				return
-			}
-			resp.Diagnostics.AddError("Access Grant Not Found",
-				fmt.Sprintf("Neither rule %s nor a record of it was found on %s.", jit.GrantRuleName(g.Policy, g.ID),
-					strings.Join(nsgIDs, ", ")))
+			addNotices(&resp.Diagnostics, jit.GrantImportNotice(g.Policy, g.ID, sightings, nsgIDs))
 			return
 		}
 		g = stateGrant(ctx, state)
@@ -766,30 +705,14 @@ func (r *grantResource) Read(ctx context.Context, req resource.ReadRequest, resp
 		resp.Diagnostics.AddError("Invalid Expiry in State", err.Error())
 		return
 	}
-	status := previous.Observe(expires, sightings, r.data.clock.Now())
-	tampered := jit.Tampered(sightings, g.Rule)
-	if tampered != "" && !status.Terminal() {
-		// Edited in place: not the grant that was reviewed. Revoked, and
-		// the plan closes the rule.
-		status = jit.GrantRevoked
-	}
+	status, tampered := jit.ObserveGrant(previous, expires, sightings, g.Rule, r.data.clock.Now())
 	state.Status = types.StringValue(string(status))
-	state.Open = types.BoolValue(anyOpen(sightings))
+	state.Open = types.BoolValue(jit.AnyOpen(sightings))
 	state.Recorded = types.BoolValue(status.Terminal() && r.endRecorded(ctx, nsgIDs, g))
 	state.RuleName = types.StringValue(jit.GrantRuleName(g.Policy, g.ID))
 	state.NSGIDs = stringSet(nsgIDs)
 	if status.Terminal() && !previous.Terminal() {
-		present := 0
-		for _, s := range sightings {
-			if s.Open {
-				present++
-			}
-		}
-		reason := fmt.Sprintf("%s; %d of %d rules still open", status, present, len(nsgIDs))
-		if tampered != "" {
-			reason += "; tampered: " + tampered
-		}
-		_ = r.emit(ctx, grantEvent(ctx, state), audit.ActionDrift, audit.ResultSuccess, reason)
+		_ = r.emit(ctx, grantEvent(ctx, state), audit.ActionDrift, audit.ResultSuccess, jit.DriftReason(status, sightings, tampered))
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
@@ -893,52 +816,27 @@ func (r *grantResource) ImportState(ctx context.Context, req resource.ImportStat
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("rule_name"), jit.GrantRuleName(policyName, grantID))...)
 }
 
-// readPolicy reads the policy from every NSG of its id. It must be intact
-// and identical on all of them: a grant is never judged against a policy
-// that is missing or malformed somewhere (fail closed).
-//
-// At plan time (planning) an NSG without the policy is allowed when another
-// NSG of the id holds it: the policy may be gaining that NSG in the same
-// run, and the apply checks again once it has.
+// readPolicy reads the policy from every NSG of its id, for
+// jit.GrantPolicyCheck to judge: intact and identical on all of them (at
+// plan time, an NSG that does not exist reads as one without the policy).
 func (r *grantResource) readPolicy(ctx context.Context, name string, nsgIDs []string, planning bool) (_ jit.Policy, diags diag.Diagnostics) {
-	var policy *jit.Policy
-	var missing string
+	check := jit.NewGrantPolicyCheck(name, planning)
 	for _, nsgID := range nsgIDs {
 		view, err := r.data.rules.View(ctx, nsgID)
 		if err != nil && (!planning || !errors.Is(err, azure.ErrNotFound)) {
 			diags.AddAttributeError(path.Root("policy_id"), "Unable to Read JIT Policy", azureErrorDetail("read the rules of", nsgID, err))
 			return jit.Policy{}, diags
 		}
-		decoded, ok := view.Policies[name]
-		switch {
-		case !ok && planning:
-			missing = nsgID
-			continue
-		case !ok:
-			diags.AddAttributeError(path.Root("policy_id"), "JIT Policy Not Found",
-				fmt.Sprintf("Policy %q is not on %s: no grant can be opened there. Apply the policy first.", name, nsgID))
-			return jit.Policy{}, diags
-		case decoded.Problem != "":
-			diags.AddAttributeError(path.Root("policy_id"), "JIT Policy Is Malformed",
-				fmt.Sprintf("Policy %q on %s does not read back consistently (%s). Grants are refused until the policy is "+
-					"applied again.", name, nsgID, decoded.Problem))
-			return jit.Policy{}, diags
-		case policy != nil && !policy.Equal(decoded.Policy):
-			diags.AddAttributeError(path.Root("policy_id"), "JIT Policy Differs Between NSGs",
-				fmt.Sprintf("Policy %q on %s differs from the same policy on %s. Apply the policy again.", name, nsgID, nsgIDs[0]))
+		if n, refused := check.Add(nsgID, view); refused {
+			addNotices(&diags, n)
 			return jit.Policy{}, diags
 		}
-		if policy == nil {
-			p := decoded.Policy
-			policy = &p
-		}
 	}
-	if policy == nil {
-		diags.AddAttributeError(path.Root("policy_id"), "JIT Policy Not Found",
-			fmt.Sprintf("Policy %q is not on %s: no grant can be opened there. Apply the policy first.", name, missing))
-		return jit.Policy{}, diags
+	policy, n, ok := check.Policy()
+	if !ok {
+		addNotices(&diags, n)
 	}
-	return *policy, diags
+	return policy, diags
 }
 
 // setGrantFromSightings fills an imported grant's request from its rule,

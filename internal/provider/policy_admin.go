@@ -3,12 +3,9 @@ package provider
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
-	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
@@ -19,7 +16,8 @@ import (
 // This file holds what Azure Virtual Network Manager security admin rules
 // do to a policy: they are evaluated before any NSG, so an AlwaysAllow rule
 // on a protected port is a bypass no NSG can close, and a Deny rule makes
-// grants from allowed sources useless (jit.Policy.AdminOverrides decides).
+// grants from allowed sources useless (jit.Policy.AdminOverrides decides,
+// jit.PolicyFindings.AdminNotice says so).
 
 var adminAttrTypes = map[string]attr.Type{
 	"network_security_group_id": types.StringType, "virtual_network_id": types.StringType, "name": types.StringType,
@@ -50,18 +48,12 @@ func adminOverrideAttribute() schema.ListNestedAttribute {
 	}
 }
 
-// nsgAdminOverride is an admin override of a policy on one NSG.
-type nsgAdminOverride struct {
-	nsgID, vnetID string
-	jit.AdminOverride
-}
-
 // adminOverrides reads the admin rules in effect for the policy's NSGs and
 // returns those that decide a protected port. Rules that cannot be read
 // (a missing permission, say) give a warning, not an error: the policy
 // still closes what NSGs can close.
-func (r *policyResource) adminOverrides(ctx context.Context, p jit.Policy, nsgIDs []string, diags *diag.Diagnostics) []nsgAdminOverride {
-	var out []nsgAdminOverride
+func (r *policyResource) adminOverrides(ctx context.Context, p jit.Policy, nsgIDs []string, diags *diag.Diagnostics) []jit.NSGAdminOverride {
+	findings := jit.PolicyFindings{Policy: p.Name}
 	for _, nsgID := range nsgIDs {
 		byVnet, err := r.data.rules.AdminRules(ctx, nsgID)
 		if err != nil {
@@ -76,21 +68,19 @@ func (r *policyResource) adminOverrides(ctx context.Context, p jit.Policy, nsgID
 			continue
 		}
 		for _, vr := range byVnet {
-			for _, o := range p.AdminOverrides(vr.rules) {
-				out = append(out, nsgAdminOverride{nsgID: nsgID, vnetID: vr.vnetID, AdminOverride: o})
-			}
+			findings.AddAdmin(p, nsgID, vr.vnetID, vr.rules)
 		}
 	}
-	return out
+	return findings.Admin
 }
 
 // adminOverrideList is the attribute's value.
-func adminOverrideList(overrides []nsgAdminOverride) types.List {
+func adminOverrideList(overrides []jit.NSGAdminOverride) types.List {
 	values := make([]attr.Value, 0, len(overrides))
 	for _, o := range overrides {
 		values = append(values, types.ObjectValueMust(adminAttrTypes, map[string]attr.Value{
-			"network_security_group_id": types.StringValue(o.nsgID),
-			"virtual_network_id":        types.StringValue(o.vnetID),
+			"network_security_group_id": types.StringValue(o.NSGID),
+			"virtual_network_id":        types.StringValue(o.VNetID),
 			"name":                      types.StringValue(o.Rule.Name),
 			"priority":                  types.Int64Value(int64(o.Rule.Priority)),
 			"access":                    types.StringValue(o.Rule.Access),
@@ -100,26 +90,4 @@ func adminOverrideList(overrides []nsgAdminOverride) types.List {
 		}))
 	}
 	return types.ListValueMust(types.ObjectType{AttrTypes: adminAttrTypes}, values)
-}
-
-// adminDiagnostics warns about admin overrides at plan time, or fails the
-// plan when asked to.
-func adminDiagnostics(p jit.Policy, overrides []nsgAdminOverride, fail bool, diags *diag.Diagnostics) {
-	if len(overrides) == 0 {
-		return
-	}
-	var lines []string
-	for _, o := range overrides {
-		lines = append(lines, fmt.Sprintf("  - %s (virtual network %s): %s", o.nsgID, o.vnetID, o.Reason))
-	}
-	summary := "Security Admin Rules Decide Protected Ports"
-	detail := fmt.Sprintf("Azure Virtual Network Manager security admin rules are evaluated before any NSG. For policy %q:\n%s",
-		p.Name, strings.Join(lines, "\n"))
-	if fail {
-		diags.AddAttributeError(path.Root("fail_on_admin_override"), summary, detail+
-			"\n\nfail_on_admin_override is true, so nothing was written. Ask the network manager's owners to change those "+
-			"rules, or set fail_on_admin_override = false.")
-		return
-	}
-	diags.AddWarning(summary, detail)
 }

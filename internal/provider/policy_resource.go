@@ -1,13 +1,9 @@
 package provider
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -57,7 +53,6 @@ type policyResource struct {
 const (
 	defaultBandStart = 100
 	defaultBandEnd   = 199
-	policyIDSep      = "@"
 )
 
 type policyModel struct {
@@ -248,124 +243,6 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 	}
 }
 
-// UpgradeState upgrades states of schema version 0, where destinations,
-// allowed sources and ports were lists: Terraform compared them by position,
-// so a policy imported (read back in canonical order) planned a change
-// against a configuration listing them in another order. The values are
-// the same; only their type changes.
-func (r *policyResource) UpgradeState(ctx context.Context) map[int64]resource.StateUpgrader {
-	v0 := policySchemaV0(ctx)
-	return map[int64]resource.StateUpgrader{
-		0: {PriorSchema: &v0, StateUpgrader: upgradePolicyStateV0},
-	}
-}
-
-// policyModelV0 is the state of schema version 0. Its last two attributes
-// came late in that version: states written before them read as null.
-type policyModelV0 struct {
-	ID                  types.String   `tfsdk:"id"`
-	Name                types.String   `tfsdk:"name"`
-	NSGIDs              types.Set      `tfsdk:"network_security_group_ids"`
-	DestinationPrefixes types.List     `tfsdk:"destination_address_prefixes"`
-	AllowedSources      types.List     `tfsdk:"allowed_source_address_prefixes"`
-	Ports               types.List     `tfsdk:"ports"`
-	Band                types.Object   `tfsdk:"priority_band"`
-	FailOnBypass        types.Bool     `tfsdk:"fail_on_bypass"`
-	RuleNames           types.List     `tfsdk:"rule_names"`
-	BypassingRules      types.List     `tfsdk:"bypassing_rules"`
-	Timeouts            timeouts.Value `tfsdk:"timeouts"`
-	FailOnStanding      types.Bool     `tfsdk:"fail_on_standing_access"`
-	StandingAccess      types.List     `tfsdk:"standing_access"`
-}
-
-// policySchemaV0 is schema version 0, as far as reading a state needs it:
-// the attributes and their types.
-func policySchemaV0(ctx context.Context) schema.Schema {
-	findings := schema.ListNestedAttribute{Computed: true, NestedObject: schema.NestedAttributeObject{
-		Attributes: map[string]schema.Attribute{
-			"network_security_group_id": schema.StringAttribute{Computed: true},
-			"name":                      schema.StringAttribute{Computed: true},
-			"priority":                  schema.Int64Attribute{Computed: true},
-			"port":                      schema.Int64Attribute{Computed: true},
-			"protocol":                  schema.StringAttribute{Computed: true},
-			"reason":                    schema.StringAttribute{Computed: true},
-		},
-	}}
-	return schema.Schema{
-		Attributes: map[string]schema.Attribute{
-			"id":                              schema.StringAttribute{Computed: true},
-			"name":                            schema.StringAttribute{Required: true},
-			"network_security_group_ids":      schema.SetAttribute{Required: true, ElementType: types.StringType},
-			"destination_address_prefixes":    schema.ListAttribute{Optional: true, Computed: true, ElementType: types.StringType},
-			"allowed_source_address_prefixes": schema.ListAttribute{Required: true, ElementType: types.StringType},
-			"ports": schema.ListNestedAttribute{Required: true, NestedObject: schema.NestedAttributeObject{
-				Attributes: map[string]schema.Attribute{
-					"port":         schema.Int64Attribute{Required: true},
-					"protocol":     schema.StringAttribute{Optional: true, Computed: true},
-					"max_duration": schema.StringAttribute{Required: true},
-				},
-			}},
-			"priority_band": schema.SingleNestedAttribute{Optional: true, Computed: true, Attributes: map[string]schema.Attribute{
-				"start": schema.Int64Attribute{Required: true},
-				"end":   schema.Int64Attribute{Required: true},
-			}},
-			"fail_on_bypass":          schema.BoolAttribute{Optional: true, Computed: true},
-			"fail_on_standing_access": schema.BoolAttribute{Optional: true, Computed: true},
-			"rule_names":              schema.ListAttribute{Computed: true, ElementType: types.StringType},
-			"bypassing_rules":         findings,
-			"standing_access":         findings,
-			"timeouts":                timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
-		},
-	}
-}
-
-// upgradePolicyStateV0 turns the lists of a version 0 state into sets,
-// element for element. A state from before fail_on_standing_access gets
-// its default; standing_access stays null until the next refresh reads it.
-func upgradePolicyStateV0(ctx context.Context, req resource.UpgradeStateRequest, resp *resource.UpgradeStateResponse) {
-	var old policyModelV0
-	resp.Diagnostics.Append(req.State.Get(ctx, &old)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	toSet := func(l types.List, elem attr.Type) types.Set {
-		switch {
-		case l.IsNull():
-			return types.SetNull(elem)
-		case l.IsUnknown():
-			return types.SetUnknown(elem)
-		}
-		v, diags := types.SetValue(elem, l.Elements())
-		resp.Diagnostics.Append(diags...)
-		return v
-	}
-	m := policyModel{
-		ID:                  old.ID,
-		Name:                old.Name,
-		NSGIDs:              old.NSGIDs,
-		DestinationPrefixes: toSet(old.DestinationPrefixes, types.StringType),
-		AllowedSources:      toSet(old.AllowedSources, types.StringType),
-		Ports:               toSet(old.Ports, types.ObjectType{AttrTypes: portAttrTypes}),
-		Band:                old.Band,
-		FailOnBypass:        old.FailOnBypass,
-		FailOnStanding:      old.FailOnStanding,
-		EndSessions:         types.BoolValue(false),
-		FailOnAdmin:         types.BoolValue(false),
-		AdminOverrides:      types.ListNull(types.ObjectType{AttrTypes: adminAttrTypes}),
-		RuleNames:           old.RuleNames,
-		BypassingRules:      old.BypassingRules,
-		StandingAccess:      old.StandingAccess,
-		Timeouts:            old.Timeouts,
-	}
-	if m.FailOnStanding.IsNull() {
-		m.FailOnStanding = types.BoolValue(false)
-	}
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-}
-
 // ruleFindingAttributes are the attributes of one rule reported in
 // bypassing_rules or standing_access; reason says what the rule does.
 func ruleFindingAttributes(reason string) map[string]schema.Attribute {
@@ -400,22 +277,9 @@ func (r *policyResource) ValidateConfig(ctx context.Context, req resource.Valida
 		addPolicyErrors(&resp.Diagnostics, err)
 		return
 	}
-	// The NSG stores the allowed sources as the complement of the guard, so
-	// they read back merged and minimal: say so where the configuration
-	// differs, or an import (which reads them back) plans an update.
-	if !slices.Equal(sortedCopy(in.AllowedSources), sortedCopy(p.AllowedSources)) {
-		resp.Diagnostics.AddAttributeWarning(path.Root("allowed_source_address_prefixes"), "Allowed Sources Read Back Merged",
-			fmt.Sprintf("The NSG records allowed_source_address_prefixes as %s (adjacent ranges merged, single addresses "+
-				"without a prefix length). Write them "+
-				"that way so that an import or another workspace reads back exactly this configuration; as written, an "+
-				"imported policy plans an update that changes nothing on Azure.", strings.Join(p.AllowedSources, ", ")))
+	if n, ok := jit.MergedSourcesNotice(in.AllowedSources, p); ok {
+		addNotices(&resp.Diagnostics, n)
 	}
-}
-
-func sortedCopy(s []string) []string {
-	c := slices.Clone(s)
-	slices.Sort(c)
-	return c
 }
 
 // ModifyPlan checks the policy against what is on its NSGs now — other
@@ -447,9 +311,7 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	nsgIDs := setStrings(ctx, plan.NSGIDs, &resp.Diagnostics)
 	creating := req.State.Raw.IsNull()
 	// A plan that leaves the policy and its NSGs as they are writes
-	// nothing, so what would only stop a write (a foreign rule planted in
-	// the band, another policy's band) does not fail it; what the rules
-	// let in is still reported below, as bypasses and standing access.
+	// nothing (jit.PlanCheck.Unchanged).
 	unchanged := !creating && r.sameAsState(ctx, req, p, plan.NSGIDs)
 
 	// On create the id stays unknown until apply: a grant in the same
@@ -460,7 +322,8 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	}
 	plan.RuleNames = stringList(p.GuardAndDenyNames())
 
-	var bypasses, standing []nsgBypass
+	check := jit.PlanCheck{Creating: creating, ID: policyID(p.Name, nsgIDs), Unchanged: unchanged, Now: r.data.clock.Now()}
+	findings := jit.PolicyFindings{Policy: p.Name}
 	for _, nsgID := range nsgIDs {
 		rules, err := r.data.rules.ListRules(ctx, nsgID)
 		if err != nil {
@@ -477,57 +340,17 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 			resp.Diagnostics.AddError("Unable to Read Network Security Group", azureErrorDetail("read the rules of", nsgID, err))
 			continue
 		}
-		if existing, ok := view.Policies[p.Name]; ok && creating {
-			if existing.Problem == "" && existing.Policy.Equal(p) {
-				// Exactly this policy: most likely an apply interrupted after
-				// Azure accepted the write and before Terraform saved state.
-				// Taking it over converges; writing it again changes nothing.
-				resp.Diagnostics.AddWarning("Adopting Existing JIT Policy",
-					fmt.Sprintf("Policy %q is already on %s exactly as configured (left by an interrupted apply, or written "+
-						"by another configuration). This resource takes it over. If another configuration manages it, remove "+
-						"one of the two.", p.Name, nsgID))
-				continue
-			}
-			resp.Diagnostics.AddAttributeError(path.Root("name"), "JIT Policy Already Exists",
-				fmt.Sprintf("A JIT policy named %q is already on %s (rules %s), written by another configuration or left behind. "+
-					"Import it (terraform import <address> '%s') or choose another name.",
-					p.Name, nsgID, strings.Join(existing.RuleNames, ", "), policyID(p.Name, nsgIDs)))
-			continue
-		}
-		if !unchanged {
-			if err := jit.Conflicts(p, nsgID, rules); err != nil {
-				addFieldErrors(&resp.Diagnostics, "JIT Policy Conflicts With Network Security Group", err)
-			}
-			if !creating {
-				r.checkGrantsFitBand(p, nsgID, view, &resp.Diagnostics)
-			}
-		}
-		sessionsDiagnostics(p, nsgID, view, &resp.Diagnostics)
-		for _, b := range p.Bypasses(rules) {
-			bypasses = append(bypasses, nsgBypass{nsgID: nsgID, Bypass: b})
-		}
-		for _, b := range p.StandingAccess(rules) {
-			standing = append(standing, nsgBypass{nsgID: nsgID, Bypass: b})
-		}
+		addNotices(&resp.Diagnostics, p.CheckPlanOn(check, nsgID, rules, view, &findings)...)
 	}
-	if len(bypasses) > 0 {
-		summary, detail := bypassDiagnostic(p.Name, bypasses)
-		if plan.FailOnBypass.ValueBool() {
-			resp.Diagnostics.AddAttributeError(path.Root("fail_on_bypass"), summary, detail+
-				"\n\nfail_on_bypass is true, so nothing was written. Remove or narrow those rules, or set fail_on_bypass = false.")
-		} else {
-			resp.Diagnostics.AddWarning(summary, detail)
-		}
+	if n, ok := findings.BypassNotice(plan.FailOnBypass.ValueBool()); ok {
+		addNotices(&resp.Diagnostics, n)
 	}
-	adminDiagnostics(p, r.adminOverrides(ctx, p, nsgIDs, &resp.Diagnostics), plan.FailOnAdmin.ValueBool(), &resp.Diagnostics)
-	if len(standing) > 0 {
-		summary, detail := standingDiagnostic(p.Name, standing)
-		if plan.FailOnStanding.ValueBool() {
-			resp.Diagnostics.AddAttributeError(path.Root("fail_on_standing_access"), summary, detail+
-				"\n\nfail_on_standing_access is true, so nothing was written. Remove or narrow those rules, or set fail_on_standing_access = false.")
-		} else {
-			resp.Diagnostics.AddWarning(summary, detail)
-		}
+	findings.Admin = r.adminOverrides(ctx, p, nsgIDs, &resp.Diagnostics)
+	if n, ok := findings.AdminNotice(plan.FailOnAdmin.ValueBool()); ok {
+		addNotices(&resp.Diagnostics, n)
+	}
+	if n, ok := findings.StandingNotice(plan.FailOnStanding.ValueBool()); ok {
+		addNotices(&resp.Diagnostics, n)
 	}
 	if resp.Diagnostics.HasError() {
 		return
@@ -550,22 +373,6 @@ func (r *policyResource) sameAsState(ctx context.Context, req resource.ModifyPla
 	}
 	old, err := jit.NewPolicy(in)
 	return err == nil && old.Equal(p)
-}
-
-func (r *policyResource) checkGrantsFitBand(p jit.Policy, nsgID string, view jit.NSGView, diags *diag.Diagnostics) {
-	lo, hi := p.Band.GrantRange()
-	for _, g := range view.Grants {
-		if g.Policy != p.Name || (g.Rule.Priority >= lo && g.Rule.Priority <= hi) {
-			continue
-		}
-		if !g.ExpiresAt.After(r.data.clock.Now()) {
-			continue
-		}
-		diags.AddAttributeError(path.Root("priority_band"), "Active Grant Outside the New Band",
-			fmt.Sprintf("Grant %s (rule %s, priority %d, by %s, until %s) on %s would fall outside the new grant range %d–%d. "+
-				"Wait until it expires or remove it, then change the band.",
-				g.ID, g.Rule.Name, g.Rule.Priority, g.Requester, g.ExpiresAt.UTC().Format(time.RFC3339), nsgID, lo, hi))
-	}
 }
 
 func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
@@ -639,7 +446,7 @@ func (r *policyResource) sessionsFlush(ctx context.Context, sessions *sessionSet
 	if err != nil {
 		return nil, err
 	}
-	return sessions.keep(nsgID, p, current, len(otherPoliciesEndingSessions(view, p.Name)) > 0), nil
+	return sessions.keep(nsgID, p, current, len(view.PoliciesEndingSessions(p.Name)) > 0), nil
 }
 
 // checkConflicts checks the policy against every NSG as it is now (other
@@ -653,7 +460,7 @@ func (r *policyResource) checkConflicts(ctx context.Context, p jit.Policy, nsgID
 			return false
 		}
 		if err := jit.Conflicts(p, nsgID, rules); err != nil {
-			addFieldErrors(diags, "JIT Policy Conflicts With Network Security Group", err)
+			addNotices(diags, jit.ConflictNotices(err)...)
 			return false
 		}
 	}
@@ -717,8 +524,7 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 		}
 	}
 
-	var intact []string
-	var found *jit.Policy
+	var nsgs []jit.PolicyNSG
 	for _, nsgID := range nsgIDs {
 		view, err := r.data.rules.View(ctx, nsgID)
 		if errors.Is(err, azure.ErrNotFound) {
@@ -729,34 +535,28 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 			resp.Diagnostics.AddError("Unable to Read JIT Policy", azureErrorDetail("read the rules of", nsgID, err))
 			return
 		}
-		decoded, ok := view.Policies[name]
-		switch {
-		case !ok:
-			tflog.Warn(ctx, "Policy rules missing from NSG", map[string]any{"nsg_id": nsgID, "policy": name})
-		case decoded.Problem != "":
-			tflog.Warn(ctx, "Policy rules on NSG are inconsistent", map[string]any{"nsg_id": nsgID, "policy": name, "problem": decoded.Problem})
-		case want != nil && !decoded.Policy.Equal(*want):
-			tflog.Warn(ctx, "Policy rules on NSG differ from the configuration", map[string]any{"nsg_id": nsgID, "policy": name})
-		default:
-			if found == nil {
-				p := decoded.Policy
-				found = &p
-			}
-			if found.Equal(decoded.Policy) {
-				intact = append(intact, nsgID)
-			}
+		nsgs = append(nsgs, jit.PolicyNSG{ID: nsgID, View: view})
+	}
+	back := jit.ReadBackPolicy(name, want, nsgs)
+	for _, on := range back.NSGs {
+		fields := map[string]any{"nsg_id": on.NSGID, "policy": name}
+		switch on.Status {
+		case jit.PolicyMissing:
+			tflog.Warn(ctx, "Policy rules missing from NSG", fields)
+		case jit.PolicyInconsistent:
+			fields["problem"] = on.Problem
+			tflog.Warn(ctx, "Policy rules on NSG are inconsistent", fields)
+		case jit.PolicyDiffers:
+			tflog.Warn(ctx, "Policy rules on NSG differ from the configuration or from its other NSGs", fields)
 		}
 	}
+	// With nothing intact and a configuration, Found is the configuration
+	// and no NSG is intact: the plan rewrites the rules on every NSG rather
+	// than forgetting the policy.
+	found, intact := back.Found, back.Intact
 	if found == nil {
-		if want == nil {
-			resp.Diagnostics.AddError("JIT Policy Not Found",
-				fmt.Sprintf("No intact JIT policy named %q was found on %s.", name, strings.Join(nsgIDs, ", ")))
-			return
-		}
-		// Every NSG lost or changed the policy. Keep the resource, with no
-		// NSG in it: the plan then rewrites the rules on every NSG of the
-		// configuration, rather than forgetting the policy.
-		found = want
+		addNotices(&resp.Diagnostics, jit.PolicyNotFoundNotice(name, nsgIDs))
+		return
 	}
 	if found.EndSessions {
 		intact = r.sessionsStillEnded(ctx, name, intact, &resp.Diagnostics)
@@ -794,10 +594,7 @@ func (r *policyResource) sessionsStillEnded(ctx context.Context, name string, in
 			return nil
 		}
 		if !on {
-			diags.AddWarning("Live Sessions No Longer End at Expiry",
-				fmt.Sprintf("Policy %q ends live sessions at expiry, but flushConnection is off on %s (turned off outside "+
-					"Terraform, for example by a whole-NSG write from another tool): sessions opened there during a grant "+
-					"would outlive it. The next apply turns it on again.", name, nsgID))
+			addNotices(diags, jit.SessionsOffNotice(name, nsgID))
 			continue
 		}
 		out = append(out, nsgID)
@@ -831,48 +628,23 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 	if len(oldIDs) == 0 {
 		oldIDs = setStrings(ctx, state.NSGIDs, &resp.Diagnostics)
 	}
-	var gained, leaving []string
-	for _, id := range nsgIDs {
-		if !containsFold(oldIDs, id) {
-			gained = append(gained, id)
-		}
-	}
-	for _, id := range oldIDs {
-		if !containsFold(nsgIDs, id) {
-			leaving = append(leaving, id)
-		}
-	}
-	// Active grants move with the policy, for their remaining window only:
-	// to an NSG that joins it, the grants open on every NSG it had.
-	var carry []jit.GrantRule
-	if len(gained) > 0 {
-		var err error
-		if carry, err = r.movableGrants(ctx, p.Name, oldIDs); err != nil {
-			resp.Diagnostics.AddError("Unable to Update JIT Policy", err.Error())
-			return
-		}
-	}
-	// The records of ended grants go to every NSG the policy keeps or gains,
-	// so that none is lost with an NSG it leaves.
-	var records []jit.EndedRecord
-	if len(gained) > 0 || len(leaving) > 0 {
-		var err error
-		if records, err = r.policyRecords(ctx, p.Name, oldIDs); err != nil {
-			resp.Diagnostics.AddError("Unable to Update JIT Policy", err.Error())
-			return
-		}
-	}
-
-	// Conflicts are checked where this apply writes the policy anew: every
-	// NSG when the policy changes, else only the NSGs it gains (a flag-only
-	// change must not fail on a foreign rule already reported in the band).
-	checked := nsgIDs
+	u := jit.PolicyUpdate{New: p, OldNSGs: oldIDs, NewNSGs: nsgIDs, Now: r.data.clock.Now()}
 	if in, known := policyInput(ctx, state, &resp.Diagnostics); known {
-		if old, err := jit.NewPolicy(in); err == nil && old.Equal(p) {
-			checked = gained
+		if old, err := jit.NewPolicy(in); err == nil {
+			u.Old = &old
 		}
 	}
-	if !r.checkConflicts(ctx, p, checked, "Unable to Update JIT Policy", &resp.Diagnostics) {
+	// What moves is decided from the NSGs the policy had, read only when
+	// the NSGs change: otherwise nothing moves.
+	if gained, leaving := jit.NSGsChange(oldIDs, nsgIDs); len(gained) > 0 || len(leaving) > 0 {
+		var err error
+		if u.Had, err = r.views(ctx, oldIDs); err != nil {
+			resp.Diagnostics.AddError("Unable to Update JIT Policy", err.Error())
+			return
+		}
+	}
+	change := jit.PlanPolicyUpdate(u)
+	if !r.checkConflicts(ctx, p, change.Check, "Unable to Update JIT Policy", &resp.Diagnostics) {
 		return
 	}
 	sessions := loadSessionSettings(ctx, req.Private, &resp.Diagnostics)
@@ -886,16 +658,12 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 		if err != nil {
 			return err
 		}
-		var moved []jit.GrantRule
-		if containsFold(gained, nsgID) {
-			moved = carry
-		}
-		if _, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules, moved, records, flush); err != nil {
+		moved := change.CarryTo(nsgID)
+		if _, err = applyPolicyToNSG(ctx, r.data.rules, nsgID, p, rules, moved, change.Records, flush); err != nil {
 			return err
 		}
 		for _, g := range moved {
-			r.audit(ctx, g, nsgID, audit.ActionOpen, fmt.Sprintf("policy %s gained this NSG: the grant's rule moved with it, "+
-				"for its remaining window until %s", p.Name, g.ExpiresAt.UTC().Format(time.RFC3339)))
+			r.audit(ctx, g, nsgID, audit.ActionOpen, jit.GrantMovedReason(p.Name, g))
 		}
 		return nil
 	})
@@ -907,16 +675,15 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 	// An NSG leaving the policy loses its rules, the grants' rules there
 	// with them (audited), and the records of ended grants.
 	now := r.data.clock.Now()
-	failedNSG, err = forEachNSG(ctx, leaving, func(ctx context.Context, nsgID string) error {
+	failedNSG, err = forEachNSG(ctx, change.Leaving, func(ctx context.Context, nsgID string) error {
 		grants, err := r.policyGrants(ctx, p.Name, nsgID)
 		if err == nil {
 			err = removePolicyFromNSG(ctx, r.data.rules, nsgID, p.Name, grants, sessions)
 		}
 		if err == nil {
 			for _, g := range grants {
-				if g.ExpiresAt.After(now) {
-					r.audit(ctx, g, nsgID, audit.ActionClose, fmt.Sprintf("policy %s left this NSG: the grant's rule there "+
-						"went with it", p.Name))
+				if g.ActiveAt(now) {
+					r.audit(ctx, g, nsgID, audit.ActionClose, jit.GrantLeftReason(p.Name))
 				}
 			}
 		}
@@ -948,13 +715,13 @@ func (r *policyResource) Delete(ctx context.Context, req resource.DeleteRequest,
 	if len(nsgIDs) == 0 {
 		nsgIDs = setStrings(ctx, state.NSGIDs, &resp.Diagnostics)
 	}
-	active, err := r.activeGrants(ctx, name, nsgIDs)
+	nsgs, err := r.views(ctx, nsgIDs)
 	if err != nil {
 		resp.Diagnostics.AddError("Unable to Delete JIT Policy", err.Error())
 		return
 	}
-	if len(active) > 0 {
-		resp.Diagnostics.AddError("JIT Policy Has Active Grants", activeGrantsDetail(name, active))
+	if n, refused := jit.DeletePolicyNotice(name, jit.ActiveGrants(name, nsgs, r.data.clock.Now())); refused {
+		addNotices(&resp.Diagnostics, n)
 		return
 	}
 	sessions := loadSessionSettings(ctx, req.Private, &resp.Diagnostics)
@@ -984,110 +751,31 @@ func (r *policyResource) ImportState(ctx context.Context, req resource.ImportSta
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("network_security_group_ids"), nsgIDs)...)
 }
 
-// activeGrant is a grant rule of a policy that has not expired yet.
-type activeGrant struct {
-	nsgID string
-	grant jit.GrantRule
+// views reads the NSGs of nsgIDs that exist, for the domain to decide
+// from; an NSG that no longer exists holds nothing and is left out.
+func (r *policyResource) views(ctx context.Context, nsgIDs []string) ([]jit.PolicyNSG, error) {
+	var out []jit.PolicyNSG
+	for _, nsgID := range nsgIDs {
+		view, err := r.data.rules.View(ctx, nsgID)
+		if errors.Is(err, azure.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the rules of %s: %w", nsgID, err)
+		}
+		out = append(out, jit.PolicyNSG{ID: nsgID, View: view})
+	}
+	return out, nil
 }
 
+// policyGrants reads the grant rules of policy on one NSG (none on an NSG
+// that no longer exists).
 func (r *policyResource) policyGrants(ctx context.Context, policy, nsgID string) ([]jit.GrantRule, error) {
-	view, err := r.data.rules.View(ctx, nsgID)
-	if errors.Is(err, azure.ErrNotFound) {
-		return nil, nil
+	nsgs, err := r.views(ctx, []string{nsgID})
+	if err != nil || len(nsgs) == 0 {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read the rules of %s: %w", nsgID, err)
-	}
-	var out []jit.GrantRule
-	for _, g := range view.Grants {
-		if g.Policy == policy {
-			out = append(out, g)
-		}
-	}
-	return out, nil
-}
-
-func (r *policyResource) activeGrants(ctx context.Context, policy string, nsgIDs []string) ([]activeGrant, error) {
-	now := r.data.clock.Now()
-	var active []activeGrant
-	for _, nsgID := range nsgIDs {
-		grants, err := r.policyGrants(ctx, policy, nsgID)
-		if err != nil {
-			return nil, err
-		}
-		for _, g := range grants {
-			if g.ExpiresAt.After(now) {
-				active = append(active, activeGrant{nsgID: nsgID, grant: g})
-			}
-		}
-	}
-	return active, nil
-}
-
-// movableGrants returns the policy's grants that are open, unexpired and
-// well-formed on every NSG of nsgIDs that still holds the policy: a grant
-// missing from one of them was revoked there, and a revoked grant is never
-// opened anywhere again.
-func (r *policyResource) movableGrants(ctx context.Context, policy string, nsgIDs []string) ([]jit.GrantRule, error) {
-	now := r.data.clock.Now()
-	count := map[string]int{}
-	first := map[string]jit.GrantRule{}
-	holders := 0
-	for _, nsgID := range nsgIDs {
-		view, err := r.data.rules.View(ctx, nsgID)
-		if errors.Is(err, azure.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read the rules of %s: %w", nsgID, err)
-		}
-		if _, ok := view.Policies[policy]; !ok {
-			continue
-		}
-		holders++
-		for _, g := range view.Grants {
-			if g.Policy != policy || !g.ExpiresAt.After(now) {
-				continue
-			}
-			key := strings.ToLower(g.Rule.Name)
-			count[key]++
-			if _, seen := first[key]; !seen {
-				first[key] = g
-			}
-		}
-	}
-	var out []jit.GrantRule
-	for _, key := range slices.Sorted(maps.Keys(first)) {
-		if count[key] == holders {
-			out = append(out, first[key])
-		}
-	}
-	return out, nil
-}
-
-// policyRecords is the union of the policy's records of ended grants on
-// nsgIDs, newest first, at most jit.MaxEndedRecords.
-func (r *policyResource) policyRecords(ctx context.Context, policy string, nsgIDs []string) ([]jit.EndedRecord, error) {
-	byName := map[string]jit.EndedRecord{}
-	for _, nsgID := range nsgIDs {
-		view, err := r.data.rules.View(ctx, nsgID)
-		if errors.Is(err, azure.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read the rules of %s: %w", nsgID, err)
-		}
-		for _, e := range view.Ended {
-			if e.Policy == policy {
-				byName[strings.ToLower(e.Rule.Name)] = e
-			}
-		}
-	}
-	out := slices.Collect(maps.Values(byName))
-	slices.SortFunc(out, func(a, b jit.EndedRecord) int {
-		return cmp.Or(b.ExpiresAt.Compare(a.ExpiresAt), strings.Compare(a.Rule.Name, b.Rule.Name))
-	})
-	return out[:min(len(out), jit.MaxEndedRecords)], nil
+	return nsgs[0].View.PolicyGrants(policy), nil
 }
 
 // audit records a grant's rule moving with its policy.
@@ -1105,87 +793,35 @@ func (r *policyResource) audit(ctx context.Context, g jit.GrantRule, nsgID strin
 	}
 }
 
-func activeGrantsDetail(policy string, active []activeGrant) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Policy %q still has %d active grant(s); removing it would leave their allow rules with no deny rule after them:\n", policy, len(active))
-	for _, a := range active {
-		fmt.Fprintf(&b, "  - grant %s (rule %s) by %s, until %s, on %s\n", a.grant.ID, a.grant.Rule.Name, a.grant.Requester,
-			a.grant.ExpiresAt.UTC().Format(time.RFC3339), a.nsgID)
-	}
-	b.WriteString("\nRemove those jit_access_grant resources (or wait until they expire and jitd closes them), then apply again.")
-	return b.String()
-}
-
-type nsgBypass struct {
-	nsgID string
-	jit.Bypass
-}
-
-func bypassDiagnostic(policy string, bypasses []nsgBypass) (string, string) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "These rules let ports that policy %q protects in from sources it does not allow, ahead of its deny rules, "+
-		"so those ports are NOT closed:\n", policy)
-	for _, x := range bypasses {
-		fmt.Fprintf(&b, "  - %s (priority %d) on %s: port %d/%s: %s\n", x.Rule.Name, x.Rule.Priority, x.nsgID,
-			x.Port.Number, x.Port.Protocol, x.Reason)
-	}
-	b.WriteString("\nThe provider never modifies rules outside the jit- namespace. Remove or narrow them, or move them below the policy's band.")
-	return "Protected Ports Are Still Reachable", b.String()
-}
-
-// standingDiagnostic explains rules that give allowed sources access with
-// no grant, naming each rule's priority, sources and ports.
-func standingDiagnostic(policy string, standing []nsgBypass) (string, string) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "These rules let allowed sources of policy %q reach ports it protects with no grant, ahead of its deny-all rules, "+
-		"so for those sources the ports are always open:\n", policy)
-	for _, x := range standing {
-		fmt.Fprintf(&b, "  - %s (priority %d) on %s: port %d/%s, sources %s, ports %s: %s\n", x.Rule.Name, x.Rule.Priority, x.nsgID,
-			x.Port.Number, x.Port.Protocol, ruleEntries(x.Rule.SourcePrefixes, x.Rule.UsesApplicationSecurityGroups),
-			ruleEntries(x.Rule.DestinationPorts, false), x.Reason)
-	}
-	b.WriteString("\nThe provider never modifies rules outside the jit- namespace. Remove them, narrow their sources to addresses " +
-		"outside the policy's allowed sources, or move them below the policy's band; access for allowed sources then goes through grants.")
-	return "Allowed Sources Have Standing Access", b.String()
-}
-
-// ruleEntries lists a rule's address or port entries for a message.
-func ruleEntries(entries []string, asg bool) string {
-	if len(entries) == 0 && asg {
-		return "(application security groups)"
-	}
-	return strings.Join(entries, ",")
-}
-
 // findingLists reads each NSG once and returns the bypassing rules and
 // the standing access found there.
 func (r *policyResource) findingLists(ctx context.Context, p jit.Policy, nsgIDs []string, diags *diag.Diagnostics) (bypassing, standing types.List) {
-	var bypasses, standings []attr.Value
-	item := func(nsgID string, b jit.Bypass) attr.Value {
-		return types.ObjectValueMust(bypassAttrTypes, map[string]attr.Value{
-			"network_security_group_id": types.StringValue(nsgID),
-			"name":                      types.StringValue(b.Rule.Name),
-			"priority":                  types.Int64Value(int64(b.Rule.Priority)),
-			"port":                      types.Int64Value(int64(b.Port.Number)),
-			"protocol":                  types.StringValue(string(b.Port.Protocol)),
-			"reason":                    types.StringValue(b.Reason),
-		})
-	}
+	findings := jit.PolicyFindings{Policy: p.Name}
 	for _, nsgID := range nsgIDs {
 		rules, err := r.data.rules.ListRules(ctx, nsgID)
 		if err != nil {
 			diags.AddWarning("Unable to Check for Bypassing Rules", azureErrorDetail("read the rules of", nsgID, err))
 			continue
 		}
-		for _, b := range p.Bypasses(rules) {
-			bypasses = append(bypasses, item(nsgID, b))
-		}
-		for _, b := range p.StandingAccess(rules) {
-			standings = append(standings, item(nsgID, b))
-		}
+		findings.AddNSG(p, nsgID, rules)
 	}
-	objects := types.ObjectType{AttrTypes: bypassAttrTypes}
-	return types.ListValueMust(objects, nonNilValues(bypasses)), types.ListValueMust(objects, nonNilValues(standings))
+	return bypassList(findings.Bypasses), bypassList(findings.Standing)
+}
+
+// bypassList is the value of bypassing_rules or standing_access.
+func bypassList(found []jit.NSGBypass) types.List {
+	values := make([]attr.Value, 0, len(found))
+	for _, b := range found {
+		values = append(values, types.ObjectValueMust(bypassAttrTypes, map[string]attr.Value{
+			"network_security_group_id": types.StringValue(b.NSGID),
+			"name":                      types.StringValue(b.Rule.Name),
+			"priority":                  types.Int64Value(int64(b.Rule.Priority)),
+			"port":                      types.Int64Value(int64(b.Port.Number)),
+			"protocol":                  types.StringValue(string(b.Port.Protocol)),
+			"reason":                    types.StringValue(b.Reason),
+		}))
+	}
+	return types.ListValueMust(types.ObjectType{AttrTypes: bypassAttrTypes}, values)
 }
 
 // addPolicyErrors reports the policy's validation errors (Invalid JIT
@@ -1291,31 +927,11 @@ func setPolicyAttributes(m *policyModel, p jit.Policy) {
 	})
 }
 
-// policyID is "<name>@<nsg id>,<nsg id>..." with the NSG ids sorted, so the
-// id does not depend on the order they were listed in.
-func policyID(name string, nsgIDs []string) string {
-	ids := slices.Clone(nsgIDs)
-	sort.Slice(ids, func(i, j int) bool { return strings.ToLower(ids[i]) < strings.ToLower(ids[j]) })
-	return name + policyIDSep + strings.Join(ids, ",")
-}
+// policyID is the policy's id (jit.PolicyID).
+func policyID(name string, nsgIDs []string) string { return jit.PolicyID(name, nsgIDs) }
 
-func parsePolicyID(id string) (string, []string, error) {
-	name, rest, ok := strings.Cut(id, policyIDSep)
-	if !ok || name == "" || rest == "" {
-		return "", nil, fmt.Errorf("%q is not a JIT policy id: expected <name>@<nsg id>[,<nsg id>...]", id)
-	}
-	ids := strings.Split(rest, ",")
-	for _, nsgID := range ids {
-		if err := validators.CheckNetworkSecurityGroupID(nsgID); err != nil {
-			return "", nil, fmt.Errorf("%q is not a JIT policy id: %w", id, err)
-		}
-	}
-	return name, ids, nil
-}
-
-func containsFold(list []string, s string) bool {
-	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, s) })
-}
+// parsePolicyID reads a policy's id (jit.ParsePolicyID).
+func parsePolicyID(id string) (string, []string, error) { return jit.ParsePolicyID(id) }
 
 // nsgConcurrency bounds the NSGs a policy writes at once: writes to
 // different NSGs do not wait for each other on Azure, and ARM's write

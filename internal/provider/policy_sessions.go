@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 
@@ -87,91 +86,25 @@ func (s *sessionSettings) knows(nsgID string) bool {
 }
 
 // keep returns the flushConnection value to write on an NSG that has (or
-// keeps) policy p, given the NSG's current value and whether another policy
-// there asks for it; nil when nothing is to be written. When p ends
-// sessions, the current value is remembered the first time; when it no
-// longer does, the remembered value is put back.
+// keeps) policy p (jit.FlushKept decides); nil when nothing is to be
+// written.
 func (s *sessionSettings) keep(nsgID string, p jit.Policy, current, othersAsk bool) *bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := strings.ToLower(nsgID)
-	if p.EndSessions {
-		if _, ok := s.found[key]; !ok {
-			s.found[key] = current
-		}
-		if !current {
-			return ptrTo(true)
-		}
-		return nil
-	}
-	return s.releaseLocked(key, current, othersAsk)
+	return jit.FlushKept(s.found, nsgID, p.EndSessions, current, othersAsk)
 }
 
 // release returns the flushConnection value to put back on an NSG the
-// policy leaves; nil when nothing is to be written (the value found is not
-// known, it is the current one, or another policy there asks for it).
+// policy leaves (jit.FlushReleased decides); nil when nothing is to be
+// written.
 func (s *sessionSettings) release(nsgID string, current, othersAsk bool) *bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.releaseLocked(strings.ToLower(nsgID), current, othersAsk)
-}
-
-func (s *sessionSettings) releaseLocked(key string, current, othersAsk bool) *bool {
-	found, ok := s.found[key]
-	if !ok {
-		return nil
-	}
-	delete(s.found, key)
-	if othersAsk || found == current {
-		return nil
-	}
-	return ptrTo(found)
-}
-
-// otherPoliciesEndingSessions names the policies other than name on the NSG
-// that end sessions at expiry, sorted.
-func otherPoliciesEndingSessions(view jit.NSGView, name string) []string {
-	var out []string
-	for n, dp := range view.Policies {
-		if n != name && dp.Problem == "" && dp.Policy.EndSessions {
-			out = append(out, n)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// otherPolicies names the policies other than name on the NSG, sorted.
-func otherPolicies(view jit.NSGView, name string) []string {
-	var out []string
-	for n := range view.Policies {
-		if n != name {
-			out = append(out, n)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return jit.FlushReleased(s.found, nsgID, current, othersAsk)
 }
 
 // sessionsDiagnostics warns, at plan time, where flushConnection being an
-// NSG-wide setting reaches beyond this policy: another policy on the NSG
-// would have its sessions cut too, or this policy's sessions are cut
-// because another asks for it.
+// NSG-wide setting reaches beyond this policy (jit.Policy.SessionNotices).
 func sessionsDiagnostics(p jit.Policy, nsgID string, view jit.NSGView, diags *diag.Diagnostics) {
-	switch others := otherPolicies(view, p.Name); {
-	case p.EndSessions && len(others) > 0:
-		diags.AddWarning("Live Sessions End for the Whole NSG",
-			fmt.Sprintf("end_sessions_at_expiry sets flushConnection on %s, which applies to the whole NSG: sessions admitted "+
-				"by policy %s and by every other rule there are re-evaluated too whenever the NSG's rules change, and cut when "+
-				"they are no longer allowed.", nsgID, strings.Join(others, ", ")))
-	case !p.EndSessions:
-		if asking := otherPoliciesEndingSessions(view, p.Name); len(asking) > 0 {
-			diags.AddWarning("Live Sessions End at Expiry on This NSG",
-				fmt.Sprintf("Policy %s on %s ends live sessions at expiry (flushConnection), so the sessions this policy's "+
-					"grants admit there are cut at expiry too, although end_sessions_at_expiry is false here.",
-					strings.Join(asking, ", "), nsgID))
-		}
-	}
+	addNotices(diags, p.SessionNotices(nsgID, view)...)
 }
-
-func ptrTo[T any](v T) *T { return &v }

@@ -136,3 +136,21 @@ func unjoin(err error) []error {
 	}
 	return []error{err}
 }
+
+// addNotices reports the domain's notices (jit.Notice) as diagnostics, on
+// the attribute each names, if any, so Terraform points at its line.
+func addNotices(diags *diag.Diagnostics, notices ...jit.Notice) {
+	for _, n := range notices {
+		p, onAttribute := attributePath(n.Attribute)
+		switch {
+		case n.Severity == jit.Error && onAttribute:
+			diags.AddAttributeError(p, n.Summary, n.Detail)
+		case n.Severity == jit.Error:
+			diags.AddError(n.Summary, n.Detail)
+		case onAttribute:
+			diags.AddAttributeWarning(p, n.Summary, n.Detail)
+		default:
+			diags.AddWarning(n.Summary, n.Detail)
+		}
+	}
+}

@@ -3,9 +3,10 @@ package validators
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 var _ validator.String = nsgIDValidator{}
@@ -36,22 +37,4 @@ func (v nsgIDValidator) ValidateString(ctx context.Context, req validator.String
 
 // CheckNetworkSecurityGroupID reports what is wrong with id as an NSG id, or nil.
 // ARM matches the segment names case-insensitively, and so does this.
-func CheckNetworkSecurityGroupID(id string) error {
-	parts := strings.Split(id, "/")
-	// "", subscriptions, S, resourceGroups, G, providers, Microsoft.Network, networkSecurityGroups, N
-	if len(parts) != 9 || parts[0] != "" {
-		return fmt.Errorf("%q is not a network security group id", id)
-	}
-	want := map[int]string{1: "subscriptions", 3: "resourceGroups", 5: "providers", 6: "Microsoft.Network", 7: "networkSecurityGroups"}
-	for i, name := range want {
-		if !strings.EqualFold(parts[i], name) {
-			return fmt.Errorf("%q is not a network security group id: segment %d is %q, expected %q", id, i, parts[i], name)
-		}
-	}
-	for i, what := range map[int]string{2: "subscription id", 4: "resource group name", 8: "network security group name"} {
-		if parts[i] == "" {
-			return fmt.Errorf("%q is not a network security group id: it has an empty %s", id, what)
-		}
-	}
-	return nil
-}
+func CheckNetworkSecurityGroupID(id string) error { return jit.CheckNSGID(id) }
