@@ -271,6 +271,13 @@ type PolicyInput struct {
 
 var policyNamePattern = regexp.MustCompile(`^(?:[a-z]|[a-z][a-z0-9-]{0,38}[a-z0-9])$`)
 
+// ValidPolicyName reports whether name may name a policy: 1–MaxNameLength
+// lower-case letters, digits and single hyphens, starting with a letter and
+// ending with a letter or digit.
+func ValidPolicyName(name string) bool {
+	return policyNamePattern.MatchString(name) && !strings.Contains(name, "--")
+}
+
 // NewPolicy validates user input and returns the policy in canonical form,
 // or every problem found (errors.Join of *FieldError), not just the first.
 //
@@ -288,7 +295,7 @@ func NewPolicy(in PolicyInput) (Policy, error) {
 	var errs problems
 	p := Policy{Name: in.Name, EndSessions: in.EndSessions}
 
-	if !policyNamePattern.MatchString(in.Name) || strings.Contains(in.Name, "--") {
+	if !ValidPolicyName(in.Name) {
 		errs.add(pathName, "name %q is invalid: use 1–%d characters of lower-case letters, digits and single hyphens, starting with a letter and ending with a letter or digit", in.Name, MaxNameLength)
 	}
 

@@ -75,6 +75,8 @@ func TestPolicyID(t *testing.T) {
 		"web":                 `"web" is not a JIT policy id: expected <name>@<nsg id>[,<nsg id>...]`,
 		"@" + nsgA:            "expected <name>@",
 		"web@":                "expected <name>@",
+		"Web@" + nsgA:         `"Web" is not a policy name`,
+		"web--ssh@" + nsgA:    `"web--ssh" is not a policy name`,
 		"web@" + nsgA + ",":   `"" is not a network security group id`,
 		"web@/subscriptions/": "is not a network security group id",
 		"web@" + strings.Replace(nsgA, "networkSecurityGroups", "virtualNetworks", 1): `segment 7 is "virtualNetworks", expected "networkSecurityGroups"`,

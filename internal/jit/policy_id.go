@@ -20,11 +20,15 @@ func PolicyID(name string, nsgIDs []string) string {
 }
 
 // ParsePolicyID reads a PolicyID back into the policy's name and NSG ids,
-// in the order the id lists them. Every NSG id must be one (CheckNSGID).
+// in the order the id lists them. The name must be a policy's
+// (ValidPolicyName) and every NSG id one (CheckNSGID).
 func ParsePolicyID(id string) (name string, nsgIDs []string, err error) {
 	name, rest, ok := strings.Cut(id, policyIDSep)
 	if !ok || name == "" || rest == "" {
 		return "", nil, fmt.Errorf("%q is not a JIT policy id: expected <name>@<nsg id>[,<nsg id>...]", id)
+	}
+	if !ValidPolicyName(name) {
+		return "", nil, fmt.Errorf("%q is not a JIT policy id: %q is not a policy name", id, name)
 	}
 	ids := strings.Split(rest, ",")
 	for _, nsgID := range ids {

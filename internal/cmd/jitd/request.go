@@ -23,7 +23,6 @@ import (
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -307,38 +306,12 @@ func (e *requestError) Error() string {
 func (e *requestError) Unwrap() error { return e.err }
 
 // parsePolicyID reads "<name>@<nsg id>[,<nsg id>...]", the id of a
-// jit_policy.
+// jit_policy (jit.ParsePolicyID), and says which flag wants it when empty.
 func parsePolicyID(id string) (string, []string, error) {
 	if id == "" {
 		return "", nil, errors.New("--policy is required: the jit_policy's id, <name>@<nsg id>[,<nsg id>...] (terraform output, or the policy's id attribute)")
 	}
-	name, rest, ok := strings.Cut(id, "@")
-	if !ok || name == "" || rest == "" {
-		return "", nil, fmt.Errorf("%q is not a JIT policy id: expected <name>@<nsg id>[,<nsg id>...]", id)
-	}
-	if !validPolicyName(name) {
-		return "", nil, fmt.Errorf("%q is not a JIT policy id: %q is not a policy name", id, name)
-	}
-	ids := strings.Split(rest, ",")
-	for _, nsgID := range ids {
-		if _, err := azure.ParseNSGID(nsgID); err != nil {
-			return "", nil, fmt.Errorf("%q is not a JIT policy id: %w", id, err)
-		}
-	}
-	return name, ids, nil
-}
-
-// validPolicyName asks the domain whether name may name a policy, by
-// validating an otherwise valid policy: the rule lives in one place.
-func validPolicyName(name string) bool {
-	_, err := jit.NewPolicy(jit.PolicyInput{Name: name, DestinationPrefixes: []string{jit.Any}, AllowedSources: []string{jit.Any},
-		Ports: []jit.PortInput{{Number: 22, Protocol: string(jit.ProtocolTCP), MaxDuration: "1h"}}, BandStart: 100, BandEnd: 199})
-	for _, fe := range jit.FieldErrors(err) {
-		if fe.Path == "name" {
-			return false
-		}
-	}
-	return true
+	return jit.ParsePolicyID(id)
 }
 
 // checkAgainstPolicy reads the policy from every NSG of its id and checks
