@@ -130,9 +130,9 @@ func (r *closeRunner) take() []closeOutcome {
 }
 
 // startCloses runs the closes in the background (Run) and returns at once.
-func (d *Daemon) startCloses(ctx context.Context, nsgID string, closes []Close) {
+func (d *Daemon) startCloses(ctx context.Context, nsgID string, closes []Close, readBegan time.Time) {
 	d.closer.wg.Go(func() {
-		o := d.closeAll(ctx, nsgID, closes)
+		o := d.closeAll(ctx, nsgID, closes, readBegan)
 		d.closer.release(nsgID, closes)
 		d.closer.deliver(o)
 	})
@@ -167,7 +167,13 @@ func (d *Daemon) collectCloses() {
 // closeAll makes the closes of one NSG: in one NSG write when the client
 // can (setWriter), otherwise rule by rule. A close whose rule someone else
 // deleted first is not claimed (azure.ErrRuleGone) but counts as gone.
-func (d *Daemon) closeAll(ctx context.Context, nsgID string, closes []Close) closeOutcome {
+//
+// The write's duration, for the lead, counts from readBegan, when the NSG's
+// read that planned the closes began: jitd wakes the lead before an expiry
+// and then reads, plans and writes, so the read is part of what the lead
+// must cover. (The bound holds all the same: the plan closes grants due by
+// the read's time plus the lead, and the write starts after the read.)
+func (d *Daemon) closeAll(ctx context.Context, nsgID string, closes []Close, readBegan time.Time) closeOutcome {
 	out := closeOutcome{nsgID: nsgID, closed: map[string]bool{}}
 	add := func(c Close, err error) {
 		switch {
@@ -208,9 +214,9 @@ func (d *Daemon) closeAll(ctx context.Context, nsgID string, closes []Close) clo
 	for i, c := range closes {
 		sets[i] = endChanges(c, true)
 	}
-	start, began := d.now(), time.Now()
+	start := d.now()
 	errs := sw.ApplyRuleChangeSets(wctx, nsgID, sets)
-	took, done := time.Since(began), d.now()
+	took, done := time.Since(readBegan), d.now()
 	wrote := false
 	for i, c := range closes {
 		err := errs[i]

@@ -488,6 +488,7 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy, open, elsewhere []jit.GrantRule, policies map[string][]jit.Policy,
 	lead time.Duration) nsgResult {
 	res := nsgResult{nsgID: nsgID}
+	readBegan := time.Now() // a close's duration counts from here (see closeAll)
 	rules, err := d.rules.ListRules(ctx, nsgID)
 	switch {
 	case errors.Is(err, azure.ErrNotFound):
@@ -527,9 +528,9 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 	closes := d.closer.claim(nsgID, res.plan.Closes)
 	closed := map[string]bool{}
 	if d.closer.looping && len(res.plan.Revoked) == 0 && len(res.plan.Restores) == 0 && len(closes) > 0 {
-		d.startCloses(ctx, nsgID, closes)
+		d.startCloses(ctx, nsgID, closes, readBegan)
 	} else {
-		o := d.closeAll(ctx, nsgID, closes)
+		o := d.closeAll(ctx, nsgID, closes, readBegan)
 		d.closer.release(nsgID, closes)
 		closed, res.closed, res.errs = o.closed, o.n, o.errs
 		res.failed = o.failed
