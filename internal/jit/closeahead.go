@@ -21,22 +21,16 @@ import (
 //
 // The price is on the other side: a write takes about the lead, and writes
 // to one NSG are serialised, so two grants on one NSG whose expiries are
-// more than CloseCoalesce but less than a write apart cannot both be closed
-// on time: the second one's write waits for the first's (CloseStart puts
-// grants whose expiries are within CloseCoalesce into one write instead).
+// less than a write apart (gap < lead) cannot both be closed on time. One
+// write for both ends the earlier one gap late; two writes end the later
+// one lead - gap late (its write waits for the first). CloseStart picks the
+// lesser: one write when gap <= lead/2. No grant is thus late by more than
+// half a write because of another on its NSG.
 
 // MaxCloseLead is the most ahead of its expiry that a grant's close ever
 // starts: half the shortest grant there is, so that every grant keeps at
 // least half of its window, however slow Azure's writes are seen to be.
 const MaxCloseLead = MinGrantDuration / 2
-
-// CloseCoalesce is how far apart the expiries of grants on one NSG may be
-// and still be closed by one write (started for the latest of them, so the
-// earliest ends up to CloseCoalesce late rather than a whole write late).
-// Expiries are whole seconds, and the grants one Terraform apply opens on
-// an NSG are written together, so their expiries fall within a second or
-// two.
-const CloseCoalesce = time.Second
 
 // ClampCloseLead bounds a lead to [0, MaxCloseLead].
 func ClampCloseLead(lead time.Duration) time.Duration {
@@ -52,20 +46,25 @@ func CloseDue(exp, now time.Time, lead time.Duration) bool {
 
 // CloseStart is when the next close write of an NSG whose open grants
 // expire at expiries should start, given the lead: the earliest expiry
-// minus the lead, moved later to take along the grants expiring within
-// CloseCoalesce of the earliest, so that they share one write (each NSG's
-// writes are serialised: a second write would end a whole write later).
-// ok is false when there is no expiry.
+// minus the lead, moved later to take along the grants expiring within half
+// the lead of the earliest, so that they share one write. (Each NSG's
+// writes are serialised: a second write for them would end up to a whole
+// write late; sharing the first ends the earliest at most half a write
+// late. The grants one Terraform apply opens on an NSG are written
+// together, so their expiries fall in one second, or straddle two.) With no
+// lead nothing is moved: writes are then instant, and never overlap. ok is
+// false when there is no expiry.
 func CloseStart(expiries []time.Time, lead time.Duration) (at time.Time, ok bool) {
 	if len(expiries) == 0 {
 		return time.Time{}, false
 	}
+	lead = ClampCloseLead(lead)
 	first := slices.MinFunc(expiries, time.Time.Compare)
 	last := first
 	for _, e := range expiries {
-		if e.After(last) && !e.After(first.Add(CloseCoalesce)) {
+		if e.After(last) && !e.After(first.Add(lead/2)) {
 			last = e
 		}
 	}
-	return last.Add(-ClampCloseLead(lead)), true
+	return last.Add(-lead), true
 }

@@ -40,21 +40,27 @@ func TestCloseStart(t *testing.T) {
 	if at, _ := CloseStart([]time.Time{t0}, lead); !at.Equal(t0.Add(-lead)) {
 		t.Errorf("one expiry: start %v, want %v", at, t0.Add(-lead))
 	}
-	// Expiries within CloseCoalesce of the earliest share its write, which
-	// starts for the latest of them; one further out does not move it.
-	exps := []time.Time{t0.Add(5 * time.Second), t0.Add(CloseCoalesce), t0, t0.Add(CloseCoalesce / 2)}
+	// Expiries within half the lead of the earliest share its write,
+	// which starts for the latest of them; one further out does not move
+	// it.
+	exps := []time.Time{t0.Add(11 * time.Second), t0.Add(10 * time.Second), t0, t0.Add(time.Second)}
 	at, _ := CloseStart(exps, lead)
-	if want := t0.Add(CloseCoalesce - lead); !at.Equal(want) {
+	if want := t0.Add(10*time.Second - lead); !at.Equal(want) {
 		t.Errorf("start %v, want %v", at, want)
 	}
 	for _, e := range exps {
 		due := CloseDue(e, at, lead)
-		if inWindow := !e.After(t0.Add(CloseCoalesce)); due != inWindow {
+		if inWindow := !e.After(t0.Add(lead / 2)); due != inWindow {
 			t.Errorf("expiry %v: due at the start = %v, want %v", e.Sub(t0), due, inWindow)
 		}
 		if due && at.Before(e.Add(-lead)) {
 			t.Errorf("expiry %v: its write starts %s before it, more than the lead %s", e.Sub(t0), e.Sub(at), lead)
 		}
+	}
+	// With no lead (instant writes) grants a second apart are not moved
+	// together: their writes do not overlap.
+	if at, _ := CloseStart([]time.Time{t0.Add(time.Second), t0}, 0); !at.Equal(t0) {
+		t.Errorf("start with no lead = %v, want the earliest expiry %v", at, t0)
 	}
 	// The lead is capped.
 	if at, _ := CloseStart([]time.Time{t0}, time.Hour); !at.Equal(t0.Add(-MaxCloseLead)) {
