@@ -166,7 +166,9 @@ func measureExpiryLag(t *testing.T, latency time.Duration, rg string, ahead time
 	}
 	// Stopped, so that every close it made is in its audit log.
 	_ = d.Cmd.Process.Signal(syscall.SIGTERM)
-	<-d.Exited
+	if err := <-d.Exited; err != nil {
+		t.Logf("jitd exited with %v after SIGTERM", err)
+	}
 	events := removed()
 	leads := map[string]float64{}
 	evs, err := audit.ReadFile(auditLog)

@@ -61,7 +61,7 @@ func (s *slowAzure) ApplyRuleChangeSets(ctx context.Context, nsg string, sets []
 	var removed []string
 	for i, set := range sets {
 		before := names(s.rulesOf(nsg))
-		_, errs[i] = s.fakeAzure.ApplyRuleChanges(ctx, nsg, set)
+		_, errs[i] = s.ApplyRuleChanges(ctx, nsg, set)
 		after := names(s.rulesOf(nsg))
 		for _, n := range before {
 			if !slices.Contains(after, n) {
