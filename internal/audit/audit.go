@@ -72,6 +72,13 @@ type Event struct {
 	ExpiresAt         time.Time `json:"expires_at,omitzero"`
 	Reason            string    `json:"reason,omitempty"` // why: "expired", "revoked", the refusal, the finding
 	Kind              string    `json:"kind,omitempty"`   // finding kind (jitd): "bypass", "missing_deny", "tampered", …
+	// CloseLeadSeconds (jitd, a close of an expired grant) is how long
+	// before expires_at jitd started the write that closed it: closes start
+	// ahead of the expiry by the write latency jitd observes, so that the
+	// rule is gone at about the expiry. The rule was not gone earlier than
+	// expires_at minus this. Absent when the close started at or after the
+	// expiry.
+	CloseLeadSeconds float64 `json:"close_lead_seconds,omitempty"`
 	// Approval is the approved change the event happened under, from the
 	// environment of the Terraform run (ApprovalFromEnv); empty for jitd.
 	Approval

@@ -52,7 +52,7 @@ func fullEvent(action audit.Action, result audit.Result) audit.Event {
 		GrantID: "a1b2c3d4e5", Policy: "web-ssh", NSGIDs: []string{nsg}, RuleName: "jit-web-ssh-g-a1b2c3d4e5",
 		Ports: []string{"22/Tcp", "3389/Tcp"}, Source: "203.0.113.7", Requester: "dave@example.com",
 		Justification: "incident 7", ApprovalReference: "https://github.com/acme/jit/pull/42",
-		ExpiresAt: at.Add(time.Hour), Reason: "expired", Kind: "tampered",
+		ExpiresAt: at.Add(time.Hour), Reason: "expired", Kind: "tampered", CloseLeadSeconds: 19.8,
 		Approval: audit.Approval{ApprovedBy: []string{"alice", "renovate[bot]"}, ChangeRef: "acme/jit#42",
 			CommitSHA: strings.Repeat("0123456789", 4), ChangeURL: "https://github.com/acme/jit/pull/42"},
 		ARMWrites: []audit.ARMWrite{{Method: "PUT", ResourceID: nsg, StatusCode: 201,

@@ -276,6 +276,9 @@ func (b *batcher) gather() {
 	defer b.mu.Unlock()
 	deadline := time.Now().Add(b.gatherWindowLocked())
 	for {
+		if slices.ContainsFunc(b.pending, func(c *batchCall) bool { return c.now }) {
+			return // a caller that knows its batch is whole (ApplyRuleChangeSets)
+		}
 		n := len(b.pending)
 		if b.expect > 0 && n >= b.expect {
 			return
@@ -326,6 +329,8 @@ type batchCall struct {
 	ctx     context.Context
 	nsgID   string
 	changes []RuleChange
+	// now: the write is not to wait for other callers (see gather).
+	now bool
 
 	// carried: a write carrying the changes is being sent, or was sent and
 	// its answer is not in yet.

@@ -2,98 +2,226 @@ package bench
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/audit"
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 	"github.com/jitaccess/terraform-provider-jit/internal/testproc"
 )
 
-// TestBenchExpiryLag (issue item 4, first half): how long after its expiry
-// jitd closes each of 100 grants that expire within the same minute, from
-// the local Azure's event log (delete completed − expiry). The 100 grants
-// sit on 10 NSGs (10 each) and expire over 10 seconds, ten per second, one
-// per NSG; measured with instant writes (jitd's own reaction) and with 500
-// ms per write.
+// TestBenchExpiryLag: how long after its expiry jitd closes each of 100
+// grants, from the local Azure's event log (the write that removed the
+// rule completed − the expiry; negative: gone ahead of it), and how early
+// any was gone against the lead jitd reported for it (its audit event's
+// close_lead_seconds).
+//
+//   - instant and 500 ms writes: 100 grants on 10 NSGs (10 each) expiring
+//     over 10 seconds, ten per second, one per NSG each second (issue 4's
+//     scenario).
+//   - 20 s writes (a slow Azure day, issue 15): 100 grants on 4 NSGs over
+//     about four minutes, see expiryByApplies.
 func TestBenchExpiryLag(t *testing.T) {
 	requireEnabled(t)
 	binaries(t) // before the clock starts: the grants' expiries are fixed
 	for _, latency := range []time.Duration{0, armWriteLatency} {
 		t.Run(fmt.Sprintf("write latency %s", latency), func(t *testing.T) {
-			const nsgs, grants, rg = 10, 100, "bench-expiry"
-			p := benchPolicy(t)
-			lo, _ := p.Band.GrantRange()
-			// Far enough ahead for the local Azure and jitd to start and
-			// read every NSG first.
-			base := time.Now().Truncate(time.Second).Add(12 * time.Second)
-			type planted struct {
-				nsgID, rule, source string
-				exp                 time.Time
-			}
-			seed := map[string][]jit.SecurityRule{}
-			var planted100 []planted
+			const nsgs, grants = 10, 100
+			var spread []expiring
 			for i := range grants {
-				id := nsgID(rg, fmt.Sprintf("nsg-expiry-%02d", i%nsgs))
-				if seed[id] == nil {
-					seed[id] = p.Rules()
-				}
-				spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: grantSource(i), Duration: "1h", Requester: "bench@example.com"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				exp := base.Add(time.Duration(i/nsgs) * time.Second)
-				r := p.GrantRule(fmt.Sprintf("x%03d", i), spec, exp, lo+int32(i/nsgs))
-				seed[id] = append(seed[id], r)
-				planted100 = append(planted100, planted{id, r.Name, grantSource(i), exp})
+				spread = append(spread, expiring{nsg: i % nsgs, after: time.Duration(i/nsgs) * time.Second})
 			}
-			env := newEnv(t, azuresim.Options{SeedFile: writeSeedFile(t, seed), WriteLatency: latency})
-			d := startJitd(t, env.Sim, "--resource-group", env.Sim.SubscriptionID()+"/"+rg, "--interval", "5m")
-			if time.Now().After(base) {
-				t.Fatalf("jitd was ready only %s after the first expiry; the machine is too slow for this measurement", time.Since(base))
-			}
-			for _, g := range planted100 {
-				if !env.Reachable([]string{g.nsgID}, g.source, destination, 22, "Tcp") {
-					t.Fatalf("grant %s does not open %s before its expiry", g.rule, g.source)
-				}
-			}
-
-			deleted := func() map[string]azuresim.Event {
-				out := map[string]azuresim.Event{}
-				for _, e := range env.Sim.Events() {
-					if e.Operation == "DeleteSecurityRuleOperation" && e.Result == "Succeeded" {
-						out[strings.ToLower(e.NSGID)+"/"+e.RuleName] = e
-					}
-				}
-				return out
-			}
-			last := planted100[len(planted100)-1].exp
-			if err := poll(time.Until(last)+2*time.Minute, func() bool { return len(deleted()) >= grants }); err != nil {
-				t.Errorf("jitd closed %d of %d grants: %v\n%s", len(deleted()), grants, err, testproc.Tail(d.Logs()))
-			}
-			events := deleted()
-			var lags []time.Duration
-			for _, g := range planted100 {
-				e, ok := events[strings.ToLower(g.nsgID)+"/"+g.rule]
-				if !ok {
-					continue
-				}
-				if env.Reachable([]string{g.nsgID}, g.source, destination, 22, "Tcp") {
-					t.Errorf("%s still reaches %s:22 after its grant %s was deleted", g.source, destination, g.rule)
-				}
-				lags = append(lags, e.Completed.Sub(g.exp))
-			}
-			slices.Sort(lags)
-			if len(lags) == 0 {
-				return
-			}
-			t.Logf("FIGURE expiry-lag (write latency %s, %d grants on %d NSGs expiring over 10 s): closed %d; lag (delete completed − expiry) median %s, p99 %s, max %s, min %s",
-				latency, grants, nsgs, len(lags), percentile(lags, 50).Round(time.Millisecond), percentile(lags, 99).Round(time.Millisecond),
-				lags[len(lags)-1].Round(time.Millisecond), lags[0].Round(time.Millisecond))
+			measureExpiryLag(t, latency, "bench-expiry", 12*time.Second, spread,
+				fmt.Sprintf("%d grants on %d NSGs expiring over 10 s", grants, nsgs))
 		})
 	}
+	t.Run("write latency 20s", func(t *testing.T) {
+		spread := expiryByApplies()
+		measureExpiryLag(t, 20*time.Second, "bench-expiry-slow", 15*time.Second, spread,
+			fmt.Sprintf("%d grants on 4 NSGs in applies of 1-5 grants, a write apart per NSG, over %s", len(spread),
+				spread[len(spread)-1].after.Round(time.Second)))
+	})
+}
+
+// expiring is one planted grant: its NSG (index) and expiry (after the
+// base time).
+type expiring struct {
+	nsg   int
+	after time.Duration
+}
+
+// expiryByApplies is the 20 s spread: 100 grants on 4 NSGs as Terraform
+// applies open them. Why it is representative:
+//
+//   - the grants one apply opens on an NSG are one NSG write and carry one
+//     expiry second (each is stamped when its create starts, and an apply
+//     starts them together): 1 to 5 per apply here; about one apply in 16
+//     straddles a second boundary (half its grants a second later), as a
+//     wave that starts near the end of a second does.
+//   - applies on one NSG are more than a write apart (26 s here): grants
+//     opened by separate pull requests rarely expire within seconds of
+//     each other on the same NSG. (Two that do, closer than a write, cannot
+//     both be closed on time, since the NSG's writes are serialised: jitd
+//     makes the later one late by at most half the lead, see
+//     jit.CloseStart; that case is not measured here.)
+//   - NSGs are independent and their applies are interleaved (6 s apart),
+//     so close writes of different NSGs overlap.
+//   - the very first grant expires alone, first: jitd has seen no write
+//     yet, so its close starts at the expiry and ends a write late, as
+//     after any restart. The applies follow 45 s later, once jitd has
+//     seen that write end: the figure is of a jitd that has been running.
+//     (After a restart, a grant whose close should start before jitd's
+//     first write has ended is late by up to that write: that learning is
+//     the one grant's figure.)
+func expiryByApplies() []expiring {
+	out := []expiring{{nsg: 0, after: 0}}
+	sizes := []int{1, 5, 2, 4, 3}
+	for apply := 0; len(out) < 100; apply++ {
+		nsg, slot := apply%4, apply/4
+		at := 45*time.Second + time.Duration(slot)*26*time.Second + time.Duration(nsg)*6*time.Second
+		n := min(sizes[apply%len(sizes)], 100-len(out))
+		for k := range n {
+			after := at
+			if apply%16 == 5 && k >= n/2 {
+				after += time.Second // straddles a second boundary
+			}
+			out = append(out, expiring{nsg: nsg, after: after})
+		}
+	}
+	return out
+}
+
+// measureExpiryLag plants the grants (seed file, before the local Azure
+// starts), starts jitd ready before the first expiry, waits until every
+// grant is closed, and prints the figures.
+func measureExpiryLag(t *testing.T, latency time.Duration, rg string, ahead time.Duration, spread []expiring, what string) {
+	p := benchPolicy(t)
+	lo, _ := p.Band.GrantRange()
+	// Far enough ahead for the local Azure and jitd to start and read
+	// every NSG first.
+	base := time.Now().Truncate(time.Second).Add(ahead)
+	type planted struct {
+		nsgID, rule, source string
+		exp                 time.Time
+	}
+	seed := map[string][]jit.SecurityRule{}
+	var all []planted
+	perNSG := map[int]int{}
+	for i, g := range spread {
+		id := nsgID(rg, fmt.Sprintf("nsg-expiry-%02d", g.nsg))
+		if seed[id] == nil {
+			seed[id] = p.Rules()
+		}
+		spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: grantSource(i), Duration: "1h", Requester: "bench@example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp := base.Add(g.after)
+		r := p.GrantRule(fmt.Sprintf("x%03d", i), spec, exp, lo+int32(perNSG[g.nsg]))
+		perNSG[g.nsg]++
+		seed[id] = append(seed[id], r)
+		all = append(all, planted{id, r.Name, grantSource(i), exp})
+	}
+	env := newEnv(t, azuresim.Options{SeedFile: writeSeedFile(t, seed), WriteLatency: latency})
+	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
+	d := startJitd(t, env.Sim, "--resource-group", env.Sim.SubscriptionID()+"/"+rg, "--interval", "5m", "--audit-log", auditLog)
+	if time.Now().After(base) {
+		t.Fatalf("jitd was ready only %s after the first expiry; the machine is too slow for this measurement", time.Since(base))
+	}
+	for _, g := range all {
+		if !env.Reachable([]string{g.nsgID}, g.source, destination, 22, "Tcp") {
+			t.Fatalf("grant %s does not open %s before its expiry", g.rule, g.source)
+		}
+	}
+
+	// The write that removed each rule: a rule delete, or a whole-NSG
+	// write leaving it out (jitd keeps the grant's record in the same
+	// write).
+	removed := func() map[string]azuresim.Event {
+		out := map[string]azuresim.Event{}
+		for _, e := range env.Sim.Events() {
+			if e.Result != "Succeeded" {
+				continue
+			}
+			names := e.RemovedRules
+			if e.Operation == "DeleteSecurityRuleOperation" {
+				names = []string{e.RuleName}
+			}
+			for _, n := range names {
+				if k := strings.ToLower(e.NSGID) + "/" + n; out[k].Seq == 0 {
+					out[k] = e
+				}
+			}
+		}
+		return out
+	}
+	last := all[len(all)-1].exp
+	if err := poll(time.Until(last)+3*time.Minute, func() bool { return len(removed()) >= len(all) }); err != nil {
+		t.Errorf("jitd closed %d of %d grants: %v\n%s", len(removed()), len(all), err, testproc.Tail(d.Logs()))
+	}
+	// Stopped, so that every close it made is in its audit log.
+	_ = d.Cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-d.Exited; err != nil {
+		t.Logf("jitd exited with %v after SIGTERM", err)
+	}
+	events := removed()
+	leads := map[string]float64{}
+	evs, err := audit.ReadFile(auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Action == audit.ActionClose && e.Result == audit.ResultSuccess {
+			leads[e.RuleName] = e.CloseLeadSeconds
+		}
+	}
+	var lags []time.Duration
+	var earliest time.Duration // the most ahead of its expiry a rule was gone (lag < 0)
+	var earliestLead float64
+	maxLead, early, late, violations := 0.0, 0, 0, 0
+	writes := map[int64]bool{}
+	for _, g := range all {
+		e, ok := events[strings.ToLower(g.nsgID)+"/"+g.rule]
+		if !ok {
+			continue
+		}
+		writes[e.Seq] = true
+		if env.Reachable([]string{g.nsgID}, g.source, destination, 22, "Tcp") {
+			t.Errorf("%s still reaches %s:22 after its grant %s was deleted", g.source, destination, g.rule)
+		}
+		lag := e.Completed.Sub(g.exp)
+		lags = append(lags, lag)
+		lead := leads[g.rule]
+		maxLead = max(maxLead, lead)
+		if lag < 0 {
+			early++
+		}
+		if lag > time.Second {
+			late++
+		}
+		if lag < earliest || len(lags) == 1 {
+			earliest, earliestLead = lag, lead
+		}
+		// The bound: never gone more than the reported lead early.
+		if lag < -time.Duration(lead*float64(time.Second)) {
+			violations++
+			t.Errorf("%s: gone %s before its expiry, more than the lead %.3fs jitd reported", g.rule, -lag, lead)
+		}
+	}
+	slices.Sort(lags)
+	if len(lags) == 0 {
+		return
+	}
+	t.Logf("FIGURE expiry-lag (write latency %s, %s): closed %d by %d NSG writes; lag (rule gone − expires_at) median %s, p95 %s, p99 %s, max %s, min %s; later than 1 s: %d",
+		latency, what, len(lags), len(writes), percentile(lags, 50).Round(time.Millisecond), percentile(lags, 95).Round(time.Millisecond),
+		percentile(lags, 99).Round(time.Millisecond), lags[len(lags)-1].Round(time.Millisecond), lags[0].Round(time.Millisecond), late)
+	t.Logf("FIGURE expiry-lag early (write latency %s): %d of %d gone before expires_at; earliest end relative to expires_at %s, against the lead %.3fs jitd reported for that grant; largest lead reported %.3fs; gone earlier than expires_at − reported lead: %d",
+		latency, early, len(lags), earliest.Round(time.Millisecond), earliestLead, maxLead, violations)
 }
 
 // TestBenchFullResync (issue item 4, second half): `jitd --once` over

@@ -76,9 +76,16 @@ type Options struct {
 	// daemon is asked to stop: it is finished rather than abandoned, so a
 	// rule is never left half-closed. Default 30s.
 	DeleteTimeout time.Duration
-	Audit         audit.Sink   // default audit.Discard
-	Metrics       *Metrics     // default NewMetrics()
-	Logger        *slog.Logger // default discards
+	// MaxCloseLead caps the close lead: how long before a grant's expiry
+	// the write that closes it starts, estimated from the durations of
+	// jitd's own close writes (see lead.go), so that the rule is gone at
+	// about the expiry rather than a write after it. No grant's rule is
+	// gone more than the lead before its expiry. Default and most
+	// jit.MaxCloseLead (30s); negative turns closing ahead off.
+	MaxCloseLead time.Duration
+	Audit        audit.Sink   // default audit.Discard
+	Metrics      *Metrics     // default NewMetrics()
+	Logger       *slog.Logger // default discards
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Version is the release's version, for jitd_build_info and the
@@ -131,6 +138,8 @@ type Daemon struct {
 	verified map[string][]Finding             // by NSG: mismatches found by its last verification
 	verifyFP map[string]string                // by NSG: what its last complete verification saw (verifyFingerprint)
 	verifies verifyRunner                     // verifications under way, outside the loop
+	closer   closeRunner                      // close writes under way, outside the loop
+	leads    *leadEstimator                   // the close lead, from jitd's own close writes
 
 	lastSuccess atomic.Int64 // unix nanoseconds of the last full resync without error
 
@@ -160,7 +169,8 @@ func New(o Options) (*Daemon, error) {
 		due: map[string]time.Time{}, active: map[string]int{}, reported: map[string]map[string]Finding{},
 		seen: map[string]map[string]jit.Policy{}, open: map[string][]jit.GrantRule{},
 		verifier: o.Verify, verified: map[string][]Finding{}, verifyFP: map[string]string{}, verifies: newVerifyRunner(o.Concurrency),
-		reads: map[string]*statusEntry{}, recentEvents: o.RecentEvents, version: o.Version, statusRemote: o.StatusRemote,
+		closer: newCloseRunner(),
+		reads:  map[string]*statusEntry{}, recentEvents: o.RecentEvents, version: o.Version, statusRemote: o.StatusRemote,
 	}
 	if d.recentEvents <= 0 {
 		d.recentEvents = 100
@@ -182,6 +192,14 @@ func New(o Options) (*Daemon, error) {
 	}
 	if d.delTimeout <= 0 {
 		d.delTimeout = 30 * time.Second
+	}
+	switch {
+	case o.MaxCloseLead == 0:
+		d.leads = newLeadEstimator(jit.MaxCloseLead)
+	case o.MaxCloseLead < 0:
+		d.leads = newLeadEstimator(0)
+	default:
+		d.leads = newLeadEstimator(o.MaxCloseLead)
 	}
 	if d.audit == nil {
 		d.audit = audit.Discard{}
@@ -217,8 +235,8 @@ func (s Summary) Err() error { return errors.Join(s.Errors...) }
 // (or RetryDelay after a failure). It returns nil when ctx ends; a delete
 // under way at that moment is finished first.
 func (d *Daemon) Run(ctx context.Context) error {
-	d.verifies.looping = true
-	defer func() { d.verifies.looping = false }()
+	d.verifies.looping, d.closer.looping = true, true
+	defer func() { d.verifies.looping, d.closer.looping = false, false }()
 	d.Pass(ctx)
 	resync := time.NewTicker(d.interval)
 	defer resync.Stop()
@@ -234,6 +252,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			d.log.Info("stopping")
+			// Close writes under way are finished (they do not end with
+			// ctx) and reported.
+			d.closer.wg.Wait()
+			d.collectCloses()
 			return nil
 		case <-resync.C:
 			d.Pass(ctx)
@@ -241,6 +263,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.reconcileDue(ctx)
 		case <-d.verifies.ready:
 			d.collectVerifications(ctx)
+		case <-d.closer.ready:
+			d.collectCloses()
 		}
 		timer.Stop()
 	}
@@ -255,6 +279,30 @@ func (d *Daemon) nextWake() (time.Time, bool) {
 		}
 	}
 	return at, !at.IsZero()
+}
+
+// closeStart is when the close write of an NSG's next grants to expire
+// starts: the lead before their expiry (see jit.CloseStart).
+func closeStart(open []jit.GrantRule, lead time.Duration) (time.Time, bool) {
+	expiries := make([]time.Time, len(open))
+	for i, g := range open {
+		expiries[i] = g.ExpiresAt
+	}
+	return jit.CloseStart(expiries, lead)
+}
+
+// retimeCloses brings forward the NSGs whose next close starts earlier
+// with the lead as it is now than when they were read (the lead grows as
+// jitd sees its close writes take longer). Called by the loop.
+func (d *Daemon) retimeCloses() {
+	lead := d.leads.lead()
+	for id, open := range d.open {
+		if at, ok := closeStart(open, lead); ok {
+			if due, set := d.due[id]; !set || at.Before(due) {
+				d.due[id] = at
+			}
+		}
+	}
 }
 
 // Pass runs one full resync: discover the scope, reconcile every NSG in
@@ -416,6 +464,8 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 			policies[name] = append(policies[name], p)
 		}
 	}
+	lead := d.leads.lead()
+	d.metrics.closeLead.Set(lead.Seconds())
 	for i, id := range ids {
 		if ctx.Err() != nil {
 			results[i] = nsgResult{nsgID: id}
@@ -425,7 +475,7 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 		seen, open := d.seen[id], d.open[id] // read here: only this goroutine writes them, after wg.Wait
 		wg.Go(func() {
 			defer func() { <-sem }()
-			results[i] = d.reconcileNSG(ctx, id, seen, open, elsewhere, policies)
+			results[i] = d.reconcileNSG(ctx, id, seen, open, elsewhere, policies, lead)
 		})
 	}
 	wg.Wait()
@@ -435,8 +485,10 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 
 // reconcileNSG is one reconcile step of one NSG: observe, plan, apply.
 // seen are the policies last seen intact on it.
-func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy, open, elsewhere []jit.GrantRule, policies map[string][]jit.Policy) nsgResult {
+func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy, open, elsewhere []jit.GrantRule, policies map[string][]jit.Policy,
+	lead time.Duration) nsgResult {
 	res := nsgResult{nsgID: nsgID}
+	readBegan := time.Now() // a close's duration counts from here (see closeAll)
 	rules, err := d.rules.ListRules(ctx, nsgID)
 	switch {
 	case errors.Is(err, azure.ErrNotFound):
@@ -452,7 +504,7 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 		return res
 	}
 	res.listed = true
-	opts := PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere, SeenElsewhere: policies}
+	opts := PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere, SeenElsewhere: policies, Lead: lead}
 	// What the NSG's policies ask for decides what else is read: decoded
 	// once here (PlanNSG decodes again, on its own).
 	view := jit.ReadNSG(rules)
@@ -471,27 +523,17 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 	}
 	readAt := d.now()
 	res.plan = PlanNSG(nsgID, rules, readAt, opts)
+	// A rule whose close is under way (started by an earlier read) is left
+	// to it.
+	closes := d.closer.claim(nsgID, res.plan.Closes)
 	closed := map[string]bool{}
-	for _, c := range res.plan.Closes {
-		// Stop starting deletes once asked to stop; the next run closes
-		// what is left.
-		if ctx.Err() != nil {
-			break
-		}
-		err := d.close(ctx, nsgID, c)
-		if errors.Is(err, azure.ErrRuleGone) {
-			closed[c.Rule.Name] = true // gone, but not closed by this pass
-			continue
-		}
-		if err != nil {
-			res.failed = true
-			res.errs = append(res.errs, err)
-			continue
-		}
-		res.closed++
-		if !d.dryRun {
-			closed[c.Rule.Name] = true
-		}
+	if d.closer.looping && len(res.plan.Revoked) == 0 && len(res.plan.Restores) == 0 && len(closes) > 0 {
+		d.startCloses(ctx, nsgID, closes, readBegan)
+	} else {
+		o := d.closeAll(ctx, nsgID, closes, readBegan)
+		d.closer.release(nsgID, closes)
+		closed, res.closed, res.errs = o.closed, o.n, o.errs
+		res.failed = o.failed
 	}
 	after := withoutNames(rules, closed)
 	for _, rv := range res.plan.Revoked {
@@ -519,7 +561,8 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 			}
 		}
 	}
-	res.read = NSGRead{ID: nsgID, Rules: after, FlushConnection: opts.FlushConnection, AdminRules: opts.AdminRules, ReadAt: readAt}
+	res.read = NSGRead{ID: nsgID, Rules: after, FlushConnection: opts.FlushConnection, AdminRules: opts.AdminRules, ReadAt: readAt,
+		Closing: d.closer.closing(nsgID)}
 	return res
 }
 
@@ -601,11 +644,11 @@ func (d *Daemon) restorePolicy(ctx context.Context, nsgID string, r Restore) (in
 // an error matching azure.ErrRuleGone, and reports nothing, when the rule
 // was gone by the time of the write.
 func (d *Daemon) close(ctx context.Context, nsgID string, c Close) error {
-	log := d.log.With("nsg_id", nsgID, "rule", c.Rule.Name, "reason", string(c.Reason))
-	if c.Detail != "" {
-		log = log.With("detail", c.Detail)
-	}
 	if d.dryRun {
+		log := d.log.With("nsg_id", nsgID, "rule", c.Rule.Name, "reason", string(c.Reason))
+		if c.Detail != "" {
+			log = log.With("detail", c.Detail)
+		}
 		log.Info("would close rule (dry run)")
 		d.metrics.closes.WithLabelValues(string(c.Reason), string(audit.ResultDryRun)).Inc()
 		d.emit(ctx, closeEvent(d.now(), nsgID, c, audit.ResultDryRun, nil))
@@ -617,33 +660,12 @@ func (d *Daemon) close(ctx context.Context, nsgID string, c Close) error {
 	ctx, _ = azure.WithWriteRecorder(ctx)
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.delTimeout)
 	defer cancel()
+	start, began := d.now(), time.Now()
 	err := d.end(dctx, nsgID, c, true)
-	done := d.now()
-	if errors.Is(err, azure.ErrRuleGone) {
-		// Someone else closed it between this pass's read and its write
-		// (another jitd replica, the grant's workspace): nothing was
-		// written, and the close is theirs to report.
-		log.Info("rule already closed by someone else")
-		return err
+	if err == nil {
+		d.observeCloseWrite(time.Since(began))
 	}
-	if err != nil {
-		d.metrics.errors.WithLabelValues(opDelete).Inc()
-		d.metrics.closes.WithLabelValues(string(c.Reason), string(audit.ResultFailure)).Inc()
-		log.Error("closing rule failed", "error", err)
-		d.emit(ctx, closeEvent(done, nsgID, c, audit.ResultFailure, err))
-		return fmt.Errorf("close %s on %s: %w", c.Rule.Name, nsgID, err)
-	}
-	d.metrics.closes.WithLabelValues(string(c.Reason), string(audit.ResultSuccess)).Inc()
-	attrs := []any{}
-	if c.Grant != nil && c.Reason == ReasonExpired {
-		lag := done.Sub(c.Grant.ExpiresAt)
-		d.metrics.closeLag.Observe(lag.Seconds())
-		// lag in seconds, a number, so that a log pipeline can aggregate it.
-		attrs = append(attrs, "expired_at", c.Grant.ExpiresAt, "lag", lag.Seconds())
-	}
-	log.Info("closed rule", attrs...)
-	d.emit(ctx, closeEvent(done, nsgID, c, audit.ResultSuccess, nil))
-	return nil
+	return d.reportClose(ctx, nsgID, c, err, start, d.now())
 }
 
 // recordRevoked keeps the record of a grant whose rule someone else deleted
@@ -681,21 +703,7 @@ func (d *Daemon) end(ctx context.Context, nsgID string, c Close, require bool) e
 	if c.Grant == nil || !c.End.Record {
 		return d.rules.DeleteRule(ctx, nsgID, c.Rule.Name)
 	}
-	g := *c.Grant
-	changes := make([]azure.RuleChange, 0, len(c.End.Delete)+2)
-	if require {
-		changes = append(changes, azure.RuleChange{Require: c.Rule.Name})
-	}
-	for _, name := range c.End.Delete {
-		changes = append(changes, azure.RuleChange{Delete: name})
-	}
-	changes = append(changes, azure.RuleChange{Choose: func(current []jit.SecurityRule) (jit.SecurityRule, error) {
-		rec, ok := jit.EndedRule(g, current)
-		if !ok {
-			return jit.SecurityRule{}, errors.New("no outbound priority is free for the record of the ended grant")
-		}
-		return rec, nil
-	}})
+	changes := endChanges(c, require)
 	_, err := d.rules.ApplyRuleChanges(ctx, nsgID, changes)
 	switch {
 	case errors.Is(err, azure.ErrNotFound):
@@ -758,7 +766,9 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 	} else {
 		delete(d.seen, r.nsgID)
 	}
-	next := r.plan.NextExpiry
+	// Its next grants to expire are due when their close write starts: the
+	// close lead before their expiry.
+	next, _ := closeStart(r.plan.Active, d.leads.lead())
 	// Every NSG is watched, not only those holding a policy at this read:
 	// the NSG's first policy and a short grant under it may be written
 	// right after this read, and must not wait for the next full resync.

@@ -9,11 +9,19 @@
 // unit-testable without Azure or a clock. Applying deletes the rules the
 // plan closes (a 404 is success, so two replicas do no harm), restores
 // partial policies and reports everything else. After every step the
-// NSG is re-armed for its next grant expiry and for the watch interval; a
-// timer on the earliest of those re-reconciles just the NSGs that are due
+// NSG is re-armed for the close of its next grants to expire and for the
+// watch interval; a timer on the earliest of those re-reconciles just the
+// NSGs that are due
 // (so every NSG in scope is read at least once per watch interval, and a
 // grant written anywhere in scope is seen before it expires), and a
 // periodic full resync re-discovers the scope (NSGs added to it).
+//
+// A close starts ahead of its grant's expiry by the close lead, the time
+// jitd's own close writes have been seen to take (lead.go), so that the rule
+// is gone at about the expiry rather than a long-running NSG write after
+// it; an NSG's due closes go into one write, made outside the loop
+// (closing.go). No rule is gone more than the lead before its expiry
+// (jit.CloseDue).
 //
 // Closing means deleting an Allow rule in the jit- namespace, which can only
 // take access away. Deny rules (a policy's guards and deny-all) are never

@@ -27,6 +27,7 @@ type Metrics struct {
 	reconcileDuration *prometheus.HistogramVec
 	lastSuccess       prometheus.Gauge
 	closeLag          prometheus.Histogram
+	closeLead         prometheus.Gauge
 	errors            *prometheus.CounterVec
 	verifyProbes      *prometheus.CounterVec
 }
@@ -93,9 +94,14 @@ func NewMetrics() *Metrics {
 			Help: "Unix time of the end of the last full resync that had no error.",
 		}),
 		closeLag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "jitd_expiry_to_close_lag_seconds",
-			Help:    "Time from a grant's expiry to the completed deletion of its rule.",
-			Buckets: []float64{.1, .25, .5, 1, 2, 5, 10, 30, 60, 300, 900},
+			Name: "jitd_expiry_to_close_lag_seconds",
+			Help: "Time from a grant's expiry to the completed deletion of its rule, as jitd sees the write end; negative when the " +
+				"close, started ahead of the expiry by the close lead, ended before it (never by more than the lead).",
+			Buckets: []float64{-30, -10, -5, -2, -1, -.5, -.1, 0, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300, 900},
+		}),
+		closeLead: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jitd_close_lead_seconds",
+			Help: "How long before a grant's expiry jitd starts the write that closes it: the median duration of its recent close writes, at most --max-close-lead; 0 until a close write has been seen.",
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jitd_errors_total",
@@ -107,7 +113,7 @@ func NewMetrics() *Metrics {
 		}, []string{"result"}),
 	}
 	m.registry.MustRegister(m.buildInfo, m.activeGrants, m.activeByPolicy, m.nextExpiry, m.nsgs, m.closes, m.restores, m.findings, m.openFindings,
-		m.reconcileDuration, m.lastSuccess, m.closeLag, m.errors, m.verifyProbes,
+		m.reconcileDuration, m.lastSuccess, m.closeLag, m.closeLead, m.errors, m.verifyProbes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the error series so that rate() and alerts see zeros
 	// rather than absent series.

@@ -194,6 +194,11 @@ type PlanOptions struct {
 	// FlushConnection is the NSG's flushConnection when it was read (jitd
 	// reads it where a policy ends sessions at expiry); nil when not.
 	FlushConnection *bool
+	// Lead closes, as expired, the grants that expire within it (see
+	// jit.CloseDue): jitd's close lead, the time its close writes take, so
+	// that a write started now is done by their expiry. Zero closes at the
+	// expiry only.
+	Lead time.Duration
 	// Restore plans the restoration of partial policies; grants under a
 	// policy being restored are judged against the restored policy. When
 	// false, partial policies are only reported and grants under them fail
@@ -290,7 +295,7 @@ func PlanNSG(nsgID string, rules []jit.SecurityRule, now time.Time, o PlanOption
 	}
 
 	for _, g := range view.Grants {
-		reason, detail := judgeGrant(g, view, now)
+		reason, detail := judgeGrant(g, view, now, o.Lead)
 		if reason == "" {
 			reason, detail = judgeAgainstLastSeen(g, o.LastActive, true)
 		}
@@ -402,8 +407,8 @@ func ruleNames(rules []jit.SecurityRule) []string {
 
 // judgeGrant returns why a well-formed grant rule must be closed, or an
 // empty reason when it may stay open.
-func judgeGrant(g jit.GrantRule, view jit.NSGView, now time.Time) (Reason, string) {
-	if !g.ExpiresAt.After(now) {
+func judgeGrant(g jit.GrantRule, view jit.NSGView, now time.Time, lead time.Duration) (Reason, string) {
+	if jit.CloseDue(g.ExpiresAt, now, lead) {
 		return ReasonExpired, ""
 	}
 	dp, ok := view.Policies[g.Policy]

@@ -32,6 +32,11 @@ type NSGRead struct {
 	// memory), so that a policy all of whose rules are gone is shown as
 	// missing; nil for a fresh read.
 	LastSeen map[string]jit.Policy
+	// Closing are the lower-case names of rules whose close jitd has
+	// started and not yet seen end (jitd closes a grant ahead of its
+	// expiry, by the time its writes take): they are shown as closing, not
+	// as closed nor as open grants. Nil for a fresh read.
+	Closing []string
 }
 
 // StatusFilter narrows a status to one policy, NSG or requester; empty
@@ -403,6 +408,13 @@ func statusOfNSG(rd NSGRead, plan NSGPlan) []policyOnNSG {
 
 	grants := map[string][]GrantStatus{}
 	for _, g := range plan.Active {
+		if slices.Contains(rd.Closing, strings.ToLower(g.Rule.Name)) {
+			// Valid, not expired yet, and being closed: jitd started its
+			// close ahead of the expiry. Still open until the write ends.
+			grants[g.Policy] = append(grants[g.Policy], grantStatus(g, string(ReasonExpired),
+				"closing ahead of its expiry: jitd's write deleting the rule is under way, started ahead by the time its writes take so that the rule is gone at about the expiry; it is open until the write ends"))
+			continue
+		}
 		grants[g.Policy] = append(grants[g.Policy], grantStatus(g, "", ""))
 	}
 	for _, c := range plan.Closes {

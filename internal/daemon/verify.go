@@ -305,7 +305,10 @@ func (d *Daemon) startVerifications(ctx context.Context, results []nsgResult) {
 		}
 		fp := verifyFingerprint(r.read.Rules, r.plan.Active)
 		d.verifies.latest[r.nsgID] = latestRead{res: r, fp: fp}
-		if d.verifies.inflight[r.nsgID] || fp == d.verifyFP[r.nsgID] {
+		// An NSG whose close write is under way is verified at its next
+		// read, once the write has ended: meanwhile its rules are neither
+		// as read nor as the closes leave them.
+		if d.verifies.inflight[r.nsgID] || fp == d.verifyFP[r.nsgID] || len(r.read.Closing) > 0 {
 			continue
 		}
 		d.verifies.inflight[r.nsgID] = true

@@ -178,7 +178,9 @@ func (e EndedGrant) Notice() Notice {
 	case GrantRevoked:
 		what = fmt.Sprintf("was revoked before its expiry (%s): its rule was deleted outside Terraform", e.ExpiresAt)
 	case GrantClosed:
-		what = fmt.Sprintf("was closed before its expiry (%s): this exact request was destroyed or closed before", e.ExpiresAt)
+		what = fmt.Sprintf("was closed before its expiry (%s): this exact request was destroyed or closed before, "+
+			"or jitd closed it just ahead of its expiry (it starts a close by the time its NSG writes take, at most %s, "+
+			"so that the rule is gone by then)", e.ExpiresAt, MaxCloseLead)
 	}
 	detail := fmt.Sprintf("Access grant %s for %s %s. Remove this block; to ask again, open a new request.\n\n"+
 		"This grant will not open again: nothing in a plan re-opens an expired, revoked or closed grant.",

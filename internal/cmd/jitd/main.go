@@ -69,6 +69,7 @@ type options struct {
 
 	interval     time.Duration
 	watch        time.Duration
+	maxLead      time.Duration
 	once         bool
 	dryRun       bool
 	noRestore    bool
@@ -101,6 +102,7 @@ func daemonFlags(o *options) *flag.FlagSet {
 	fs.Var(&o.nsgs, "nsg", "watch this NSG, by resource id (repeatable)")
 	fs.DurationVar(&o.interval, "interval", 5*time.Minute, "period of the full resync (discovers NSGs, reads all); expiries are handled by a timer in between")
 	fs.DurationVar(&o.watch, "watch-interval", 30*time.Second, "how often every NSG in scope is read between resyncs, so new policies and grants are seen before a grant expires; keep it under 1m (the shortest grant); 0 turns it off")
+	fs.DurationVar(&o.maxLead, "max-close-lead", jit.MaxCloseLead, "start closing a grant this much ahead of its expiry at most: jitd starts each close ahead by the time its recent NSG writes took (their median), so that the rule is gone at about the expiry rather than a write after it, and never more than that ahead; 0 closes at the expiry; at most "+jit.MaxCloseLead.String()+" (half the shortest grant)")
 	fs.BoolVar(&o.once, "once", false, "run one full pass and exit; the exit code is 1 if anything failed (for cron jobs and CI schedules)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "report what would be closed or restored, delete and write nothing")
 	fs.BoolVar(&o.noRestore, "no-restore", false, "only report a policy with some of its guard or deny-all rules missing (and close its grants) instead of writing the missing rules back; for a role without networkSecurityGroups/write")
@@ -138,8 +140,19 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 		return o, usageErrorf("--watch-interval %s must be 0 (off) or at least 1s", o.watch)
 	case o.concurrency < 1:
 		return o, usageErrorf("--concurrency must be at least 1, not %d", o.concurrency)
+	case o.maxLead < 0 || o.maxLead > jit.MaxCloseLead:
+		return o, usageErrorf("--max-close-lead %s must be between 0 (close at the expiry) and %s (half the shortest grant)", o.maxLead, jit.MaxCloseLead)
 	}
 	return o, nil
+}
+
+// closeLeadOption maps --max-close-lead to daemon.Options.MaxCloseLead,
+// where 0 means the default and a negative value off.
+func closeLeadOption(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // runDaemon is jitd without a command: parse, connect, check the scope,
@@ -197,7 +210,8 @@ func runDaemon(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	d, err := daemon.New(daemon.Options{Verify: verifier,
 		Rules: client, Scope: sc, Interval: o.interval, Watch: watchOption(o.watch), Concurrency: o.concurrency, NoRestore: o.noRestore,
-		DryRun: o.dryRun, Audit: sink, Logger: log, Version: version, StatusRemote: o.statusRemote,
+		MaxCloseLead: closeLeadOption(o.maxLead),
+		DryRun:       o.dryRun, Audit: sink, Logger: log, Version: version, StatusRemote: o.statusRemote,
 		// The system clock unless the testing hook JIT_TEST_CLOCK_OFFSET_FILE
 		// is set (jit.ClockFromEnv); timers still run in real time, so a
 		// jump is seen at the next watch read.

@@ -26,6 +26,12 @@ func TestParseFlags(t *testing.T) {
 		o.interval != 30*time.Second || !o.once || !o.dryRun || !o.noRestore || o.concurrency != 3 || o.logLevel.String() != "DEBUG" {
 		t.Errorf("parsed %+v", o)
 	}
+	if o.maxLead != jit.MaxCloseLead {
+		t.Errorf("--max-close-lead defaults to %s, want %s", o.maxLead, jit.MaxCloseLead)
+	}
+	if o, err := parseFlags([]string{"--max-close-lead", "0"}, envOf(nil)); err != nil || closeLeadOption(o.maxLead) >= 0 {
+		t.Errorf("--max-close-lead 0: %v, option %s; want closing ahead off", err, closeLeadOption(o.maxLead))
+	}
 	if o.webhookURL != "https://hooks.example.com/secret" {
 		t.Errorf("webhook URL = %q, want it from %s", o.webhookURL, EnvWebhookURL)
 	}
@@ -33,6 +39,8 @@ func TestParseFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--interval", "10ms"},
 		{"--concurrency", "0"},
+		{"--max-close-lead", "-1s"},
+		{"--max-close-lead", "31s"},
 		{"--log-level", "loud"},
 		{"--subscription", ""},
 		{"stray"},
