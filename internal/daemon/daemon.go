@@ -131,6 +131,8 @@ type Daemon struct {
 	verified map[string][]Finding             // by NSG: mismatches found by its last verification
 	verifyFP map[string]string                // by NSG: what its last complete verification saw (verifyFingerprint)
 	verifies verifyRunner                     // verifications under way, outside the loop
+	// inventory is set when the Scope is an Inventory (discovery.go).
+	inventory *inventoryState
 
 	lastSuccess atomic.Int64 // unix nanoseconds of the last full resync without error
 
@@ -161,6 +163,7 @@ func New(o Options) (*Daemon, error) {
 		seen: map[string]map[string]jit.Policy{}, open: map[string][]jit.GrantRule{},
 		verifier: o.Verify, verified: map[string][]Finding{}, verifyFP: map[string]string{}, verifies: newVerifyRunner(o.Concurrency),
 		reads: map[string]*statusEntry{}, recentEvents: o.RecentEvents, version: o.Version, statusRemote: o.StatusRemote,
+		inventory: newInventoryState(o.Scope),
 	}
 	if d.recentEvents <= 0 {
 		d.recentEvents = 100
@@ -225,6 +228,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	timer.Stop()
 	defer timer.Stop()
+	// With an inventory, the watch asks it (discovery.go) rather than
+	// reading every NSG.
+	var inventoryWatch <-chan time.Time
+	if d.inventory != nil && d.watch > 0 {
+		t := time.NewTicker(d.watch)
+		defer t.Stop()
+		inventoryWatch = t.C
+	}
 	for {
 		var wake <-chan time.Time
 		if at, ok := d.nextWake(); ok {
@@ -241,6 +252,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.reconcileDue(ctx)
 		case <-d.verifies.ready:
 			d.collectVerifications(ctx)
+		case <-inventoryWatch:
+			d.watchInventory(ctx)
 		}
 		timer.Stop()
 	}
@@ -263,14 +276,14 @@ func (d *Daemon) nextWake() (time.Time, bool) {
 func (d *Daemon) Pass(ctx context.Context) Summary {
 	start := d.now()
 	var sum Summary
-	ids, err := d.scope.NSGIDs(ctx)
+	// With ARM discovery read is ids; with an inventory, only what it says
+	// changed (discovery.go). Either way, on an error the NSGs known before
+	// stay in scope.
+	ids, read, err := d.discover(ctx, true)
 	if err != nil {
 		d.metrics.errors.WithLabelValues(opDiscover).Inc()
 		d.log.Error("listing the network security groups in scope failed", "error", err)
 		sum.Errors = append(sum.Errors, fmt.Errorf("discover network security groups: %w", err))
-		// Keep watching what we knew: a transient listing failure must not
-		// drop NSGs whose grants are about to expire.
-		ids = union(ids, d.nsgs)
 	}
 	d.forget(ids)
 	d.nsgs = ids
@@ -282,13 +295,14 @@ func (d *Daemon) Pass(ctx context.Context) Summary {
 	}
 	d.statusMu.Unlock()
 
-	results := d.reconcile(ctx, ids)
+	results := d.reconcile(ctx, read)
 	for _, r := range results {
 		sum.Closed += r.closed
 		sum.Restored += r.restored
 		sum.Errors = append(sum.Errors, r.errs...)
 		sum.Findings += d.record(ctx, r)
 	}
+	d.afterInventoryRead(results)
 	sum.Findings += d.collectVerifications(ctx)
 	for !d.verifies.looping && len(d.verifies.inflight) > 0 {
 		// A pass on its own (--once) ends with its verifications; in Run
@@ -762,7 +776,8 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 	// Every NSG is watched, not only those holding a policy at this read:
 	// the NSG's first policy and a short grant under it may be written
 	// right after this read, and must not wait for the next full resync.
-	if d.watch > 0 {
+	// With an inventory, the watch asks it instead (discovery.go).
+	if d.watch > 0 && d.inventory == nil {
 		if watch := now.Add(d.watch); next.IsZero() || watch.Before(next) {
 			next = watch
 		}
