@@ -188,12 +188,12 @@ var errUnknownVNet = errors.New("not a virtual network id")
 
 // vnetRuleKey is the key of a virtual network's admin rules: its id's
 // resource group and name, case-insensitively.
-func (s *Server) vnetRuleKey(vnetID string) (key, rg string, err error) {
+func (s *Server) vnetRuleKey(vnetID string) (key, sub, rg string, err error) {
 	q := parseARMPath(http.MethodGet, vnetID)
-	if q.kind != "vnet" || !strings.EqualFold(q.sub, s.subscriptionID) {
-		return "", "", fmt.Errorf("%q is not a virtual network id in subscription %s: %w", vnetID, s.subscriptionID, errUnknownVNet)
+	if q.kind != "vnet" || s.servedSubscription(q.sub) == "" {
+		return "", "", "", fmt.Errorf("%q is not a virtual network id in a subscription this server serves: %w", vnetID, errUnknownVNet)
 	}
-	return vnetKey(q.rg, q.vnet), q.rg, nil
+	return vnetKey(q.sub, q.rg, q.vnet), s.sub(q.sub), q.rg, nil
 }
 
 // SetAdminRules replaces the effective security admin rules of the virtual
@@ -209,7 +209,7 @@ func (s *Server) SetAdminRules(vnetID string, rules []AdminRule) error {
 
 // setAdminRules is SetAdminRules. Callers hold s.mu.
 func (s *Server) setAdminRules(vnetID string, rules []AdminRule) error {
-	key, rg, err := s.vnetRuleKey(vnetID)
+	key, sub, rg, err := s.vnetRuleKey(vnetID)
 	if err != nil {
 		return err
 	}
@@ -228,7 +228,7 @@ func (s *Server) setAdminRules(vnetID string, rules []AdminRule) error {
 			return fmt.Errorf("security admin rule %d: no id or name", i)
 		}
 		if r.ID == "" {
-			r.ID = "/subscriptions/" + s.subscriptionID + "/resourceGroups/" + s.groupName(rg) +
+			r.ID = "/subscriptions/" + sub + "/resourceGroups/" + s.groupName(sub, rg) +
 				"/providers/Microsoft.Network/networkManagers/" + localNetworkManager +
 				"/securityAdminConfigurations/" + localAdminConfig + "/ruleCollections/" + localRuleCollection + "/rules/" + r.Name
 		}
@@ -255,7 +255,7 @@ func (s *Server) setAdminRules(vnetID string, rules []AdminRule) error {
 // AdminRules returns the effective security admin rules of the virtual
 // network vnetID, in the order they were set.
 func (s *Server) AdminRules(vnetID string) ([]AdminRule, error) {
-	key, _, err := s.vnetRuleKey(vnetID)
+	key, _, _, err := s.vnetRuleKey(vnetID)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +275,7 @@ func (s *Server) adminRulesOf(vnetID string) ([]AdminRule, []nsgrules.AdminRule)
 	if vnetID == "" {
 		return nil, nil
 	}
-	key, _, err := s.vnetRuleKey(vnetID)
+	key, _, _, err := s.vnetRuleKey(vnetID)
 	if err != nil {
 		return nil, nil
 	}
@@ -318,12 +318,12 @@ func (s *Server) listEffectiveAdminRules(w http.ResponseWriter, r *http.Request,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := settleNet(s, s.vnets, vnetKey(q.rg, q.vnet))
+	e := settleNet(s, s.vnets, vnetKey(q.sub, q.rg, q.vnet))
 	if e == nil || e.current() == nil {
 		notFoundResource(w, vnetType, q.vnet, q.rg)
 		return
 	}
-	rules := s.adminRules[vnetKey(q.rg, q.vnet)]
+	rules := s.adminRules[vnetKey(q.sub, q.rg, q.vnet)]
 	if start > len(rules) {
 		writeARMError(w, http.StatusBadRequest, "InvalidSkipToken", fmt.Sprintf("The skipToken '%s' is invalid.", *body.SkipToken))
 		return

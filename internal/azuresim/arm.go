@@ -134,10 +134,11 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) string {
 	if !s.checkAPIVersion(w, q) {
 		return q.kind
 	}
-	if q.sub != "" && !strings.EqualFold(q.sub, s.subscriptionID) {
+	if q.sub != "" && s.servedSubscription(q.sub) == "" {
 		writeARMError(w, http.StatusNotFound, "SubscriptionNotFound", fmt.Sprintf("The subscription '%s' could not be found.", q.sub))
 		return q.kind
 	}
+	q.sub = s.sub(q.sub)
 	write := r.Method != http.MethodGet && r.Method != http.MethodHead
 	if write && !s.takeWriteToken(w) {
 		return q.kind
@@ -162,24 +163,24 @@ func (s *Server) dispatchARM(w http.ResponseWriter, r *http.Request, q armReques
 	m := r.Method
 	switch {
 	case q.kind == "subscription-list" && m == http.MethodGet:
-		writeJSON(w, http.StatusOK, map[string]any{"value": []any{s.subscriptionDoc()}})
+		s.listSubscriptions(w, r)
 	case q.kind == "tenant-list" && m == http.MethodGet:
 		writeJSON(w, http.StatusOK, map[string]any{"value": []any{map[string]any{
 			"id": "/tenants/" + s.tenantID, "tenantId": s.tenantID, "tenantCategory": "Home",
 			"displayName": "Local Azure", "defaultDomain": "localazure.onmicrosoft.com",
 		}}})
 	case q.kind == "subscription" && m == http.MethodGet:
-		writeJSON(w, http.StatusOK, s.subscriptionDoc())
+		writeJSON(w, http.StatusOK, s.subscriptionDoc(q.sub))
 	case q.kind == "provider-list" && m == http.MethodGet:
 		var list []any
 		for _, ns := range registeredProviders {
-			list = append(list, s.providerDoc(ns))
+			list = append(list, s.providerDoc(q.sub, ns))
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"value": list})
 	case (q.kind == "provider" && m == http.MethodGet) || (q.kind == "provider-register" && m == http.MethodPost):
-		writeJSON(w, http.StatusOK, s.providerDoc(q.provider))
+		writeJSON(w, http.StatusOK, s.providerDoc(q.sub, q.provider))
 	case q.kind == "resource-group-list" && m == http.MethodGet:
-		s.listResourceGroups(w)
+		s.listResourceGroups(w, r, q)
 	case q.kind == "resource-group":
 		s.serveResourceGroup(w, r, q)
 	case q.kind == "resource-group-resources" && m == http.MethodGet:
@@ -336,25 +337,9 @@ var registeredProviders = []string{
 	"Microsoft.Authorization", "Microsoft.ManagedIdentity", "Microsoft.KeyVault", "Microsoft.Insights",
 }
 
-func (s *Server) subscriptionDoc() map[string]any {
-	return map[string]any{
-		"id":             "/subscriptions/" + s.subscriptionID,
-		"subscriptionId": s.subscriptionID,
-		"tenantId":       s.tenantID,
-		"displayName":    "Local Azure",
-		"state":          "Enabled",
-		"subscriptionPolicies": map[string]any{
-			"locationPlacementId": "Public_2014-09-01",
-			"quotaId":             "PayAsYouGo_2014-09-01",
-			"spendingLimit":       "Off",
-		},
-		"authorizationSource": "RoleBased",
-	}
-}
-
-func (s *Server) providerDoc(namespace string) map[string]any {
+func (s *Server) providerDoc(sub, namespace string) map[string]any {
 	doc := map[string]any{
-		"id":                 "/subscriptions/" + s.subscriptionID + "/providers/" + namespace,
+		"id":                 "/subscriptions/" + sub + "/providers/" + namespace,
 		"namespace":          namespace,
 		"registrationState":  "Registered",
 		"registrationPolicy": "RegistrationRequired",

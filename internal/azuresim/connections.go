@@ -151,7 +151,7 @@ func (s *Server) EstablishFlow(f Flow) (Connection, error) {
 			return Connection{}, fmt.Errorf("establish flow through %s: %w", id, err)
 		}
 		c.state.NSGIDs = append(c.state.NSGIDs, st.id)
-		c.keys = append(c.keys, nsgKey(st.rg, st.name))
+		c.keys = append(c.keys, nsgKey(st.sub, st.rg, st.name))
 	}
 	s.conns.live[c.state.ID] = c
 	return Connection{ID: c.state.ID, Established: true, Verdict: v}, nil

@@ -84,9 +84,9 @@ const (
 
 // jitPolicyState is a Defender JIT policy as stored.
 type jitPolicyState struct {
-	id, rg, location, name, kind string
-	vms                          []jitPolicyVM
-	requests                     []jitRequest
+	id, sub, rg, location, name, kind string
+	vms                               []jitPolicyVM
+	requests                          []jitRequest
 	// rules are the rules this policy wrote: NSG key → rule names.
 	rules map[string][]string
 }
@@ -145,8 +145,8 @@ func (p jitPortRule) sources() []string {
 	return []string{"*"}
 }
 
-func jitPolicyKey(rg, location, name string) string {
-	return strings.ToLower(rg) + "/" + normaliseLocation(location) + "/" + strings.ToLower(name)
+func jitPolicyKey(sub, rg, location, name string) string {
+	return scopeKey(sub, rg) + "/" + normaliseLocation(location) + "/" + strings.ToLower(name)
 }
 
 // parseSecurityPath classifies the Microsoft.Security paths this file
@@ -188,7 +188,7 @@ func (s *Server) serveDefender(w http.ResponseWriter, r *http.Request, q armRequ
 			s.expireJITRequests()
 			var items []any
 			for _, p := range s.jitPolicyStates() {
-				if (q.rg == "" || strings.EqualFold(p.rg, q.rg)) && (q.location == "" || normaliseLocation(q.location) == p.location) {
+				if strings.EqualFold(p.sub, q.sub) && (q.rg == "" || strings.EqualFold(p.rg, q.rg)) && (q.location == "" || normaliseLocation(q.location) == p.location) {
 					items = append(items, s.jitPolicyJSON(p))
 				}
 			}
@@ -198,7 +198,7 @@ func (s *Server) serveDefender(w http.ResponseWriter, r *http.Request, q armRequ
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.expireJITRequests()
-		p := s.jitPolicies[jitPolicyKey(q.rg, q.location, q.jitPolicy)]
+		p := s.jitPolicies[jitPolicyKey(q.sub, q.rg, q.location, q.jitPolicy)]
 		if p == nil {
 			notFoundResource(w, jitPolicyType, q.jitPolicy, q.rg)
 			return true
@@ -209,7 +209,7 @@ func (s *Server) serveDefender(w http.ResponseWriter, r *http.Request, q armRequ
 	case q.kind == "jit-policy" && r.Method == http.MethodDelete:
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		key := jitPolicyKey(q.rg, q.location, q.jitPolicy)
+		key := jitPolicyKey(q.sub, q.rg, q.location, q.jitPolicy)
 		p := s.jitPolicies[key]
 		if p == nil {
 			w.WriteHeader(http.StatusNoContent)
@@ -281,8 +281,8 @@ func (s *Server) putJITPolicy(w http.ResponseWriter, r *http.Request, q armReque
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expireJITRequests()
-	key := jitPolicyKey(q.rg, q.location, q.jitPolicy)
-	status, aerr := s.applyJITPolicy(q.rg, q.location, q.jitPolicy, raw, false)
+	key := jitPolicyKey(q.sub, q.rg, q.location, q.jitPolicy)
+	status, aerr := s.applyJITPolicy(q.sub, q.rg, q.location, q.jitPolicy, raw, false)
 	if aerr != nil {
 		writeARMErrorBody(w, status, aerr)
 		return
@@ -295,7 +295,7 @@ func (s *Server) putJITPolicy(w http.ResponseWriter, r *http.Request, q armReque
 // applyJITPolicy validates a policy body and makes it the policy, writing
 // its rules. With seeded, the body's requests are taken as they are.
 // Callers hold s.mu.
-func (s *Server) applyJITPolicy(rg, location, name string, raw []byte, seeded bool) (int, *armError) {
+func (s *Server) applyJITPolicy(sub, rg, location, name string, raw []byte, seeded bool) (int, *armError) {
 	var body jitPolicyBody
 	if err := decodeJSON(raw, &body); err != nil {
 		return http.StatusBadRequest, err
@@ -306,11 +306,11 @@ func (s *Server) applyJITPolicy(rg, location, name string, raw []byte, seeded bo
 	if !validName(name) {
 		return http.StatusBadRequest, invalidNameError(name)
 	}
-	key := jitPolicyKey(rg, location, name)
+	key := jitPolicyKey(sub, rg, location, name)
 	cur := s.jitPolicies[key]
 	next := &jitPolicyState{
-		id: "/subscriptions/" + s.subscriptionID + "/resourceGroups/" + s.groupName(rg) + "/providers/Microsoft.Security/locations/" + normaliseLocation(location) + "/jitNetworkAccessPolicies/" + name,
-		rg: s.groupName(rg), location: normaliseLocation(location), name: name, kind: body.Kind,
+		id:  resourceID(s.sub(sub), s.groupName(sub, rg), "Microsoft.Security/locations/"+normaliseLocation(location)+"/jitNetworkAccessPolicies", name),
+		sub: s.sub(sub), rg: s.groupName(sub, rg), location: normaliseLocation(location), name: name, kind: body.Kind,
 		vms:   body.Properties.VirtualMachines,
 		rules: map[string][]string{},
 	}
@@ -405,7 +405,7 @@ func (s *Server) applyJITPolicy(rg, location, name string, raw []byte, seeded bo
 		s.jitPolicies = map[string]*jitPolicyState{}
 	}
 	s.jitPolicies[key] = next
-	s.ensureGroup(next.rg, next.location)
+	s.ensureGroup(next.sub, next.rg, next.location)
 	return 0, nil
 }
 
@@ -496,8 +496,8 @@ type jitPath struct {
 func (s *Server) jitVMPaths(vmID, target string) ([]jitPath, *armError) {
 	q := parseARMPath(http.MethodGet, vmID)
 	var v *vmState
-	if q.kind == "vm" && strings.EqualFold(q.sub, s.subscriptionID) {
-		v = s.vms[vmKey(q.rg, q.vm)]
+	if q.kind == "vm" && s.servedSubscription(q.sub) != "" {
+		v = s.vms[vmKey(q.sub, q.rg, q.vm)]
 	}
 	if v == nil {
 		return nil, &armError{Code: "VirtualMachineNotFound", Target: target, Message: fmt.Sprintf("Virtual machine %s was not found.", vmID)}
@@ -506,7 +506,7 @@ func (s *Server) jitVMPaths(vmID, target string) ([]jitPath, *armError) {
 	nsgs := 0
 	for _, vn := range v.nics {
 		nq := parseARMPath(http.MethodGet, vn.id)
-		e := settleNet(s, s.nics, nicKey(nq.rg, nq.nic))
+		e := settleNet(s, s.nics, nicKey(nq.sub, nq.rg, nq.nic))
 		if e == nil || e.state == nil {
 			continue
 		}
@@ -516,14 +516,14 @@ func (s *Server) jitVMPaths(vmID, target string) ([]jitPath, *armError) {
 			p.addresses = append(p.addresses, ic.address.String())
 			if _, sn := s.lookupSubnet(ic.subnetID); sn != nil && sn.nsgID != "" {
 				sq := parseARMPath(http.MethodGet, sn.nsgID)
-				if k := nsgKey(sq.rg, sq.nsg); !slices.Contains(p.nsgKeys, k) {
+				if k := nsgKey(sq.sub, sq.rg, sq.nsg); !slices.Contains(p.nsgKeys, k) {
 					p.nsgKeys = append(p.nsgKeys, k)
 				}
 			}
 		}
 		if n.nsgID != "" {
 			nq := parseARMPath(http.MethodGet, n.nsgID)
-			if k := nsgKey(nq.rg, nq.nsg); !slices.Contains(p.nsgKeys, k) {
+			if k := nsgKey(nq.sub, nq.rg, nq.nsg); !slices.Contains(p.nsgKeys, k) {
 				p.nsgKeys = append(p.nsgKeys, k)
 			}
 		}
@@ -772,7 +772,7 @@ func (s *Server) initiateJIT(w http.ResponseWriter, r *http.Request, q armReques
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expireJITRequests()
-	p := s.jitPolicies[jitPolicyKey(q.rg, q.location, q.jitPolicy)]
+	p := s.jitPolicies[jitPolicyKey(q.sub, q.rg, q.location, q.jitPolicy)]
 	if p == nil {
 		notFoundResource(w, jitPolicyType, q.jitPolicy, q.rg)
 		return
@@ -906,10 +906,10 @@ func (s *Server) seedJITPolicies(raws []json.RawMessage) error {
 		if len(seg) < 2 || lower[0] != "subscriptions" || !parseSecurityPath(&q, seg, lower) || q.kind != "jit-policy" {
 			return fmt.Errorf("JIT network access policy %d: id %q is not a JIT network access policy id", i, head.ID)
 		}
-		if !strings.EqualFold(seg[1], s.subscriptionID) {
-			return fmt.Errorf("JIT network access policy %s is not in subscription %s", head.ID, s.subscriptionID)
+		if s.servedSubscription(seg[1]) == "" {
+			return fmt.Errorf("JIT network access policy %s is not in a subscription this server serves", head.ID)
 		}
-		if _, aerr := s.applyJITPolicy(q.rg, q.location, q.jitPolicy, raw, true); aerr != nil {
+		if _, aerr := s.applyJITPolicy(seg[1], q.rg, q.location, q.jitPolicy, raw, true); aerr != nil {
 			return fmt.Errorf("JIT network access policy %s: %w", head.ID, aerr)
 		}
 	}

@@ -17,6 +17,19 @@
 // reachability with VerifyFlow, a Network Watcher style flow check, through
 // given NSGs or through a network interface's subnet and NIC NSGs.
 //
+// It serves many subscriptions of one tenant: the default one
+// (Options.SubscriptionID, the one Environ names) and Options.Subscriptions
+// (ExtraSubscriptionIDs makes deterministic ids; the azuresim command's
+// -subscriptions flag takes a count or a list; a seed file's
+// "subscriptions" adds more). GET /subscriptions lists them, default first,
+// paged by nextLink. Every resource lives in the subscription its id names:
+// its store key is subscription, resource group and name, all
+// case-insensitive as on ARM, so two subscriptions may hold an NSG of the
+// same group and name; resource groups, lists and Network Watcher's
+// automatic watchers are per subscription. A request naming a subscription
+// it does not serve meets 404 SubscriptionNotFound. Write throttling is one
+// token bucket for all of them.
+//
 // Security admin rules come first, with Azure's documented semantics
 // (learn.microsoft.com/azure/virtual-network-manager/concept-security-admins):
 // the admin rules of the flow's virtual network are evaluated by priority,

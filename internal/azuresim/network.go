@@ -35,8 +35,8 @@ const (
 
 // Store keys of network resources carry their type, so that they never
 // collide with NSG keys (resource group and resource names cannot hold ':').
-func vnetKey(rg, name string) string { return "vnet:" + nsgKey(rg, name) }
-func nicKey(rg, name string) string  { return "nic:" + nsgKey(rg, name) }
+func vnetKey(sub, rg, name string) string { return "vnet:" + nsgKey(sub, rg, name) }
+func nicKey(sub, rg, name string) string  { return "nic:" + nsgKey(sub, rg, name) }
 
 // netEntry is one virtual network or network interface: its committed state
 // and the running write, if any. Like NSGs, each accepts one write at a time.
@@ -118,7 +118,7 @@ func startNetOperation[T any](s *Server, key string, e *netEntry[T], name, resou
 // resourceMeta is what virtual networks and network interfaces store alike,
 // so that their handlers can be shared.
 type resourceMeta struct {
-	id, rg, name, location        string
+	id, sub, rg, name, location   string
 	etag, guid, provisioningState string
 }
 
@@ -316,18 +316,18 @@ func parseNetworkPath(q *armRequest, method string, seg, lower []string) {
 	}
 }
 
-func (s *Server) vnetID(rg, name string) string {
-	return "/subscriptions/" + s.subscriptionID + "/resourceGroups/" + rg + "/providers/Microsoft.Network/virtualNetworks/" + name
+func vnetID(sub, rg, name string) string {
+	return resourceID(sub, rg, "Microsoft.Network/virtualNetworks", name)
 }
 
-func (s *Server) nicID(rg, name string) string {
-	return "/subscriptions/" + s.subscriptionID + "/resourceGroups/" + rg + "/providers/Microsoft.Network/networkInterfaces/" + name
+func nicID(sub, rg, name string) string {
+	return resourceID(sub, rg, "Microsoft.Network/networkInterfaces", name)
 }
 
 // groupName returns the resource group's name in the case it was created
 // with, so that ids are stable whatever case a later request uses.
-func (s *Server) groupName(rg string) string {
-	if g := s.groups[strings.ToLower(rg)]; g != nil {
+func (s *Server) groupName(sub, rg string) string {
+	if g := s.groups[scopeKey(sub, rg)]; g != nil {
 		return g.name
 	}
 	return rg
@@ -373,10 +373,10 @@ func keepUnmodelled(m map[string]json.RawMessage, computed map[string]bool) map[
 // there is none. Callers hold s.mu.
 func (s *Server) lookupNSG(id string) *nsgState {
 	q := parseARMPath(http.MethodGet, id)
-	if q.kind != "nsg" || !strings.EqualFold(q.sub, s.subscriptionID) {
+	if q.kind != "nsg" || s.servedSubscription(q.sub) == "" {
 		return nil
 	}
-	e := s.entry(nsgKey(q.rg, q.nsg))
+	e := s.entry(nsgKey(q.sub, q.rg, q.nsg))
 	if e == nil {
 		return nil
 	}
@@ -387,10 +387,10 @@ func (s *Server) lookupNSG(id string) *nsgState {
 // virtual network. Callers hold s.mu.
 func (s *Server) lookupSubnet(id string) (*vnetState, *subnetState) {
 	q := parseARMPath(http.MethodGet, id)
-	if q.kind != "subnet" || !strings.EqualFold(q.sub, s.subscriptionID) {
+	if q.kind != "subnet" || s.servedSubscription(q.sub) == "" {
 		return nil, nil
 	}
-	e := settleNet(s, s.vnets, vnetKey(q.rg, q.vnet))
+	e := settleNet(s, s.vnets, vnetKey(q.sub, q.rg, q.vnet))
 	if e == nil || e.latest() == nil {
 		return nil, nil
 	}
@@ -517,12 +517,12 @@ func (s *Server) addNSGReferences(props map[string]any, nsgID string) {
 type netType[T any, P netResource[T]] struct {
 	typ     string // for 404s
 	entries func(*Server) map[string]*netEntry[T]
-	key     func(rg, name string) string
+	key     func(sub, rg, name string) string
 	name    func(armRequest) string // the resource's name in the request path
 	render  func(*Server, *T) map[string]any
 	// build builds and validates the state a PUT body describes, replacing
 	// cur (nil on create).
-	build func(s *Server, rg, name string, raw []byte, cur *T) (*T, *armError)
+	build func(s *Server, sub, rg, name string, raw []byte, cur *T) (*T, *armError)
 	// inUse refuses a deletion Azure refuses; nil when nothing can.
 	inUse           func(*Server, *T) *armError
 	putOp, deleteOp string
@@ -554,7 +554,7 @@ var (
 // find returns the settled entry the request names, answering 404 when
 // there is none. Callers hold s.mu.
 func (k *netType[T, P]) find(s *Server, w http.ResponseWriter, q armRequest) *netEntry[T] {
-	e := settleNet(s, k.entries(s), k.key(q.rg, k.name(q)))
+	e := settleNet(s, k.entries(s), k.key(q.sub, q.rg, k.name(q)))
 	if e == nil || e.current() == nil {
 		notFoundResource(w, k.typ, k.name(q), q.rg)
 		return nil
@@ -575,7 +575,7 @@ func (k *netType[T, P]) list(s *Server, w http.ResponseWriter, r *http.Request, 
 	s.writeList(w, r, func() ([]any, bool) {
 		var items []any
 		for _, st := range netStates[T, P](s, k.entries(s), false) {
-			if q.rg == "" || strings.EqualFold(P(st).meta().rg, q.rg) {
+			if m := P(st).meta(); strings.EqualFold(m.sub, q.sub) && (q.rg == "" || strings.EqualFold(m.rg, q.rg)) {
 				items = append(items, k.render(s, st))
 			}
 		}
@@ -593,7 +593,7 @@ func (k *netType[T, P]) put(s *Server, w http.ResponseWriter, r *http.Request, q
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, key := k.entries(s), k.key(q.rg, k.name(q))
+	m, key := k.entries(s), k.key(q.sub, q.rg, k.name(q))
 	e := settleNet(s, m, key)
 	var cur *T
 	var running *operation
@@ -609,7 +609,7 @@ func (k *netType[T, P]) put(s *Server, w http.ResponseWriter, r *http.Request, q
 	}
 	// No operation runs, so cur is the committed state, whose dynamic
 	// addresses a network interface keeps.
-	next, aerr := k.build(s, q.rg, k.name(q), raw, cur)
+	next, aerr := k.build(s, q.sub, q.rg, k.name(q), raw, cur)
 	if aerr != nil {
 		writeARMErrorBody(w, http.StatusBadRequest, aerr)
 		return
@@ -619,7 +619,7 @@ func (k *netType[T, P]) put(s *Server, w http.ResponseWriter, r *http.Request, q
 		m[key] = e
 	}
 	meta := P(next).meta()
-	s.ensureGroup(meta.rg, meta.location)
+	s.ensureGroup(meta.sub, meta.rg, meta.location)
 	visible := P(P(next).clone()).withProvisioningState("Updating")
 	P(next).withProvisioningState(statusSucceeded)
 	op := startNetOperation(s, key, e, k.putOp, meta.id, meta.location, visible, next, q.failLRO)
@@ -631,7 +631,7 @@ func (k *netType[T, P]) put(s *Server, w http.ResponseWriter, r *http.Request, q
 func (k *netType[T, P]) remove(s *Server, w http.ResponseWriter, r *http.Request, q armRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := k.key(q.rg, k.name(q))
+	key := k.key(q.sub, q.rg, k.name(q))
 	e := settleNet(s, k.entries(s), key)
 	if e == nil {
 		writeDeleteAbsent(w, r)
@@ -729,12 +729,12 @@ type subnetBody struct {
 
 // newVNetState builds and validates the state a virtual network PUT body
 // describes, replacing cur (nil on create). Callers hold s.mu.
-func (s *Server) newVNetState(rg, name string, raw []byte, cur *vnetState) (*vnetState, *armError) {
+func (s *Server) newVNetState(sub, rg, name string, raw []byte, cur *vnetState) (*vnetState, *armError) {
 	var body vnetBody
 	if err := decodeJSON(raw, &body); err != nil {
 		return nil, err
 	}
-	meta, top, props, err := newResourceMeta(s, rg, name, raw, body.Name, body.Location, cur, s.vnetID)
+	meta, top, props, err := newResourceMeta(s, sub, rg, name, raw, body.Name, body.Location, cur, vnetID)
 	if err != nil {
 		return nil, err
 	}
@@ -791,8 +791,8 @@ func (s *Server) newVNetState(rg, name string, raw []byte, cur *vnetState) (*vne
 // body has decoded, and returns the new state's identity, its unmodelled
 // top-level members and its properties. id builds the id of a new resource.
 // Callers hold s.mu.
-func newResourceMeta[T any, P netResource[T]](s *Server, rg, name string, raw []byte, bodyName, location string, cur *T,
-	id func(rg, name string) string,
+func newResourceMeta[T any, P netResource[T]](s *Server, sub, rg, name string, raw []byte, bodyName, location string, cur *T,
+	id func(sub, rg, name string) string,
 ) (meta resourceMeta, top, props map[string]json.RawMessage, err *armError) {
 	top, props, err = splitBody(raw)
 	if err != nil {
@@ -804,11 +804,11 @@ func newResourceMeta[T any, P netResource[T]](s *Server, rg, name string, raw []
 	if bodyName != "" && !strings.EqualFold(bodyName, name) {
 		return meta, nil, nil, nameMismatch(bodyName, name)
 	}
-	rg = s.groupName(rg)
-	meta = resourceMeta{id: id(rg, name), rg: rg, name: name, location: location, guid: uuid.NewString()}
+	sub, rg = s.sub(sub), s.groupName(sub, rg)
+	meta = resourceMeta{id: id(sub, rg, name), sub: sub, rg: rg, name: name, location: location, guid: uuid.NewString()}
 	if cur != nil {
 		c := P(cur).meta()
-		meta.id, meta.rg, meta.name, meta.guid = c.id, c.rg, c.name, c.guid
+		meta.id, meta.sub, meta.rg, meta.name, meta.guid = c.id, c.sub, c.rg, c.name, c.guid
 		if err := sameLocation(c.name, c.rg, c.location, &meta.location); err != nil {
 			return meta, nil, nil, err
 		}
@@ -982,7 +982,7 @@ func (s *Server) putSubnet(w http.ResponseWriter, r *http.Request, q armRequest)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := vnetKey(q.rg, q.vnet)
+	key := vnetKey(q.sub, q.rg, q.vnet)
 	e := vnetKind.find(s, w, q)
 	if e == nil {
 		return
@@ -1023,7 +1023,7 @@ func (s *Server) putSubnet(w http.ResponseWriter, r *http.Request, q armRequest)
 func (s *Server) deleteSubnet(w http.ResponseWriter, r *http.Request, q armRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := vnetKey(q.rg, q.vnet)
+	key := vnetKey(q.sub, q.rg, q.vnet)
 	e := vnetKind.find(s, w, q)
 	if e == nil {
 		return
@@ -1110,12 +1110,12 @@ type ipConfigBody struct {
 // newNICState builds and validates the state a network interface PUT body
 // describes, replacing cur (nil on create), and allocates dynamic private
 // addresses. Callers hold s.mu.
-func (s *Server) newNICState(rg, name string, raw []byte, cur *nicState) (*nicState, *armError) {
+func (s *Server) newNICState(sub, rg, name string, raw []byte, cur *nicState) (*nicState, *armError) {
 	var body nicBody
 	if err := decodeJSON(raw, &body); err != nil {
 		return nil, err
 	}
-	meta, top, props, aerr := newResourceMeta(s, rg, name, raw, body.Name, body.Location, cur, s.nicID)
+	meta, top, props, aerr := newResourceMeta(s, sub, rg, name, raw, body.Name, body.Location, cur, nicID)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -1373,10 +1373,10 @@ func (s *Server) flowThroughNIC(f Flow) (Flow, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := parseARMPath(http.MethodGet, f.NetworkInterfaceID)
-	if q.kind != "nic" || !strings.EqualFold(q.sub, s.subscriptionID) {
-		return f, fmt.Errorf("%q is not a network interface id in subscription %s: %w", f.NetworkInterfaceID, s.subscriptionID, errUnknownNIC)
+	if q.kind != "nic" || s.servedSubscription(q.sub) == "" {
+		return f, fmt.Errorf("%q is not a network interface id: not in a subscription this server serves: %w", f.NetworkInterfaceID, errUnknownNIC)
 	}
-	e := settleNet(s, s.nics, nicKey(q.rg, q.nic))
+	e := settleNet(s, s.nics, nicKey(q.sub, q.rg, q.nic))
 	if e == nil || e.state == nil {
 		return f, fmt.Errorf("%s: %w", f.NetworkInterfaceID, errUnknownNIC)
 	}

@@ -159,7 +159,7 @@ func defaultRulesJSON(st *nsgState) []securityRule {
 // nsgForRequest returns the settled entry of the request's NSG, answering
 // 404 when there is none. Callers hold s.mu.
 func (s *Server) nsgForRequest(w http.ResponseWriter, q armRequest) *nsgEntry {
-	e := s.entry(nsgKey(q.rg, q.nsg))
+	e := s.entry(nsgKey(q.sub, q.rg, q.nsg))
 	if e == nil {
 		notFoundNSG(w, q)
 	}
@@ -183,7 +183,7 @@ func (s *Server) listNSGs(w http.ResponseWriter, r *http.Request, q armRequest) 
 		var states []*nsgState
 		for _, e := range s.nsgs {
 			st := e.visible()
-			if st != nil && (q.rg == "" || strings.EqualFold(st.rg, q.rg)) {
+			if st != nil && strings.EqualFold(st.sub, q.sub) && (q.rg == "" || strings.EqualFold(st.rg, q.rg)) {
 				states = append(states, st)
 			}
 		}
@@ -232,7 +232,7 @@ func (s *Server) putNSG(w http.ResponseWriter, r *http.Request, q armRequest) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := nsgKey(q.rg, q.nsg)
+	key := nsgKey(q.sub, q.rg, q.nsg)
 	e := s.entry(key)
 	if !s.nsgWritable(w, r, q, e.etag(), e, "PutNetworkSecurityGroupOperation") {
 		return
@@ -241,7 +241,7 @@ func (s *Server) putNSG(w http.ResponseWriter, r *http.Request, q armRequest) {
 	if e != nil {
 		cur = e.visible()
 	}
-	next, err := s.newNSGState(q.rg, q.nsg, raw, cur)
+	next, err := s.newNSGState(q.sub, q.rg, q.nsg, raw, cur)
 	if err != nil {
 		writeARMErrorBody(w, http.StatusBadRequest, err)
 		return
@@ -252,7 +252,7 @@ func (s *Server) putNSG(w http.ResponseWriter, r *http.Request, q armRequest) {
 		e = &nsgEntry{}
 		s.nsgs[key] = e
 	}
-	s.ensureGroup(next.rg, next.location)
+	s.ensureGroup(next.sub, next.rg, next.location)
 	op := s.startOperation(key, e, "PutNetworkSecurityGroupOperation", next.id, next.location, visible, next,
 		Event{Operation: "PutNetworkSecurityGroupOperation", NSGID: next.id, RemovedRules: removedRules(cur, next)}, q.failLRO)
 	s.writeAccepted(w, r, q, op, putStatus(cur == nil), s.nsgJSON(visible))
@@ -278,7 +278,7 @@ func removedRules(cur, next *nsgState) []string {
 
 // newNSGState builds the state an NSG PUT body describes, replacing cur (nil
 // on create), and validates it as Azure does. Callers hold s.mu.
-func (s *Server) newNSGState(rg, name string, raw []byte, cur *nsgState) (*nsgState, *armError) {
+func (s *Server) newNSGState(sub, rg, name string, raw []byte, cur *nsgState) (*nsgState, *armError) {
 	var body nsgBody
 	var top map[string]json.RawMessage
 	if err := decodeJSON(raw, &body); err != nil {
@@ -299,13 +299,14 @@ func (s *Server) newNSGState(rg, name string, raw []byte, cur *nsgState) (*nsgSt
 	if body.Name != "" && !strings.EqualFold(body.Name, name) {
 		return nil, nameMismatch(body.Name, name)
 	}
-	next := &nsgState{id: s.nsgID(rg, name), rg: rg, name: name, guid: uuid.NewString(), location: body.Location}
-	if g := s.groups[strings.ToLower(rg)]; g != nil {
-		next.id, next.rg = s.nsgID(g.name, name), g.name
+	sub = s.sub(sub)
+	next := &nsgState{id: nsgID(sub, rg, name), sub: sub, rg: rg, name: name, guid: uuid.NewString(), location: body.Location}
+	if g := s.groups[scopeKey(sub, rg)]; g != nil {
+		next.id, next.rg = nsgID(sub, g.name, name), g.name
 	}
 	switch {
 	case cur != nil:
-		next.id, next.rg, next.name, next.guid = cur.id, cur.rg, cur.name, cur.guid
+		next.id, next.sub, next.rg, next.name, next.guid = cur.id, cur.sub, cur.rg, cur.name, cur.guid
 		if err := sameLocation(cur.name, cur.rg, cur.location, &next.location); err != nil {
 			return nil, err
 		}
@@ -402,7 +403,7 @@ func (s *Server) writeDeleteAccepted(w http.ResponseWriter, r *http.Request, q a
 func (s *Server) deleteNSG(w http.ResponseWriter, r *http.Request, q armRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := nsgKey(q.rg, q.nsg)
+	key := nsgKey(q.sub, q.rg, q.nsg)
 	e := s.entry(key)
 	if e == nil {
 		writeDeleteAbsent(w, r)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/nsgrules"
@@ -253,7 +252,7 @@ func (s *Server) resolveFlow(f Flow) (Flow, nsgrules.Flow, error) {
 		return f, nsgrules.Flow{}, errors.New("no network security group ids, network interface id or virtual network id given")
 	}
 	if f.VirtualNetworkID != "" {
-		if _, _, err := s.vnetRuleKey(f.VirtualNetworkID); err != nil {
+		if _, _, _, err := s.vnetRuleKey(f.VirtualNetworkID); err != nil {
 			return f, nsgrules.Flow{}, err
 		}
 	}
@@ -321,10 +320,10 @@ func (st *nsgState) nsgRules() []nsgrules.Rule {
 // committedNSG finds an NSG by id. Callers hold s.mu.
 func (s *Server) committedNSG(id string) (*nsgState, error) {
 	q := parseARMPath("GET", id)
-	if q.kind != "nsg" || !strings.EqualFold(q.sub, s.subscriptionID) {
-		return nil, fmt.Errorf("%q is not a network security group id in subscription %s: %w", id, s.subscriptionID, errUnknownNSG)
+	if q.kind != "nsg" || s.servedSubscription(q.sub) == "" {
+		return nil, fmt.Errorf("%q is not a network security group id: not in a subscription this server serves: %w", id, errUnknownNSG)
 	}
-	e := s.entry(nsgKey(q.rg, q.nsg))
+	e := s.entry(nsgKey(q.sub, q.rg, q.nsg))
 	if e == nil || e.state == nil {
 		return nil, errUnknownNSG
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 // resourceGroup is a group a client created or one that holds an NSG.
 // Groups are implicit: creating an NSG in a group creates the group.
 type resourceGroup struct {
+	sub      string
 	name     string
 	location string
 	tags     json.RawMessage
@@ -23,15 +23,15 @@ type resourceGroup struct {
 // ensureGroup records a resource group implicitly created by a resource
 // put in it.
 // Callers hold s.mu.
-func (s *Server) ensureGroup(rg, location string) {
-	if s.groups[strings.ToLower(rg)] == nil {
-		s.groups[strings.ToLower(rg)] = &resourceGroup{name: rg, location: normaliseLocation(location)}
+func (s *Server) ensureGroup(sub, rg, location string) {
+	if key := scopeKey(sub, rg); s.groups[key] == nil {
+		s.groups[key] = &resourceGroup{sub: s.sub(sub), name: rg, location: normaliseLocation(location)}
 	}
 }
 
 // serveResourceGroup answers GET, HEAD, PUT and DELETE of a resource group.
 func (s *Server) serveResourceGroup(w http.ResponseWriter, r *http.Request, q armRequest) {
-	key := strings.ToLower(q.rg)
+	key := scopeKey(q.sub, q.rg)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		s.mu.Lock()
@@ -70,7 +70,7 @@ func (s *Server) serveResourceGroup(w http.ResponseWriter, r *http.Request, q ar
 				writeARMError(w, http.StatusBadRequest, "LocationRequired", "The location property is required for this definition.")
 				return
 			}
-			g, status = &resourceGroup{name: q.rg}, http.StatusCreated
+			g, status = &resourceGroup{sub: q.sub, name: q.rg}, http.StatusCreated
 			s.groups[key] = g
 		}
 		g.location = normaliseLocation(body.Location)
@@ -87,23 +87,27 @@ func (s *Server) serveResourceGroup(w http.ResponseWriter, r *http.Request, q ar
 	}
 }
 
-func (s *Server) listResourceGroups(w http.ResponseWriter) {
-	s.mu.Lock()
-	// Ids share their prefix, so sorting by name sorts by id.
-	groups := slices.SortedFunc(maps.Values(s.groups), func(a, b *resourceGroup) int {
-		return strings.Compare(a.name, b.name)
+func (s *Server) listResourceGroups(w http.ResponseWriter, r *http.Request, q armRequest) {
+	s.writeList(w, r, func() ([]any, bool) {
+		var groups []*resourceGroup
+		for _, g := range s.groups {
+			if strings.EqualFold(g.sub, q.sub) {
+				groups = append(groups, g)
+			}
+		}
+		// Ids share their prefix, so sorting by name sorts by id.
+		slices.SortFunc(groups, func(a, b *resourceGroup) int { return strings.Compare(a.name, b.name) })
+		out := make([]any, len(groups))
+		for i, g := range groups {
+			out[i] = s.groupJSON(g)
+		}
+		return out, true
 	})
-	var out []any
-	for _, g := range groups {
-		out = append(out, s.groupJSON(g))
-	}
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"value": out})
 }
 
 func (s *Server) groupJSON(g *resourceGroup) map[string]any {
 	doc := map[string]any{
-		"id":         "/subscriptions/" + s.subscriptionID + "/resourceGroups/" + g.name,
+		"id":         "/subscriptions/" + g.sub + "/resourceGroups/" + g.name,
 		"name":       g.name,
 		"type":       "Microsoft.Resources/resourceGroups",
 		"location":   g.location,
@@ -119,14 +123,15 @@ func (s *Server) groupJSON(g *resourceGroup) map[string]any {
 // resource, and for the automatic network watchers' group once Azure has
 // made it: with the first virtual network; it stays when its watchers are
 // deleted. Callers hold s.mu.
-func (s *Server) groupExists(rg string) bool {
-	if s.groups[strings.ToLower(rg)] != nil {
+func (s *Server) groupExists(sub, rg string) bool {
+	if s.groups[scopeKey(sub, rg)] != nil {
 		return true
 	}
 	if !strings.EqualFold(rg, autoWatcherGroup) {
 		return false
 	}
-	return len(s.vnets) > 0 || len(s.watcherOptOut) > 0 || slices.ContainsFunc(s.watcherStates(), func(w *watcherState) bool { return strings.EqualFold(w.rg, rg) })
+	return s.hasVNets(sub) || s.watcherOptedOut(sub) ||
+		slices.ContainsFunc(s.watcherStates(sub), func(w *watcherState) bool { return strings.EqualFold(w.rg, rg) })
 }
 
 // requireGroup answers 404 ResourceGroupNotFound, as ARM does before it
@@ -137,7 +142,7 @@ func (s *Server) requireGroup(w http.ResponseWriter, r *http.Request, q armReque
 		return true
 	}
 	s.mu.Lock()
-	ok := s.groupExists(q.rg)
+	ok := s.groupExists(q.sub, q.rg)
 	s.mu.Unlock()
 	if !ok {
 		writeARMError(w, http.StatusNotFound, "ResourceGroupNotFound", fmt.Sprintf("Resource group '%s' could not be found.", q.rg))
@@ -155,32 +160,32 @@ type groupResource struct {
 
 // groupResources lists what a resource group holds, sorted by id. Callers
 // hold s.mu.
-func (s *Server) groupResources(rg string) []groupResource {
+func (s *Server) groupResources(sub, rg string) []groupResource {
 	var out []groupResource
-	in := func(group string) bool { return strings.EqualFold(group, rg) }
+	in := func(id, group string) bool { return strings.EqualFold(group, rg) && inSubscription(id, sub) }
 	s.settleAll()
 	for _, e := range s.nsgs {
-		if st := e.visible(); st != nil && in(st.rg) {
+		if st := e.visible(); st != nil && in(st.id, st.rg) {
 			out = append(out, groupResource{st.id, st.name, "Microsoft.Network/networkSecurityGroups", normaliseLocation(st.location)})
 		}
 	}
 	for _, v := range netStates(s, s.vnets, false) {
-		if in(v.rg) {
+		if in(v.id, v.rg) {
 			out = append(out, groupResource{v.id, v.name, "Microsoft.Network/virtualNetworks", normaliseLocation(v.location)})
 		}
 	}
 	for _, n := range netStates(s, s.nics, false) {
-		if in(n.rg) {
+		if in(n.id, n.rg) {
 			out = append(out, groupResource{n.id, n.name, "Microsoft.Network/networkInterfaces", normaliseLocation(n.location)})
 		}
 	}
 	for _, v := range s.vmStates() {
-		if in(v.rg) {
+		if in(v.id, v.rg) {
 			out = append(out, groupResource{v.id, v.name, "Microsoft.Compute/virtualMachines", normaliseLocation(v.location)})
 		}
 	}
-	for _, w := range s.watcherStates() {
-		if in(w.rg) {
+	for _, w := range s.watcherStates(sub) {
+		if in(w.id, w.rg) {
 			out = append(out, groupResource{w.id, w.name, "Microsoft.Network/networkWatchers", normaliseLocation(w.location)})
 		}
 	}
@@ -193,7 +198,7 @@ func (s *Server) listGroupResources(w http.ResponseWriter, r *http.Request, q ar
 	// requireGroup has answered for a group that does not exist.
 	s.writeList(w, r, func() ([]any, bool) {
 		var items []any
-		for _, res := range s.groupResources(q.rg) {
+		for _, res := range s.groupResources(q.sub, q.rg) {
 			items = append(items, res)
 		}
 		return items, true
@@ -207,50 +212,50 @@ func (s *Server) listGroupResources(w http.ResponseWriter, r *http.Request, q ar
 // 200.
 func (s *Server) deleteResourceGroup(w http.ResponseWriter, r *http.Request, q armRequest) {
 	s.mu.Lock()
-	if !s.groupExists(q.rg) {
+	if !s.groupExists(q.sub, q.rg) {
 		s.mu.Unlock()
 		writeARMError(w, http.StatusNotFound, "ResourceGroupNotFound", fmt.Sprintf("Resource group '%s' could not be found.", q.rg))
 		return
 	}
-	in := func(group string) bool { return strings.EqualFold(group, q.rg) }
+	in := func(id, group string) bool { return strings.EqualFold(group, q.rg) && inSubscription(id, q.sub) }
 	s.settleAll()
 	for k, e := range s.nsgs {
-		if st := e.visible(); st != nil && in(st.rg) || e.state != nil && in(e.state.rg) {
+		if st := e.visible(); st != nil && in(st.id, st.rg) || e.state != nil && in(e.state.id, e.state.rg) {
 			delete(s.nsgs, k)
 		}
 	}
 	deleteNet(s.vnets, in)
 	deleteNet(s.nics, in)
 	for k, v := range s.vms {
-		if in(v.rg) {
+		if in(v.id, v.rg) {
 			delete(s.vms, k)
 		}
 	}
 	for k, v := range s.watchers {
-		if in(v.rg) {
+		if in(v.id, v.rg) {
 			delete(s.watchers, k)
 		}
 	}
 	for k := range s.adminRules {
-		if strings.HasPrefix(k, vnetKey(q.rg, "")) {
+		if strings.HasPrefix(k, vnetKey(q.sub, q.rg, "")) {
 			delete(s.adminRules, k)
 		}
 	}
-	name := s.groupName(q.rg)
-	delete(s.groups, strings.ToLower(q.rg))
+	name := s.groupName(q.sub, q.rg)
+	delete(s.groups, scopeKey(q.sub, q.rg))
 	s.mu.Unlock()
 
 	job, _ := json.Marshal(map[string]string{"jobId": "ResourceGroupDeletionJob-" + strings.ToUpper(name) + "-" + uuid.NewString(), "jobLocation": "westeurope"})
-	w.Header().Set("Location", s.baseURL(r)+"/subscriptions/"+s.subscriptionID+"/operationresults/"+
+	w.Header().Set("Location", s.baseURL(r)+"/subscriptions/"+q.sub+"/operationresults/"+
 		base64.RawURLEncoding.EncodeToString(job)+"?api-version="+q.apiVersion)
 	w.WriteHeader(http.StatusAccepted)
 }
 
 // deleteNet removes the network resources of a group. Callers hold s.mu.
-func deleteNet[T any, P netResource[T]](m map[string]*netEntry[T], in func(string) bool) {
+func deleteNet[T any, P netResource[T]](m map[string]*netEntry[T], in func(id, rg string) bool) {
 	for k, e := range m {
 		for _, st := range []*T{e.state, e.visible, e.next} {
-			if st != nil && in(P(st).meta().rg) {
+			if st != nil && in(P(st).meta().id, P(st).meta().rg) {
 				delete(m, k)
 				break
 			}

@@ -91,7 +91,7 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request, q armRequest) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := nsgKey(q.rg, q.nsg)
+	key := nsgKey(q.sub, q.rg, q.nsg)
 	e := s.nsgForRequest(w, q)
 	if e == nil {
 		return
@@ -161,7 +161,7 @@ func (s *Server) validateRulePut(st *nsgState, name string) *armError {
 func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request, q armRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := nsgKey(q.rg, q.nsg)
+	key := nsgKey(q.sub, q.rg, q.nsg)
 	e := s.nsgForRequest(w, q)
 	if e == nil {
 		return

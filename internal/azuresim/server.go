@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,13 @@ type Options struct {
 	// Default* constants.
 	TenantID, SubscriptionID, ClientID, ClientSecret string
 
+	// Subscriptions are served besides SubscriptionID, in this order (GET
+	// /subscriptions lists the default one first). Each holds its own
+	// resource groups and resources; a request naming any other
+	// subscription meets 404 SubscriptionNotFound. ExtraSubscriptionIDs
+	// makes deterministic ids for a large tenant.
+	Subscriptions []string
+
 	// WriteLatency is how long each write's long-running operation takes;
 	// the NSG stays busy meanwhile.
 	WriteLatency time.Duration
@@ -113,7 +121,9 @@ type Options struct {
 	// "networkInterfaces":[…], "virtualMachines":[…],
 	// "virtualNetworkAdminRules":[{"virtualNetworkId":"…","rules":[<EffectiveSecurityAdminRule>…]}]},
 	// and "jitNetworkAccessPolicies":[…] (Defender for Cloud JIT policies
-	// with their requests, after the VMs; defender.go).
+	// with their requests, after the VMs; defender.go). Each resource's id
+	// names its subscription, which must be served; the file's
+	// "subscriptions":[…] are served too, as if in Subscriptions.
 	SeedFile string
 
 	// Logger receives one debug line per request; nil discards.
@@ -138,9 +148,13 @@ type Server struct {
 	now      func() time.Time
 
 	tenantID, subscriptionID, clientID, clientSecret string
-	busyStatus                                       int
-	busyMode                                         string
-	writeQueue                                       int
+	// subscriptions are the served subscriptions, the default one first;
+	// subscriptionIDs maps each lower-cased id to its canonical spelling.
+	subscriptions   []string
+	subscriptionIDs map[string]string
+	busyStatus      int
+	busyMode        string
+	writeQueue      int
 
 	// identityHeader and githubRequestToken guard the managed identity and
 	// GitHub-style id-token endpoints, as their real counterparts do.
@@ -235,6 +249,9 @@ func Start(opts Options) (*Server, error) {
 	}
 	if opts.WriteLatency < 0 || opts.WriteRate < 0 || opts.WriteBurst < 0 || opts.FaultRate < 0 || opts.FaultRate > 1 {
 		return nil, errors.New("write latency, write rate and burst must not be negative, and the fault rate must be within [0, 1]")
+	}
+	if err := s.setSubscriptions(opts.Subscriptions); err != nil {
+		return nil, err
 	}
 	s.bucket = newTokenBucket(opts.WriteRate, opts.WriteBurst, s.now())
 	s.reads = newReadLimiter(opts.ReadRate, opts.ReadBurst)
@@ -347,8 +364,11 @@ func (s *Server) CA() *CA { return s.ca }
 // TenantID is the Entra ID tenant the server answers for.
 func (s *Server) TenantID() string { return s.tenantID }
 
-// SubscriptionID is the one subscription ARM serves.
+// SubscriptionID is the default subscription, the one Environ names.
 func (s *Server) SubscriptionID() string { return s.subscriptionID }
+
+// Subscriptions are all the subscriptions ARM serves, the default one first.
+func (s *Server) Subscriptions() []string { return slices.Clone(s.subscriptions) }
 
 // ClientID is the application (client) id the token endpoint accepts.
 func (s *Server) ClientID() string { return s.clientID }

@@ -98,7 +98,7 @@ func (e *nsgEntry) carryPending(visible *nsgState) {
 // nsgState is a network security group as stored.
 type nsgState struct {
 	id                string // as the client created it
-	rg, name          string
+	sub, rg, name     string
 	location          string
 	etag              string // shared by the NSG and its rules, as on Azure
 	guid              string
@@ -151,13 +151,13 @@ func cloneRaw(m map[string]json.RawMessage) map[string]json.RawMessage {
 	return c
 }
 
-// nsgKey is the case-insensitive identity of an NSG.
-func nsgKey(rg, name string) string { return strings.ToLower(rg) + "/" + strings.ToLower(name) }
+// nsgKey is the case-insensitive identity of an NSG: its subscription,
+// resource group and name.
+func nsgKey(sub, rg, name string) string { return scopeKey(sub, rg) + "/" + strings.ToLower(name) }
 
 // nsgID builds an NSG id in the case the client used.
-func (s *Server) nsgID(rg, name string) string {
-	return "/subscriptions/" + s.subscriptionID + "/resourceGroups/" + rg +
-		"/providers/Microsoft.Network/networkSecurityGroups/" + name
+func nsgID(sub, rg, name string) string {
+	return resourceID(sub, rg, "Microsoft.Network/networkSecurityGroups", name)
 }
 
 // operation is one long-running write. It completes at due; completion is
@@ -274,8 +274,12 @@ func (s *Server) settleAll() {
 	// due operation keeps each NSG's in its order.
 	var due []*operation
 	for _, e := range s.nsgs {
-		for _, op := range append([]*operation{e.op}, e.queue...) {
-			if op == nil || now.Before(op.due) {
+		if e.op == nil || now.Before(e.op.due) {
+			continue
+		}
+		due = append(due, e.op)
+		for _, op := range e.queue {
+			if now.Before(op.due) {
 				break
 			}
 			due = append(due, op)
@@ -346,7 +350,11 @@ func (s *Server) pruneOperations(now time.Time) {
 
 // asyncURLs are the polling URLs of op, on the host the client used.
 func (s *Server) asyncURLs(r *http.Request, op *operation, apiVersion string) (asyncOp, location string) {
-	base := s.baseURL(r) + "/subscriptions/" + s.subscriptionID + "/providers/Microsoft.Network/locations/" + op.location
+	sub := s.servedSubscription(subscriptionOf(op.resourceID))
+	if sub == "" {
+		sub = s.subscriptionID
+	}
+	base := s.baseURL(r) + "/subscriptions/" + sub + "/providers/Microsoft.Network/locations/" + op.location
 	v := "?api-version=" + apiVersion
 	return base + "/operations/" + op.id + v, base + "/operationResults/" + op.id + v
 }

@@ -21,7 +21,7 @@ import (
 
 const vmType = "Microsoft.Compute/virtualMachines"
 
-func vmKey(rg, name string) string { return "vm:" + nsgKey(rg, name) }
+func vmKey(sub, rg, name string) string { return "vm:" + nsgKey(sub, rg, name) }
 
 // vmState is a virtual machine as stored.
 type vmState struct {
@@ -65,8 +65,8 @@ func (v *vmState) withProvisioningState(string) *vmState { return v }
 
 var vmPropsComputed = map[string]bool{"networkProfile": true, "provisioningState": true, "vmId": true}
 
-func (s *Server) vmID(rg, name string) string {
-	return "/subscriptions/" + s.subscriptionID + "/resourceGroups/" + rg + "/providers/Microsoft.Compute/virtualMachines/" + name
+func vmID(sub, rg, name string) string {
+	return resourceID(sub, rg, "Microsoft.Compute/virtualMachines", name)
 }
 
 // serveCompute answers the virtual machine requests; it reports false for
@@ -83,7 +83,7 @@ func (s *Server) serveCompute(w http.ResponseWriter, r *http.Request, q armReque
 		s.writeList(w, r, func() ([]any, bool) {
 			var items []any
 			for _, v := range s.vmStates() {
-				if strings.EqualFold(v.rg, q.rg) {
+				if strings.EqualFold(v.sub, q.sub) && strings.EqualFold(v.rg, q.rg) {
 					items = append(items, s.vmJSON(v))
 				}
 			}
@@ -112,7 +112,7 @@ func (s *Server) vmStates() []*vmState {
 func (s *Server) getVM(w http.ResponseWriter, q armRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.vms[vmKey(q.rg, q.vm)]
+	v := s.vms[vmKey(q.sub, q.rg, q.vm)]
 	if v == nil {
 		notFoundResource(w, vmType, q.vm, q.rg)
 		return
@@ -127,7 +127,7 @@ func (s *Server) putVM(w http.ResponseWriter, r *http.Request, q armRequest) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur := s.vms[vmKey(q.rg, q.vm)]
+	cur := s.vms[vmKey(q.sub, q.rg, q.vm)]
 	etag := ""
 	if cur != nil {
 		etag = cur.etag
@@ -135,7 +135,7 @@ func (s *Server) putVM(w http.ResponseWriter, r *http.Request, q armRequest) {
 	if !checkPreconditions(w, r, etag) {
 		return
 	}
-	next, aerr := s.newVMState(q.rg, q.vm, raw, cur)
+	next, aerr := s.newVMState(q.sub, q.rg, q.vm, raw, cur)
 	if aerr != nil {
 		writeARMErrorBody(w, http.StatusBadRequest, aerr)
 		return
@@ -143,8 +143,8 @@ func (s *Server) putVM(w http.ResponseWriter, r *http.Request, q armRequest) {
 	if s.vms == nil {
 		s.vms = map[string]*vmState{}
 	}
-	s.vms[vmKey(q.rg, q.vm)] = next
-	s.ensureGroup(next.rg, next.location)
+	s.vms[vmKey(q.sub, q.rg, q.vm)] = next
+	s.ensureGroup(next.sub, next.rg, next.location)
 	w.Header().Set("ETag", next.etag)
 	writeJSON(w, putStatus(cur == nil), s.vmJSON(next))
 }
@@ -152,7 +152,7 @@ func (s *Server) putVM(w http.ResponseWriter, r *http.Request, q armRequest) {
 func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request, q armRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.vms[vmKey(q.rg, q.vm)]
+	v := s.vms[vmKey(q.sub, q.rg, q.vm)]
 	if v == nil {
 		writeDeleteAbsent(w, r)
 		return
@@ -160,18 +160,18 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request, q armRequest) 
 	if !checkPreconditions(w, r, v.etag) {
 		return
 	}
-	delete(s.vms, vmKey(q.rg, q.vm))
+	delete(s.vms, vmKey(q.sub, q.rg, q.vm))
 	w.WriteHeader(http.StatusOK)
 }
 
 // newVMState builds and validates the state a VM PUT body describes,
 // replacing cur (nil on create). Callers hold s.mu.
-func (s *Server) newVMState(rg, name string, raw []byte, cur *vmState) (*vmState, *armError) {
+func (s *Server) newVMState(sub, rg, name string, raw []byte, cur *vmState) (*vmState, *armError) {
 	var body vmBody
 	if err := decodeJSON(raw, &body); err != nil {
 		return nil, err
 	}
-	meta, top, props, aerr := newResourceMeta(s, rg, name, raw, body.Name, body.Location, cur, s.vmID)
+	meta, top, props, aerr := newResourceMeta(s, sub, rg, name, raw, body.Name, body.Location, cur, vmID)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -192,8 +192,8 @@ func (s *Server) newVMState(rg, name string, raw []byte, cur *vmState) (*vmState
 	for _, ref := range body.Properties.NetworkProfile.NetworkInterfaces {
 		nq := parseARMPath(http.MethodGet, ref.ID)
 		var nic *nicState
-		if nq.kind == "nic" && strings.EqualFold(nq.sub, s.subscriptionID) {
-			if e := settleNet(s, s.nics, nicKey(nq.rg, nq.nic)); e != nil {
+		if nq.kind == "nic" && s.servedSubscription(nq.sub) != "" {
+			if e := settleNet(s, s.nics, nicKey(nq.sub, nq.rg, nq.nic)); e != nil {
 				nic = e.state
 			}
 		}
@@ -298,12 +298,12 @@ func (s *Server) ipFlowTargetNIC(targetID, nicID string) (nic, location string, 
 		return "", "", http.StatusBadRequest, &armError{Code: "InvalidTargetResource", Message: msg}
 	}
 	q := parseARMPath(http.MethodGet, targetID)
-	if !strings.EqualFold(q.sub, s.subscriptionID) && (q.kind == "vm" || q.kind == "nic") {
-		return invalid(fmt.Sprintf("Target resource %s is not in subscription %s.", targetID, s.subscriptionID))
+	if s.servedSubscription(q.sub) == "" && (q.kind == "vm" || q.kind == "nic") {
+		return invalid(fmt.Sprintf("Target resource %s is not in a subscription this server serves.", targetID))
 	}
 	switch q.kind {
 	case "vm":
-		v := s.vms[vmKey(q.rg, q.vm)]
+		v := s.vms[vmKey(q.sub, q.rg, q.vm)]
 		if v == nil {
 			return "", "", http.StatusNotFound, &armError{Code: "NotFound", Message: fmt.Sprintf("Resource %s not found.", targetID)}
 		}
@@ -324,7 +324,7 @@ func (s *Server) ipFlowTargetNIC(targetID, nicID string) (nic, location string, 
 		return invalid(fmt.Sprintf("Target resource %s is not a virtual machine.", targetID))
 	}
 	nq := parseARMPath(http.MethodGet, nic)
-	e := settleNet(s, s.nics, nicKey(nq.rg, nq.nic))
+	e := settleNet(s, s.nics, nicKey(nq.sub, nq.rg, nq.nic))
 	if e == nil || e.state == nil {
 		return "", "", http.StatusNotFound, &armError{Code: "NotFound", Message: fmt.Sprintf("Resource %s not found.", nic)}
 	}

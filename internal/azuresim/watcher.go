@@ -31,43 +31,74 @@ const (
 
 // watcherState is a network watcher as stored, or an automatic one.
 type watcherState struct {
-	id, rg, name, location, etag string
-	top                          map[string]json.RawMessage // unmodelled members (tags)
+	id, sub, rg, name, location, etag string
+	top                               map[string]json.RawMessage // unmodelled members (tags)
 }
 
-func watcherKey(rg, name string) string { return "nw:" + nsgKey(rg, name) }
+func watcherKey(sub, rg, name string) string { return "nw:" + nsgKey(sub, rg, name) }
 
-func (s *Server) watcherID(rg, name string) string {
-	return "/subscriptions/" + s.subscriptionID + "/resourceGroups/" + rg + "/providers/Microsoft.Network/networkWatchers/" + name
+func watcherID(sub, rg, name string) string {
+	return resourceID(sub, rg, "Microsoft.Network/networkWatchers", name)
 }
 
-// watcherStates returns every watcher, explicit or automatic, sorted by
-// id. Callers hold s.mu.
-func (s *Server) watcherStates() []*watcherState {
+// optOutKey is the key of watcherOptOut: a region of a subscription whose
+// automatic watcher was deleted.
+func optOutKey(sub, location string) string {
+	return strings.ToLower(sub) + "/" + normaliseLocation(location)
+}
+
+// watcherOptedOut reports whether an automatic watcher of the subscription
+// was deleted. Callers hold s.mu.
+func (s *Server) watcherOptedOut(sub string) bool {
+	for k := range s.watcherOptOut {
+		if strings.HasPrefix(k, strings.ToLower(sub)+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// hasVNets reports whether the subscription holds a virtual network.
+// Callers hold s.mu.
+func (s *Server) hasVNets(sub string) bool {
+	prefix := "vnet:" + strings.ToLower(sub) + "/"
+	for k := range s.vnets {
+		if strings.HasPrefix(k, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// watcherStates returns every watcher of the subscription, explicit or
+// automatic, sorted by id. Callers hold s.mu.
+func (s *Server) watcherStates(sub string) []*watcherState {
 	var out []*watcherState
 	regions := map[string]bool{}
 	for _, w := range s.watchers {
-		out = append(out, w)
-		regions[normaliseLocation(w.location)] = true
+		if strings.EqualFold(w.sub, sub) {
+			out = append(out, w)
+			regions[normaliseLocation(w.location)] = true
+		}
 	}
 	for _, v := range netStates(s, s.vnets, false) {
 		loc := normaliseLocation(v.location)
-		if regions[loc] || s.watcherOptOut[loc] {
+		if !strings.EqualFold(v.sub, sub) || regions[loc] || s.watcherOptOut[optOutKey(sub, loc)] {
 			continue
 		}
 		regions[loc] = true
 		name := autoWatcherPrefix + loc
-		out = append(out, &watcherState{id: s.watcherID(autoWatcherGroup, name), rg: autoWatcherGroup, name: name, location: loc,
+		out = append(out, &watcherState{id: watcherID(v.sub, autoWatcherGroup, name), sub: v.sub, rg: autoWatcherGroup, name: name, location: loc,
 			etag: `W/"auto-` + loc + `"`})
 	}
 	slices.SortFunc(out, func(a, b *watcherState) int { return strings.Compare(strings.ToLower(a.id), strings.ToLower(b.id)) })
 	return out
 }
 
-// lookupWatcher finds a watcher by resource group and name. Callers hold
-// s.mu.
-func (s *Server) lookupWatcher(rg, name string) *watcherState {
-	for _, w := range s.watcherStates() {
+// lookupWatcher finds a watcher by subscription, resource group and name.
+// Callers hold s.mu.
+func (s *Server) lookupWatcher(sub, rg, name string) *watcherState {
+	for _, w := range s.watcherStates(sub) {
 		if strings.EqualFold(w.rg, rg) && strings.EqualFold(w.name, name) {
 			return w
 		}
@@ -88,7 +119,7 @@ func (s *Server) watcherJSON(w *watcherState) map[string]any {
 func (s *Server) getWatcher(w http.ResponseWriter, _ *http.Request, q armRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	nw := s.lookupWatcher(q.rg, q.watcher)
+	nw := s.lookupWatcher(q.sub, q.rg, q.watcher)
 	if nw == nil {
 		notFoundResource(w, watcherType, q.watcher, q.rg)
 		return
@@ -99,7 +130,7 @@ func (s *Server) getWatcher(w http.ResponseWriter, _ *http.Request, q armRequest
 func (s *Server) listWatchers(w http.ResponseWriter, r *http.Request, q armRequest) {
 	s.writeList(w, r, func() ([]any, bool) {
 		var items []any
-		for _, nw := range s.watcherStates() {
+		for _, nw := range s.watcherStates(q.sub) {
 			if q.rg == "" || strings.EqualFold(nw.rg, q.rg) {
 				items = append(items, s.watcherJSON(nw))
 			}
@@ -133,8 +164,8 @@ func (s *Server) putWatcher(w http.ResponseWriter, r *http.Request, q armRequest
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur := s.watchers[watcherKey(q.rg, q.watcher)]
-	next := &watcherState{rg: s.groupName(q.rg), name: q.watcher, location: body.Location, top: keepUnmodelled(top, nsgComputed)}
+	cur := s.watchers[watcherKey(q.sub, q.rg, q.watcher)]
+	next := &watcherState{sub: q.sub, rg: s.groupName(q.sub, q.rg), name: q.watcher, location: body.Location, top: keepUnmodelled(top, nsgComputed)}
 	etag := ""
 	if cur != nil {
 		next.rg, next.name, etag = cur.rg, cur.name, cur.etag
@@ -151,20 +182,20 @@ func (s *Server) putWatcher(w http.ResponseWriter, r *http.Request, q armRequest
 		return
 	}
 	next.location = normaliseLocation(next.location)
-	for _, other := range s.watcherStates() {
+	for _, other := range s.watcherStates(q.sub) {
 		if other != cur && normaliseLocation(other.location) == next.location {
 			writeARMError(w, http.StatusBadRequest, "NetworkWatcherCountLimitReached", fmt.Sprintf(
 				"Cannot create more than 1 network watchers for this subscription in this region. Network watcher %s already exists in region %s.", other.id, next.location))
 			return
 		}
 	}
-	next.id, next.etag = s.watcherID(next.rg, next.name), newETag()
+	next.id, next.etag = watcherID(next.sub, next.rg, next.name), newETag()
 	if s.watchers == nil {
 		s.watchers = map[string]*watcherState{}
 	}
-	s.watchers[watcherKey(q.rg, q.watcher)] = next
-	delete(s.watcherOptOut, next.location)
-	s.ensureGroup(next.rg, next.location)
+	s.watchers[watcherKey(q.sub, q.rg, q.watcher)] = next
+	delete(s.watcherOptOut, optOutKey(q.sub, next.location))
+	s.ensureGroup(next.sub, next.rg, next.location)
 	w.Header().Set("ETag", next.etag)
 	writeJSON(w, putStatus(cur == nil), s.watcherJSON(next))
 }
@@ -174,7 +205,7 @@ func (s *Server) putWatcher(w http.ResponseWriter, r *http.Request, q armRequest
 func (s *Server) deleteWatcher(w http.ResponseWriter, r *http.Request, q armRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	nw := s.lookupWatcher(q.rg, q.watcher)
+	nw := s.lookupWatcher(q.sub, q.rg, q.watcher)
 	if nw == nil {
 		writeDeleteAbsent(w, r)
 		return
@@ -182,13 +213,13 @@ func (s *Server) deleteWatcher(w http.ResponseWriter, r *http.Request, q armRequ
 	if !checkPreconditions(w, r, nw.etag) {
 		return
 	}
-	if s.watchers[watcherKey(q.rg, q.watcher)] != nil {
-		delete(s.watchers, watcherKey(q.rg, q.watcher))
+	if s.watchers[watcherKey(q.sub, q.rg, q.watcher)] != nil {
+		delete(s.watchers, watcherKey(q.sub, q.rg, q.watcher))
 	} else {
 		if s.watcherOptOut == nil {
 			s.watcherOptOut = map[string]bool{}
 		}
-		s.watcherOptOut[nw.location] = true
+		s.watcherOptOut[optOutKey(q.sub, nw.location)] = true
 	}
 	s.writeDeleteAccepted(w, r, q, s.doneOperation("DeleteNetworkWatcherOperation", nw.id, nw.location, nil))
 }
@@ -211,7 +242,7 @@ func (s *Server) doneOperation(name, resourceID, location string, result any) *o
 // serves the target's region; it returns the status and error to answer,
 // or nil. Callers hold s.mu.
 func (s *Server) checkWatcherFor(q armRequest, targetLocation string) (int, *armError) {
-	nw := s.lookupWatcher(q.rg, q.watcher)
+	nw := s.lookupWatcher(q.sub, q.rg, q.watcher)
 	if nw == nil {
 		return http.StatusNotFound, &armError{Code: "ResourceNotFound", Message: fmt.Sprintf(
 			"The Resource '%s/%s' under resource group '%s' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix", watcherType, q.watcher, q.rg)}

@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -62,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		caFile    = fs.String("ca-file", "", "write the CA certificate here (default: azuresim-ca.pem beside the env file, else in a temporary directory)")
 		logFormat = fs.String("log-format", "text", "log format: json or text")
 		logLevel  = fs.String("log-level", "info", "log level: debug (one line per request), info, warn or error")
+		subs      = fs.String("subscriptions", "", "subscriptions served besides the default one: a count N (N deterministic ids, azuresim.ExtraSubscriptionIDs(N), the same every run) or a comma-separated list of ids")
 	)
 	fs.StringVar(&opts.Addr, "listen", "127.0.0.1:0", "listen address")
 	fs.Var(&names, "hostname", "extra certificate host name (repeatable)")
@@ -77,10 +79,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var err error
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	opts.Hostnames = names
+	if opts.Subscriptions, err = parseSubscriptions(*subs); err != nil {
+		return err
+	}
 
 	logger, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
@@ -192,4 +198,27 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("write env file %s: %w", path, err)
 	}
 	return nil
+}
+
+// parseSubscriptions reads the -subscriptions flag: empty, a count of
+// generated ids, or a comma-separated list of ids.
+func parseSubscriptions(v string) ([]string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return nil, nil
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 || n > 100000 {
+			return nil, fmt.Errorf("-subscriptions %d: want a count from 0 to 100000 or a list of ids", n)
+		}
+		return azuresim.ExtraSubscriptionIDs(n), nil
+	}
+	var out []string
+	for _, id := range strings.Split(v, ",") {
+		if id = strings.TrimSpace(id); id == "" {
+			return nil, fmt.Errorf("-subscriptions %q: empty id in the list", v)
+		}
+		out = append(out, id)
+	}
+	return out, nil
 }

@@ -10,8 +10,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/azuresim"
 )
 
 // parseExports reads `export KEY='value'` lines as a shell would.
@@ -102,5 +105,24 @@ func TestRunRejectsBadFlags(t *testing.T) {
 func TestShellQuote(t *testing.T) {
 	if got := shellQuote(`it's`); got != `'it'\''s'` {
 		t.Errorf("shellQuote = %s", got)
+	}
+}
+
+func TestParseSubscriptions(t *testing.T) {
+	got, err := parseSubscriptions("3")
+	if err != nil || len(got) != 3 || !slices.Equal(got, azuresim.ExtraSubscriptionIDs(3)) {
+		t.Errorf(`parseSubscriptions("3") = %v, %v; want ExtraSubscriptionIDs(3)`, got, err)
+	}
+	got, err = parseSubscriptions(" a-1, b-2 ")
+	if err != nil || !slices.Equal(got, []string{"a-1", "b-2"}) {
+		t.Errorf("parseSubscriptions(list) = %v, %v", got, err)
+	}
+	if got, err := parseSubscriptions(""); err != nil || got != nil {
+		t.Errorf(`parseSubscriptions("") = %v, %v`, got, err)
+	}
+	for _, bad := range []string{"-1", "a,,b", "100001"} {
+		if _, err := parseSubscriptions(bad); err == nil {
+			t.Errorf("parseSubscriptions(%q): no error", bad)
+		}
 	}
 }
