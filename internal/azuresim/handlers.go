@@ -1,57 +1,117 @@
 package azuresim
 
-import "net/http"
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/nsgrules"
+)
 
 // Steps shared by the request handlers of every resource type, so that NSGs,
-// security rules, virtual networks, subnets and network interfaces answer
-// conditional requests, concurrent writes, absent resources and lists alike,
-// as ARM does for all of them.
+// security rules, virtual networks, subnets and network interfaces read
+// bodies, answer absent resources, accepted writes and lists alike, as ARM
+// does for all of them.
 
-// writable applies the request's preconditions to etag (empty when the
-// resource does not exist), then refuses the write if running, the operation
-// the resource is busy with, is not nil. Preconditions come first, as on
-// Azure, so a stale If-Match fails with 412 even on a busy resource.
-func (s *Server) writable(w http.ResponseWriter, r *http.Request, q armRequest, etag string, running *operation, attempted string) bool {
-	if !checkPreconditions(w, r, etag) {
+// validName applies Azure's resource name rule, which NSGs and resource
+// groups share with security rules. nsgrules checks the name before anything
+// else, so any other failure of this otherwise empty rule means the name is
+// fine.
+func validName(name string) bool {
+	err := nsgrules.ValidateRule("", nsgrules.Rule{Name: name}, nil)
+	return err == nil || err.Code != nsgrules.CodeInvalidResourceName
+}
+
+func invalidNameError(name string) *armError {
+	return &armError{Code: "InvalidResourceName", Message: fmt.Sprintf(
+		"Resource name %s is invalid. The name can be up to 80 characters long. It must begin with a word character, and it must end with a word character or with '_'. The name may contain word characters or '.', '-', '_'.", name)}
+}
+
+// readBody reads a JSON request body into v, answering 400
+// InvalidRequestFormat when it does not decode.
+func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	raw, ok := readRawBody(w, r)
+	if !ok {
 		return false
 	}
-	if running != nil {
-		s.writeBusy(w, r, q, running, attempted)
+	if err := decodeJSON(raw, v); err != nil {
+		writeARMErrorBody(w, http.StatusBadRequest, err)
 		return false
 	}
 	return true
 }
 
-// nsgWritable is writable for a write to an NSG or one of its rules, whose
-// busy answer depends on the server's BusyMode: BusyRefuse refuses it while
-// e runs an operation, as writable does; BusyQueue accepts it into the
-// NSG's queue (startOperation then runs it after the writes before it) and
-// refuses it only when the queue holds WriteQueue writes already.
-func (s *Server) nsgWritable(w http.ResponseWriter, r *http.Request, q armRequest, etag string, e *nsgEntry, attempted string) bool {
-	running := e.running()
-	if s.busyMode == BusyRefuse || running == nil {
-		return s.writable(w, r, q, etag, running, attempted)
+// writePage answers one page of a list, with a nextLink to the rest.
+func writePage(w http.ResponseWriter, r *http.Request, items []any, pageSize int) {
+	start, _ := strconv.Atoi(r.URL.Query().Get("$skiptoken"))
+	start = min(max(start, 0), len(items))
+	end := min(start+pageSize, len(items))
+	body := map[string]any{"value": items[start:end]}
+	if end < len(items) {
+		q := r.URL.Query()
+		q.Set("$skiptoken", strconv.Itoa(end))
+		u := url.URL{Scheme: "https", Host: r.Host, Path: r.URL.Path, RawQuery: q.Encode()}
+		body["nextLink"] = u.String()
 	}
-	if !checkPreconditions(w, r, etag) {
-		return false
-	}
-	if len(e.queue) >= s.writeQueue {
-		s.counters.queueFull++
-		s.writeBusy(w, r, q, running, attempted)
-		return false
-	}
-	s.counters.queued++
-	return true
+	writeJSON(w, http.StatusOK, body)
 }
 
-// childETag is what a PUT of the child at index i of its parent checks
-// preconditions against: children share their parent's ETag, as on Azure,
-// and a child that does not exist yet (i < 0) has none.
-func childETag(parentETag string, i int) string {
-	if i < 0 {
-		return ""
+// writeAccepted answers a PUT whose operation was started: the resource as
+// it is now, with the polling headers.
+func (s *Server) writeAccepted(w http.ResponseWriter, r *http.Request, q armRequest, op *operation, status int, body any) {
+	asyncOp, _ := s.asyncURLs(r, op, q.apiVersion)
+	w.Header().Set("Azure-AsyncOperation", asyncOp)
+	w.Header().Set("x-ms-request-id", op.id)
+	s.recordWriteIDs(w, op)
+	setRetryAfter(w.Header(), op.due.Sub(s.now()))
+	writeJSON(w, status, body)
+}
+
+// recordWriteIDs keeps the ids a write is answered with in its event.
+// s.mu is held.
+func (s *Server) recordWriteIDs(w http.ResponseWriter, op *operation) {
+	if op.event >= 0 && op.event < len(s.events) {
+		s.events[op.event].CorrelationRequestID = w.Header().Get("x-ms-correlation-request-id")
+		s.events[op.event].RequestID = w.Header().Get("x-ms-request-id")
 	}
-	return parentETag
+}
+
+// writeDeleteAccepted answers a DELETE whose operation was started.
+func (s *Server) writeDeleteAccepted(w http.ResponseWriter, r *http.Request, q armRequest, op *operation) {
+	asyncOp, loc := s.asyncURLs(r, op, q.apiVersion)
+	w.Header().Set("Azure-AsyncOperation", asyncOp)
+	w.Header().Set("Location", loc)
+	w.Header().Set("x-ms-request-id", op.id)
+	s.recordWriteIDs(w, op)
+	setRetryAfter(w.Header(), op.due.Sub(s.now()))
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func readRawBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
+	if err != nil {
+		writeARMError(w, http.StatusBadRequest, "InvalidRequestFormat", "Cannot read the request body.")
+		return nil, false
+	}
+	return b, true
+}
+
+// decodeJSON decodes a request body, describing a failure as ARM does.
+func decodeJSON(raw []byte, v any) *armError {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		raw = []byte("x") // report an empty body as unparseable
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return &armError{
+			Code: "InvalidRequestFormat", Message: "Cannot parse the request.",
+			Details: []armError{{Code: "InvalidJson", Message: "Error parsing the request body: " + err.Error()}},
+		}
+	}
+	return nil
 }
 
 // putStatus is a PUT's status: 201 when it creates the resource.
@@ -68,26 +128,6 @@ func writeDeleteAbsent(w http.ResponseWriter, r *http.Request) {
 	if checkPreconditions(w, r, "") {
 		w.WriteHeader(http.StatusNoContent)
 	}
-}
-
-// childDeletable starts the DELETE of the child at index i of its parent
-// (a security rule, a subnet), answering for it when the child does not
-// exist or the write is refused.
-func (s *Server) childDeletable(w http.ResponseWriter, r *http.Request, q armRequest, parentETag string, i int, running *operation, attempted string) bool {
-	if i < 0 {
-		writeDeleteAbsent(w, r)
-		return false
-	}
-	return s.writable(w, r, q, parentETag, running, attempted)
-}
-
-// ruleDeletable is childDeletable for a security rule of the NSG e.
-func (s *Server) ruleDeletable(w http.ResponseWriter, r *http.Request, q armRequest, parentETag string, i int, e *nsgEntry, attempted string) bool {
-	if i < 0 {
-		writeDeleteAbsent(w, r)
-		return false
-	}
-	return s.nsgWritable(w, r, q, parentETag, e, attempted)
 }
 
 // writeWithETag answers a GET with the resource and its ETag header.
@@ -108,4 +148,48 @@ func (s *Server) writeList(w http.ResponseWriter, r *http.Request, collect func(
 	if ok {
 		writePage(w, r, orEmpty(items), pageSize)
 	}
+}
+
+// armHandler answers one kind of ARM request.
+type armHandler func(s *Server, w http.ResponseWriter, r *http.Request, q armRequest)
+
+func notFoundResource(w http.ResponseWriter, typ, name, rg string) {
+	writeARMError(w, http.StatusNotFound, "ResourceNotFound",
+		fmt.Sprintf("The Resource '%s/%s' under resource group '%s' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix", typ, name, rg))
+}
+
+// splitBody decodes a resource body into its top-level members and its
+// properties, for keeping unmodelled members verbatim.
+func splitBody(raw []byte) (top, props map[string]json.RawMessage, err *armError) {
+	if err := decodeJSON(raw, &top); err != nil {
+		return nil, nil, err
+	}
+	if p, ok := top["properties"]; ok && string(p) != "null" {
+		if err := decodeJSON(p, &props); err != nil {
+			return nil, nil, err
+		}
+	}
+	return top, props, nil
+}
+
+func keepUnmodelled(m map[string]json.RawMessage, computed map[string]bool) map[string]json.RawMessage {
+	out := map[string]json.RawMessage{}
+	for k, v := range m {
+		if !computed[k] {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func nameMismatch(body, uri string) *armError {
+	return &armError{Code: "InvalidRequestFormat", Message: fmt.Sprintf(
+		"Resource name '%s' in the request body does not match the name '%s' in the request URI.", body, uri)}
+}
+
+func orEmpty(items []any) []any {
+	if items == nil {
+		return []any{}
+	}
+	return items
 }

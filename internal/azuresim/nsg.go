@@ -2,19 +2,287 @@ package azuresim
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/nsgrules"
 )
+
+// Network security groups: their state, their write queue (one operation
+// runs per NSG; later writes queue behind it or are refused, BusyMode), and
+// their GET, list, PUT, PATCH (tags) and DELETE. Their security rules are
+// in rules.go.
+
+// nsgEntry is one NSG: its committed state, the operation, if any, that
+// is changing it, and the writes queued behind that operation. Only one
+// operation runs per NSG, as on Azure; see BusyQueue for what happens to
+// the writes that arrive meanwhile.
+type nsgEntry struct {
+	state *nsgState  // committed; nil while the NSG is being created
+	op    *operation // running write; nil when idle
+	// queue holds writes accepted while op runs, in the order they run;
+	// each starts when the one before it ends. Empty whenever op is nil.
+	queue []*operation
+}
+
+// tail is the last write accepted for the NSG (queued or running); nil
+// when idle.
+func (e *nsgEntry) tail() *operation {
+	if n := len(e.queue); n > 0 {
+		return e.queue[n-1]
+	}
+	return e.op
+}
+
+// base is the state the next accepted write changes: the state the last
+// accepted write will commit, else the committed one. nil when the NSG is
+// being deleted (or does not exist).
+func (e *nsgEntry) base() *nsgState {
+	if t := e.tail(); t != nil {
+		return t.next
+	}
+	return e.state
+}
+
+// visible is what reads return: the state as the last accepted write shows
+// it (provisioningState Updating or Deleting), else the committed one. With
+// writes queued, reads and ETags show all of them, so a client that reads
+// and writes back with If-Match builds on the queued changes rather than
+// losing them.
+func (e *nsgEntry) visible() *nsgState {
+	if t := e.tail(); t != nil {
+		return t.visible
+	}
+	return e.state
+}
+
+// etag is what preconditions are checked against; empty when there is no
+// NSG, so that e may be nil.
+func (e *nsgEntry) etag() string {
+	if e == nil || e.visible() == nil {
+		return ""
+	}
+	return e.visible().etag
+}
+
+// running is the operation the NSG is busy with; nil when idle or absent.
+func (e *nsgEntry) running() *operation {
+	if e == nil {
+		return nil
+	}
+	return e.op
+}
+
+// carryPending marks on visible, what reads will show once a new write is
+// accepted, the changes of the writes accepted before it that have not
+// completed: their rules stay Updating and the NSG keeps its state.
+func (e *nsgEntry) carryPending(visible *nsgState) {
+	t := e.tail()
+	if t == nil || t.visible == nil {
+		return
+	}
+	if t.visible.provisioningState != statusSucceeded {
+		visible.provisioningState = t.visible.provisioningState
+	}
+	for _, r := range t.visible.rules {
+		if r.props.ProvisioningState != "Updating" {
+			continue
+		}
+		if i := visible.findRule(r.name); i >= 0 && visible.rules[i].props.ProvisioningState == statusSucceeded {
+			visible.rules[i].props.ProvisioningState = "Updating"
+		}
+	}
+}
+
+// nsgState is a network security group as stored.
+type nsgState struct {
+	id                string // as the client created it
+	sub, rg, name     string
+	location          string
+	etag              string // shared by the NSG and its rules, as on Azure
+	guid              string
+	provisioningState string
+	// top and props hold what this package does not model (tags,
+	// flushConnection, …) verbatim, so clients read back what they wrote.
+	top   map[string]json.RawMessage
+	props map[string]json.RawMessage
+	rules []*ruleEntry // in creation order, as Azure lists them
+}
+
+func (st *nsgState) clone() *nsgState {
+	c := *st
+	c.top = cloneRaw(st.top)
+	c.props = cloneRaw(st.props)
+	c.rules = make([]*ruleEntry, len(st.rules))
+	for i, r := range st.rules {
+		c.rules[i] = &ruleEntry{name: r.name, props: r.props.clone()}
+	}
+	return &c
+}
+
+// withProvisioningState sets the state on the NSG and all its rules.
+func (st *nsgState) withProvisioningState(ps string) *nsgState {
+	st.provisioningState = ps
+	for _, r := range st.rules {
+		r.props.ProvisioningState = ps
+	}
+	return st
+}
+
+// nsgKey is the case-insensitive identity of an NSG: its subscription,
+// resource group and name.
+func nsgKey(sub, rg, name string) string { return scopeKey(sub, rg) + "/" + strings.ToLower(name) }
+
+// nsgID builds an NSG id in the case the client used.
+func nsgID(sub, rg, name string) string {
+	return resourceID(sub, rg, "Microsoft.Network/networkSecurityGroups", name)
+}
+
+// entry returns the NSG at key with any due operation settled; nil when
+// there is no such NSG at all.
+func (s *Server) entry(key string) *nsgEntry {
+	s.expireJITRequests()
+	e := s.nsgs[key]
+	if e == nil {
+		return nil
+	}
+	s.settle(key, e)
+	if e.state == nil && e.op == nil {
+		return nil
+	}
+	return e
+}
+
+// settle completes e's operations that are due. Callers hold s.mu.
+//
+// While connections are tracked, a commit to an NSG with flushConnection on
+// re-evaluates them against every NSG on their path as it was at that
+// moment, so then every due operation completes, in the order they came
+// due; with no connection the order of completions cannot be observed and
+// only e's are completed.
+func (s *Server) settle(key string, e *nsgEntry) {
+	op := e.op
+	if op == nil || s.now().Before(op.due) {
+		return
+	}
+	if len(s.conns.live) > 0 {
+		s.settleAll()
+		return
+	}
+	now := s.now()
+	for e.op != nil && !now.Before(e.op.due) {
+		s.complete(key, e)
+	}
+}
+
+// complete applies e's operation, which is due, and starts the first
+// queued write (its due time was set when it was accepted: it starts when
+// this one ends). Callers hold s.mu.
+func (s *Server) complete(key string, e *nsgEntry) {
+	op := e.op
+	e.op = nil
+	if len(e.queue) > 0 {
+		e.op = e.queue[0]
+		e.queue = e.queue[1:]
+		if op.fail {
+			// The queued writes were accepted on top of this one's changes,
+			// which are not applied: they fail too rather than land them.
+			e.op.fail = true
+			for _, q := range e.queue {
+				q.fail = true
+			}
+		}
+	}
+	ev := &s.events[op.event]
+	ev.Completed = op.due
+	if op.fail {
+		op.status = statusFailed
+		op.err = &armError{Code: "InternalServerError", Message: "An error occurred while processing the operation. The changes were not applied."}
+		ev.Result = statusFailed
+	} else {
+		op.status = statusSucceeded
+		e.state = op.next
+		ev.Result = statusSucceeded
+	}
+	if e.state == nil && e.op == nil {
+		delete(s.nsgs, key)
+	}
+	if op.status == statusSucceeded && e.state != nil && e.state.flushConnection() {
+		s.flushConnections(key, op.due)
+	}
+}
+
+// settleAll completes every due operation, in the order they came due (then
+// in the order they were accepted); used before snapshots of the whole store
+// and whenever connections must see each commit in its turn.
+func (s *Server) settleAll() {
+	s.expireJITRequests()
+	now := s.now()
+	// An NSG's operations come due in the order they run, so sorting every
+	// due operation keeps each NSG's in its order.
+	var due []*operation
+	for _, e := range s.nsgs {
+		if e.op == nil || now.Before(e.op.due) {
+			continue
+		}
+		due = append(due, e.op)
+		for _, op := range e.queue {
+			if now.Before(op.due) {
+				break
+			}
+			due = append(due, op)
+		}
+	}
+	slices.SortFunc(due, func(a, b *operation) int {
+		if c := a.due.Compare(b.due); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.event, b.event)
+	})
+	for _, op := range due {
+		if e := s.nsgs[op.key]; e != nil && e.op == op {
+			s.complete(op.key, e)
+		}
+	}
+}
+
+// startOperation records a write that Azure would run asynchronously and
+// marks the NSG busy until it completes. A write accepted while another
+// runs is queued behind the last one accepted: it runs when that one ends
+// and takes the write latency of its own acceptance, so its due time is
+// known now.
+func (s *Server) startOperation(key string, e *nsgEntry, name, resourceID, location string, visible, next *nsgState, ev Event, fail bool) *operation {
+	now := s.now()
+	ev.Seq = s.nextEventSeq()
+	ev.Accepted = now
+	ev.Result = statusInProgress
+	s.events = append(s.events, ev)
+	start := now
+	if t := e.tail(); t != nil && t.due.After(now) {
+		start = t.due
+	}
+	op := &operation{
+		id: uuid.NewString(), name: name, key: key, resourceID: resourceID,
+		location: normaliseLocation(location),
+		accepted: now, due: start.Add(s.writeLatency), fail: fail,
+		visible: visible, next: next, status: statusInProgress,
+		event: len(s.events) - 1,
+	}
+	if e.op != nil {
+		e.queue = append(e.queue, op)
+	} else {
+		e.op = op
+	}
+	s.pruneOperations(now)
+	s.ops[op.id] = op
+	return op
+}
 
 const (
 	nsgType         = "Microsoft.Network/networkSecurityGroups"
@@ -30,27 +298,6 @@ var nsgComputed = map[string]bool{"id": true, "name": true, "etag": true, "type"
 var nsgPropsComputed = map[string]bool{
 	"securityRules": true, "defaultSecurityRules": true, "provisioningState": true, "resourceGuid": true,
 	"networkInterfaces": true, "subnets": true, "flowLogs": true,
-}
-
-// toNSGRule converts a stored rule to nsgrules' model.
-func toNSGRule(name string, p *ruleProperties) nsgrules.Rule {
-	r := nsgrules.Rule{
-		Name: name, Direction: p.Direction, Access: p.Access, Protocol: p.Protocol, Description: p.Description,
-		SourcePrefixes: p.sourcePrefixes(), DestinationPrefixes: p.destinationPrefixes(),
-		SourcePorts: p.sourcePorts(), DestinationPorts: p.destinationPorts(),
-		SourcePrefixesPlural:       p.SourceAddressPrefix == "" && len(p.SourceAddressPrefixes) > 0,
-		DestinationPrefixesPlural:  p.DestinationAddressPrefix == "" && len(p.DestinationAddressPrefixes) > 0,
-		SourcePortsPlural:          p.SourcePortRange == "" && len(p.SourcePortRanges) > 0,
-		DestinationPortsPlural:     p.DestinationPortRange == "" && len(p.DestinationPortRanges) > 0,
-		BothSourcePrefixForms:      p.SourceAddressPrefix != "" && len(p.SourceAddressPrefixes) > 0,
-		BothDestinationPrefixForms: p.DestinationAddressPrefix != "" && len(p.DestinationAddressPrefixes) > 0,
-		SourceASGs:                 len(p.SourceApplicationSecurityGroups),
-		DestinationASGs:            len(p.DestinationApplicationSecurityGroups),
-	}
-	if p.Priority != nil {
-		r.Priority = *p.Priority
-	}
-	return r
 }
 
 // validateRules checks every rule of a prospective NSG state as a PUT of
@@ -72,41 +319,9 @@ func validateRules(st *nsgState) *armError {
 	return nil
 }
 
-func fromNSGRulesError(e *nsgrules.Error) *armError {
-	return &armError{Code: e.Code, Message: e.Message, Target: e.Target}
-}
-
-// validName applies Azure's resource name rule, which NSGs and resource
-// groups share with security rules. nsgrules checks the name before anything
-// else, so any other failure of this otherwise empty rule means the name is
-// fine.
-func validName(name string) bool {
-	err := nsgrules.ValidateRule("", nsgrules.Rule{Name: name}, nil)
-	return err == nil || err.Code != nsgrules.CodeInvalidResourceName
-}
-
-func invalidNameError(name string) *armError {
-	return &armError{Code: "InvalidResourceName", Message: fmt.Sprintf(
-		"Resource name %s is invalid. The name can be up to 80 characters long. It must begin with a word character, and it must end with a word character or with '_'. The name may contain word characters or '.', '-', '_'.", name)}
-}
-
 func notFoundNSG(w http.ResponseWriter, q armRequest) {
 	writeARMError(w, http.StatusNotFound, "ResourceNotFound",
 		fmt.Sprintf("The Resource 'Microsoft.Network/networkSecurityGroups/%s' under resource group '%s' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix", q.nsg, q.rg))
-}
-
-// readBody reads a JSON request body into v, answering 400
-// InvalidRequestFormat when it does not decode.
-func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	raw, ok := readRawBody(w, r)
-	if !ok {
-		return false
-	}
-	if err := decodeJSON(raw, v); err != nil {
-		writeARMErrorBody(w, http.StatusBadRequest, err)
-		return false
-	}
-	return true
 }
 
 // nsgJSON renders an NSG as ARM does.
@@ -132,28 +347,6 @@ func (s *Server) nsgJSON(st *nsgState) map[string]any {
 	doc["location"] = st.location
 	doc["properties"] = props
 	return doc
-}
-
-func ruleJSON(st *nsgState, r *ruleEntry) securityRule {
-	return securityRule{ID: nsgrules.RuleID(st.id, r.name), Name: r.name, Etag: st.etag, Type: ruleType, Properties: r.props}
-}
-
-func defaultRulesJSON(st *nsgState) []securityRule {
-	defaults := nsgrules.DefaultRules()
-	out := make([]securityRule, len(defaults))
-	for i, d := range defaults {
-		prio := d.Priority
-		out[i] = securityRule{
-			ID: st.id + "/defaultSecurityRules/" + d.Name, Name: d.Name, Etag: st.etag, Type: defaultRuleType,
-			Properties: ruleProperties{
-				Description: d.Description, Protocol: d.Protocol,
-				SourcePortRange: d.SourcePorts[0], DestinationPortRange: d.DestinationPorts[0],
-				SourceAddressPrefix: d.SourcePrefixes[0], DestinationAddressPrefix: d.DestinationPrefixes[0],
-				Access: d.Access, Priority: &prio, Direction: d.Direction, ProvisioningState: statusSucceeded,
-			},
-		}
-	}
-	return out
 }
 
 // nsgForRequest returns the settled entry of the request's NSG, answering
@@ -194,21 +387,6 @@ func (s *Server) listNSGs(w http.ResponseWriter, r *http.Request, q armRequest) 
 		}
 		return items, true
 	})
-}
-
-// writePage answers one page of a list, with a nextLink to the rest.
-func writePage(w http.ResponseWriter, r *http.Request, items []any, pageSize int) {
-	start, _ := strconv.Atoi(r.URL.Query().Get("$skiptoken"))
-	start = min(max(start, 0), len(items))
-	end := min(start+pageSize, len(items))
-	body := map[string]any{"value": items[start:end]}
-	if end < len(items) {
-		q := r.URL.Query()
-		q.Set("$skiptoken", strconv.Itoa(end))
-		u := url.URL{Scheme: "https", Host: r.Host, Path: r.URL.Path, RawQuery: q.Encode()}
-		body["nextLink"] = u.String()
-	}
-	writeJSON(w, http.StatusOK, body)
 }
 
 // nsgBody is an NSG PUT body.
@@ -369,37 +547,6 @@ func (st *nsgState) flushConnection() bool {
 	return string(bytes.TrimSpace(st.props["flushConnection"])) == "true"
 }
 
-// writeAccepted answers a PUT whose operation was started: the resource as
-// it is now, with the polling headers.
-func (s *Server) writeAccepted(w http.ResponseWriter, r *http.Request, q armRequest, op *operation, status int, body any) {
-	asyncOp, _ := s.asyncURLs(r, op, q.apiVersion)
-	w.Header().Set("Azure-AsyncOperation", asyncOp)
-	w.Header().Set("x-ms-request-id", op.id)
-	s.recordWriteIDs(w, op)
-	setRetryAfter(w.Header(), op.due.Sub(s.now()))
-	writeJSON(w, status, body)
-}
-
-// recordWriteIDs keeps the ids a write is answered with in its event.
-// s.mu is held.
-func (s *Server) recordWriteIDs(w http.ResponseWriter, op *operation) {
-	if op.event >= 0 && op.event < len(s.events) {
-		s.events[op.event].CorrelationRequestID = w.Header().Get("x-ms-correlation-request-id")
-		s.events[op.event].RequestID = w.Header().Get("x-ms-request-id")
-	}
-}
-
-// writeDeleteAccepted answers a DELETE whose operation was started.
-func (s *Server) writeDeleteAccepted(w http.ResponseWriter, r *http.Request, q armRequest, op *operation) {
-	asyncOp, loc := s.asyncURLs(r, op, q.apiVersion)
-	w.Header().Set("Azure-AsyncOperation", asyncOp)
-	w.Header().Set("Location", loc)
-	w.Header().Set("x-ms-request-id", op.id)
-	s.recordWriteIDs(w, op)
-	setRetryAfter(w.Header(), op.due.Sub(s.now()))
-	w.WriteHeader(http.StatusAccepted)
-}
-
 func (s *Server) deleteNSG(w http.ResponseWriter, r *http.Request, q armRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -455,25 +602,80 @@ func (s *Server) patchNSGTags(w http.ResponseWriter, r *http.Request, q armReque
 	writeJSON(w, http.StatusOK, s.nsgJSON(next))
 }
 
-func readRawBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
-	if err != nil {
-		writeARMError(w, http.StatusBadRequest, "InvalidRequestFormat", "Cannot read the request body.")
-		return nil, false
+// lookupNSG resolves an NSG reference to the NSG as it stands; nil when
+// there is none. Callers hold s.mu.
+func (s *Server) lookupNSG(id string) *nsgState {
+	q := parseARMPath(http.MethodGet, id)
+	if q.kind != "nsg" || s.servedSubscription(q.sub) == "" {
+		return nil
 	}
-	return b, true
+	e := s.entry(nsgKey(q.sub, q.rg, q.nsg))
+	if e == nil {
+		return nil
+	}
+	return e.visible()
 }
 
-// decodeJSON decodes a request body, describing a failure as ARM does.
-func decodeJSON(raw []byte, v any) *armError {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		raw = []byte("x") // report an empty body as unparseable
+// checkNSGReference validates an NSG association of resource from in
+// location and returns the NSG's canonical id.
+func (s *Server) checkNSGReference(ref *resourceRef, from, location string) (string, *armError) {
+	if ref == nil || ref.ID == "" {
+		return "", nil
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return &armError{
-			Code: "InvalidRequestFormat", Message: "Cannot parse the request.",
-			Details: []armError{{Code: "InvalidJson", Message: "Error parsing the request body: " + err.Error()}},
+	nsg := s.lookupNSG(ref.ID)
+	if nsg == nil || normaliseLocation(nsg.location) != normaliseLocation(location) {
+		return "", invalidReference(ref.ID, from)
+	}
+	return nsg.id, nil
+}
+
+// nsgUsers returns the subnets and network interfaces associated with an
+// NSG. Callers hold s.mu.
+func (s *Server) nsgUsers(nsgID string, latest bool) (subnets, nics []string) {
+	for _, v := range netStates(s, s.vnets, latest) {
+		for _, sn := range v.subnets {
+			if strings.EqualFold(sn.nsgID, nsgID) {
+				subnets = append(subnets, v.subnetID(sn.name))
+			}
 		}
 	}
-	return nil
+	for _, n := range s.nicStates(latest) {
+		if strings.EqualFold(n.nsgID, nsgID) {
+			nics = append(nics, n.id)
+		}
+	}
+	slices.SortFunc(subnets, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
+	return subnets, nics
+}
+
+// nsgInUse refuses the deletion of an NSG still associated with a subnet or
+// a network interface, as Azure does. Callers hold s.mu.
+func (s *Server) nsgInUse(st *nsgState) *armError {
+	subnets, nics := s.nsgUsers(st.id, true)
+	users := slices.Concat(subnets, nics)
+	if len(users) == 0 {
+		return nil
+	}
+	return &armError{Code: "InUseNetworkSecurityGroupCannotBeDeleted", Message: fmt.Sprintf(
+		"Network security group %s cannot be deleted because it is in use by the following resources: %s. In order to delete the Network security group, remove the association with the resource(s). To learn how to do this, see aka.ms/deletensg.",
+		st.id, strings.Join(users, ", "))}
+}
+
+// addNSGReferences lists the NSG's subnets and network interfaces in its
+// properties, as Azure shows them. Callers hold s.mu.
+func (s *Server) addNSGReferences(props map[string]any, nsgID string) {
+	subnets, nics := s.nsgUsers(nsgID, false)
+	refs := func(ids []string) []resourceRef {
+		out := make([]resourceRef, len(ids))
+		for i, id := range ids {
+			out[i] = resourceRef{ID: id}
+		}
+		return out
+	}
+	if len(subnets) > 0 {
+		props["subnets"] = refs(subnets)
+	}
+	if len(nics) > 0 {
+		props["networkInterfaces"] = refs(nics)
+	}
 }

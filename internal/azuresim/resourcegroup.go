@@ -276,3 +276,12 @@ func (s *Server) serveDeletionResult(w http.ResponseWriter, q armRequest) {
 	}
 	w.WriteHeader(http.StatusOK)
 }
+
+// groupName returns the resource group's name in the case it was created
+// with, so that ids are stable whatever case a later request uses.
+func (s *Server) groupName(sub, rg string) string {
+	if g := s.groups[scopeKey(sub, rg)]; g != nil {
+		return g.name
+	}
+	return rg
+}

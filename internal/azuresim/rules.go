@@ -3,10 +3,71 @@ package azuresim
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/nsgrules"
 )
+
+// Security rules, the child resources of an NSG (and its default rules):
+// written one at a time through the NSG's write queue, sharing its ETag.
+
+type ruleEntry struct {
+	name  string
+	props ruleProperties
+}
+
+// findRule returns the index of the rule named name (case-insensitively).
+func (st *nsgState) findRule(name string) int {
+	return slices.IndexFunc(st.rules, func(r *ruleEntry) bool { return strings.EqualFold(r.name, name) })
+}
+
+// toNSGRule converts a stored rule to nsgrules' model.
+func toNSGRule(name string, p *ruleProperties) nsgrules.Rule {
+	r := nsgrules.Rule{
+		Name: name, Direction: p.Direction, Access: p.Access, Protocol: p.Protocol, Description: p.Description,
+		SourcePrefixes: p.sourcePrefixes(), DestinationPrefixes: p.destinationPrefixes(),
+		SourcePorts: p.sourcePorts(), DestinationPorts: p.destinationPorts(),
+		SourcePrefixesPlural:       p.SourceAddressPrefix == "" && len(p.SourceAddressPrefixes) > 0,
+		DestinationPrefixesPlural:  p.DestinationAddressPrefix == "" && len(p.DestinationAddressPrefixes) > 0,
+		SourcePortsPlural:          p.SourcePortRange == "" && len(p.SourcePortRanges) > 0,
+		DestinationPortsPlural:     p.DestinationPortRange == "" && len(p.DestinationPortRanges) > 0,
+		BothSourcePrefixForms:      p.SourceAddressPrefix != "" && len(p.SourceAddressPrefixes) > 0,
+		BothDestinationPrefixForms: p.DestinationAddressPrefix != "" && len(p.DestinationAddressPrefixes) > 0,
+		SourceASGs:                 len(p.SourceApplicationSecurityGroups),
+		DestinationASGs:            len(p.DestinationApplicationSecurityGroups),
+	}
+	if p.Priority != nil {
+		r.Priority = *p.Priority
+	}
+	return r
+}
+
+func fromNSGRulesError(e *nsgrules.Error) *armError {
+	return &armError{Code: e.Code, Message: e.Message, Target: e.Target}
+}
+
+func ruleJSON(st *nsgState, r *ruleEntry) securityRule {
+	return securityRule{ID: nsgrules.RuleID(st.id, r.name), Name: r.name, Etag: st.etag, Type: ruleType, Properties: r.props}
+}
+
+func defaultRulesJSON(st *nsgState) []securityRule {
+	defaults := nsgrules.DefaultRules()
+	out := make([]securityRule, len(defaults))
+	for i, d := range defaults {
+		prio := d.Priority
+		out[i] = securityRule{
+			ID: st.id + "/defaultSecurityRules/" + d.Name, Name: d.Name, Etag: st.etag, Type: defaultRuleType,
+			Properties: ruleProperties{
+				Description: d.Description, Protocol: d.Protocol,
+				SourcePortRange: d.SourcePorts[0], DestinationPortRange: d.DestinationPorts[0],
+				SourceAddressPrefix: d.SourcePrefixes[0], DestinationAddressPrefix: d.DestinationPrefixes[0],
+				Access: d.Access, Priority: &prio, Direction: d.Direction, ProvisioningState: statusSucceeded,
+			},
+		}
+	}
+	return out
+}
 
 func notFoundRule(w http.ResponseWriter, st *nsgState, name string) {
 	writeARMError(w, http.StatusNotFound, "NotFound",
