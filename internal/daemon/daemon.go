@@ -420,10 +420,7 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 	var wg sync.WaitGroup
 	// Grants seen open anywhere in scope: a grant's copy on one NSG tells
 	// what its copy on another must say (the policy moves rules unchanged).
-	var elsewhere []jit.GrantRule
-	for _, gs := range d.open {
-		elsewhere = append(elsewhere, gs...)
-	}
+	elsewhere := indexGrants(d.open)
 	policies := map[string][]jit.Policy{}
 	for _, nsgID := range slices.Sorted(maps.Keys(d.seen)) {
 		for name, p := range d.seen[nsgID] {
@@ -449,7 +446,7 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 
 // reconcileNSG is one reconcile step of one NSG: observe, plan, apply.
 // seen are the policies last seen intact on it.
-func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy, open, elsewhere []jit.GrantRule, policies map[string][]jit.Policy) nsgResult {
+func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy, open []jit.GrantRule, elsewhere grantIndex, policies map[string][]jit.Policy) nsgResult {
 	res := nsgResult{nsgID: nsgID}
 	rules, err := d.rules.ListRules(ctx, nsgID)
 	switch {
@@ -466,7 +463,7 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 		return res
 	}
 	res.listed = true
-	opts := PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere, SeenElsewhere: policies}
+	opts := PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere.matching(rules), SeenElsewhere: policies}
 	// What the NSG's policies ask for decides what else is read: decoded
 	// once here (PlanNSG decodes again, on its own).
 	view := jit.ReadNSG(rules)
