@@ -160,7 +160,13 @@ func (g *graphScope) NSGIDs(ctx context.Context) ([]string, error) {
 func (g *graphScope) check(ctx context.Context) error {
 	var errs []error
 	if len(g.subscriptions) > 0 || g.all {
-		visible, err := g.lister.ListSubscriptions(ctx)
+		var visible []string
+		var err error
+		if g.all {
+			visible, err = g.wholeSubscriptions(ctx) // listed once for the check and the first pass
+		} else {
+			visible, err = g.lister.ListSubscriptions(ctx)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("cannot list the subscriptions jitd can see: %w", err))
 		}
