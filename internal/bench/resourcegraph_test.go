@@ -77,7 +77,7 @@ func TestBenchResourceGraph(t *testing.T) {
 	// A cold full resync.
 	sim.ResetCounters()
 	lc0 := sim.LimitCounters()
-	wall, rss, out, err := runJitdOnce(t.Context(), sim, jitd, graphArgs...)
+	wall, rss, out, err := runJitdOnceOwnRSS(t, sim, jitd, graphArgs...)
 	c, lc := sim.Counters(), sim.LimitCounters()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, testproc.Tail(out))
@@ -130,7 +130,7 @@ func TestBenchResourceGraph(t *testing.T) {
 	}
 	sim.ResetCounters()
 	lc0 = sim.LimitCounters()
-	wall, rss, out, err = runJitdOnce(t.Context(), sim, jitd, args...)
+	wall, rss, out, err = runJitdOnceOwnRSS(t, sim, jitd, args...)
 	c, lc = sim.Counters(), sim.LimitCounters()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, testproc.Tail(out))
@@ -143,6 +143,39 @@ func TestBenchResourceGraph(t *testing.T) {
 	t.Logf("FIGURE arm-discovery-resync requests by kind: %s", requestBreakdown(c))
 	t.Logf("FIGURE arm-discovery-watch-cost (computed: every NSG read at each of 120 watches, listed and read at each of 12 full resyncs): ARM reads per hour ~%.0f",
 		120*float64(nsgs)+12*float64(reads)*scale)
+}
+
+// runJitdOnceOwnRSS is runJitdOnce with jitd's own peak RSS: started from
+// this process, which holds a local Azure of 100,000 NSGs, jitd's
+// ru_maxrss counts this process's resident memory at the moment of exec
+// (Go starts children with a vfork-style clone sharing the parent's
+// memory, and the kernel keeps that high-water mark across exec). GNU
+// time, a small process, starts jitd instead and reports its %M.
+func runJitdOnceOwnRSS(t *testing.T, sim *azuresim.Server, bin string, args ...string) (wall time.Duration, maxRSSKiB int64, out string, err error) {
+	t.Helper()
+	const gnuTime = "/usr/bin/time"
+	if _, err := os.Stat(gnuTime); err != nil {
+		t.Logf("no %s: peak RSS includes this process's (see runJitdOnceOwnRSS)", gnuTime)
+		return runJitdOnce(t.Context(), sim, bin, args...)
+	}
+	rssFile := filepath.Join(t.TempDir(), "rss")
+	cmd := exec.CommandContext(t.Context(), gnuTime, append([]string{"-f", "%M", "-o", rssFile, bin, "--once", "--log-level", "warn", "--audit-log", os.DevNull}, args...)...)
+	cmd.Env = environ(sim)
+	var buf strings.Builder
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	start := time.Now()
+	err = cmd.Run()
+	wall = time.Since(start)
+	if b, rerr := os.ReadFile(rssFile); rerr == nil {
+		lines := strings.Fields(string(b))
+		if len(lines) > 0 {
+			maxRSSKiB, _ = strconv.ParseInt(lines[len(lines)-1], 10, 64)
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("jitd --once: %w", err)
+	}
+	return wall, maxRSSKiB, buf.String(), err
 }
 
 // throttledCount is every 429 the local Azure answered plus its limit
@@ -181,6 +214,8 @@ func measureCycles(t *testing.T, sim *azuresim.Server, marker string, cycles int
 			t.Fatalf("waiting for %q #%d: %v\n%s", marker, n, err, testproc.Tail(p.Logs()))
 		}
 	}
+	coldHWM := vmHWM(cmd.Process.Pid)
+	t.Logf("jitd's peak RSS (VmHWM) after its first full resync: %.1f MiB", float64(coldHWM)/1024)
 	first := count() + 1
 	wait(first)
 	a0, g0 := armReads(sim.Counters()), sim.LimitCounters().ResourceGraphQueries
