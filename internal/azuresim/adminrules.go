@@ -319,7 +319,7 @@ func (s *Server) listEffectiveAdminRules(w http.ResponseWriter, r *http.Request,
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := settleNet(s, s.vnets, vnetKey(q.sub, q.rg, q.vnet))
-	if e == nil || e.current() == nil {
+	if e == nil || e.visible() == nil {
 		notFoundResource(w, vnetType, q.vnet, q.rg)
 		return
 	}

@@ -581,8 +581,8 @@ func (s *Server) writeJITRules(p *jitPolicyState, vmID string, number int32, pro
 			}
 			name := defenderRuleName(p.id, salt)
 			st := e.state
-			if e.op != nil && e.op.next != nil {
-				st = e.op.next
+			if len(e.writes) > 0 && e.writes[0].next != nil {
+				st = e.writes[0].next
 			}
 			var prio int32
 			var ok bool
@@ -713,9 +713,10 @@ func (s *Server) editNSG(e *nsgEntry, edit func(*nsgState)) {
 		return c
 	}
 	e.state = apply(e.state)
-	if e.op != nil {
-		e.op.visible = apply(e.op.visible)
-		e.op.next = apply(e.op.next)
+	if len(e.writes) > 0 {
+		w := &e.writes[0]
+		w.visible = apply(w.visible)
+		w.next = apply(w.next)
 	}
 }
 

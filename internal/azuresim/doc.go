@@ -97,4 +97,41 @@
 // open, due operations complete in the order they came due, so each
 // re-evaluation sees the other NSGs as they were at that moment; reading a
 // connection's state completes the operations due first.
+//
+// The package keeps one resource kind per file on one shared ARM resource
+// engine:
+//
+//	engine.go         the engine: entries (committed state and accepted writes), long-running
+//	                  operations and their polling URLs, lazy completion, preconditions, busy
+//	                  answers (BusyMode), the shared GET/list/PUT/DELETE of top-level kinds
+//	handlers.go       request and response plumbing: bodies, names, accepted writes, paged lists
+//	arm.go            ARM routing, authentication, api-version checks, subscriptions and providers
+//	subscriptions.go  the served subscriptions, their ids and GET /subscriptions
+//	resourcegroup.go  resource groups (implicit and explicit), their contents and deletion
+//	nsg.go            network security groups: state, write queue, handlers, associations
+//	rules.go          security rules (children of an NSG) and default rules
+//	vnet.go           virtual networks
+//	subnet.go         subnets (children of a virtual network)
+//	nic.go            network interfaces, their IP configurations and addresses
+//	network.go        routing of the network kinds; references between them
+//	watcher.go        network watchers (explicit and automatic)
+//	flowverify.go     flows through a network interface and IP flow verify
+//	vm.go             virtual machines (their network interfaces only)
+//	adminrules.go     Virtual Network Manager's effective security admin rules
+//	defender.go       Defender for Cloud JIT network access policies
+//	connections.go    established connections and their re-evaluation (flushConnection)
+//	seed.go           the seed file
+//	throttle.go       the subscription write token bucket
+//	model.go          a security rule's wire format
+//	observe.go        Counters, Events and VerifyFlow's judgement
+//	sim.go            the /_sim/ control endpoints
+//	server.go         Options, Start and the server's own methods
+//	entra.go, identity.go, jwt.go, metadata.go, ca.go
+//	                  Entra ID, managed identity and federated tokens, the metadata endpoint, the CA
+//
+// A kind on the engine supplies its state type (a resourceMeta and its own
+// model, with clone and withProvisioningState), its store key and its
+// rendering; the engine supplies the rest. NSGs add to it their write
+// queue, the Events their writes record and the connection re-evaluation
+// their commits may trigger.
 package azuresim

@@ -16,16 +16,23 @@ import (
 // The shared ARM resource engine: what every stored resource kind does the
 // same way as ARM, so that each kind's file holds only its own model.
 //
-//   - Long-running operations (operation): a write is accepted, shows its
-//     resource Updating or Deleting, and commits (or fails) when due. Due
-//     operations are applied lazily, when anything looks at the resource,
-//     so no goroutine or timer runs per operation. serveOperation answers
-//     their Azure-AsyncOperation and Location URLs (asyncURLs).
-//   - Entries: a resource's committed state and the write it is busy with
-//     (netEntry for virtual networks and network interfaces; NSGs keep the
-//     writes queued behind it too, nsg.go).
+//   - Entries (resourceEntry): a resource's committed state and the writes
+//     accepted for it, in the order they run; reads see the last accepted
+//     write's state (visible), new writes build on what the accepted ones
+//     will commit (latest). NSGs, virtual networks and network interfaces
+//     all live in them; subnets and security rules are written through
+//     their parent's entry.
+//   - Long-running operations (operation, startWrite, completeWrite,
+//     settleNet): a write is accepted, shows its resource Updating or
+//     Deleting, and commits (or fails, failing the writes queued behind
+//     it) when due. Due operations are applied lazily, when anything looks
+//     at the resource, so no goroutine or timer runs per operation.
+//     serveOperation answers their Azure-AsyncOperation and Location URLs
+//     (asyncURLs).
 //   - Preconditions (If-Match, If-None-Match against the resource's ETag)
-//     and busy answers (writable, nsgWritable, writeBusy: BusyMode).
+//     and busy answers: NSGs queue a write that meets a running one or
+//     refuse it, by BusyMode (nsgWritable); other kinds refuse it
+//     (writable); both answer ARM's busy error (writeBusy).
 //   - GET, list, PUT and DELETE of a top-level kind (netType), paged by
 //     writeList (handlers.go).
 
@@ -40,21 +47,21 @@ func cloneRaw(m map[string]json.RawMessage) map[string]json.RawMessage {
 	return c
 }
 
-// operation is one long-running write. It completes at due; completion is
-// applied lazily by settle, so no goroutine or timer runs per operation and
-// a zero latency completes at the first look.
+// operation is one long-running write (or an action answered like one).
+// It completes at due; completion is applied lazily when its resource is
+// next looked at (settle, settleNet), so no goroutine or timer runs per
+// operation and a zero latency completes at the first look. The states it
+// shows and commits are its pendingWrite's.
 type operation struct {
 	id         string
 	name       string // PutSecurityRuleOperation, DeleteSecurityRuleOperation, …
-	key        string // the NSG's key
+	key        string // the store key of the resource it writes
 	resourceID string
 	location   string
 	accepted   time.Time
 	due        time.Time
 	fail       bool
-	visible    *nsgState // what reads show meanwhile; nil: nothing
-	next       *nsgState // committed on success; nil deletes the NSG
-	status     string    // InProgress, Succeeded, Failed
+	status     string // InProgress, Succeeded, Failed
 	err        *armError
 	event      int // index into Server.events; -1 for operations that are not NSG writes
 	// result is what the Location URL answers once the operation
@@ -252,7 +259,7 @@ func (s *Server) nsgWritable(w http.ResponseWriter, r *http.Request, q armReques
 	if !checkPreconditions(w, r, etag) {
 		return false
 	}
-	if len(e.queue) >= s.writeQueue {
+	if e.queued() >= s.writeQueue {
 		s.counters.queueFull++
 		s.writeBusy(w, r, q, running, attempted)
 		return false
@@ -291,51 +298,154 @@ func (s *Server) ruleDeletable(w http.ResponseWriter, r *http.Request, q armRequ
 	return s.nsgWritable(w, r, q, parentETag, e, attempted)
 }
 
-// netEntry is one virtual network or network interface: its committed state
-// and the running write, if any. Like NSGs, each accepts one write at a time.
-type netEntry[T any] struct {
-	state   *T         // committed; nil while being created
-	op      *operation // running write; nil when idle
-	visible *T         // what reads show while op runs
-	next    *T         // committed when op succeeds; nil deletes
+// resourceEntry is one stored resource: its committed state and the
+// writes accepted for it, in the order they run. Only one write runs per
+// resource, as on Azure: writes[0] is running, and each later one starts
+// when the one before it ends. What a write meets while another runs is
+// the kind's choice: NSGs queue it (BusyQueue) or refuse it (BusyRefuse,
+// nsgWritable); other kinds refuse it (writable), so they hold at most one.
+type resourceEntry[T any] struct {
+	state  *T // committed; nil while being created
+	writes []pendingWrite[T]
 }
 
-// current is what reads return.
-func (e *netEntry[T]) current() *T {
-	if e.op != nil {
-		return e.visible
+// pendingWrite is an accepted write and the states it shows and commits.
+type pendingWrite[T any] struct {
+	op      *operation
+	visible *T // what reads show once it is accepted; nil: nothing
+	next    *T // committed when op succeeds; nil deletes the resource
+}
+
+// running is the operation the resource is busy with; nil when idle or
+// absent, so that e may be nil.
+func (e *resourceEntry[T]) running() *operation {
+	if e == nil || len(e.writes) == 0 {
+		return nil
+	}
+	return e.writes[0].op
+}
+
+// queued is the number of writes waiting behind the running one.
+func (e *resourceEntry[T]) queued() int { return max(len(e.writes)-1, 0) }
+
+// tail is the last write accepted (queued or running); nil when idle.
+func (e *resourceEntry[T]) tail() *pendingWrite[T] {
+	if len(e.writes) == 0 {
+		return nil
+	}
+	return &e.writes[len(e.writes)-1]
+}
+
+// visible is what reads return: the state as the last accepted write shows
+// it (provisioningState Updating or Deleting), else the committed one. With
+// writes queued, reads and ETags show all of them, so a client that reads
+// and writes back with If-Match builds on the queued changes rather than
+// losing them.
+func (e *resourceEntry[T]) visible() *T {
+	if t := e.tail(); t != nil {
+		return t.visible
 	}
 	return e.state
 }
 
-// latest is the state once the running write completes: what new writes
-// are validated against, so that two quick writes cannot both take one
-// address or both miss each other's reference.
-func (e *netEntry[T]) latest() *T {
-	if e.op != nil {
-		return e.next
+// latest is the state once the accepted writes complete: what a new write
+// changes and is validated against, so that two quick writes cannot both
+// take one address or both miss each other's reference. nil when the
+// resource is being deleted (or does not exist).
+func (e *resourceEntry[T]) latest() *T {
+	if t := e.tail(); t != nil {
+		return t.next
 	}
 	return e.state
 }
 
-// settleNet completes the entry's operation if it is due and returns the
+// entryETag is what preconditions are checked against: the visible state's
+// ETag; empty when there is no resource, so that e may be nil.
+func entryETag[T any, P netResource[T]](e *resourceEntry[T]) string {
+	if e == nil || e.visible() == nil {
+		return ""
+	}
+	return P(e.visible()).meta().etag
+}
+
+// startWrite records a write that Azure would run asynchronously and marks
+// the resource busy until it completes. A write accepted while another
+// runs is queued behind the last one accepted: it runs when that one ends
+// and takes the write latency of its own acceptance, so its due time is
+// known now. ev, when not nil, is recorded as the write's Event (NSG and
+// rule writes). Callers hold s.mu.
+func startWrite[T any](s *Server, key string, e *resourceEntry[T], name, resourceID, location string, visible, next *T, ev *Event, fail bool) *operation {
+	now := s.now()
+	event := -1
+	if ev != nil {
+		ev.Seq = s.nextEventSeq()
+		ev.Accepted = now
+		ev.Result = statusInProgress
+		s.events = append(s.events, *ev)
+		event = len(s.events) - 1
+	}
+	start := now
+	if t := e.tail(); t != nil && t.op.due.After(now) {
+		start = t.op.due
+	}
+	op := &operation{
+		id: uuid.NewString(), name: name, key: key, resourceID: resourceID,
+		location: normaliseLocation(location),
+		accepted: now, due: start.Add(s.writeLatency), fail: fail,
+		status: statusInProgress, event: event,
+	}
+	e.writes = append(e.writes, pendingWrite[T]{op: op, visible: visible, next: next})
+	s.pruneOperations(now)
+	s.ops[op.id] = op
+	return op
+}
+
+// completeWrite applies e's running write, which is due: it commits its
+// state, or fails, and the next queued write runs (its due time was set
+// when it was accepted). A failed write fails the writes queued behind it
+// too: they were accepted on top of its changes, which are not applied.
+// The resource leaves m when it is gone. Callers hold s.mu.
+func completeWrite[T any](s *Server, m map[string]*resourceEntry[T], key string, e *resourceEntry[T]) *operation {
+	w := e.writes[0]
+	e.writes[0] = pendingWrite[T]{}
+	e.writes = e.writes[1:]
+	op := w.op
+	if op.fail {
+		for _, q := range e.writes {
+			q.op.fail = true
+		}
+		op.status = statusFailed
+		op.err = &armError{Code: "InternalServerError", Message: "An error occurred while processing the operation. The changes were not applied."}
+	} else {
+		op.status = statusSucceeded
+		e.state = w.next
+	}
+	if op.event >= 0 {
+		ev := &s.events[op.event]
+		ev.Completed = op.due
+		ev.Result = op.status
+	}
+	if len(e.writes) == 0 {
+		e.writes = nil
+		if e.state == nil {
+			delete(m, key)
+		}
+	}
+	return op
+}
+
+// settleNet completes the entry's writes that are due and returns the
 // entry, or nil when there is no such resource. Callers hold s.mu.
-func settleNet[T any](s *Server, m map[string]*netEntry[T], key string) *netEntry[T] {
+func settleNet[T any](s *Server, m map[string]*resourceEntry[T], key string) *resourceEntry[T] {
 	e := m[key]
 	if e == nil {
 		return nil
 	}
-	if op := e.op; op != nil && !s.now().Before(op.due) {
-		if op.fail {
-			op.status = statusFailed
-			op.err = &armError{Code: "InternalServerError", Message: "An error occurred while processing the operation. The changes were not applied."}
-		} else {
-			op.status = statusSucceeded
-			e.state = e.next
-		}
-		e.op, e.visible, e.next = nil, nil, nil
+	now := s.now()
+	for op := e.running(); op != nil && !now.Before(op.due); op = e.running() {
+		completeWrite(s, m, key, e)
 	}
-	if e.state == nil && e.op == nil {
+	if e.state == nil && len(e.writes) == 0 {
 		delete(m, key)
 		return nil
 	}
@@ -353,23 +463,8 @@ func (s *Server) settleNetworkOperation(op *operation) {
 	}
 }
 
-// startNetOperation starts a long-running write of a network resource. Such
-// writes are not NSG events, so none is recorded.
-func startNetOperation[T any](s *Server, key string, e *netEntry[T], name, resourceID, location string, visible, next *T, fail bool) *operation {
-	now := s.now()
-	op := &operation{
-		id: uuid.NewString(), name: name, key: key, resourceID: resourceID,
-		location: normaliseLocation(location), accepted: now, due: now.Add(s.writeLatency),
-		fail: fail, status: statusInProgress, event: -1,
-	}
-	e.op, e.visible, e.next = op, visible, next
-	s.pruneOperations(now)
-	s.ops[op.id] = op
-	return op
-}
-
-// resourceMeta is what virtual networks and network interfaces store alike,
-// so that their handlers can be shared.
+// resourceMeta is what every resource kind on the engine stores alike, so
+// that their handlers can be shared.
 type resourceMeta struct {
 	id, sub, rg, name, location   string
 	etag, guid, provisioningState string
@@ -393,14 +488,14 @@ type resourceRef struct {
 
 // netStates returns the latest state (for validation) or current state (for
 // rendering) of every resource in m, sorted by id. Callers hold s.mu.
-func netStates[T any, P netResource[T]](s *Server, m map[string]*netEntry[T], latest bool) []*T {
+func netStates[T any, P netResource[T]](s *Server, m map[string]*resourceEntry[T], latest bool) []*T {
 	var out []*T
 	for k := range m {
 		e := settleNet(s, m, k)
 		if e == nil {
 			continue
 		}
-		st := e.current()
+		st := e.visible()
 		if latest {
 			st = e.latest()
 		}
@@ -418,7 +513,7 @@ func netStates[T any, P netResource[T]](s *Server, m map[string]*netEntry[T], la
 // GET, list, PUT and DELETE share.
 type netType[T any, P netResource[T]] struct {
 	typ     string // for 404s
-	entries func(*Server) map[string]*netEntry[T]
+	entries func(*Server) map[string]*resourceEntry[T]
 	key     func(sub, rg, name string) string
 	name    func(armRequest) string // the resource's name in the request path
 	render  func(*Server, *T) map[string]any
@@ -432,9 +527,9 @@ type netType[T any, P netResource[T]] struct {
 
 // find returns the settled entry the request names, answering 404 when
 // there is none. Callers hold s.mu.
-func (k *netType[T, P]) find(s *Server, w http.ResponseWriter, q armRequest) *netEntry[T] {
+func (k *netType[T, P]) find(s *Server, w http.ResponseWriter, q armRequest) *resourceEntry[T] {
 	e := settleNet(s, k.entries(s), k.key(q.sub, q.rg, k.name(q)))
-	if e == nil || e.current() == nil {
+	if e == nil || e.visible() == nil {
 		notFoundResource(w, k.typ, k.name(q), q.rg)
 		return nil
 	}
@@ -445,7 +540,7 @@ func (k *netType[T, P]) get(s *Server, w http.ResponseWriter, _ *http.Request, q
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := k.find(s, w, q); e != nil {
-		writeWithETag(w, P(e.current()).meta().etag, k.render(s, e.current()))
+		writeWithETag(w, P(e.visible()).meta().etag, k.render(s, e.visible()))
 	}
 }
 
@@ -477,7 +572,7 @@ func (k *netType[T, P]) put(s *Server, w http.ResponseWriter, r *http.Request, q
 	var cur *T
 	var running *operation
 	if e != nil {
-		cur, running = e.current(), e.op
+		cur, running = e.visible(), e.running()
 	}
 	etag := ""
 	if cur != nil {
@@ -494,14 +589,14 @@ func (k *netType[T, P]) put(s *Server, w http.ResponseWriter, r *http.Request, q
 		return
 	}
 	if e == nil {
-		e = &netEntry[T]{}
+		e = &resourceEntry[T]{}
 		m[key] = e
 	}
 	meta := P(next).meta()
 	s.ensureGroup(meta.sub, meta.rg, meta.location)
 	visible := P(P(next).clone()).withProvisioningState("Updating")
 	P(next).withProvisioningState(statusSucceeded)
-	op := startNetOperation(s, key, e, k.putOp, meta.id, meta.location, visible, next, q.failLRO)
+	op := startWrite(s, key, e, k.putOp, meta.id, meta.location, visible, next, nil, q.failLRO)
 	s.writeAccepted(w, r, q, op, putStatus(cur == nil), k.render(s, visible))
 }
 
@@ -516,7 +611,7 @@ func (k *netType[T, P]) remove(s *Server, w http.ResponseWriter, r *http.Request
 		writeDeleteAbsent(w, r)
 		return
 	}
-	if !s.writable(w, r, q, P(e.current()).meta().etag, e.op, k.deleteOp) {
+	if !s.writable(w, r, q, P(e.visible()).meta().etag, e.running(), k.deleteOp) {
 		return
 	}
 	if k.inUse != nil {
@@ -527,7 +622,7 @@ func (k *netType[T, P]) remove(s *Server, w http.ResponseWriter, r *http.Request
 	}
 	st := P(e.state)
 	visible := P(st.clone()).withProvisioningState("Deleting")
-	op := startNetOperation(s, key, e, k.deleteOp, st.meta().id, st.meta().location, visible, nil, q.failLRO)
+	op := startWrite(s, key, e, k.deleteOp, st.meta().id, st.meta().location, visible, nil, nil, q.failLRO)
 	s.writeDeleteAccepted(w, r, q, op)
 }
 

@@ -118,7 +118,7 @@ func (s *Server) serveIPFlowVerify(w http.ResponseWriter, r *http.Request, q arm
 		invalid("localIPAddress, localPort, remoteIPAddress and remotePort are required.")
 		return
 	}
-	nic, location, status, aerr := s.ipFlowTargetNIC(body.TargetResourceID, body.TargetNICResourceID)
+	nic, location, status, aerr := s.ipFlowTargetNIC(q.sub, body.TargetResourceID, body.TargetNICResourceID)
 	if aerr == nil {
 		s.mu.Lock()
 		status, aerr = s.checkWatcherFor(q, location)

@@ -94,7 +94,7 @@ func parseNetworkPath(q *armRequest, method string, seg, lower []string) {
 }
 
 // invalidReference is Azure's answer to a reference to a resource that does
-// not exist or lives in another region.
+// not exist or lives in another region or subscription.
 func invalidReference(ref, from string) *armError {
 	return &armError{Code: "InvalidResourceReference", Message: fmt.Sprintf(
 		"Resource %s referenced by resource %s was not found. Please make sure that the referenced resource exists, and that both resources are in the same region.", ref, from)}

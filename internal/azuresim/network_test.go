@@ -25,11 +25,18 @@ type vmNetwork struct {
 	nics     *armnetwork.InterfacesClient
 	watchers *armnetwork.WatchersClient
 	srv      *azuresim.Server
+	sub      string
 }
 
 func newVMNetwork(t *testing.T, srv *azuresim.Server) vmNetwork {
 	t.Helper()
-	f, err := armnetwork.NewClientFactory(srv.SubscriptionID(), secretCredential(t, srv),
+	return newVMNetworkIn(t, srv, srv.SubscriptionID())
+}
+
+// newVMNetworkIn is newVMNetwork in the subscription sub.
+func newVMNetworkIn(t *testing.T, srv *azuresim.Server, sub string) vmNetwork {
+	t.Helper()
+	f, err := armnetwork.NewClientFactory(sub, secretCredential(t, srv),
 		&arm.ClientOptions{ClientOptions: policy.ClientOptions{Cloud: cloudConfig(srv), Retry: policy.RetryOptions{MaxRetries: -1}}})
 	if err != nil {
 		t.Fatal(err)
@@ -37,14 +44,14 @@ func newVMNetwork(t *testing.T, srv *azuresim.Server) vmNetwork {
 	return vmNetwork{
 		networkClients: networkClients{groups: f.NewSecurityGroupsClient(), rules: f.NewSecurityRulesClient()},
 		vnets:          f.NewVirtualNetworksClient(), subnets: f.NewSubnetsClient(),
-		nics: f.NewInterfacesClient(), watchers: f.NewWatchersClient(), srv: srv,
+		nics: f.NewInterfacesClient(), watchers: f.NewWatchersClient(), srv: srv, sub: sub,
 	}
 }
 
 // appSubnetID returns the id of a subnet of vnet-app, the virtual network
 // the tests create.
 func (n vmNetwork) appSubnetID(subnet string) string {
-	return "/subscriptions/" + n.srv.SubscriptionID() + "/resourceGroups/" + testRG +
+	return "/subscriptions/" + n.sub + "/resourceGroups/" + testRG +
 		"/providers/Microsoft.Network/virtualNetworks/vnet-app/subnets/" + subnet
 }
 

@@ -78,7 +78,7 @@ func (s *Server) nicStates(latest bool) []*nicState { return netStates(s, s.nics
 
 var nicKind = &netType[nicState, *nicState]{
 	typ:     nicType,
-	entries: func(s *Server) map[string]*netEntry[nicState] { return s.nics },
+	entries: func(s *Server) map[string]*resourceEntry[nicState] { return s.nics },
 	key:     nicKey,
 	name:    func(q armRequest) string { return q.nic },
 	render:  (*Server).nicJSON,
@@ -221,7 +221,7 @@ func (s *Server) newIPConfig(n *nicState, raw json.RawMessage) (*ipConfigState, 
 		return nil, "", &armError{Code: "InvalidRequestFormat", Message: fmt.Sprintf("IP configuration %s must reference a subnet.", id)}
 	}
 	v, sn := s.lookupSubnet(p.Subnet.ID)
-	if sn == nil || normaliseLocation(v.location) != normaliseLocation(n.location) {
+	if sn == nil || normaliseLocation(v.location) != normaliseLocation(n.location) || !inSubscription(v.id, n.sub) {
 		return nil, "", invalidReference(p.Subnet.ID, id)
 	}
 	ic.subnetID = v.subnetID(sn.name)

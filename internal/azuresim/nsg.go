@@ -19,70 +19,25 @@ import (
 // their GET, list, PUT, PATCH (tags) and DELETE. Their security rules are
 // in rules.go.
 
-// nsgEntry is one NSG: its committed state, the operation, if any, that
-// is changing it, and the writes queued behind that operation. Only one
-// operation runs per NSG, as on Azure; see BusyQueue for what happens to
-// the writes that arrive meanwhile.
-type nsgEntry struct {
-	state *nsgState  // committed; nil while the NSG is being created
-	op    *operation // running write; nil when idle
-	// queue holds writes accepted while op runs, in the order they run;
-	// each starts when the one before it ends. Empty whenever op is nil.
-	queue []*operation
-}
+const (
+	nsgType         = "Microsoft.Network/networkSecurityGroups"
+	ruleType        = "Microsoft.Network/networkSecurityGroups/securityRules"
+	defaultRuleType = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules"
+	maxBodyBytes    = 8 << 20
+)
 
-// tail is the last write accepted for the NSG (queued or running); nil
-// when idle.
-func (e *nsgEntry) tail() *operation {
-	if n := len(e.queue); n > 0 {
-		return e.queue[n-1]
-	}
-	return e.op
-}
+// nsgEntry is one NSG on the engine: its committed state and its write
+// queue (see BusyQueue for what happens to the writes that arrive while one
+// runs).
+type nsgEntry = resourceEntry[nsgState]
 
-// base is the state the next accepted write changes: the state the last
-// accepted write will commit, else the committed one. nil when the NSG is
-// being deleted (or does not exist).
-func (e *nsgEntry) base() *nsgState {
-	if t := e.tail(); t != nil {
-		return t.next
-	}
-	return e.state
-}
-
-// visible is what reads return: the state as the last accepted write shows
-// it (provisioningState Updating or Deleting), else the committed one. With
-// writes queued, reads and ETags show all of them, so a client that reads
-// and writes back with If-Match builds on the queued changes rather than
-// losing them.
-func (e *nsgEntry) visible() *nsgState {
-	if t := e.tail(); t != nil {
-		return t.visible
-	}
-	return e.state
-}
-
-// etag is what preconditions are checked against; empty when there is no
-// NSG, so that e may be nil.
-func (e *nsgEntry) etag() string {
-	if e == nil || e.visible() == nil {
-		return ""
-	}
-	return e.visible().etag
-}
-
-// running is the operation the NSG is busy with; nil when idle or absent.
-func (e *nsgEntry) running() *operation {
-	if e == nil {
-		return nil
-	}
-	return e.op
-}
+// nsgETag is the NSG's ETag; empty when e is nil.
+func nsgETag(e *nsgEntry) string { return entryETag(e) }
 
 // carryPending marks on visible, what reads will show once a new write is
 // accepted, the changes of the writes accepted before it that have not
 // completed: their rules stay Updating and the NSG keeps its state.
-func (e *nsgEntry) carryPending(visible *nsgState) {
+func carryPending(e *nsgEntry, visible *nsgState) {
 	t := e.tail()
 	if t == nil || t.visible == nil {
 		return
@@ -102,12 +57,9 @@ func (e *nsgEntry) carryPending(visible *nsgState) {
 
 // nsgState is a network security group as stored.
 type nsgState struct {
-	id                string // as the client created it
-	sub, rg, name     string
-	location          string
-	etag              string // shared by the NSG and its rules, as on Azure
-	guid              string
-	provisioningState string
+	// resourceMeta's id is as the client created it; its etag is shared by
+	// the NSG and its rules, as on Azure.
+	resourceMeta
 	// top and props hold what this package does not model (tags,
 	// flushConnection, …) verbatim, so clients read back what they wrote.
 	top   map[string]json.RawMessage
@@ -153,7 +105,7 @@ func (s *Server) entry(key string) *nsgEntry {
 		return nil
 	}
 	s.settle(key, e)
-	if e.state == nil && e.op == nil {
+	if e.state == nil && e.running() == nil {
 		return nil
 	}
 	return e
@@ -167,7 +119,7 @@ func (s *Server) entry(key string) *nsgEntry {
 // due; with no connection the order of completions cannot be observed and
 // only e's are completed.
 func (s *Server) settle(key string, e *nsgEntry) {
-	op := e.op
+	op := e.running()
 	if op == nil || s.now().Before(op.due) {
 		return
 	}
@@ -176,43 +128,16 @@ func (s *Server) settle(key string, e *nsgEntry) {
 		return
 	}
 	now := s.now()
-	for e.op != nil && !now.Before(e.op.due) {
+	for op := e.running(); op != nil && !now.Before(op.due); op = e.running() {
 		s.complete(key, e)
 	}
 }
 
-// complete applies e's operation, which is due, and starts the first
-// queued write (its due time was set when it was accepted: it starts when
-// this one ends). Callers hold s.mu.
+// complete applies e's running write, which is due (completeWrite), then
+// re-evaluates the connections through the NSG if the commit asks for it.
+// Callers hold s.mu.
 func (s *Server) complete(key string, e *nsgEntry) {
-	op := e.op
-	e.op = nil
-	if len(e.queue) > 0 {
-		e.op = e.queue[0]
-		e.queue = e.queue[1:]
-		if op.fail {
-			// The queued writes were accepted on top of this one's changes,
-			// which are not applied: they fail too rather than land them.
-			e.op.fail = true
-			for _, q := range e.queue {
-				q.fail = true
-			}
-		}
-	}
-	ev := &s.events[op.event]
-	ev.Completed = op.due
-	if op.fail {
-		op.status = statusFailed
-		op.err = &armError{Code: "InternalServerError", Message: "An error occurred while processing the operation. The changes were not applied."}
-		ev.Result = statusFailed
-	} else {
-		op.status = statusSucceeded
-		e.state = op.next
-		ev.Result = statusSucceeded
-	}
-	if e.state == nil && e.op == nil {
-		delete(s.nsgs, key)
-	}
+	op := completeWrite(s, s.nsgs, key, e)
 	if op.status == statusSucceeded && e.state != nil && e.state.flushConnection() {
 		s.flushConnections(key, op.due)
 	}
@@ -228,15 +153,11 @@ func (s *Server) settleAll() {
 	// due operation keeps each NSG's in its order.
 	var due []*operation
 	for _, e := range s.nsgs {
-		if e.op == nil || now.Before(e.op.due) {
-			continue
-		}
-		due = append(due, e.op)
-		for _, op := range e.queue {
-			if now.Before(op.due) {
+		for _, w := range e.writes {
+			if now.Before(w.op.due) {
 				break
 			}
-			due = append(due, op)
+			due = append(due, w.op)
 		}
 	}
 	slices.SortFunc(due, func(a, b *operation) int {
@@ -246,50 +167,16 @@ func (s *Server) settleAll() {
 		return cmp.Compare(a.event, b.event)
 	})
 	for _, op := range due {
-		if e := s.nsgs[op.key]; e != nil && e.op == op {
+		if e := s.nsgs[op.key]; e != nil && e.running() == op {
 			s.complete(op.key, e)
 		}
 	}
 }
 
-// startOperation records a write that Azure would run asynchronously and
-// marks the NSG busy until it completes. A write accepted while another
-// runs is queued behind the last one accepted: it runs when that one ends
-// and takes the write latency of its own acceptance, so its due time is
-// known now.
+// startOperation starts an NSG or rule write (startWrite), recording ev.
 func (s *Server) startOperation(key string, e *nsgEntry, name, resourceID, location string, visible, next *nsgState, ev Event, fail bool) *operation {
-	now := s.now()
-	ev.Seq = s.nextEventSeq()
-	ev.Accepted = now
-	ev.Result = statusInProgress
-	s.events = append(s.events, ev)
-	start := now
-	if t := e.tail(); t != nil && t.due.After(now) {
-		start = t.due
-	}
-	op := &operation{
-		id: uuid.NewString(), name: name, key: key, resourceID: resourceID,
-		location: normaliseLocation(location),
-		accepted: now, due: start.Add(s.writeLatency), fail: fail,
-		visible: visible, next: next, status: statusInProgress,
-		event: len(s.events) - 1,
-	}
-	if e.op != nil {
-		e.queue = append(e.queue, op)
-	} else {
-		e.op = op
-	}
-	s.pruneOperations(now)
-	s.ops[op.id] = op
-	return op
+	return startWrite(s, key, e, name, resourceID, location, visible, next, &ev, fail)
 }
-
-const (
-	nsgType         = "Microsoft.Network/networkSecurityGroups"
-	ruleType        = "Microsoft.Network/networkSecurityGroups/securityRules"
-	defaultRuleType = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules"
-	maxBodyBytes    = 8 << 20
-)
 
 // nsgComputed are the NSG members the server computes; a client's values
 // for them are ignored rather than stored.
@@ -412,7 +299,7 @@ func (s *Server) putNSG(w http.ResponseWriter, r *http.Request, q armRequest) {
 	defer s.mu.Unlock()
 	key := nsgKey(q.sub, q.rg, q.nsg)
 	e := s.entry(key)
-	if !s.nsgWritable(w, r, q, e.etag(), e, "PutNetworkSecurityGroupOperation") {
+	if !s.nsgWritable(w, r, q, nsgETag(e), e, "PutNetworkSecurityGroupOperation") {
 		return
 	}
 	var cur *nsgState
@@ -478,7 +365,7 @@ func (s *Server) newNSGState(sub, rg, name string, raw []byte, cur *nsgState) (*
 		return nil, nameMismatch(body.Name, name)
 	}
 	sub = s.sub(sub)
-	next := &nsgState{id: nsgID(sub, rg, name), sub: sub, rg: rg, name: name, guid: uuid.NewString(), location: body.Location}
+	next := &nsgState{resourceMeta: resourceMeta{id: nsgID(sub, rg, name), sub: sub, rg: rg, name: name, guid: uuid.NewString(), location: body.Location}}
 	if g := s.groups[scopeKey(sub, rg)]; g != nil {
 		next.id, next.rg = nsgID(sub, g.name, name), g.name
 	}
@@ -556,10 +443,10 @@ func (s *Server) deleteNSG(w http.ResponseWriter, r *http.Request, q armRequest)
 		writeDeleteAbsent(w, r)
 		return
 	}
-	if !s.nsgWritable(w, r, q, e.etag(), e, "DeleteNetworkSecurityGroupOperation") {
+	if !s.nsgWritable(w, r, q, nsgETag(e), e, "DeleteNetworkSecurityGroupOperation") {
 		return
 	}
-	base := e.base()
+	base := e.latest()
 	if base == nil { // a queued write deletes it already
 		writeDeleteAbsent(w, r)
 		return
@@ -588,7 +475,7 @@ func (s *Server) patchNSGTags(w http.ResponseWriter, r *http.Request, q armReque
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.nsgForRequest(w, q)
-	if e == nil || !s.writable(w, r, q, e.etag(), e.op, "UpdateNetworkSecurityGroupTagsOperation") {
+	if e == nil || !s.writable(w, r, q, nsgETag(e), e.running(), "UpdateNetworkSecurityGroupTagsOperation") {
 		return
 	}
 	next := e.state.clone()
@@ -617,13 +504,14 @@ func (s *Server) lookupNSG(id string) *nsgState {
 }
 
 // checkNSGReference validates an NSG association of resource from in
-// location and returns the NSG's canonical id.
+// location and returns the NSG's canonical id. The NSG must be in from's
+// region and subscription.
 func (s *Server) checkNSGReference(ref *resourceRef, from, location string) (string, *armError) {
 	if ref == nil || ref.ID == "" {
 		return "", nil
 	}
 	nsg := s.lookupNSG(ref.ID)
-	if nsg == nil || normaliseLocation(nsg.location) != normaliseLocation(location) {
+	if nsg == nil || normaliseLocation(nsg.location) != normaliseLocation(location) || !inSubscription(from, nsg.sub) {
 		return "", invalidReference(ref.ID, from)
 	}
 	return nsg.id, nil

@@ -252,9 +252,13 @@ func (s *Server) deleteResourceGroup(w http.ResponseWriter, r *http.Request, q a
 }
 
 // deleteNet removes the network resources of a group. Callers hold s.mu.
-func deleteNet[T any, P netResource[T]](m map[string]*netEntry[T], in func(id, rg string) bool) {
+func deleteNet[T any, P netResource[T]](m map[string]*resourceEntry[T], in func(id, rg string) bool) {
 	for k, e := range m {
-		for _, st := range []*T{e.state, e.visible, e.next} {
+		states := []*T{e.state}
+		for _, w := range e.writes {
+			states = append(states, w.visible, w.next)
+		}
+		for _, st := range states {
 			if st != nil && in(P(st).meta().id, P(st).meta().rg) {
 				delete(m, k)
 				break

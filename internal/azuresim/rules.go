@@ -162,7 +162,7 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request, q armRequest) {
 	if !s.nsgWritable(w, r, q, childETag(cur.etag, i), e, "PutSecurityRuleOperation") {
 		return
 	}
-	base := e.base()
+	base := e.latest()
 	if base == nil { // a queued write deletes the NSG
 		notFoundNSG(w, q)
 		return
@@ -185,7 +185,7 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request, q armRequest) {
 	visible := next.clone()
 	visible.rules[visible.findRule(name)].props.ProvisioningState = "Updating"
 	next.rules[next.findRule(name)].props.ProvisioningState = statusSucceeded
-	e.carryPending(visible)
+	carryPending(e, visible)
 
 	op := s.startOperation(key, e, "PutSecurityRuleOperation", nsgrules.RuleID(next.id, name), next.location, visible, next,
 		Event{Operation: "PutSecurityRuleOperation", NSGID: next.id, RuleName: name, Rule: snapshotRule(&props)}, q.failLRO)
@@ -232,7 +232,7 @@ func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request, q armRequest
 	if !s.ruleDeletable(w, r, q, cur.etag, i, e, "DeleteSecurityRuleOperation") {
 		return
 	}
-	base := e.base()
+	base := e.latest()
 	if base == nil || base.findRule(q.rule) < 0 { // a queued write deletes the NSG or the rule
 		writeDeleteAbsent(w, r)
 		return
@@ -245,7 +245,7 @@ func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request, q armRequest
 	visible := base.clone()
 	visible.etag = next.etag
 	visible.rules[i].props.ProvisioningState = "Deleting"
-	e.carryPending(visible)
+	carryPending(e, visible)
 	op := s.startOperation(key, e, "DeleteSecurityRuleOperation", nsgrules.RuleID(next.id, old.name), next.location, visible, next,
 		Event{Operation: "DeleteSecurityRuleOperation", NSGID: next.id, RuleName: old.name, Rule: snapshotRule(&old.props)}, q.failLRO)
 	s.writeDeleteAccepted(w, r, q, op)

@@ -139,7 +139,7 @@ func seedNet[T any, P netResource[T]](s *Server, k *netType[T, P], raw json.RawM
 		return fmt.Errorf("%s %s: %w", what, k.name(q), aerr)
 	}
 	P(st).withProvisioningState(statusSucceeded)
-	k.entries(s)[key] = &netEntry[T]{state: st}
+	k.entries(s)[key] = &resourceEntry[T]{state: st}
 	s.ensureGroup(P(st).meta().sub, P(st).meta().rg, P(st).meta().location)
 	return nil
 }

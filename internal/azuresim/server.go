@@ -167,8 +167,8 @@ type Server struct {
 
 	mu           sync.Mutex
 	nsgs         map[string]*nsgEntry // by lower-case NSG id
-	vnets        map[string]*netEntry[vnetState]
-	nics         map[string]*netEntry[nicState]
+	vnets        map[string]*resourceEntry[vnetState]
+	nics         map[string]*resourceEntry[nicState]
 	groups       map[string]*resourceGroup
 	ops          map[string]*operation // by lower-case operation id
 	conns        connectionTable
@@ -214,8 +214,8 @@ func Start(opts Options) (*Server, error) {
 		busyMode:       orDefault(opts.BusyMode, BusyQueue),
 		writeQueue:     opts.WriteQueue,
 		nsgs:           make(map[string]*nsgEntry),
-		vnets:          make(map[string]*netEntry[vnetState]),
-		nics:           make(map[string]*netEntry[nicState]),
+		vnets:          make(map[string]*resourceEntry[vnetState]),
+		nics:           make(map[string]*resourceEntry[nicState]),
 		groups:         make(map[string]*resourceGroup),
 		ops:            make(map[string]*operation),
 		conns:          newConnectionTable(),

@@ -196,7 +196,7 @@ func (s *Server) getSubnet(w http.ResponseWriter, _ *http.Request, q armRequest)
 	if e == nil {
 		return
 	}
-	v := e.current()
+	v := e.visible()
 	i := v.findSubnet(q.subnet)
 	if i < 0 {
 		notFoundSubnet(w, v, q.subnet)
@@ -211,7 +211,7 @@ func (s *Server) listSubnets(w http.ResponseWriter, r *http.Request, q armReques
 		if e == nil {
 			return nil, false
 		}
-		v := e.current()
+		v := e.visible()
 		items := make([]any, len(v.subnets))
 		for i, sn := range v.subnets {
 			items[i] = s.subnetJSON(v, sn)
@@ -243,9 +243,9 @@ func (s *Server) putSubnet(w http.ResponseWriter, r *http.Request, q armRequest)
 	if e == nil {
 		return
 	}
-	cur := e.current()
+	cur := e.visible()
 	i := cur.findSubnet(q.subnet)
-	if !s.writable(w, r, q, childETag(cur.etag, i), e.op, "PutSubnetOperation") {
+	if !s.writable(w, r, q, childETag(cur.etag, i), e.running(), "PutSubnetOperation") {
 		return
 	}
 	next := e.state.clone()
@@ -271,7 +271,7 @@ func (s *Server) putSubnet(w http.ResponseWriter, r *http.Request, q armRequest)
 	sn.provisioningState = statusSucceeded
 	visible := next.clone()
 	visible.subnets[visible.findSubnet(name)].provisioningState = "Updating"
-	op := startNetOperation(s, key, e, "PutSubnetOperation", next.subnetID(name), next.location, visible, next, q.failLRO)
+	op := startWrite(s, key, e, "PutSubnetOperation", next.subnetID(name), next.location, visible, next, nil, q.failLRO)
 	s.writeAccepted(w, r, q, op, putStatus(i < 0), s.subnetJSON(visible, visible.subnets[visible.findSubnet(name)]))
 }
 
@@ -284,9 +284,9 @@ func (s *Server) deleteSubnet(w http.ResponseWriter, r *http.Request, q armReque
 	if e == nil {
 		return
 	}
-	cur := e.current()
+	cur := e.visible()
 	i := cur.findSubnet(q.subnet)
-	if !s.childDeletable(w, r, q, cur.etag, i, e.op, "DeleteSubnetOperation") {
+	if !s.childDeletable(w, r, q, cur.etag, i, e.running(), "DeleteSubnetOperation") {
 		return
 	}
 	name := e.state.subnets[i].name
@@ -300,6 +300,6 @@ func (s *Server) deleteSubnet(w http.ResponseWriter, r *http.Request, q armReque
 	visible := e.state.clone()
 	visible.etag = next.etag
 	visible.subnets[i].provisioningState = "Deleting"
-	op := startNetOperation(s, key, e, "DeleteSubnetOperation", e.state.subnetID(name), next.location, visible, next, q.failLRO)
+	op := startWrite(s, key, e, "DeleteSubnetOperation", e.state.subnetID(name), next.location, visible, next, nil, q.failLRO)
 	s.writeDeleteAccepted(w, r, q, op)
 }

@@ -107,17 +107,25 @@ func TestSubscriptionsHoldIndependentNSGs(t *testing.T) {
 		t.Errorf("other subscription's NSG rules after the default one's delete = %v", got)
 	}
 
+	// A write's polling URLs name its own subscription.
+	raw := newRawClient(t, srv)
+	resp, body := raw.must(http.MethodPut, "/subscriptions/"+otherSubscription+"/resourceGroups/"+testRG+
+		"/providers/Microsoft.Network/networkSecurityGroups/nsg-web/securityRules/ssh?api-version=2025-05-01", rawRuleBody(300, "22"))
+	if asyncOp := resp.Header.Get("Azure-AsyncOperation"); resp.StatusCode != http.StatusCreated ||
+		!strings.Contains(asyncOp, "/subscriptions/"+otherSubscription+"/providers/Microsoft.Network/locations/") {
+		t.Errorf("rule PUT in the other subscription: %d %s, Azure-AsyncOperation %q", resp.StatusCode, body, asyncOp)
+	}
+
 	// Resource groups are per subscription too: deleting the group in the
 	// other subscription leaves the default one's group.
-	raw := newRawClient(t, srv)
-	resp, _ := raw.must(http.MethodDelete, "/subscriptions/"+otherSubscription+"/resourcegroups/"+testRG+"?api-version=2021-04-01", nil)
+	resp, _ = raw.must(http.MethodDelete, "/subscriptions/"+otherSubscription+"/resourcegroups/"+testRG+"?api-version=2021-04-01", nil)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("delete group in other subscription: %d", resp.StatusCode)
 	}
 	if _, err := other.groups.Get(ctx, testRG, "nsg-web", nil); err == nil {
 		t.Error("NSG of a deleted group still found")
 	}
-	resp, body := raw.must(http.MethodGet, "/subscriptions/"+srv.SubscriptionID()+"/resourcegroups/"+testRG+"?api-version=2021-04-01", nil)
+	resp, body = raw.must(http.MethodGet, "/subscriptions/"+srv.SubscriptionID()+"/resourcegroups/"+testRG+"?api-version=2021-04-01", nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("default subscription's group after the other's delete: %d %s", resp.StatusCode, body)
 	}
@@ -234,3 +242,101 @@ func TestSeedFilePlacesResourcesInSubscriptions(t *testing.T) {
 		t.Error("seed file with an NSG in an unserved subscription loaded")
 	}
 }
+
+// The network around a VM is per subscription too: the same names in two
+// subscriptions are two networks, each NIC judged by its own
+// subscription's NSGs, and each subscription gets its own automatic
+// network watcher with its first virtual network.
+func TestSubscriptionsHoldIndependentNetworks(t *testing.T) {
+	srv := simtest.Start(t, azuresim.Options{Subscriptions: []string{otherSubscription}})
+	ctx := context.Background()
+	build := func(n vmNetwork, allowedSource string) armnetwork.Interface {
+		t.Helper()
+		nsg := createNSG(t, n.networkClients, "nsg-app", tcpRule("allow-ssh", 200, armnetwork.SecurityRuleAccessAllow, allowedSource, "22"))
+		if !strings.HasPrefix(*nsg.ID, "/subscriptions/"+n.sub+"/") {
+			t.Errorf("NSG id %s is not in %s", *nsg.ID, n.sub)
+		}
+		if _, err := n.createVNet(ctx, "vnet-app", "10.10.0.0/16", subnet("web", "10.10.1.0/24", *nsg.ID)); err != nil {
+			t.Fatal(err)
+		}
+		nic, err := n.createNIC(ctx, "nic-web", nicSpec{subnetID: n.appSubnetID("web"), ip: "10.10.1.4"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nic
+	}
+	def := newVMNetworkIn(t, srv, srv.SubscriptionID())
+	other := newVMNetworkIn(t, srv, otherSubscription)
+
+	// Before the other subscription has a network, it has no watcher.
+	build(def, "203.0.113.0/24")
+	if _, err := other.watchers.Get(ctx, "NetworkWatcherRG", "NetworkWatcher_westeurope", nil); err == nil {
+		t.Error("the other subscription has an automatic network watcher before any virtual network")
+	}
+	nicOther := build(other, "198.51.100.0/24") // same address: another network
+	nicDef, err := def.nics.Get(ctx, testRG, "nic-web", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *nicDef.ID == *nicOther.ID || !strings.HasPrefix(*nicOther.ID, "/subscriptions/"+otherSubscription+"/") {
+		t.Errorf("NIC ids %s and %s", *nicDef.ID, *nicOther.ID)
+	}
+	for _, tc := range []struct {
+		nic     string
+		source  string
+		allowed bool
+	}{
+		{*nicDef.ID, "203.0.113.7", true}, {*nicDef.ID, "198.51.100.7", false},
+		{*nicOther.ID, "203.0.113.7", false}, {*nicOther.ID, "198.51.100.7", true},
+	} {
+		v, err := srv.VerifyFlow(azuresim.Flow{NetworkInterfaceID: tc.nic, Protocol: "Tcp", Source: tc.source, DestinationPort: 22})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Allowed != tc.allowed || !inSub(v.NSGID, subOf(tc.nic)) {
+			t.Errorf("flow from %s to %s: allowed=%v by %s, want allowed=%v by an NSG of its subscription", tc.source, tc.nic, v.Allowed, v.NSGID, tc.allowed)
+		}
+	}
+	if _, err := other.watchers.Get(ctx, "NetworkWatcherRG", "NetworkWatcher_westeurope", nil); err != nil {
+		t.Errorf("automatic network watcher of the other subscription: %v", err)
+	}
+
+	// References stay within a subscription: a NIC cannot sit in another
+	// subscription's subnet nor take its NSG.
+	_, err = other.createNIC(ctx, "nic-cross-subnet", nicSpec{subnetID: def.appSubnetID("web")})
+	wantBadRequest(t, "NIC in another subscription's subnet", err, "InvalidResourceReference")
+	nsgDef, err := def.groups.Get(ctx, testRG, "nsg-app", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = other.createNIC(ctx, "nic-cross-nsg", nicSpec{subnetID: other.appSubnetID("web"), nsgID: *nsgDef.ID})
+	wantBadRequest(t, "NIC with another subscription's NSG", err, "InvalidResourceReference")
+
+	// IP flow verify judges targets in its watcher's subscription only.
+	_, err = other.watchers.BeginVerifyIPFlow(ctx, "NetworkWatcherRG", "NetworkWatcher_westeurope", armnetwork.VerificationIPFlowParameters{
+		TargetResourceID: nicDef.ID, Direction: to.Ptr(armnetwork.DirectionInbound), Protocol: to.Ptr(armnetwork.IPFlowProtocolTCP),
+		LocalIPAddress: to.Ptr("10.10.1.4"), LocalPort: to.Ptr("22"), RemoteIPAddress: to.Ptr("198.51.100.7"), RemotePort: to.Ptr("*"),
+	}, nil)
+	wantBadRequest(t, "IP flow verify of another subscription's NIC", err, "InvalidTargetResource")
+
+	// An NSG associated in one subscription is in use there only.
+	wantBadRequest(t, "delete the other subscription's NSG in use", other.deleteNSG(ctx, "nsg-app"), "InUseNetworkSecurityGroupCannotBeDeleted")
+	if err := other.deleteNIC(ctx, "nic-web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.deleteVNet(ctx, "vnet-app"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.deleteNSG(ctx, "nsg-app"); err != nil {
+		t.Errorf("delete the other subscription's NSG once unused: %v", err)
+	}
+	wantBadRequest(t, "delete the default subscription's NSG in use", def.deleteNSG(ctx, "nsg-app"), "InUseNetworkSecurityGroupCannotBeDeleted")
+}
+
+func subOf(id string) string {
+	rest := strings.TrimPrefix(id, "/subscriptions/")
+	sub, _, _ := strings.Cut(rest, "/")
+	return sub
+}
+
+func inSub(id, sub string) bool { return strings.EqualFold(subOf(id), sub) }

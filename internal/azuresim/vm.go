@@ -197,7 +197,7 @@ func (s *Server) newVMState(sub, rg, name string, raw []byte, cur *vmState) (*vm
 				nic = e.state
 			}
 		}
-		if nic == nil || normaliseLocation(nic.location) != normaliseLocation(next.location) {
+		if nic == nil || normaliseLocation(nic.location) != normaliseLocation(next.location) || !strings.EqualFold(nic.sub, next.sub) {
 			return nil, invalidReference(ref.ID, next.id)
 		}
 		if slices.ContainsFunc(next.nics, func(n vmNIC) bool { return strings.EqualFold(n.id, nic.id) }) {
@@ -289,17 +289,18 @@ func (s *Server) vmJSON(v *vmState) map[string]any {
 
 // ipFlowTargetNIC resolves IP flow verify's target: a VM (its NIC
 // targetNicResourceId, which must be one of the VM's, else its primary NIC)
-// or, as a shortcut this simulator allows, a network interface. It returns
-// the NIC's id and location, or the status and error to answer.
-func (s *Server) ipFlowTargetNIC(targetID, nicID string) (nic, location string, status int, aerr *armError) {
+// or, as a shortcut this simulator allows, a network interface, in the
+// watcher's subscription sub. It returns the NIC's id and location, or the
+// status and error to answer.
+func (s *Server) ipFlowTargetNIC(sub, targetID, nicID string) (nic, location string, status int, aerr *armError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	invalid := func(msg string) (string, string, int, *armError) {
 		return "", "", http.StatusBadRequest, &armError{Code: "InvalidTargetResource", Message: msg}
 	}
 	q := parseARMPath(http.MethodGet, targetID)
-	if s.servedSubscription(q.sub) == "" && (q.kind == "vm" || q.kind == "nic") {
-		return invalid(fmt.Sprintf("Target resource %s is not in a subscription this server serves.", targetID))
+	if !strings.EqualFold(q.sub, sub) && (q.kind == "vm" || q.kind == "nic") {
+		return invalid(fmt.Sprintf("Target resource %s is not in subscription %s.", targetID, sub))
 	}
 	switch q.kind {
 	case "vm":

@@ -66,7 +66,7 @@ func vnetID(sub, rg, name string) string {
 
 var vnetKind = &netType[vnetState, *vnetState]{
 	typ:     vnetType,
-	entries: func(s *Server) map[string]*netEntry[vnetState] { return s.vnets },
+	entries: func(s *Server) map[string]*resourceEntry[vnetState] { return s.vnets },
 	key:     vnetKey,
 	name:    func(q armRequest) string { return q.vnet },
 	render:  (*Server).vnetJSON,
