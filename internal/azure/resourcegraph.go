@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resourcegraph/armresourcegraph"
@@ -185,7 +186,7 @@ func (c *Client) JITNSGs(ctx context.Context, subscriptions []string) ([]GraphNS
 				return out, stats, newError(op, scope, err)
 			}
 			var raw *http.Response
-			resp, err := gc.Resources(runtime.WithCaptureResponse(ctx, &raw), req, nil)
+			resp, err := gc.Resources(policy.WithCaptureResponse(ctx, &raw), req, nil)
 			stats.Queries++
 			c.noteGraphQuota(raw)
 			if err != nil {
@@ -214,17 +215,17 @@ func (c *Client) JITNSGs(ctx context.Context, subscriptions []string) ([]GraphNS
 func graphRows(data any) ([]GraphNSG, error) {
 	items, ok := data.([]any)
 	if !ok && data != nil {
-		return nil, fmt.Errorf("Resource Graph answered data of type %T, want an object array", data)
+		return nil, fmt.Errorf("data of type %T from Resource Graph, want an object array", data)
 	}
 	out := make([]GraphNSG, 0, len(items))
 	for _, it := range items {
 		row, ok := it.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("Resource Graph answered a row of type %T, want an object", it)
+			return nil, fmt.Errorf("a row of type %T from Resource Graph, want an object", it)
 		}
 		id, _ := row["id"].(string)
 		if _, err := ParseNSGID(id); err != nil {
-			return nil, fmt.Errorf("Resource Graph answered a row without a network security group id: %w", err)
+			return nil, fmt.Errorf("a row from Resource Graph without a network security group id: %w", err)
 		}
 		sub, _ := row["subscriptionId"].(string)
 		rules, _ := row["rules"].([]any)

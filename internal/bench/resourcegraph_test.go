@@ -70,7 +70,6 @@ func TestBenchResourceGraph(t *testing.T) {
 		SeedFile: writeSeedFile(t, seed), Subscriptions: subs[1:],
 		ReadRate: azuresim.DefaultReadRate, ReadBurst: azuresim.DefaultReadBurst,
 	})
-	seed = nil
 	t.Logf("local Azure seeded with %d NSGs in %d subscriptions in %s", nsgs, subsN, time.Since(seedStart).Round(time.Millisecond))
 	graphArgs := []string{"--discovery", "resource-graph", "--all-subscriptions"}
 
@@ -205,7 +204,9 @@ func measureCycles(t *testing.T, sim *azuresim.Server, marker string, cycles int
 	p := testproc.StartJitd(t, cmd, 5*time.Minute, func(p *testproc.Jitd) {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Signal(syscall.SIGTERM)
-			<-p.Exited
+			if err := <-p.Exited; err != nil {
+				t.Logf("jitd exited with %v after SIGTERM", err)
+			}
 		}
 	})
 	count := func() int { return strings.Count(p.Logs(), `"msg":"`+marker+`"`) }
@@ -223,7 +224,9 @@ func measureCycles(t *testing.T, sim *azuresim.Server, marker string, cycles int
 	a1, g1 := armReads(sim.Counters()), sim.LimitCounters().ResourceGraphQueries
 	hwmKiB = vmHWM(cmd.Process.Pid)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	<-p.Exited
+	if err := <-p.Exited; err != nil {
+		t.Logf("jitd exited with %v after SIGTERM", err)
+	}
 	return float64(a1-a0) / float64(cycles), float64(g1-g0) / float64(cycles), hwmKiB
 }
 

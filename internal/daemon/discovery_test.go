@@ -243,9 +243,9 @@ func TestInventoryRunClosesAtExpiry(t *testing.T) {
 
 		// Frozen from now on: the inventory keeps reporting nsg-a as it was.
 		inv.imu.Lock()
-		inv.fakeAzure.mu.Lock()
-		inv.stale["nsg-a"] = fmt.Sprint(inv.fakeAzure.nsgs["nsg-a"])
-		inv.fakeAzure.mu.Unlock()
+		inv.mu.Lock()
+		inv.stale["nsg-a"] = fmt.Sprint(inv.nsgs["nsg-a"])
+		inv.mu.Unlock()
 		inv.imu.Unlock()
 		time.Sleep(time.Until(exp))
 		synctest.Wait()
