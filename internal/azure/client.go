@@ -17,6 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resourcegraph/armresourcegraph"
 	"github.com/google/uuid"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
@@ -69,6 +70,12 @@ type Client struct {
 	raw           *arm.Client       // for whole-NSG reads and writes as raw JSON
 	verifier      *Verifier         // IP flow verify for VerifyMigrationFlow, made on first use
 	vmRegions     map[string]string // by lower-cased VM id, for VerifyMigrationFlow
+	// Azure Resource Graph (resourcegraph.go): the client, made on first
+	// use, the caller's quota as last reported, the quota's clock, $top.
+	graphClient *armresourcegraph.Client
+	graphQuota  graphQuota
+	graphClock  graphClock
+	graphPage   int
 }
 
 // subscriptionClients are the armnetwork clients of one subscription:

@@ -143,6 +143,9 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) string {
 	if write && !s.takeWriteToken(w) {
 		return q.kind
 	}
+	if !write && !s.takeReadToken(w, q.sub) {
+		return q.kind
+	}
 	if s.injectFault(w, &q) {
 		return q.kind
 	}

@@ -91,6 +91,11 @@ type Options struct {
 	WriteRate float64
 	// WriteBurst is the bucket size (ARM: 200); 0 means 200.
 	WriteBurst int
+	// ReadRate and ReadBurst are ARM's read limit per subscription and
+	// region (DefaultReadRate 25/s, DefaultReadBurst 250; throttle.go);
+	// ReadRate 0 (the default) turns it off, ReadBurst 0 means 250.
+	ReadRate  float64
+	ReadBurst int
 
 	// FaultRate is the fraction of ARM requests that fail (500, 503, 429,
 	// connection reset, or a long-running operation that ends Failed).
@@ -175,6 +180,8 @@ type Server struct {
 	rng          *mrand.Rand
 	bucket       tokenBucket
 	pageSize     int
+	reads        *readLimiter // ARM's read limit (throttle.go)
+	graph        graphState   // Resource Graph's quota and counters (resourcegraph.go)
 
 	// Resources beside the NSG and network stores, each nil until first
 	// used: virtual machines (vm.go) and network watchers (watcher.go) by
@@ -247,6 +254,7 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.bucket = newTokenBucket(opts.WriteRate, opts.WriteBurst, s.now())
+	s.reads = newReadLimiter(opts.ReadRate, opts.ReadBurst)
 
 	var err error
 	if s.identityHeader, err = randomHex(16); err != nil {
@@ -452,6 +460,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 		return "msi"
 	case strings.HasPrefix(lp, "/_sim/"):
 		return s.serveSim(w, r)
+	case lp == "/providers/microsoft.resourcegraph/resources":
+		return s.serveResourceGraph(w, r)
 	case lp == "/subscriptions" || strings.HasPrefix(lp, "/subscriptions/") || lp == "/tenants":
 		return s.serveARM(w, r)
 	default:

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -129,4 +131,81 @@ func resetConnection(w http.ResponseWriter) {
 		_ = tcp.SetLinger(0)
 	}
 	_ = raw.Close()
+}
+
+// ARM's read limits since its 2024 throttling model: a token bucket per
+// subscription and region (of the ARM instance serving the caller; the
+// local Azure is one region) holding 250 reads, refilled at 25 per second
+// (learn.microsoft.com, azure-resource-manager/management/
+// request-limits-and-throttling). Off unless Options.ReadRate is set.
+const (
+	DefaultReadRate  = 25
+	DefaultReadBurst = 250
+)
+
+// readLimiter holds the read buckets by subscription (tenant-level reads,
+// such as GET /subscriptions, share the "" bucket). Its zero value is off.
+type readLimiter struct {
+	mu        sync.Mutex
+	rate      float64 // 0: unlimited
+	burst     int
+	buckets   map[string]*tokenBucket
+	throttled int64
+}
+
+func newReadLimiter(rate float64, burst int) *readLimiter {
+	if burst <= 0 {
+		burst = DefaultReadBurst
+	}
+	return &readLimiter{rate: rate, burst: burst}
+}
+
+func (l *readLimiter) throttledCount() int64 {
+	if l == nil {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.throttled
+}
+
+// takeReadToken applies the read limit of the request's subscription.
+// Every read answer carries x-ms-ratelimit-remaining-subscription-reads
+// when the limit is on, as on ARM; a read over the limit gets 429
+// SubscriptionRequestsThrottled with Retry-After.
+func (s *Server) takeReadToken(w http.ResponseWriter, subscription string) bool {
+	l := s.reads
+	if l == nil {
+		return true
+	}
+	now := s.now()
+	l.mu.Lock()
+	if l.rate <= 0 {
+		l.mu.Unlock()
+		return true
+	}
+	key := strings.ToLower(subscription)
+	if l.buckets == nil {
+		l.buckets = map[string]*tokenBucket{}
+	}
+	b := l.buckets[key]
+	if b == nil {
+		nb := newTokenBucket(l.rate, l.burst, now)
+		b = &nb
+		l.buckets[key] = b
+	}
+	remaining, wait := b.take(now)
+	if wait > 0 {
+		l.throttled++
+	}
+	l.mu.Unlock()
+	w.Header().Set("x-ms-ratelimit-remaining-subscription-reads", strconv.Itoa(remaining))
+	if wait == 0 {
+		return true
+	}
+	setRetryAfter(w.Header(), wait)
+	writeARMError(w, http.StatusTooManyRequests, "SubscriptionRequestsThrottled",
+		fmt.Sprintf("Number of 'read' requests for subscription '%s' actor '%s' exceeded. Please try again after '%d' seconds after additional tokens are available. Refer to https://aka.ms/arm-throttling",
+			subscription, servicePrincipalObjectID, int(math.Ceil(wait.Seconds()))))
+	return false
 }

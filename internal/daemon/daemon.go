@@ -140,6 +140,8 @@ type Daemon struct {
 	verifies verifyRunner                     // verifications under way, outside the loop
 	closer   closeRunner                      // close writes under way, outside the loop
 	leads    *leadEstimator                   // the close lead, from jitd's own close writes
+	// inventory is set when the Scope is an Inventory (discovery.go).
+	inventory *inventoryState
 
 	lastSuccess atomic.Int64 // unix nanoseconds of the last full resync without error
 
@@ -171,6 +173,7 @@ func New(o Options) (*Daemon, error) {
 		verifier: o.Verify, verified: map[string][]Finding{}, verifyFP: map[string]string{}, verifies: newVerifyRunner(o.Concurrency),
 		closer: newCloseRunner(),
 		reads:  map[string]*statusEntry{}, recentEvents: o.RecentEvents, version: o.Version, statusRemote: o.StatusRemote,
+		inventory: newInventoryState(o.Scope),
 	}
 	if d.recentEvents <= 0 {
 		d.recentEvents = 100
@@ -243,6 +246,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	timer.Stop()
 	defer timer.Stop()
+	// With an inventory, the watch asks it (discovery.go) rather than
+	// reading every NSG.
+	var inventoryWatch <-chan time.Time
+	if d.inventory != nil && d.watch > 0 {
+		t := time.NewTicker(d.watch)
+		defer t.Stop()
+		inventoryWatch = t.C
+	}
 	for {
 		var wake <-chan time.Time
 		if at, ok := d.nextWake(); ok {
@@ -265,6 +276,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.collectVerifications(ctx)
 		case <-d.closer.ready:
 			d.collectCloses()
+		case <-inventoryWatch:
+			d.watchInventory(ctx)
 		}
 		timer.Stop()
 	}
@@ -311,14 +324,14 @@ func (d *Daemon) retimeCloses() {
 func (d *Daemon) Pass(ctx context.Context) Summary {
 	start := d.now()
 	var sum Summary
-	ids, err := d.scope.NSGIDs(ctx)
+	// With ARM discovery read is ids; with an inventory, only what it says
+	// changed (discovery.go). Either way, on an error the NSGs known before
+	// stay in scope.
+	ids, read, err := d.discover(ctx, true)
 	if err != nil {
 		d.metrics.errors.WithLabelValues(opDiscover).Inc()
 		d.log.Error("listing the network security groups in scope failed", "error", err)
 		sum.Errors = append(sum.Errors, fmt.Errorf("discover network security groups: %w", err))
-		// Keep watching what we knew: a transient listing failure must not
-		// drop NSGs whose grants are about to expire.
-		ids = union(ids, d.nsgs)
 	}
 	d.forget(ids)
 	d.nsgs = ids
@@ -330,13 +343,14 @@ func (d *Daemon) Pass(ctx context.Context) Summary {
 	}
 	d.statusMu.Unlock()
 
-	results := d.reconcile(ctx, ids)
+	results := d.reconcile(ctx, read)
 	for _, r := range results {
 		sum.Closed += r.closed
 		sum.Restored += r.restored
 		sum.Errors = append(sum.Errors, r.errs...)
 		sum.Findings += d.record(ctx, r)
 	}
+	d.afterInventoryRead(results)
 	sum.Findings += d.collectVerifications(ctx)
 	for !d.verifies.looping && len(d.verifies.inflight) > 0 {
 		// A pass on its own (--once) ends with its verifications; in Run
@@ -454,10 +468,7 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 	var wg sync.WaitGroup
 	// Grants seen open anywhere in scope: a grant's copy on one NSG tells
 	// what its copy on another must say (the policy moves rules unchanged).
-	var elsewhere []jit.GrantRule
-	for _, gs := range d.open {
-		elsewhere = append(elsewhere, gs...)
-	}
+	elsewhere := indexGrants(d.open)
 	policies := map[string][]jit.Policy{}
 	for _, nsgID := range slices.Sorted(maps.Keys(d.seen)) {
 		for name, p := range d.seen[nsgID] {
@@ -485,7 +496,7 @@ func (d *Daemon) reconcile(ctx context.Context, ids []string) []nsgResult {
 
 // reconcileNSG is one reconcile step of one NSG: observe, plan, apply.
 // seen are the policies last seen intact on it.
-func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy, open, elsewhere []jit.GrantRule, policies map[string][]jit.Policy,
+func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string]jit.Policy, open []jit.GrantRule, elsewhere grantIndex, policies map[string][]jit.Policy,
 	lead time.Duration) nsgResult {
 	res := nsgResult{nsgID: nsgID}
 	readBegan := time.Now() // a close's duration counts from here (see closeAll)
@@ -504,7 +515,7 @@ func (d *Daemon) reconcileNSG(ctx context.Context, nsgID string, seen map[string
 		return res
 	}
 	res.listed = true
-	opts := PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere, SeenElsewhere: policies, Lead: lead}
+	opts := PlanOptions{LastSeen: seen, Restore: d.restore, LastActive: open, Elsewhere: elsewhere.matching(rules), SeenElsewhere: policies, Lead: lead}
 	// What the NSG's policies ask for decides what else is read: decoded
 	// once here (PlanNSG decodes again, on its own).
 	view := jit.ReadNSG(rules)
@@ -772,7 +783,8 @@ func (d *Daemon) record(ctx context.Context, r nsgResult) int {
 	// Every NSG is watched, not only those holding a policy at this read:
 	// the NSG's first policy and a short grant under it may be written
 	// right after this read, and must not wait for the next full resync.
-	if d.watch > 0 {
+	// With an inventory, the watch asks it instead (discovery.go).
+	if d.watch > 0 && d.inventory == nil {
 		if watch := now.Add(d.watch); next.IsZero() || watch.Before(next) {
 			next = watch
 		}

@@ -66,6 +66,8 @@ func (l *listFlag) Set(v string) error {
 // options are the parsed command line.
 type options struct {
 	subscriptions, resourceGroups, nsgs listFlag
+	allSubscriptions                    bool
+	discovery                           string // discoveryARM or discoveryGraph (graphscope.go)
 
 	interval     time.Duration
 	watch        time.Duration
@@ -100,6 +102,8 @@ func daemonFlags(o *options) *flag.FlagSet {
 	fs.Var(&o.subscriptions, "subscription", "watch every NSG of this subscription id (repeatable)")
 	fs.Var(&o.resourceGroups, "resource-group", "watch every NSG of this resource group: <subscription id>/<name>, or a name in the default subscription (repeatable)")
 	fs.Var(&o.nsgs, "nsg", "watch this NSG, by resource id (repeatable)")
+	fs.BoolVar(&o.allSubscriptions, "all-subscriptions", false, "watch every subscription the credential can see (GET /subscriptions, listed again every 5m), instead of --subscription, --resource-group and --nsg")
+	fs.StringVar(&o.discovery, "discovery", discoveryARM, "how NSGs are found and watched: "+discoveryARM+" (list and read every NSG through ARM; exact and fresh) or "+discoveryGraph+" (ask Azure Resource Graph which NSGs hold JIT rules and which changed, read only those through ARM; for thousands of NSGs, a grant written between watches is seen up to Resource Graph's lag later)")
 	fs.DurationVar(&o.interval, "interval", 5*time.Minute, "period of the full resync (discovers NSGs, reads all); expiries are handled by a timer in between")
 	fs.DurationVar(&o.watch, "watch-interval", 30*time.Second, "how often every NSG in scope is read between resyncs, so new policies and grants are seen before a grant expires; keep it under 1m (the shortest grant); 0 turns it off")
 	fs.DurationVar(&o.maxLead, "max-close-lead", jit.MaxCloseLead, "start closing a grant this much ahead of its expiry at most: jitd starts each close ahead by the time its recent NSG writes took (their median), so that the rule is gone at about the expiry rather than a write after it, and never more than that ahead; 0 closes at the expiry; at most "+jit.MaxCloseLead.String()+" (half the shortest grant)")
@@ -142,6 +146,8 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 		return o, usageErrorf("--concurrency must be at least 1, not %d", o.concurrency)
 	case o.maxLead < 0 || o.maxLead > jit.MaxCloseLead:
 		return o, usageErrorf("--max-close-lead %s must be between 0 (close at the expiry) and %s (half the shortest grant)", o.maxLead, jit.MaxCloseLead)
+	case o.discovery != discoveryARM && o.discovery != discoveryGraph:
+		return o, usageErrorf("--discovery %q: want %s or %s", o.discovery, discoveryARM, discoveryGraph)
 	}
 	return o, nil
 }
@@ -189,10 +195,16 @@ func runDaemon(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	sc.client = client
+	sc.client, sc.lister = client, client
+	var ds daemon.Scope = sc
+	check := sc.check
+	if o.discovery == discoveryGraph {
+		g := &graphScope{scope: sc, graph: client, log: log}
+		ds, check = g, g.check
+	}
 
 	checkCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err = sc.check(checkCtx)
+	err = check(checkCtx)
 	cancel()
 	if err != nil {
 		return err
@@ -209,7 +221,7 @@ func runDaemon(ctx context.Context, args []string, getenv func(string) string, s
 		verifier = azure.NewVerifier(client)
 	}
 	d, err := daemon.New(daemon.Options{Verify: verifier,
-		Rules: client, Scope: sc, Interval: o.interval, Watch: watchOption(o.watch), Concurrency: o.concurrency, NoRestore: o.noRestore,
+		Rules: client, Scope: ds, Interval: o.interval, Watch: watchOption(o.watch), Concurrency: o.concurrency, NoRestore: o.noRestore,
 		MaxCloseLead: closeLeadOption(o.maxLead),
 		DryRun:       o.dryRun, Audit: sink, Logger: log, Version: version, StatusRemote: o.statusRemote,
 		// The system clock unless the testing hook JIT_TEST_CLOCK_OFFSET_FILE
@@ -220,7 +232,7 @@ func runDaemon(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "version", version, "scope", sc.String(), "interval", o.interval.String(),
+	log.Info("starting", "version", version, "scope", sc.String(), "discovery", o.discovery, "interval", o.interval.String(),
 		"once", o.once, "dry_run", o.dryRun, "restore", !o.noRestore)
 
 	if o.listen != "" {

@@ -28,12 +28,20 @@ type scope struct {
 	subscriptions  []string
 	resourceGroups []resourceGroupRef
 	nsgs           []string
+	// all covers every subscription the credential can see, listed again
+	// at most every subscriptionsTTL (graphscope.go) through lister.
+	all    bool
+	lister subscriptionLister
+	listed subscriptionCache
 }
 
 // newScope builds the scope from the flags. With no scope flag it is the
 // default subscription, as for the provider.
 func newScope(o options, defaultSubscription string) (*scope, error) {
-	s := &scope{subscriptions: o.subscriptions, nsgs: o.nsgs}
+	s := &scope{subscriptions: o.subscriptions, nsgs: o.nsgs, all: o.allSubscriptions}
+	if s.all && len(o.subscriptions)+len(o.resourceGroups)+len(o.nsgs) > 0 {
+		return nil, errors.New("--all-subscriptions covers every subscription jitd can see: give it alone, without --subscription, --resource-group or --nsg")
+	}
 	for _, v := range o.resourceGroups {
 		sub, name, ok := strings.Cut(v, "/")
 		if !ok {
@@ -52,7 +60,7 @@ func newScope(o options, defaultSubscription string) (*scope, error) {
 			return nil, fmt.Errorf("--nsg: %w", err)
 		}
 	}
-	if len(s.subscriptions)+len(s.resourceGroups)+len(s.nsgs) == 0 {
+	if len(s.subscriptions)+len(s.resourceGroups)+len(s.nsgs) == 0 && !s.all {
 		if defaultSubscription == "" {
 			return nil, fmt.Errorf("nothing to watch: give --subscription, --resource-group or --nsg, or set %s", azure.EnvSubscriptionID)
 		}
@@ -63,6 +71,9 @@ func newScope(o options, defaultSubscription string) (*scope, error) {
 
 func (s *scope) String() string {
 	var parts []string
+	if s.all {
+		parts = append(parts, "every subscription it can see")
+	}
 	for _, v := range s.subscriptions {
 		parts = append(parts, "subscription "+v)
 	}
@@ -80,7 +91,11 @@ func (s *scope) String() string {
 // logging errors forever.
 func (s *scope) check(ctx context.Context) error {
 	var errs []error
-	for _, sub := range s.subscriptions {
+	subs, err := s.wholeSubscriptions(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, sub := range subs {
 		if _, err := s.client.ListNSGIDs(ctx, sub, ""); err != nil {
 			errs = append(errs, fmt.Errorf("cannot read --subscription %s: %w (jitd needs Microsoft.Network/networkSecurityGroups/read there)", sub, err))
 		}
@@ -115,8 +130,12 @@ func (s *scope) NSGIDs(ctx context.Context) ([]string, error) {
 			}
 		}
 	}
+	subs, err := s.wholeSubscriptions(ctx)
 	var errs []error
-	for _, sub := range s.subscriptions {
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, sub := range subs {
 		ids, err := s.client.ListNSGIDs(ctx, sub, "")
 		if err != nil {
 			errs = append(errs, fmt.Errorf("subscription %s: %w", sub, err))
