@@ -66,6 +66,11 @@ func TestBenchExpiryLag(t *testing.T) {
 					if e.Operation == "DeleteSecurityRuleOperation" && e.Result == "Succeeded" {
 						out[strings.ToLower(e.NSGID)+"/"+e.RuleName] = e
 					}
+					for _, r := range e.RemovedRules { // jitd closes with NSG writes
+						if e.Result == "Succeeded" {
+							out[strings.ToLower(e.NSGID)+"/"+r] = e
+						}
+					}
 				}
 				return out
 			}
