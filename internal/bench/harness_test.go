@@ -33,6 +33,24 @@ import (
 // that `make test` stays fast.
 const EnvEnable = "JIT_BENCH"
 
+// EnvBusyMode chooses what a write to a busy NSG meets in the local Azure of
+// every measurement that does not choose itself: azuresim.BusyQueue (the
+// default, today's ARM) or azuresim.BusyRefuse (the older 429). make bench
+// runs the measurements once under each.
+const EnvBusyMode = "JIT_BENCH_BUSY_MODE"
+
+// benchBusyMode is the busy mode EnvBusyMode asks for, queue if unset.
+func benchBusyMode() (string, error) {
+	switch m := os.Getenv(EnvBusyMode); m {
+	case "":
+		return azuresim.BusyQueue, nil
+	case azuresim.BusyQueue, azuresim.BusyRefuse:
+		return m, nil
+	default:
+		return "", fmt.Errorf("%s=%q: want %q or %q", EnvBusyMode, m, azuresim.BusyQueue, azuresim.BusyRefuse)
+	}
+}
+
 // The policy every measurement uses: port 22 of one VM, requests from one
 // /24, grants up to an hour, a band wide enough for 100 grants per NSG.
 const (
@@ -115,6 +133,14 @@ func requireEnabled(t *testing.T) {
 var builds = testproc.Builds{Pattern: "jit-bench-"}
 
 func TestMain(m *testing.M) {
+	if os.Getenv(EnvEnable) == "1" {
+		mode, err := benchBusyMode()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Printf("BENCH local Azure busy mode %s (%s), unless a measurement names its own\n", mode, EnvBusyMode)
+	}
 	code := m.Run()
 	builds.Remove()
 	os.Exit(code)
@@ -236,10 +262,26 @@ func sdkRules(t *testing.T, sim *azuresim.Server) *armnetwork.SecurityRulesClien
 	return rules
 }
 
-// newEnv starts a local Azure with the acceptance tests' fixtures.
+// newEnv starts a local Azure with the acceptance tests' fixtures, in the
+// busy mode of EnvBusyMode unless opts names one. When the test ends it
+// prints a FIGURE line with the mode and what the busy NSGs did since the
+// counters were last reset (the measurement's window in most tests).
 func newEnv(t *testing.T, opts azuresim.Options) *acctest.Env {
 	t.Helper()
-	return acctest.New(t, opts)
+	if opts.BusyMode == "" {
+		mode, err := benchBusyMode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.BusyMode = mode
+	}
+	env := acctest.New(t, opts)
+	t.Cleanup(func() {
+		c := env.Sim.Counters()
+		t.Logf("FIGURE busy mode %s: writes queued behind another on their NSG %d, refused busy %d (queue full %d), throttled %d",
+			opts.BusyMode, c.Queued, c.Busy, c.QueueFull, c.Throttled)
+	})
+	return env
 }
 
 // nsgID is the id of an NSG in the local Azure's default subscription.

@@ -141,8 +141,8 @@ func TestBenchApplyThroughput(t *testing.T) {
 	baseSpan, baseAccepted := writeSpan(eventsAfter(env.Sim.Events(), seq))
 	checkGrantsOpen(t, env, baselineID, grants)
 	bw := armWrites(baseC)
-	t.Logf("FIGURE apply-throughput baseline (%d sequential rule PUT + PollUntilDone, SDK): wall %s, write span %s, ARM writes %d (accepted %d, refused busy %d), reads %d, polls %d",
-		grants, baseWall.Round(time.Millisecond), baseSpan.Round(time.Millisecond), bw, baseAccepted, baseC.Busy, armReads(baseC), polls(baseC))
+	t.Logf("FIGURE apply-throughput baseline (%d sequential rule PUT + PollUntilDone, SDK): wall %s, write span %s, ARM writes %d (accepted %d, queued %d, refused busy %d), reads %d, polls %d",
+		grants, baseWall.Round(time.Millisecond), baseSpan.Round(time.Millisecond), bw, baseAccepted, baseC.Queued, baseC.Busy, armReads(baseC), polls(baseC))
 
 	for _, r := range runs {
 		r.measure(t, env, grants)
@@ -150,8 +150,8 @@ func TestBenchApplyThroughput(t *testing.T) {
 		timeRatio := r.wall.Seconds() / baseWall.Seconds()
 		spanRatio := r.span.Seconds() / baseSpan.Seconds()
 		writeRatio := float64(ow) / float64(bw)
-		t.Logf("FIGURE apply-throughput ours (%s; terraform apply of %d grants, whole command): wall %s, write span %s, ARM writes %d (accepted %d, refused busy %d, throttled %d), reads %d, polls %d",
-			r.label, grants, r.wall.Round(time.Millisecond), r.span.Round(time.Millisecond), ow, r.accepted, r.counters.Busy, r.counters.Throttled,
+		t.Logf("FIGURE apply-throughput ours (%s; terraform apply of %d grants, whole command): wall %s, write span %s, ARM writes %d (accepted %d, queued %d, refused busy %d, throttled %d), reads %d, polls %d",
+			r.label, grants, r.wall.Round(time.Millisecond), r.span.Round(time.Millisecond), ow, r.accepted, r.counters.Queued, r.counters.Busy, r.counters.Throttled,
 			armReads(r.counters), polls(r.counters))
 		t.Logf("FIGURE apply-throughput ours/baseline (%s): wall %s, write span %s, writes %s; target ≤ 0.2 of wall and writes: %s; lost updates: %d; non-2xx answers: %s",
 			r.label, ratio(r.wall.Seconds(), baseWall.Seconds()), ratio(r.span.Seconds(), baseSpan.Seconds()), ratio(float64(ow), float64(bw)),
@@ -244,8 +244,8 @@ func TestBenchPolicyAtScale(t *testing.T) {
 	if stillOpen > 0 {
 		t.Errorf("%d of %d NSGs still let 198.51.100.9 reach %s:22 after the policy was applied", stillOpen, nsgs, destination)
 	}
-	t.Logf("FIGURE policy-at-scale (2 jit_policy × 100 NSGs = %d NSGs in one apply, bucket 200 burst + 10/s, %s per write): terraform apply %s wall, write span %s; ARM writes %d (accepted %d), throttled %d, refused busy %d, reads %d; non-2xx: %s",
-		nsgs, armWriteLatency, wall.Round(time.Millisecond), span.Round(time.Millisecond), armWrites(c), accepted, c.Throttled, c.Busy, armReads(c), statusBreakdown(c))
+	t.Logf("FIGURE policy-at-scale (2 jit_policy × 100 NSGs = %d NSGs in one apply, bucket 200 burst + 10/s, %s per write): terraform apply %s wall, write span %s; ARM writes %d (accepted %d), throttled %d, queued %d, refused busy %d, reads %d; non-2xx: %s",
+		nsgs, armWriteLatency, wall.Round(time.Millisecond), span.Round(time.Millisecond), armWrites(c), accepted, c.Throttled, c.Queued, c.Busy, armReads(c), statusBreakdown(c))
 	t.Logf("FIGURE policy-at-scale requests by kind: %s", requestBreakdown(c))
 }
 
