@@ -249,7 +249,7 @@ func TestBenchFullResync(t *testing.T) {
 	env := newEnv(t, azuresim.Options{SeedFile: writeSeedFile(t, seed)})
 
 	env.Sim.ResetCounters()
-	wall, rss, out, err := runJitdOnce(t.Context(), env.Sim, jitd, "--resource-group", env.Sim.SubscriptionID()+"/"+rg)
+	wall, rss, out, err := runJitdOnce(t, env.Sim, jitd, "--resource-group", env.Sim.SubscriptionID()+"/"+rg)
 	c := env.Sim.Counters()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, testproc.Tail(out))

@@ -76,7 +76,7 @@ func TestBenchResourceGraph(t *testing.T) {
 	// A cold full resync.
 	sim.ResetCounters()
 	lc0 := sim.LimitCounters()
-	wall, rss, out, err := runJitdOnceOwnRSS(t, sim, jitd, graphArgs...)
+	wall, rss, out, err := runJitdOnce(t, sim, jitd, graphArgs...)
 	c, lc := sim.Counters(), sim.LimitCounters()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, testproc.Tail(out))
@@ -129,7 +129,7 @@ func TestBenchResourceGraph(t *testing.T) {
 	}
 	sim.ResetCounters()
 	lc0 = sim.LimitCounters()
-	wall, rss, out, err = runJitdOnceOwnRSS(t, sim, jitd, args...)
+	wall, rss, out, err = runJitdOnce(t, sim, jitd, args...)
 	c, lc = sim.Counters(), sim.LimitCounters()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, testproc.Tail(out))
@@ -142,39 +142,6 @@ func TestBenchResourceGraph(t *testing.T) {
 	t.Logf("FIGURE arm-discovery-resync requests by kind: %s", requestBreakdown(c))
 	t.Logf("FIGURE arm-discovery-watch-cost (computed: every NSG read at each of 120 watches, listed and read at each of 12 full resyncs): ARM reads per hour ~%.0f",
 		120*float64(nsgs)+12*float64(reads)*scale)
-}
-
-// runJitdOnceOwnRSS is runJitdOnce with jitd's own peak RSS: started from
-// this process, which holds a local Azure of 100,000 NSGs, jitd's
-// ru_maxrss counts this process's resident memory at the moment of exec
-// (Go starts children with a vfork-style clone sharing the parent's
-// memory, and the kernel keeps that high-water mark across exec). GNU
-// time, a small process, starts jitd instead and reports its %M.
-func runJitdOnceOwnRSS(t *testing.T, sim *azuresim.Server, bin string, args ...string) (wall time.Duration, maxRSSKiB int64, out string, err error) {
-	t.Helper()
-	const gnuTime = "/usr/bin/time"
-	if _, err := os.Stat(gnuTime); err != nil {
-		t.Logf("no %s: peak RSS includes this process's (see runJitdOnceOwnRSS)", gnuTime)
-		return runJitdOnce(t.Context(), sim, bin, args...)
-	}
-	rssFile := filepath.Join(t.TempDir(), "rss")
-	cmd := exec.CommandContext(t.Context(), gnuTime, append([]string{"-f", "%M", "-o", rssFile, bin, "--once", "--log-level", "warn", "--audit-log", os.DevNull}, args...)...)
-	cmd.Env = environ(sim)
-	var buf strings.Builder
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	start := time.Now()
-	err = cmd.Run()
-	wall = time.Since(start)
-	if b, rerr := os.ReadFile(rssFile); rerr == nil {
-		lines := strings.Fields(string(b))
-		if len(lines) > 0 {
-			maxRSSKiB, _ = strconv.ParseInt(lines[len(lines)-1], 10, 64)
-		}
-	}
-	if err != nil {
-		err = fmt.Errorf("jitd --once: %w", err)
-	}
-	return wall, maxRSSKiB, buf.String(), err
 }
 
 // throttledCount is every 429 the local Azure answered plus its limit
