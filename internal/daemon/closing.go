@@ -43,13 +43,12 @@ type setWriter interface {
 // closeRunner runs close writes outside the loop and hands their outcomes
 // back to it.
 type closeRunner struct {
-	looping bool // loop state: Run is running, so closes run outside it
-	wg      sync.WaitGroup
-	ready   chan struct{} // signalled when a close write is done
+	looping              bool // loop state: Run is running, so closes run outside it
+	wg                   sync.WaitGroup
+	outbox[closeOutcome] // close writes done, for the loop
 
 	mu       sync.Mutex
 	inflight map[string]map[string]bool // by NSG: lower-case names of the rules whose close is under way
-	done     []closeOutcome
 }
 
 // closeOutcome is what one NSG's closes came to.
@@ -62,7 +61,7 @@ type closeOutcome struct {
 }
 
 func newCloseRunner() closeRunner {
-	return closeRunner{ready: make(chan struct{}, 1), inflight: map[string]map[string]bool{}}
+	return closeRunner{outbox: newOutbox[closeOutcome](), inflight: map[string]map[string]bool{}}
 }
 
 // claim returns the closes whose rule no close under way is deleting, and
@@ -108,24 +107,6 @@ func (r *closeRunner) closing(nsgID string) []string {
 		out = append(out, name)
 	}
 	slices.Sort(out)
-	return out
-}
-
-func (r *closeRunner) deliver(o closeOutcome) {
-	r.mu.Lock()
-	r.done = append(r.done, o)
-	r.mu.Unlock()
-	select {
-	case r.ready <- struct{}{}:
-	default:
-	}
-}
-
-func (r *closeRunner) take() []closeOutcome {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.done
-	r.done = nil
 	return out
 }
 

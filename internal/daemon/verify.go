@@ -255,13 +255,10 @@ type verifyRunner struct {
 	inflight map[string]bool // loop state: NSGs being verified
 	// latest is each NSG's latest reconcile and its fingerprint (loop
 	// state): a verification of an older one is stale when it is done.
-	latest  map[string]latestRead
-	looping bool // loop state: Run is running
-	wg      sync.WaitGroup
-	ready   chan struct{} // signalled when a verification is done
-
-	mu   sync.Mutex
-	done []verifyResult
+	latest               map[string]latestRead
+	looping              bool // loop state: Run is running
+	wg                   sync.WaitGroup
+	outbox[verifyResult] // verifications done, for the loop
 }
 
 type latestRead struct {
@@ -277,17 +274,7 @@ type verifyResult struct {
 
 func newVerifyRunner(concurrency int) verifyRunner {
 	return verifyRunner{sem: make(chan struct{}, max(concurrency, 1)), inflight: map[string]bool{}, latest: map[string]latestRead{},
-		ready: make(chan struct{}, 1)}
-}
-
-func (v *verifyRunner) deliver(r verifyResult) {
-	v.mu.Lock()
-	v.done = append(v.done, r)
-	v.mu.Unlock()
-	select {
-	case v.ready <- struct{}{}:
-	default:
-	}
+		outbox: newOutbox[verifyResult]()}
 }
 
 // startVerifications starts verifying, in the background, each NSG just
@@ -333,10 +320,7 @@ func (d *Daemon) startVerifications(ctx context.Context, results []nsgResult) {
 // tried again at the NSG's next reconcile. It returns the number of new
 // findings. Called by the loop.
 func (d *Daemon) collectVerifications(ctx context.Context) int {
-	d.verifies.mu.Lock()
-	done := d.verifies.done
-	d.verifies.done = nil
-	d.verifies.mu.Unlock()
+	done := d.verifies.take()
 	if len(done) == 0 {
 		return 0
 	}
