@@ -255,7 +255,11 @@ func sdkRules(t *testing.T, sim *azuresim.Server) *armnetwork.SecurityRulesClien
 	if err != nil {
 		t.Fatalf("credential for the local Azure: %v", err)
 	}
-	rules, err := armnetwork.NewSecurityRulesClient(sim.SubscriptionID(), cred, &arm.ClientOptions{ClientOptions: policy.ClientOptions{Cloud: c}})
+	// Retries as a Terraform provider's client makes them: a write refused
+	// because its NSG is busy (429, Retry-After) is sent again until it is
+	// taken, not given up after the SDK's default three tries.
+	rules, err := armnetwork.NewSecurityRulesClient(sim.SubscriptionID(), cred, &arm.ClientOptions{ClientOptions: policy.ClientOptions{Cloud: c,
+		Retry: policy.RetryOptions{MaxRetries: 100}}})
 	if err != nil {
 		t.Fatalf("armnetwork client for the local Azure: %v", err)
 	}

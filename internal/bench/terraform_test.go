@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,6 +94,7 @@ func TestBenchApplyThroughput(t *testing.T) {
 		policyRules = append(policyRules, testproc.ToARM(r))
 	}
 	baselineID := env.CreateNSG("nsg-baseline", append(policyRules, foreign)...)
+	concurrentID := env.CreateNSG("nsg-baseline-p10", append(policyRules, foreign)...)
 	// Ours twice: with Terraform's default parallelism (10), which bounds
 	// how many grants the provider can see at once, and with 50.
 	runs := []*oursRun{
@@ -107,42 +109,22 @@ func TestBenchApplyThroughput(t *testing.T) {
 	}
 	env.Sim.SetWriteLatency(armWriteLatency)
 
-	// Baseline.
+	// Baselines: one rule PUT per grant, as azurerm_network_security_rule
+	// resources are written: one after the other (the ratio's baseline),
+	// and ten at a time, as azurerm 3.0 and later send them at Terraform's
+	// default parallelism (no per-NSG lock): on that client the local
+	// Azure's busy mode decides whether a write waits in the NSG's queue
+	// or is refused and retried after Retry-After.
 	rules := sdkRules(t, env.Sim)
-	used := map[int32]bool{}
-	for _, r := range env.Rules("nsg-baseline") {
-		used[*r.Properties.Priority] = true
-	}
-	lo, hi := p.Band.GrantRange()
-	env.Sim.ResetCounters()
-	seq := lastSeq(env.Sim)
-	start := time.Now()
-	for i := range grants {
-		prio := lo
-		for used[prio] && prio <= hi {
-			prio++
-		}
-		used[prio] = true
-		spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: grantSource(i), Duration: "1h", Requester: "bench@example.com"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := p.GrantRule(fmt.Sprintf("base%02d", i), spec, time.Now().Add(time.Hour), prio)
-		poller, err := rules.BeginCreateOrUpdate(t.Context(), acctest.ResourceGroup, "nsg-baseline", r.Name, *testproc.ToARM(r), nil)
-		if err == nil {
-			_, err = poller.PollUntilDone(t.Context(), &runtime.PollUntilDoneOptions{Frequency: time.Second})
-		}
-		if err != nil {
-			t.Fatalf("baseline: put rule %s: %v", r.Name, err)
-		}
-	}
-	baseWall := time.Since(start)
-	baseC := env.Sim.Counters()
-	baseSpan, baseAccepted := writeSpan(eventsAfter(env.Sim.Events(), seq))
+	baseWall, baseSpan, baseC, baseAccepted := putRulesBaseline(t, env, rules, p, "nsg-baseline", "base", grants, 1)
 	checkGrantsOpen(t, env, baselineID, grants)
 	bw := armWrites(baseC)
 	t.Logf("FIGURE apply-throughput baseline (%d sequential rule PUT + PollUntilDone, SDK): wall %s, write span %s, ARM writes %d (accepted %d, queued %d, refused busy %d), reads %d, polls %d",
 		grants, baseWall.Round(time.Millisecond), baseSpan.Round(time.Millisecond), bw, baseAccepted, baseC.Queued, baseC.Busy, armReads(baseC), polls(baseC))
+	concWall, concSpan, concC, concAccepted := putRulesBaseline(t, env, rules, p, "nsg-baseline-p10", "conc", grants, 10)
+	checkGrantsOpen(t, env, concurrentID, grants)
+	t.Logf("FIGURE apply-throughput concurrent baseline (%d rule PUT + PollUntilDone, 10 at a time, SDK with its retries): wall %s, write span %s, ARM writes %d (accepted %d, queued %d, refused busy %d), reads %d, polls %d; ours (default parallelism) is measured below",
+		grants, concWall.Round(time.Millisecond), concSpan.Round(time.Millisecond), armWrites(concC), concAccepted, concC.Queued, concC.Busy, armReads(concC), polls(concC))
 
 	for _, r := range runs {
 		r.measure(t, env, grants)
@@ -158,6 +140,59 @@ func TestBenchApplyThroughput(t *testing.T) {
 			metOrNot(timeRatio <= 0.2 && writeRatio <= 0.2), r.missing, statusBreakdown(r.counters))
 		t.Logf("FIGURE apply-throughput ours (%s) requests by kind: %s (write span ratio %.3f)", r.label, requestBreakdown(r.counters), spanRatio)
 	}
+}
+
+// putRulesBaseline writes one grant rule per grant to nsg with rule PUTs
+// and waits for each operation, parallel at a time, and returns the wall
+// time, the span of the writes in the local Azure's event log, its counters
+// and how many writes it accepted.
+func putRulesBaseline(t *testing.T, env *acctest.Env, rules *armnetwork.SecurityRulesClient, p jit.Policy, nsg, prefix string, grants, parallel int) (
+	wall, span time.Duration, c azuresim.Counters, accepted int) {
+	t.Helper()
+	used := map[int32]bool{}
+	for _, r := range env.Rules(nsg) {
+		used[*r.Properties.Priority] = true
+	}
+	lo, hi := p.Band.GrantRange()
+	var todo []jit.SecurityRule
+	for i := range grants {
+		prio := lo
+		for used[prio] && prio <= hi {
+			prio++
+		}
+		used[prio] = true
+		spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: grantSource(i), Duration: "1h", Requester: "bench@example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		todo = append(todo, p.GrantRule(fmt.Sprintf("%s%02d", prefix, i), spec, time.Now().Add(time.Hour), prio))
+	}
+	env.Sim.ResetCounters()
+	seq := lastSeq(env.Sim)
+	sem := make(chan struct{}, parallel)
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, r := range todo {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			poller, err := rules.BeginCreateOrUpdate(t.Context(), acctest.ResourceGroup, nsg, r.Name, *testproc.ToARM(r), nil)
+			if err == nil {
+				_, err = poller.PollUntilDone(t.Context(), &runtime.PollUntilDoneOptions{Frequency: time.Second})
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	wall = time.Since(start)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("baseline: put rule %s on %s: %v", todo[i].Name, nsg, err)
+		}
+	}
+	span, accepted = writeSpan(eventsAfter(env.Sim.Events(), seq))
+	return wall, span, env.Sim.Counters(), accepted
 }
 
 // oursRun is one terraform apply of the grants, on an NSG of its own.
