@@ -365,3 +365,48 @@ func TestFlushCutsASessionWhoseVMSpeaksFirst(t *testing.T) {
 		t.Fatal("the held session still works after its rule went under flushConnection, once the VM spoke first")
 	}
 }
+
+// TestSecondFlushCutsASessionPickedUpFromTheVM: a flush while the session's
+// rule still allows it lets conntrack pick the flow up again from the VM's
+// side when the VM speaks first (its entry then runs VM → client), and the
+// client's next packet, judged and allowed, marks that entry admitted. A
+// later write that removes the rule must still cut the session: the flush
+// must delete entries of flows to the VM whichever side conntrack saw
+// first.
+func TestSecondFlushCutsASessionPickedUpFromTheVM(t *testing.T) {
+	e := start(t, -1)
+	e.put(t, e.subnetNSG, rule{name: "allow-internet", access: "Allow", prio: 4000, src: []string{"Internet"}, dports: []string{"*"}})
+	grant := rule{name: "jit-ssh", access: "Allow", prio: 100, src: []string{"203.0.113.10/32"}, dports: []string{"22"}}
+	other := rule{name: "jit-rdp", access: "Allow", prio: 110, src: []string{"203.0.113.11/32"}, dports: []string{"3389"}}
+	e.setFlush(t, e.nicNSG, true)
+	e.put(t, e.nicNSG, grant)
+	e.put(t, e.nicNSG, other)
+	e.sync(t)
+	held, err := e.dp.Dial("203.0.113.10", 22)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := dataplane.Echo(held); err != nil {
+		t.Fatal(err)
+	}
+	// Another grant ends first: a flush that leaves this session allowed.
+	e.del(t, e.nicNSG, other.name)
+	e.sync(t)
+	if n, err := e.dp.Keepalive([]byte{'k'}); err != nil || n != 1 {
+		t.Fatalf("keepalive written to %d connections: %v; want 1", n, err)
+	}
+	one := make([]byte, 1)
+	if _, err := held.Read(one); err != nil {
+		t.Fatalf("the keepalive after the first flush: %v", err)
+	}
+	if err := dataplane.Echo(held); err != nil {
+		t.Fatalf("the session, still granted, was cut by the first flush: %v", err)
+	}
+	// Then its own grant ends.
+	e.del(t, e.nicNSG, grant.name)
+	e.sync(t)
+	if err := dataplane.Echo(held); err == nil {
+		t.Fatal("the held session still works after its rule went under flushConnection, picked up from the VM's side at an earlier flush")
+	}
+}

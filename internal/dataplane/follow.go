@@ -204,11 +204,21 @@ func oneOrMany(one *string, many []*string) []string {
 }
 
 // flushConntrack deletes the conntrack entries of TCP flows to the VM in
-// its namespace. conntrack exits 1 when there was nothing to delete.
+// its namespace: those whose original direction runs to the VM, and those
+// the NSGs admitted whose original direction runs from it (a flow that an
+// earlier flush made conntrack forget, picked up again from the VM's reply
+// and then admitted by the client's next packet). Flows the VM opened keep
+// their entries. conntrack exits 1 when there was nothing to delete.
 func (d *Dataplane) flushConntrack(ctx context.Context) error {
-	out, err := outputCombined(ctx, "ip", "netns", "exec", d.vmNS, "conntrack", "-D", "-p", "tcp", "-d", d.vm.String())
-	if err != nil && !strings.Contains(out, "0 flow entries have been deleted") {
-		return fmt.Errorf("flush connections to %s: %w: %s", d.vm, err, strings.TrimSpace(out))
+	for _, filter := range [][]string{
+		{"-d", d.vm.String()},
+		{"-s", d.vm.String(), "-m", admittedMark},
+	} {
+		args := append([]string{"netns", "exec", d.vmNS, "conntrack", "-D", "-p", "tcp"}, filter...)
+		out, err := outputCombined(ctx, "ip", args...)
+		if err != nil && !strings.Contains(out, "0 flow entries have been deleted") {
+			return fmt.Errorf("flush connections to %s: %w: %s", d.vm, err, strings.TrimSpace(out))
+		}
 	}
 	return nil
 }
