@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,7 +58,12 @@ func (d *Dataplane) Sync(ctx context.Context) error {
 			return err
 		}
 		next[i] = got
-		changed[i] = !d.synced || got.etag != n.etag || got.unreadable != n.unreadable
+		// A rule's DELETE shows the NSG's new ETag while it runs, with the
+		// rule still in force (Deleting); its completion then removes the
+		// rule under the same ETag. So the rules, not only the ETag, say
+		// whether the NSG changed.
+		changed[i] = !d.synced || got.etag != n.etag || got.unreadable != n.unreadable || got.flush != n.flush ||
+			!slices.Equal(compileNSG(d.vm, got.rules, d.cfg.Env), compileNSG(d.vm, n.rules, d.cfg.Env))
 	}
 	text := compile(d.vm, next, d.cfg.Env)
 	if text != d.applied {
