@@ -3,7 +3,9 @@ package azuresim_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -435,4 +437,71 @@ func TestConnectionLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	establish(t, srv, sshFrom("203.0.113.7", *nsg.ID))
+}
+
+// One whole-NSG write that removes several grants' rules at once, queued
+// behind another write and completing later, with nobody reading the NSG
+// in between, cuts every connection those rules admitted, at its
+// completion time, and only those; under BusyRefuse the same write, sent
+// when the NSG is free, does the same.
+func TestWholeNSGWriteRemovingSeveralRulesCutsEachOfTheirConnections(t *testing.T) {
+	for _, mode := range []string{azuresim.BusyQueue, azuresim.BusyRefuse} {
+		t.Run(mode, func(t *testing.T) {
+			clock := newFakeClock()
+			srv := simtest.Start(t, azuresim.Options{Now: clock.Now, BusyMode: mode})
+			c := newClients(t, srv, nil, -1)
+			ctx := context.Background()
+			var rules []*armnetwork.SecurityRule
+			for i := range 6 {
+				rules = append(rules, tcpRule(fmt.Sprintf("jit-g%d", i), int32(200+i), armnetwork.SecurityRuleAccessAllow, fmt.Sprintf("203.0.113.%d/32", 20+i), "22"))
+			}
+			deny := tcpRule("jit-deny", 300, armnetwork.SecurityRuleAccessDeny, "*", "22")
+			nsg := putNSG(t, c, "nsg-batch", true, append(slices.Clone(rules), deny)...)
+			var ids []string
+			for i := range rules {
+				ids = append(ids, establish(t, srv, sshFrom(fmt.Sprintf("203.0.113.%d", 20+i), *nsg.ID)))
+			}
+
+			srv.SetWriteLatency(time.Minute)
+			start := clock.Now()
+			done := start.Add(time.Minute)
+			if mode == azuresim.BusyQueue {
+				// An unrelated write runs first; the close queues behind it.
+				if _, err := c.rules.BeginCreateOrUpdate(ctx, testRG, "nsg-batch", "https",
+					*tcpRule("https", 400, armnetwork.SecurityRuleAccessAllow, "*", "443"), nil); err != nil {
+					t.Fatal(err)
+				}
+				done = start.Add(2 * time.Minute)
+			}
+			got, err := c.groups.Get(ctx, testRG, "nsg-batch", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := got.SecurityGroup
+			// The close keeps jit-g4 and jit-g5 and removes the other four.
+			g.Properties.SecurityRules = slices.DeleteFunc(g.Properties.SecurityRules, func(r *armnetwork.SecurityRule) bool {
+				return *r.Name < "jit-g4" && strings.HasPrefix(*r.Name, "jit-g")
+			})
+			if _, err := c.groups.BeginCreateOrUpdate(ctx, testRG, "nsg-batch", g, nil); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(3 * time.Minute)
+			for i, id := range ids {
+				if i < 4 {
+					wantCut(t, srv, id, done, *nsg.ID, "jit-deny")
+				} else {
+					wantAlive(t, srv, id, "after the close of the others")
+				}
+			}
+			var removed []string
+			for _, ev := range srv.Events() {
+				if ev.Operation == "PutNetworkSecurityGroupOperation" && len(ev.RemovedRules) > 0 {
+					removed = append(removed, ev.RemovedRules...)
+				}
+			}
+			if want := []string{"jit-g0", "jit-g1", "jit-g2", "jit-g3"}; !slices.Equal(removed, want) {
+				t.Errorf("RemovedRules %q, want %q", removed, want)
+			}
+		})
+	}
 }

@@ -32,10 +32,17 @@ type pathNSG struct {
 //
 // Only TCP over IPv4 to the VM's address is judged; other IPv4 packets to
 // the VM are dropped (nothing listens for them).
-// admittedMark is the conntrack mark of a flow the NSGs admitted, or that
-// the VM opened: its packets pass without being judged again, until a
-// flush makes conntrack forget it.
-const admittedMark = "0x1"
+// admittedMark is the conntrack mark of a flow the NSGs admitted, and
+// openedMark that of a flow the VM opened: their packets pass without being
+// judged again, until a flush makes conntrack forget an admitted one. They
+// differ so that a flush can find every admitted flow by its mark, also one
+// that conntrack, after an earlier flush, picked up again from the VM's side
+// (its original direction then runs from the VM), without touching the
+// flows the VM opened.
+const (
+	admittedMark = "0x1"
+	openedMark   = "0x2"
+)
 
 func compile(vm netip.Addr, path []pathNSG, env nsgrules.Env) string {
 	var b strings.Builder
@@ -47,14 +54,14 @@ func compile(vm netip.Addr, path []pathNSG, env nsgrules.Env) string {
 	// (marked below) or opened by the VM. Being "established" is not
 	// enough: once conntrack forgot a flow (a flush), the VM's next reply
 	// makes conntrack pick it up again mid-stream, unjudged.
-	fmt.Fprintf(&b, "\t\tct mark %s accept\n", admittedMark)
+	fmt.Fprintf(&b, "\t\tct mark { %s, %s } accept\n", admittedMark, openedMark)
 	b.WriteString("\t\tmeta l4proto != tcp drop\n")
 	for i := range path {
 		fmt.Fprintf(&b, "\t\tjump nsg%d\n", i)
 	}
 	fmt.Fprintf(&b, "\t\tct mark set %s accept\n\t}\n", admittedMark)
 	b.WriteString("\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n")
-	fmt.Fprintf(&b, "\t\ttcp flags & (syn | ack) == syn ct state new ct mark set %s\n\t}\n", admittedMark)
+	fmt.Fprintf(&b, "\t\ttcp flags & (syn | ack) == syn ct state new ct mark set %s\n\t}\n", openedMark)
 	for i, n := range path {
 		fmt.Fprintf(&b, "\tchain nsg%d {\n", i)
 		fmt.Fprintf(&b, "\t\t# %s\n", comment(n.id))

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,6 +60,13 @@ func nsgID(name string) string {
 
 func start(t testing.TB, pollInterval time.Duration) *env {
 	t.Helper()
+	return startWith(t, pollInterval, azuresim.Options{})
+}
+
+// startWith is start with the local Azure's options (its SeedFile is set
+// here).
+func startWith(t testing.TB, pollInterval time.Duration, opts azuresim.Options) *env {
+	t.Helper()
 	dataplane.Skip(t)
 	e := &env{subnetNSG: nsgID("nsg-subnet"), nicNSG: nsgID("nsg-nic"), ctx: context.Background()}
 	seed := filepath.Join(t.TempDir(), "seed.json")
@@ -68,7 +76,8 @@ func start(t testing.TB, pollInterval time.Duration) *env {
 	if err := os.WriteFile(seed, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.srv = simtest.Start(t, azuresim.Options{SeedFile: seed})
+	opts.SeedFile = seed
+	e.srv = simtest.Start(t, opts)
 	environ := e.srv.Environ(simtest.CAFile())
 	environ["AZURESIM_URL"] = e.srv.URL()
 	var err error
@@ -363,5 +372,106 @@ func TestFlushCutsASessionWhoseVMSpeaksFirst(t *testing.T) {
 	_, _ = held.Read(one) // the keepalive may arrive before the reset
 	if err := dataplane.Echo(held); err == nil {
 		t.Fatal("the held session still works after its rule went under flushConnection, once the VM spoke first")
+	}
+}
+
+// TestSecondFlushCutsASessionPickedUpFromTheVM: a flush while the session's
+// rule still allows it lets conntrack pick the flow up again from the VM's
+// side when the VM speaks first (its entry then runs VM → client), and the
+// client's next packet, judged and allowed, marks that entry admitted. A
+// later write that removes the rule must still cut the session: the flush
+// must delete entries of flows to the VM whichever side conntrack saw
+// first.
+func TestSecondFlushCutsASessionPickedUpFromTheVM(t *testing.T) {
+	e := start(t, -1)
+	e.put(t, e.subnetNSG, rule{name: "allow-internet", access: "Allow", prio: 4000, src: []string{"Internet"}, dports: []string{"*"}})
+	grant := rule{name: "jit-ssh", access: "Allow", prio: 100, src: []string{"203.0.113.10/32"}, dports: []string{"22"}}
+	other := rule{name: "jit-rdp", access: "Allow", prio: 110, src: []string{"203.0.113.11/32"}, dports: []string{"3389"}}
+	e.setFlush(t, e.nicNSG, true)
+	e.put(t, e.nicNSG, grant)
+	e.put(t, e.nicNSG, other)
+	e.sync(t)
+	held, err := e.dp.Dial("203.0.113.10", 22)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := dataplane.Echo(held); err != nil {
+		t.Fatal(err)
+	}
+	// Another grant ends first: a flush that leaves this session allowed.
+	e.del(t, e.nicNSG, other.name)
+	e.sync(t)
+	if n, err := e.dp.Keepalive([]byte{'k'}); err != nil || n != 1 {
+		t.Fatalf("keepalive written to %d connections: %v; want 1", n, err)
+	}
+	one := make([]byte, 1)
+	if _, err := held.Read(one); err != nil {
+		t.Fatalf("the keepalive after the first flush: %v", err)
+	}
+	if err := dataplane.Echo(held); err != nil {
+		t.Fatalf("the session, still granted, was cut by the first flush: %v", err)
+	}
+	// Then its own grant ends.
+	e.del(t, e.nicNSG, grant.name)
+	e.sync(t)
+	if err := dataplane.Echo(held); err == nil {
+		t.Fatal("the held session still works after its rule went under flushConnection, picked up from the VM's side at an earlier flush")
+	}
+}
+
+// clock is a local Azure clock the test moves by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestFlushWhenARuleDeleteCompletes: while a rule's DELETE runs, the rule
+// is still in force (Azure shows it Deleting, under the NSG's new ETag),
+// so a flush then leaves its session alive and conntrack admits it again.
+// The DELETE's completion changes the rules but not the ETag; the session
+// must be cut then.
+func TestFlushWhenARuleDeleteCompletes(t *testing.T) {
+	clk := &clock{now: time.Now()}
+	e := startWith(t, -1, azuresim.Options{Now: clk.Now})
+	e.put(t, e.subnetNSG, rule{name: "allow-internet", access: "Allow", prio: 4000, src: []string{"Internet"}, dports: []string{"*"}})
+	grant := rule{name: "jit-ssh", access: "Allow", prio: 100, src: []string{"203.0.113.10/32"}, dports: []string{"22"}}
+	deny := rule{name: "jit-deny", access: "Deny", prio: 200, src: []string{"*"}, dports: []string{"22"}}
+	e.setFlush(t, e.nicNSG, true)
+	e.put(t, e.nicNSG, grant)
+	e.put(t, e.nicNSG, deny)
+	e.sync(t)
+	held, err := e.dp.Dial("203.0.113.10", 22)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := dataplane.Echo(held); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.SetWriteLatency(time.Minute)
+	if _, err := e.arm.Rules.BeginDelete(e.ctx, rg, nsgName(e.nicNSG), grant.name, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.sync(t)
+	if err := dataplane.Echo(held); err != nil {
+		t.Fatalf("the session was cut while its rule's deletion was still running: %v", err)
+	}
+	clk.Advance(time.Minute)
+	e.sync(t)
+	if err := dataplane.Echo(held); err == nil {
+		t.Fatal("the held session still works after its rule's deletion completed under flushConnection")
 	}
 }

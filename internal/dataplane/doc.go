@@ -9,26 +9,31 @@
 // the NIC's), read with the armnetwork SecurityGroupsClient from the local
 // Azure over HTTPS:
 //
-//	a flow already admitted (conntrack mark 1) passes
+//	a flow already admitted (conntrack mark 1) or opened by the VM (mark 2)
+//	passes
 //	then, for each NSG on the path, its inbound rules and Azure's default
 //	rules in priority order: an Allow goes on to the next NSG, a Deny
 //	answers with a TCP reset; a flow all of them allow is marked admitted
-//	(and so is a connection the VM opens)
 //
 // It follows the local Azure: it polls the event log (GET /_sim/events) and
 // re-reads and recompiles an NSG when a write to it was accepted or
 // finished; Sync does the same on demand and returns when the kernel
-// enforces every write that completed before it. The ruleset is replaced
-// atomically (one nft -f transaction). When a changed NSG has
-// flushConnection set, the conntrack entries of flows to the VM are deleted
-// after the new ruleset is in place, so the next packet of every held
-// connection is judged again: with nf_conntrack_tcp_loose=1 an allowed flow
-// is picked up mid-stream and goes on; a denied one gets a reset. The mark,
-// not conntrack's "established", is what lets a flow pass unjudged: after a
-// flush, the VM's next reply makes conntrack pick the flow up again as
-// established, and the client's next packet must still be judged. Without
-// flushConnection established flows keep passing after their allow rule
-// goes, as Azure documents.
+// enforces every write that completed before it. An NSG has changed when
+// its ETag or its rules have: a rule's DELETE shows the new ETag while the
+// rule is still in force, and removes the rule at completion under the same
+// ETag. The ruleset is replaced atomically (one nft -f transaction). When a
+// changed NSG has flushConnection set, the conntrack entries of flows to the
+// VM are deleted after the new ruleset is in place, so the next packet of
+// every held connection is judged again: with nf_conntrack_tcp_loose=1 an
+// allowed flow is picked up mid-stream and goes on; a denied one gets a
+// reset. The mark, not conntrack's "established", is what lets a flow pass
+// unjudged: after a flush, the VM's next reply makes conntrack pick the flow
+// up again as established, and the client's next packet must still be
+// judged. Such an entry's original direction runs from the VM, so a later
+// flush finds it by its admitted mark, not by its destination; flows the VM
+// opened carry their own mark and are left alone. Without flushConnection
+// established flows keep passing after their allow rule goes, as Azure
+// documents.
 //
 // Choices and limits:
 //

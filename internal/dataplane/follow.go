@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,7 +58,12 @@ func (d *Dataplane) Sync(ctx context.Context) error {
 			return err
 		}
 		next[i] = got
-		changed[i] = !d.synced || got.etag != n.etag || got.unreadable != n.unreadable
+		// A rule's DELETE shows the NSG's new ETag while it runs, with the
+		// rule still in force (Deleting); its completion then removes the
+		// rule under the same ETag. So the rules, not only the ETag, say
+		// whether the NSG changed.
+		changed[i] = !d.synced || got.etag != n.etag || got.unreadable != n.unreadable || got.flush != n.flush ||
+			!slices.Equal(compileNSG(d.vm, got.rules, d.cfg.Env), compileNSG(d.vm, n.rules, d.cfg.Env))
 	}
 	text := compile(d.vm, next, d.cfg.Env)
 	if text != d.applied {
@@ -204,11 +210,21 @@ func oneOrMany(one *string, many []*string) []string {
 }
 
 // flushConntrack deletes the conntrack entries of TCP flows to the VM in
-// its namespace. conntrack exits 1 when there was nothing to delete.
+// its namespace: those whose original direction runs to the VM, and those
+// the NSGs admitted whose original direction runs from it (a flow that an
+// earlier flush made conntrack forget, picked up again from the VM's reply
+// and then admitted by the client's next packet). Flows the VM opened keep
+// their entries. conntrack exits 1 when there was nothing to delete.
 func (d *Dataplane) flushConntrack(ctx context.Context) error {
-	out, err := outputCombined(ctx, "ip", "netns", "exec", d.vmNS, "conntrack", "-D", "-p", "tcp", "-d", d.vm.String())
-	if err != nil && !strings.Contains(out, "0 flow entries have been deleted") {
-		return fmt.Errorf("flush connections to %s: %w: %s", d.vm, err, strings.TrimSpace(out))
+	for _, filter := range [][]string{
+		{"-d", d.vm.String()},
+		{"-s", d.vm.String(), "-m", admittedMark},
+	} {
+		args := append([]string{"netns", "exec", d.vmNS, "conntrack", "-D", "-p", "tcp"}, filter...)
+		out, err := outputCombined(ctx, "ip", args...)
+		if err != nil && !strings.Contains(out, "0 flow entries have been deleted") {
+			return fmt.Errorf("flush connections to %s: %w: %s", d.vm, err, strings.TrimSpace(out))
+		}
 	}
 	return nil
 }

@@ -1,9 +1,12 @@
 package sessions
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -372,13 +375,25 @@ func mustState(t *testing.T, s *testproc.Suite, id string) testproc.ConnectionSt
 // end_sessions_at_expiry), and how long the held sessions outlive expiry
 // without it. It prints figures and asserts only the outcome (every
 // session cut on one side, none on the other). Skipped unless
-// JIT_SESSIONS_BENCH is set.
+// JIT_SESSIONS_BENCH is set. JIT_SESSIONS_BUSY_MODE (queue, the default, or
+// refuse) and JIT_SESSIONS_WRITE_LATENCY (a Go duration; default 0) set the
+// local Azure's busy mode and write latency for the run.
 func TestSessionsCutLatency(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("JIT_SESSIONS_BENCH"))
 	if n <= 0 {
 		t.Skip("set JIT_SESSIONS_BENCH=<sessions per side> to measure")
 	}
 	s := start(t)
+	mode, latency := os.Getenv("JIT_SESSIONS_BUSY_MODE"), os.Getenv("JIT_SESSIONS_WRITE_LATENCY")
+	if mode == "" {
+		mode = "queue"
+	}
+	if latency == "" {
+		latency = "0s"
+	}
+	simConfig(t, s, map[string]string{"busyMode": mode, "writeLatency": latency})
+	t.Cleanup(func() { simConfig(t, s, map[string]string{"busyMode": "queue", "writeLatency": "0s"}) })
+	t.Logf("local Azure: busy mode %s, write latency %s", mode, latency)
 	var sources []string
 	for i := range n {
 		sources = append(sources, fmt.Sprintf("203.0.113.%d", 20+i))
@@ -495,4 +510,27 @@ func closeLags(t *testing.T, path, policy string) []time.Duration {
 	}
 	slices.Sort(lags)
 	return lags
+}
+
+// simConfig changes the local Azure's runtime settings (PUT /_sim/config).
+func simConfig(t *testing.T, s *testproc.Suite, c map[string]string) {
+	t.Helper()
+	body, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPut, s.ARM.URL+"/_sim/config", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.ARM.HTTP.Do(req)
+	if err != nil {
+		t.Fatalf("local Azure config %s: %v", body, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("local Azure config %s: %d %s", body, resp.StatusCode, b)
+	}
 }
