@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim"
@@ -164,15 +165,15 @@ func (e *env) del(t testing.TB, nsg, name string) {
 	}
 }
 
-// setFlush writes the NSG back whole with flushConnection set to on.
-func (e *env) setFlush(t testing.TB, nsg string, on bool) {
+// setFlush writes the NSG back whole with flushConnection on.
+func (e *env) setFlush(t testing.TB, nsg string) {
 	t.Helper()
 	got, err := e.arm.Groups.Get(e.ctx, rg, nsgName(nsg), nil)
 	if err != nil {
 		t.Fatalf("get %s: %v", nsgName(nsg), err)
 	}
 	g := got.SecurityGroup
-	g.Properties.FlushConnection = &on
+	g.Properties.FlushConnection = to.Ptr(true)
 	p, err := e.arm.Groups.BeginCreateOrUpdate(e.ctx, rg, nsgName(nsg), g, nil)
 	if err == nil {
 		_, err = p.PollUntilDone(e.ctx, poll)
@@ -314,7 +315,7 @@ func TestHeldConnectionAndFlushConnection(t *testing.T) {
 
 	// flushConnection on: the same kind of session is cut, while one that a
 	// remaining rule allows goes on.
-	e.setFlush(t, e.nicNSG, true)
+	e.setFlush(t, e.nicNSG)
 	e.put(t, e.nicNSG, grant)
 	e.sync(t)
 	cut := dial("203.0.113.10")
@@ -352,7 +353,7 @@ func TestFlushCutsASessionWhoseVMSpeaksFirst(t *testing.T) {
 	e := start(t, -1)
 	e.put(t, e.subnetNSG, rule{name: "allow-internet", access: "Allow", prio: 4000, src: []string{"Internet"}, dports: []string{"*"}})
 	grant := rule{name: "jit-ssh", access: "Allow", prio: 100, src: []string{"203.0.113.10/32"}, dports: []string{"22"}}
-	e.setFlush(t, e.nicNSG, true)
+	e.setFlush(t, e.nicNSG)
 	e.put(t, e.nicNSG, grant)
 	e.sync(t)
 	held, err := e.dp.Dial("203.0.113.10", 22)
@@ -387,7 +388,7 @@ func TestSecondFlushCutsASessionPickedUpFromTheVM(t *testing.T) {
 	e.put(t, e.subnetNSG, rule{name: "allow-internet", access: "Allow", prio: 4000, src: []string{"Internet"}, dports: []string{"*"}})
 	grant := rule{name: "jit-ssh", access: "Allow", prio: 100, src: []string{"203.0.113.10/32"}, dports: []string{"22"}}
 	other := rule{name: "jit-rdp", access: "Allow", prio: 110, src: []string{"203.0.113.11/32"}, dports: []string{"3389"}}
-	e.setFlush(t, e.nicNSG, true)
+	e.setFlush(t, e.nicNSG)
 	e.put(t, e.nicNSG, grant)
 	e.put(t, e.nicNSG, other)
 	e.sync(t)
@@ -449,7 +450,7 @@ func TestFlushWhenARuleDeleteCompletes(t *testing.T) {
 	e.put(t, e.subnetNSG, rule{name: "allow-internet", access: "Allow", prio: 4000, src: []string{"Internet"}, dports: []string{"*"}})
 	grant := rule{name: "jit-ssh", access: "Allow", prio: 100, src: []string{"203.0.113.10/32"}, dports: []string{"22"}}
 	deny := rule{name: "jit-deny", access: "Deny", prio: 200, src: []string{"*"}, dports: []string{"22"}}
-	e.setFlush(t, e.nicNSG, true)
+	e.setFlush(t, e.nicNSG)
 	e.put(t, e.nicNSG, grant)
 	e.put(t, e.nicNSG, deny)
 	e.sync(t)
