@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -36,9 +37,17 @@ import (
 type Inventory interface {
 	Scope
 	// JITNSGs lists the NSGs in scope that hold JIT rules, each with a
-	// digest of its rules that changes whenever they do. On a partial
-	// failure it returns what it could list with the error.
-	JITNSGs(ctx context.Context) ([]InventoryNSG, error)
+	// digest of its rules that changes whenever they do, and what asking
+	// cost. On a partial failure it returns what it could list with the
+	// error.
+	JITNSGs(ctx context.Context) ([]InventoryNSG, InventoryStats, error)
+}
+
+// InventoryStats is what one inventory answer cost: the queries sent (for
+// Resource Graph, pages) and the time spent waiting for a quota to reset.
+type InventoryStats struct {
+	Queries   int
+	QuotaWait time.Duration
 }
 
 // InventoryNSG is an NSG as the inventory reports it.
@@ -84,7 +93,9 @@ func (d *Daemon) discover(ctx context.Context, full bool) (scope, read []string,
 		return ids, ids, err
 	}
 	st := d.inventory
-	found, err := st.inv.JITNSGs(ctx)
+	found, stats, err := st.inv.JITNSGs(ctx)
+	d.metrics.observeInventory(stats)
+	defer func() { d.metrics.inventoryReads.Add(float64(len(read))) }()
 	st.pending = map[string]string{}
 	st.found = make(map[string]bool, len(found))
 	st.complete = err == nil

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // fakeInventory answers as Resource Graph would over a fakeAzure: the NSGs
@@ -21,18 +23,19 @@ type fakeInventory struct {
 	hidden  map[string]bool
 	err     error
 	queries int
+	wait    time.Duration // the quota wait each answer reports
 }
 
 func newFakeInventory(az *fakeAzure) *fakeInventory {
 	return &fakeInventory{fakeAzure: az, stale: map[string]string{}, hidden: map[string]bool{}}
 }
 
-func (f *fakeInventory) JITNSGs(context.Context) ([]InventoryNSG, error) {
+func (f *fakeInventory) JITNSGs(context.Context) ([]InventoryNSG, InventoryStats, error) {
 	f.imu.Lock()
 	defer f.imu.Unlock()
 	f.queries++
 	if f.err != nil {
-		return nil, f.err
+		return nil, InventoryStats{Queries: 1, QuotaWait: f.wait}, f.err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -48,7 +51,7 @@ func (f *fakeInventory) JITNSGs(context.Context) ([]InventoryNSG, error) {
 		out = append(out, InventoryNSG{ID: id, Digest: dg})
 	}
 	slices.SortFunc(out, func(a, b InventoryNSG) int { return compareStrings(a.ID, b.ID) })
-	return out, nil
+	return out, InventoryStats{Queries: 1, QuotaWait: f.wait}, nil
 }
 
 func compareStrings(a, b string) int {
@@ -123,6 +126,7 @@ func TestInventoryReadsOnlyChangedNSGs(t *testing.T) {
 		t.Fatalf("a watch with nothing changed read %v", got)
 	}
 
+	inv.wait = 1500 * time.Millisecond // this answer and the next waited for the quota
 	az.remove("nsg-a", "jit-web-deny-tcp")
 	d.watchInventory(t.Context())
 	if got := reads.since(); len(got) != 1 || got["nsg-a"] != 1 {
@@ -133,6 +137,7 @@ func TestInventoryReadsOnlyChangedNSGs(t *testing.T) {
 	}
 	// jitd's own write changed the digest: one more read, then quiet.
 	d.watchInventory(t.Context())
+	inv.wait = 0
 	reads.since()
 	d.watchInventory(t.Context())
 	if got := reads.since(); len(got) != 0 {
@@ -140,6 +145,17 @@ func TestInventoryReadsOnlyChangedNSGs(t *testing.T) {
 	}
 	if inv.queries != 5 {
 		t.Errorf("the inventory was asked %d times, want once per pass or watch (5)", inv.queries)
+	}
+	// The metrics say the same: 5 queries, 2 quota waits of 1.5 s, and 4
+	// NSGs read on the inventory's word (2 at first, nsg-a twice after).
+	if q := testutil.ToFloat64(d.metrics.inventoryQueries); q != 5 {
+		t.Errorf("jitd_inventory_queries_total = %v, want 5", q)
+	}
+	if r := testutil.ToFloat64(d.metrics.inventoryReads); r != 4 {
+		t.Errorf("jitd_inventory_reads_total = %v, want 4", r)
+	}
+	if w := testutil.ToFloat64(d.metrics.inventoryWait); w != 3 {
+		t.Errorf("jitd_inventory_quota_wait_seconds_total = %v, want 3 (two answers that waited 1.5 s)", w)
 	}
 }
 

@@ -30,6 +30,9 @@ type Metrics struct {
 	closeLead         prometheus.Gauge
 	errors            *prometheus.CounterVec
 	verifyProbes      *prometheus.CounterVec
+	inventoryQueries  prometheus.Counter
+	inventoryWait     prometheus.Counter
+	inventoryReads    prometheus.Counter
 }
 
 // Operations counted by jitd_errors_total.
@@ -111,9 +114,22 @@ func NewMetrics() *Metrics {
 			Name: "jitd_verify_probes_total",
 			Help: "IP flow verify questions asked with --verify, by result (match, mismatch, error).",
 		}, []string{"result"}),
+		inventoryQueries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jitd_inventory_queries_total",
+			Help: "Queries (pages) sent to the inventory, Azure Resource Graph with --discovery resource-graph.",
+		}),
+		inventoryWait: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jitd_inventory_quota_wait_seconds_total",
+			Help: "Time spent waiting for Azure Resource Graph's user quota to reset before a query.",
+		}),
+		inventoryReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jitd_inventory_reads_total",
+			Help: "NSGs read through ARM on the inventory's word: new, changed or missing from its answer, or holding grants at a full resync.",
+		}),
 	}
 	m.registry.MustRegister(m.buildInfo, m.activeGrants, m.activeByPolicy, m.nextExpiry, m.nsgs, m.closes, m.restores, m.findings, m.openFindings,
 		m.reconcileDuration, m.lastSuccess, m.closeLag, m.closeLead, m.errors, m.verifyProbes,
+		m.inventoryQueries, m.inventoryWait, m.inventoryReads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the error series so that rate() and alerts see zeros
 	// rather than absent series.
@@ -151,4 +167,10 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 
 func (m *Metrics) observeDuration(scope string, d time.Duration) {
 	m.reconcileDuration.WithLabelValues(scope).Observe(d.Seconds())
+}
+
+// observeInventory counts what one inventory answer cost.
+func (m *Metrics) observeInventory(s InventoryStats) {
+	m.inventoryQueries.Add(float64(s.Queries))
+	m.inventoryWait.Add(s.QuotaWait.Seconds())
 }

@@ -123,7 +123,7 @@ func (g *graphScope) covers(id string, whole map[string]bool) bool {
 }
 
 // JITNSGs implements daemon.Inventory.
-func (g *graphScope) JITNSGs(ctx context.Context) ([]daemon.InventoryNSG, error) {
+func (g *graphScope) JITNSGs(ctx context.Context) ([]daemon.InventoryNSG, daemon.InventoryStats, error) {
 	subs, listErr := g.querySubscriptions(ctx)
 	whole := map[string]bool{}
 	wholeSubs, _ := g.wholeSubscriptions(ctx)
@@ -141,12 +141,12 @@ func (g *graphScope) JITNSGs(ctx context.Context) ([]daemon.InventoryNSG, error)
 			out = append(out, daemon.InventoryNSG{ID: n.ID, Digest: n.Digest})
 		}
 	}
-	return out, errors.Join(listErr, err)
+	return out, daemon.InventoryStats{Queries: stats.Queries, QuotaWait: stats.Waited}, errors.Join(listErr, err)
 }
 
 // NSGIDs implements daemon.Scope: the NSGs in scope holding JIT rules.
 func (g *graphScope) NSGIDs(ctx context.Context) ([]string, error) {
-	ns, err := g.JITNSGs(ctx)
+	ns, _, err := g.JITNSGs(ctx)
 	ids := make([]string, len(ns))
 	for i, n := range ns {
 		ids[i] = n.ID
@@ -186,7 +186,7 @@ func (g *graphScope) check(ctx context.Context) error {
 		}
 	}
 	if len(errs) == 0 {
-		if _, err := g.JITNSGs(ctx); err != nil {
+		if _, _, err := g.JITNSGs(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("cannot query Azure Resource Graph: %w (jitd needs read access to the NSGs; Resource Graph answers only for what the credential can read)", err))
 		}
 	}
