@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
@@ -95,13 +96,14 @@ func (s *scope) check(ctx context.Context) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	for _, sub := range subs {
-		if _, err := s.client.ListNSGIDs(ctx, sub, ""); err != nil {
-			errs = append(errs, fmt.Errorf("cannot read --subscription %s: %w (jitd needs Microsoft.Network/networkSecurityGroups/read there)", sub, err))
-		}
-	}
-	for _, rg := range s.resourceGroups {
-		if _, err := s.client.ListNSGIDs(ctx, rg.subscription, rg.name); err != nil {
+	_, listErrs := s.listParts(ctx, subs)
+	for i, err := range listErrs {
+		switch {
+		case err == nil:
+		case i < len(subs):
+			errs = append(errs, fmt.Errorf("cannot read --subscription %s: %w (jitd needs Microsoft.Network/networkSecurityGroups/read there)", subs[i], err))
+		default:
+			rg := s.resourceGroups[i-len(subs)]
 			errs = append(errs, fmt.Errorf("cannot read --resource-group %s: %w (jitd needs Microsoft.Network/networkSecurityGroups/read there)", rg, missingGroup(rg, err)))
 		}
 	}
@@ -114,6 +116,38 @@ func (s *scope) check(ctx context.Context) error {
 		return fmt.Errorf("refusing to start on a scope it cannot read:\n%w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// listConcurrency bounds how many parts of a scope (a subscription or a
+// resource group) are listed at once. ARM limits reads per subscription,
+// so listings of different subscriptions do not compete: one after the
+// other, a thousand subscriptions took longer than jitd's start-up allows.
+const listConcurrency = 8
+
+// listParts lists the NSGs of each subscription in subs and then of each
+// of the scope's resource groups, listConcurrency at a time, and returns
+// each part's ids and error in that order.
+func (s *scope) listParts(ctx context.Context, subs []string) (ids [][]string, errs []error) {
+	type part struct{ sub, rg string }
+	parts := make([]part, 0, len(subs)+len(s.resourceGroups))
+	for _, sub := range subs {
+		parts = append(parts, part{sub, ""})
+	}
+	for _, rg := range s.resourceGroups {
+		parts = append(parts, part{rg.subscription, rg.name})
+	}
+	ids, errs = make([][]string, len(parts)), make([]error, len(parts))
+	sem := make(chan struct{}, listConcurrency)
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			ids[i], errs[i] = s.client.ListNSGIDs(ctx, p.sub, p.rg)
+		})
+	}
+	wg.Wait()
+	return ids, errs
 }
 
 // NSGIDs implements daemon.Scope: every NSG of every part of the scope,
@@ -135,17 +169,15 @@ func (s *scope) NSGIDs(ctx context.Context) ([]string, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	for _, sub := range subs {
-		ids, err := s.client.ListNSGIDs(ctx, sub, "")
-		if err != nil {
-			errs = append(errs, fmt.Errorf("subscription %s: %w", sub, err))
-		}
-		add(ids...)
-	}
-	for _, rg := range s.resourceGroups {
-		ids, err := s.client.ListNSGIDs(ctx, rg.subscription, rg.name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("resource group %s: %w", rg, missingGroup(rg, err)))
+	partIDs, partErrs := s.listParts(ctx, subs)
+	for i, ids := range partIDs {
+		if err := partErrs[i]; err != nil {
+			if i < len(subs) {
+				errs = append(errs, fmt.Errorf("subscription %s: %w", subs[i], err))
+			} else {
+				rg := s.resourceGroups[i-len(subs)]
+				errs = append(errs, fmt.Errorf("resource group %s: %w", rg, missingGroup(rg, err)))
+			}
 		}
 		add(ids...)
 	}
