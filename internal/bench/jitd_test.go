@@ -224,14 +224,11 @@ func measureExpiryLag(t *testing.T, latency time.Duration, rg string, ahead time
 		latency, early, len(lags), earliest.Round(time.Millisecond), earliestLead, maxLead, violations)
 }
 
-// TestBenchFullResync (issue item 4, second half): `jitd --once` over
-// 2,000 NSGs holding 10 JIT rules each (a policy's guard and deny rules
-// and 8 active grants): wall time, ARM reads and peak RSS.
-func TestBenchFullResync(t *testing.T) {
-	requireEnabled(t)
-	const nsgs, rg = 2000, "bench-resync"
-	_, jitd := binaries(t)
-	p := benchPolicy(t)
+// tenJITRules is what an NSG holding a policy and active grants carries:
+// the policy's guard and deny-all rules and grants up to 10 rules, valid
+// for 50 more minutes.
+func tenJITRules(t *testing.T, p jit.Policy) []jit.SecurityRule {
+	t.Helper()
 	lo, _ := p.Band.GrantRange()
 	spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: grantSource(0), Duration: "1h", Requester: "bench@example.com"})
 	if err != nil {
@@ -242,6 +239,17 @@ func TestBenchFullResync(t *testing.T) {
 	for i := 0; len(rules) < 10; i++ {
 		rules = append(rules, p.GrantRule(fmt.Sprintf("r%d", i), spec, exp, lo+int32(i)))
 	}
+	return rules
+}
+
+// TestBenchFullResync (issue item 4, second half): `jitd --once` over
+// 2,000 NSGs holding 10 JIT rules each (a policy's guard and deny rules
+// and 8 active grants): wall time, ARM reads and peak RSS.
+func TestBenchFullResync(t *testing.T) {
+	requireEnabled(t)
+	const nsgs, rg = 2000, "bench-resync"
+	_, jitd := binaries(t)
+	rules := tenJITRules(t, benchPolicy(t))
 	seed := map[string][]jit.SecurityRule{}
 	for i := range nsgs {
 		seed[nsgID(rg, fmt.Sprintf("nsg-%04d", i))] = rules

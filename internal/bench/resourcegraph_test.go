@@ -38,17 +38,7 @@ func TestBenchResourceGraph(t *testing.T) {
 	requireEnabled(t)
 	const subsN, perSub, jitPerSub = 1000, 100, 2
 	_, jitd := binaries(t)
-	p := benchPolicy(t)
-	lo, _ := p.Band.GrantRange()
-	spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: grantSource(0), Duration: "1h", Requester: "bench@example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	exp := time.Now().Add(50 * time.Minute)
-	jitRules := p.Rules()
-	for i := 0; len(jitRules) < 10; i++ {
-		jitRules = append(jitRules, p.GrantRule(fmt.Sprintf("r%d", i), spec, exp, lo+int32(i)))
-	}
+	jitRules := tenJITRules(t, benchPolicy(t))
 	foreign := jit.SecurityRule{Name: "allow-web", Priority: 4000, Direction: jit.Inbound, Access: jit.Allow, Protocol: jit.ProtocolTCP,
 		SourcePrefixes: []string{"*"}, SourcePorts: []string{"*"}, DestinationPrefixes: []string{"*"}, DestinationPorts: []string{"443"}}
 	subs := append([]string{azuresim.DefaultSubscriptionID}, azuresim.ExtraSubscriptionIDs(subsN-1)...)
