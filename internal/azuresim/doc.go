@@ -75,7 +75,7 @@
 //	POST /_sim/flow/verify           judge a Flow (VerifyFlow), answers a Verdict
 //	POST /_sim/flow/establish        open a connection for a Flow (EstablishFlow), answers a Connection
 //	GET  /_sim/flow/connections/{id} alive, or when and by which rule cut (ConnectionState); DELETE closes it
-//	GET|PUT /_sim/config             {"writeLatency":"250ms","faultRate":0.1}
+//	GET|PUT /_sim/config             {"writeLatency":"250ms","faultRate":0.1,"graphLag":"30s"}
 //	PUT  /_sim/admin-rules           {"virtualNetworkId":"…","rules":[<EffectiveSecurityAdminRule>…]} (SetAdminRules);
 //	                                 GET ?virtualNetworkId=… shows them
 //	GET  /_sim/msi/token             App Service managed identity (ManagedIdentityEndpoint)

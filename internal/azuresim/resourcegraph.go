@@ -81,6 +81,20 @@ type graphState struct {
 	queries   int64                   // answered 200
 	throttled int64                   // refused 429 (quota)
 	rejected  int64                   // refused 400
+
+	// lag (Options.GraphLag) and the index it needs, guarded by the
+	// server's mu: what each matching NSG looked like, and since when.
+	lag     time.Duration
+	index   map[string][]graphSnap // by store key, oldest first
+	indexed bool                   // a query has built the index
+}
+
+// graphSnap is one version of an NSG's row as Resource Graph indexed it:
+// seen from at on; row nil is "not in the answer" (gone, or no JIT rule).
+type graphSnap struct {
+	at   time.Time
+	row  *graphNSGRow
+	body string // the row's JSON, to tell versions apart
 }
 
 type quotaWindow struct {
@@ -245,20 +259,89 @@ func (s *Server) resourceGraphNSGs(subs map[string]bool) []graphNSGRow {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.settleAll()
-	var rows []graphNSGRow
-	for _, e := range s.nsgs {
+	current := map[string]*graphNSGRow{}
+	for key, e := range s.nsgs {
 		st := e.visible()
-		if st == nil || !subs[strings.ToLower(subscriptionOfID(st.id))] || !mentionsJIT(st) {
+		if st == nil || !mentionsJIT(st) {
 			continue
 		}
 		rules := make([]securityRule, len(st.rules))
 		for i, r := range st.rules {
 			rules[i] = ruleJSON(st, r)
 		}
-		rows = append(rows, graphNSGRow{ID: st.id, SubscriptionID: subscriptionOfID(st.id), Rules: rules})
+		current[key] = &graphNSGRow{ID: st.id, SubscriptionID: subscriptionOfID(st.id), Rules: rules}
+	}
+	if s.graph.lag > 0 {
+		current = s.lagged(current)
+	}
+	var rows []graphNSGRow
+	for _, row := range current {
+		if subs[strings.ToLower(row.SubscriptionID)] {
+			rows = append(rows, *row)
+		}
 	}
 	slices.SortFunc(rows, func(a, b graphNSGRow) int { return strings.Compare(strings.ToLower(a.ID), strings.ToLower(b.ID)) })
 	return rows
+}
+
+// lagged is Resource Graph's answer GraphLag behind the store: each NSG as
+// it was GraphLag ago, by the index. The index learns a version when a
+// query first sees it, so a change shows GraphLag after the first query
+// that could have seen it (a little later than on Azure, which is told of
+// each write; never earlier). What the store held before the first query
+// counts as indexed long ago, as for a tenant whose resources predate the
+// caller. Called with s.mu held.
+func (s *Server) lagged(current map[string]*graphNSGRow) map[string]*graphNSGRow {
+	g := &s.graph
+	now := s.now()
+	at := now
+	if !g.indexed {
+		at, g.indexed = time.Time{}, true
+	}
+	if g.index == nil {
+		g.index = map[string][]graphSnap{}
+	}
+	keys := map[string]bool{}
+	for k := range current {
+		keys[k] = true
+	}
+	for k := range g.index {
+		keys[k] = true
+	}
+	horizon := now.Add(-g.lag)
+	out := map[string]*graphNSGRow{}
+	for k := range keys {
+		snap := graphSnap{at: at, row: current[k]}
+		if snap.row != nil {
+			b, _ := json.Marshal(snap.row)
+			snap.body = string(b)
+		}
+		hist := g.index[k]
+		if len(hist) == 0 || hist[len(hist)-1].body != snap.body {
+			hist = append(hist, snap)
+		}
+		// The answer is the newest version at least GraphLag old; older
+		// ones are no longer needed.
+		i := -1
+		for j, h := range hist {
+			if !h.at.After(horizon) {
+				i = j
+			}
+		}
+		if i > 0 {
+			hist = hist[i:]
+			i = 0
+		}
+		if len(hist) == 1 && hist[0].row == nil && i == 0 {
+			delete(g.index, k) // gone long enough: forgotten
+			continue
+		}
+		g.index[k] = hist
+		if i == 0 && hist[0].row != nil {
+			out[k] = hist[0].row
+		}
+	}
+	return out
 }
 
 // mentionsJIT is `tostring(properties.securityRules) contains 'jit-'` over

@@ -203,3 +203,66 @@ func TestReadLimitOffByDefault(t *testing.T) {
 		t.Errorf("ReadThrottled %d with the limit off", n)
 	}
 }
+
+// With GraphLag, Resource Graph trails ARM: what existed before the first
+// query is there at once; a change shows GraphLag after the first query
+// that saw it, and not before; an NSG created later appears, and one whose
+// JIT rules go disappears, each a lag later.
+func TestResourceGraphLag(t *testing.T) {
+	clock := &stoppedClock{t: time.Now()}
+	const lag = 30 * time.Second
+	srv := simtest.Start(t, azuresim.Options{Now: clock.now, GraphLag: lag})
+	c := newRawClient(t, srv)
+	nets := newClients(t, srv, secretCredential(t, srv), 0)
+	createNSG(t, nets, "nsg-a", tcpRule("jit-p-deny-all", 200, "Deny", "*", "22"), tcpRule("jit-p-guard", 199, "Deny", "*", "22"))
+	body := graphBody(azuresim.ResourceGraphJITQuery, []string{srv.SubscriptionID()}, 100, "")
+	answer := func() map[string]int { // NSG name → rules in the answer
+		t.Helper()
+		resp, b := c.must(http.MethodPost, graphPath, body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("query: %d %s", resp.StatusCode, b)
+		}
+		out := map[string]int{}
+		for _, d := range decodeGraph(t, b).Data {
+			var row struct {
+				ID    string            `json:"id"`
+				Rules []json.RawMessage `json:"rules"`
+			}
+			if err := json.Unmarshal(d, &row); err != nil {
+				t.Fatal(err)
+			}
+			out[row.ID[strings.LastIndex(row.ID, "/")+1:]] = len(row.Rules)
+		}
+		return out
+	}
+	if got := answer(); got["nsg-a"] != 2 || len(got) != 1 {
+		t.Fatalf("first query %v, want nsg-a with its 2 rules (it predates the first query)", got)
+	}
+
+	if err := deleteRule(t.Context(), nets, "nsg-a", "jit-p-guard"); err != nil {
+		t.Fatal(err)
+	}
+	createNSG(t, nets, "nsg-b", tcpRule("jit-q-deny-all", 200, "Deny", "*", "3389"))
+	if got := answer(); got["nsg-a"] != 2 || len(got) != 1 {
+		t.Fatalf("right after the changes %v, want the old answer (nsg-a with 2 rules, no nsg-b)", got)
+	}
+	clock.advance(lag - time.Second)
+	if got := answer(); got["nsg-a"] != 2 || len(got) != 1 {
+		t.Fatalf("a second short of the lag %v, want the old answer", got)
+	}
+	clock.advance(time.Second)
+	if got := answer(); got["nsg-a"] != 1 || got["nsg-b"] != 1 || len(got) != 2 {
+		t.Fatalf("a lag after the changes %v, want nsg-a with 1 rule and nsg-b", got)
+	}
+
+	if err := deleteRule(t.Context(), nets, "nsg-b", "jit-q-deny-all"); err != nil {
+		t.Fatal(err)
+	}
+	if got := answer(); got["nsg-b"] != 1 {
+		t.Fatalf("right after nsg-b lost its JIT rule %v, want nsg-b still there", got)
+	}
+	clock.advance(lag)
+	if got := answer(); len(got) != 1 || got["nsg-a"] != 1 {
+		t.Fatalf("a lag after nsg-b lost its JIT rule %v, want nsg-a only", got)
+	}
+}

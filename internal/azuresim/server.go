@@ -96,6 +96,11 @@ type Options struct {
 	// ReadRate 0 (the default) turns it off, ReadBurst 0 means 250.
 	ReadRate  float64
 	ReadBurst int
+	// GraphLag is how far Resource Graph's answers trail ARM
+	// (resourcegraph.go): a change to an NSG shows in a query GraphLag
+	// after the first query that could have seen it. 0 (the default)
+	// answers from the store as it is.
+	GraphLag time.Duration
 
 	// FaultRate is the fraction of ARM requests that fail (500, 503, 429,
 	// connection reset, or a long-running operation that ends Failed).
@@ -255,6 +260,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	s.bucket = newTokenBucket(opts.WriteRate, opts.WriteBurst, s.now())
 	s.reads = newReadLimiter(opts.ReadRate, opts.ReadBurst)
+	s.graph.lag = opts.GraphLag
 
 	var err error
 	if s.identityHeader, err = randomHex(16); err != nil {

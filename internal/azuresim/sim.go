@@ -75,10 +75,11 @@ type simConfig struct {
 	WriteLatency string   `json:"writeLatency"` // a Go duration
 	FaultRate    *float64 `json:"faultRate,omitempty"`
 	BusyMode     string   `json:"busyMode,omitempty"` // BusyQueue or BusyRefuse
+	GraphLag     string   `json:"graphLag,omitempty"` // a Go duration (Options.GraphLag)
 }
 
 // serveConfig shows (GET) and changes (PUT/PATCH/POST, fields optional)
-// the write latency, the fault rate and the busy mode.
+// the write latency, the fault rate, the busy mode and Resource Graph's lag.
 func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		var c simConfig
@@ -100,6 +101,16 @@ func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
 			}
 			s.SetFaultRate(*c.FaultRate)
 		}
+		if c.GraphLag != "" {
+			d, err := time.ParseDuration(c.GraphLag)
+			if err != nil || d < 0 {
+				writeARMError(w, http.StatusBadRequest, "InvalidConfig", "graphLag must be a non-negative Go duration such as \"30s\".")
+				return
+			}
+			s.mu.Lock()
+			s.graph.lag = d
+			s.mu.Unlock()
+		}
 		if c.BusyMode != "" {
 			if err := s.SetBusyMode(c.BusyMode); err != nil {
 				writeARMError(w, http.StatusBadRequest, "InvalidConfig", `busyMode must be "queue" or "refuse".`)
@@ -109,7 +120,7 @@ func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	rate := s.faultRate
-	c := simConfig{WriteLatency: s.writeLatency.String(), FaultRate: &rate, BusyMode: s.busyMode}
+	c := simConfig{WriteLatency: s.writeLatency.String(), FaultRate: &rate, BusyMode: s.busyMode, GraphLag: s.graph.lag.String()}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, c)
 }

@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&opts.BusyMode, "busy-mode", azuresim.BusyQueue, "what a write to a busy NSG meets: queue (today's ARM: it waits its turn) or refuse (the busy status)")
 	fs.IntVar(&opts.WriteQueue, "write-queue", azuresim.DefaultWriteQueue, "writes a busy NSG queues (busy-mode queue); one more is refused with the busy status")
 	fs.IntVar(&opts.BusyStatus, "busy-status", 429, "status of a write refused because its NSG is busy or its queue full: 429 or 409")
+	fs.DurationVar(&opts.GraphLag, "graph-lag", 0, "how far Azure Resource Graph's answers trail ARM: a change shows in a query this long after the first query that could have seen it; 0 = none")
 	fs.StringVar(&opts.SeedFile, "seed-file", "", `JSON file of resources to preload ({"networkSecurityGroups":[…], "virtualNetworks":[…], …}, each with its id; "subscriptions":[…] serves more subscriptions)`)
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -279,18 +279,25 @@ func TestSoakCrashTerraform(t *testing.T) {
 // setWriteLatency sets how long the local Azure's writes take.
 func (la *localAzure) setWriteLatency(t *testing.T, d time.Duration) {
 	t.Helper()
-	body := fmt.Sprintf(`{"writeLatency":%q}`, d.String())
+	la.setConfig(t, "writeLatency", d)
+}
+
+// setConfig sets one duration of the local Azure's run-time configuration
+// (PUT /_sim/config): writeLatency or graphLag.
+func (la *localAzure) setConfig(t *testing.T, field string, d time.Duration) {
+	t.Helper()
+	body := fmt.Sprintf(`{%q:%q}`, field, d.String())
 	req, err := http.NewRequest(http.MethodPut, la.url+"/_sim/config", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp, err := la.http.Do(req)
 	if err != nil {
-		t.Fatalf("set the local Azure's write latency: %v", err)
+		t.Fatalf("set the local Azure's %s: %v", field, err)
 	}
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("set the local Azure's write latency: %s", resp.Status)
+		t.Fatalf("set the local Azure's %s: %s", field, resp.Status)
 	}
 }
 

@@ -81,3 +81,62 @@ func TestEndToEndResourceGraphDiscovery(t *testing.T) {
 	}
 	d.stop(t)
 }
+
+// TestEndToEndResourceGraphLagDelaysNoClose: with Resource Graph trailing
+// ARM (the local Azure's graphLag), jitd still closes a grant at its
+// expiry from its own ARM read and timer, while Resource Graph still lists
+// the grant's rule; a deny-all deleted out of band is restored once
+// Resource Graph shows the change.
+func TestEndToEndResourceGraphLagDelaysNoClose(t *testing.T) {
+	la := startLocalAzure(t)
+	p := webPolicy(t, 100)
+	const rg = "e2e-graph-lag"
+	lo, _ := p.Band.GrantRange()
+	spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: "203.0.113.9", Duration: "5m", Requester: "e2e@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Truncate(time.Second).Add(8 * time.Second)
+	grant := p.GrantRule("g1", spec, exp, lo)
+	expiring := la.createNSG(t, rg, "nsg-grant", append(p.Rules(), grant)...)
+	guarded := la.createNSG(t, rg, "nsg-policy", p.Rules()...)
+	// The NSGs predate the lag: Resource Graph's index holds them already.
+	la.setConfig(t, "graphLag", 10*time.Second)
+	t.Cleanup(func() { la.setConfig(t, "graphLag", 0) })
+
+	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
+	d := la.startJitd(t, auditLog, "--discovery", "resource-graph", "--resource-group", la.subscription()+"/"+rg,
+		"--interval", "1h", "--watch-interval", "1s")
+	if err := poll(60*time.Second, func() bool { return !la.reachable(t, expiring, "203.0.113.9") }); err != nil {
+		t.Fatalf("the grant still opens the port after its expiry: %v", err)
+	}
+	listed, _, err := la.client.JITNSGs(t.Context(), []string{la.subscription()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	graphRules := -1
+	for _, n := range listed {
+		if strings.EqualFold(n.ID, expiring) {
+			graphRules = n.JITRules
+		}
+	}
+	if want := len(p.Rules()) + 1; graphRules != want {
+		t.Errorf("Resource Graph lists %d JIT rules on %s when jitd has closed the grant, want %d (the grant's still there): "+
+			"the close must not wait for Resource Graph", graphRules, expiring, want)
+	}
+
+	deny := "jit-web-deny-tcp"
+	poller, err := la.rules.BeginDelete(t.Context(), rg, "nsg-policy", deny, nil)
+	if err == nil {
+		_, err = poller.PollUntilDone(t.Context(), &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
+	}
+	if err != nil {
+		t.Fatalf("delete %s: %v", deny, err)
+	}
+	if err := poll(60*time.Second, func() bool {
+		return slices.Contains(la.ruleNames(t, guarded), deny) && !la.reachable(t, guarded, "203.0.113.7")
+	}); err != nil {
+		t.Fatalf("%s not restored once Resource Graph showed the change: %v", deny, err)
+	}
+	d.stop(t)
+}
