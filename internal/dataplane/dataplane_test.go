@@ -350,25 +350,10 @@ func TestHeldConnectionAndFlushConnection(t *testing.T) {
 // make the flow pass again unjudged. Found by the 20-session run of
 // internal/sessions: 13 of 20 held sessions survived their grant.
 func TestFlushCutsASessionWhoseVMSpeaksFirst(t *testing.T) {
-	e := start(t, -1)
-	e.put(t, e.subnetNSG, rule{name: "allow-internet", access: "Allow", prio: 4000, src: []string{"Internet"}, dports: []string{"*"}})
-	grant := rule{name: "jit-ssh", access: "Allow", prio: 100, src: []string{"203.0.113.10/32"}, dports: []string{"22"}}
-	e.setFlush(t, e.nicNSG)
-	e.put(t, e.nicNSG, grant)
-	e.sync(t)
-	held, err := e.dp.Dial("203.0.113.10", 22)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	if err := dataplane.Echo(held); err != nil {
-		t.Fatal(err)
-	}
+	e, grant, held := heldUnderFlush(t)
 	e.del(t, e.nicNSG, grant.name)
 	e.sync(t)
-	if n, err := e.dp.Keepalive([]byte{'k'}); err != nil || n != 1 {
-		t.Fatalf("keepalive written to %d connections: %v; want 1", n, err)
-	}
+	e.vmKeepalive(t)
 	one := make([]byte, 1)
 	_, _ = held.Read(one) // the keepalive may arrive before the reset
 	if err := dataplane.Echo(held); err == nil {
@@ -384,28 +369,12 @@ func TestFlushCutsASessionWhoseVMSpeaksFirst(t *testing.T) {
 // must delete entries of flows to the VM whichever side conntrack saw
 // first.
 func TestSecondFlushCutsASessionPickedUpFromTheVM(t *testing.T) {
-	e := start(t, -1)
-	e.put(t, e.subnetNSG, rule{name: "allow-internet", access: "Allow", prio: 4000, src: []string{"Internet"}, dports: []string{"*"}})
-	grant := rule{name: "jit-ssh", access: "Allow", prio: 100, src: []string{"203.0.113.10/32"}, dports: []string{"22"}}
 	other := rule{name: "jit-rdp", access: "Allow", prio: 110, src: []string{"203.0.113.11/32"}, dports: []string{"3389"}}
-	e.setFlush(t, e.nicNSG)
-	e.put(t, e.nicNSG, grant)
-	e.put(t, e.nicNSG, other)
-	e.sync(t)
-	held, err := e.dp.Dial("203.0.113.10", 22)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	if err := dataplane.Echo(held); err != nil {
-		t.Fatal(err)
-	}
+	e, grant, held := heldUnderFlush(t, other)
 	// Another grant ends first: a flush that leaves this session allowed.
 	e.del(t, e.nicNSG, other.name)
 	e.sync(t)
-	if n, err := e.dp.Keepalive([]byte{'k'}); err != nil || n != 1 {
-		t.Fatalf("keepalive written to %d connections: %v; want 1", n, err)
-	}
+	e.vmKeepalive(t)
 	one := make([]byte, 1)
 	if _, err := held.Read(one); err != nil {
 		t.Fatalf("the keepalive after the first flush: %v", err)
@@ -418,6 +387,39 @@ func TestSecondFlushCutsASessionPickedUpFromTheVM(t *testing.T) {
 	e.sync(t)
 	if err := dataplane.Echo(held); err == nil {
 		t.Fatal("the held session still works after its rule went under flushConnection, picked up from the VM's side at an earlier flush")
+	}
+}
+
+// heldUnderFlush starts a VM whose NIC NSG has flushConnection on and a
+// grant (jit-ssh, 203.0.113.10 → 22) beside the other rules given, and
+// holds a working session through the grant, closed when the test ends.
+func heldUnderFlush(t *testing.T, others ...rule) (*env, rule, net.Conn) {
+	t.Helper()
+	e := start(t, -1)
+	e.put(t, e.subnetNSG, rule{name: "allow-internet", access: "Allow", prio: 4000, src: []string{"Internet"}, dports: []string{"*"}})
+	grant := rule{name: "jit-ssh", access: "Allow", prio: 100, src: []string{"203.0.113.10/32"}, dports: []string{"22"}}
+	e.setFlush(t, e.nicNSG)
+	e.put(t, e.nicNSG, grant)
+	for _, r := range others {
+		e.put(t, e.nicNSG, r)
+	}
+	e.sync(t)
+	held, err := e.dp.Dial("203.0.113.10", 22)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = held.Close() })
+	if err := dataplane.Echo(held); err != nil {
+		t.Fatal(err)
+	}
+	return e, grant, held
+}
+
+// vmKeepalive has the VM speak first on its one held session.
+func (e *env) vmKeepalive(t *testing.T) {
+	t.Helper()
+	if n, err := e.dp.Keepalive([]byte{'k'}); err != nil || n != 1 {
+		t.Fatalf("keepalive written to %d connections: %v; want 1", n, err)
 	}
 }
 
