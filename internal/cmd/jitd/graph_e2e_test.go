@@ -19,17 +19,9 @@ import (
 // of band, seen at the next watch because the NSG's rules changed.
 func TestEndToEndResourceGraphDiscovery(t *testing.T) {
 	la := startLocalAzure(t)
-	p := webPolicy(t, 100)
 	const rg = "e2e-graph"
-	lo, _ := p.Band.GrantRange()
-	spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: "203.0.113.9", Duration: "5m", Requester: "e2e@example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	exp := time.Now().Truncate(time.Second).Add(6 * time.Second)
-	grant := p.GrantRule("g1", spec, exp, lo)
-	expiring := la.createNSG(t, rg, "nsg-grant", append(p.Rules(), grant)...)
-	guarded := la.createNSG(t, rg, "nsg-policy", p.Rules()...)
+	w := newGraphWorld(t, la, rg, 6*time.Second)
+	grant, exp, expiring := w.grant, w.exp, w.expiring
 	la.createNSG(t, rg, "nsg-plain") // no JIT rule: not in Resource Graph's answer
 	if !la.reachable(t, expiring, "203.0.113.9") {
 		t.Fatal("the grant does not open 203.0.113.9 → 10.0.1.4:22")
@@ -51,19 +43,7 @@ func TestEndToEndResourceGraphDiscovery(t *testing.T) {
 		t.Logf("grant closed %s after its expiry", e.Completed.Sub(exp).Round(time.Millisecond))
 	}
 
-	deny := "jit-web-deny-tcp"
-	poller, err := la.rules.BeginDelete(t.Context(), rg, "nsg-policy", deny, nil)
-	if err == nil {
-		_, err = poller.PollUntilDone(t.Context(), &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
-	}
-	if err != nil {
-		t.Fatalf("delete %s: %v", deny, err)
-	}
-	if err := poll(30*time.Second, func() bool {
-		return slices.Contains(la.ruleNames(t, guarded), deny) && !la.reachable(t, guarded, "203.0.113.7")
-	}); err != nil {
-		t.Fatalf("%s not restored: %v", deny, err)
-	}
+	deny := w.deleteDenyAll(t, 30*time.Second)
 
 	var got []string
 	if err := poll(30*time.Second, func() bool {
@@ -89,17 +69,9 @@ func TestEndToEndResourceGraphDiscovery(t *testing.T) {
 // Resource Graph shows the change.
 func TestEndToEndResourceGraphLagDelaysNoClose(t *testing.T) {
 	la := startLocalAzure(t)
-	p := webPolicy(t, 100)
 	const rg = "e2e-graph-lag"
-	lo, _ := p.Band.GrantRange()
-	spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: "203.0.113.9", Duration: "5m", Requester: "e2e@example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	exp := time.Now().Truncate(time.Second).Add(8 * time.Second)
-	grant := p.GrantRule("g1", spec, exp, lo)
-	expiring := la.createNSG(t, rg, "nsg-grant", append(p.Rules(), grant)...)
-	guarded := la.createNSG(t, rg, "nsg-policy", p.Rules()...)
+	w := newGraphWorld(t, la, rg, 8*time.Second)
+	p, expiring := w.policy, w.expiring
 	// The NSGs predate the lag: Resource Graph's index holds them already.
 	la.setConfig(t, "graphLag", 10*time.Second)
 	t.Cleanup(func() { la.setConfig(t, "graphLag", 0) })
@@ -125,18 +97,54 @@ func TestEndToEndResourceGraphLagDelaysNoClose(t *testing.T) {
 			"the close must not wait for Resource Graph", graphRules, expiring, want)
 	}
 
-	deny := "jit-web-deny-tcp"
-	poller, err := la.rules.BeginDelete(t.Context(), rg, "nsg-policy", deny, nil)
+	w.deleteDenyAll(t, 60*time.Second)
+	d.stop(t)
+}
+
+// graphWorld is a resource group with two NSGs holding the web policy: one
+// with a grant for 203.0.113.9 expiring after the given time, one with the
+// policy alone.
+type graphWorld struct {
+	la                *localAzure
+	rg                string
+	policy            jit.Policy
+	grant             jit.SecurityRule
+	exp               time.Time
+	expiring, guarded string
+}
+
+func newGraphWorld(t *testing.T, la *localAzure, rg string, expiresIn time.Duration) graphWorld {
+	t.Helper()
+	p := webPolicy(t, 100)
+	lo, _ := p.Band.GrantRange()
+	spec, err := p.CheckGrant(jit.GrantInput{Ports: []int64{22}, Source: "203.0.113.9", Duration: "5m", Requester: "e2e@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := graphWorld{la: la, rg: rg, policy: p, exp: time.Now().Truncate(time.Second).Add(expiresIn)}
+	w.grant = p.GrantRule("g1", spec, w.exp, lo)
+	w.expiring = la.createNSG(t, rg, "nsg-grant", append(p.Rules(), w.grant)...)
+	w.guarded = la.createNSG(t, rg, "nsg-policy", p.Rules()...)
+	return w
+}
+
+// deleteDenyAll deletes the guarded NSG's deny-all rule out of band and
+// waits, up to within, for jitd to write it back so that a source outside
+// the policy is denied again. It returns the rule's name.
+func (w graphWorld) deleteDenyAll(t *testing.T, within time.Duration) string {
+	t.Helper()
+	const deny = "jit-web-deny-tcp"
+	poller, err := w.la.rules.BeginDelete(t.Context(), w.rg, "nsg-policy", deny, nil)
 	if err == nil {
 		_, err = poller.PollUntilDone(t.Context(), &runtime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
 	}
 	if err != nil {
 		t.Fatalf("delete %s: %v", deny, err)
 	}
-	if err := poll(60*time.Second, func() bool {
-		return slices.Contains(la.ruleNames(t, guarded), deny) && !la.reachable(t, guarded, "203.0.113.7")
+	if err := poll(within, func() bool {
+		return slices.Contains(w.la.ruleNames(t, w.guarded), deny) && !w.la.reachable(t, w.guarded, "203.0.113.7")
 	}); err != nil {
-		t.Fatalf("%s not restored once Resource Graph showed the change: %v", deny, err)
+		t.Fatalf("%s not restored: %v", deny, err)
 	}
-	d.stop(t)
+	return deny
 }
