@@ -68,11 +68,7 @@ func (f PolicyFindings) BypassNotice(fail bool) (Notice, bool) {
 	}
 	b.WriteString("\nThe provider never modifies rules outside the jit- namespace. Remove or narrow them, or move them below the policy's band.")
 	n := Notice{Severity: Warning, Summary: "Protected Ports Are Still Reachable", Detail: b.String()}
-	if fail {
-		n.Severity, n.Attribute = Error, attrFailOnBypass
-		n.Detail += "\n\nfail_on_bypass is true, so nothing was written. Remove or narrow those rules, or set fail_on_bypass = false."
-	}
-	return n, true
+	return n.failOn(fail, attrFailOnBypass, "Remove or narrow those rules"), true
 }
 
 // StandingNotice says which rules give allowed sources access with no
@@ -94,11 +90,7 @@ func (f PolicyFindings) StandingNotice(fail bool) (Notice, bool) {
 	b.WriteString("\nThe provider never modifies rules outside the jit- namespace. Remove them, narrow their sources to addresses " +
 		"outside the policy's allowed sources, or move them below the policy's band; access for allowed sources then goes through grants.")
 	n := Notice{Severity: Warning, Summary: "Allowed Sources Have Standing Access", Detail: b.String()}
-	if fail {
-		n.Severity, n.Attribute = Error, attrFailOnStanding
-		n.Detail += "\n\nfail_on_standing_access is true, so nothing was written. Remove or narrow those rules, or set fail_on_standing_access = false."
-	}
-	return n, true
+	return n.failOn(fail, attrFailOnStanding, "Remove or narrow those rules"), true
 }
 
 // AdminNotice says which security admin rules decide protected ports
@@ -115,12 +107,18 @@ func (f PolicyFindings) AdminNotice(fail bool) (Notice, bool) {
 	n := Notice{Severity: Warning, Summary: "Security Admin Rules Decide Protected Ports",
 		Detail: fmt.Sprintf("Azure Virtual Network Manager security admin rules are evaluated before any NSG. For policy %q:\n%s",
 			f.Policy, strings.Join(lines, "\n"))}
+	return n.failOn(fail, attrFailOnAdmin, "Ask the network manager's owners to change those rules"), true
+}
+
+// failOn turns a finding's warning into an error on its fail_on_*
+// attribute when fail is set, saying nothing was written and what to do:
+// the remedy, or turning the attribute off.
+func (n Notice) failOn(fail bool, attr, remedy string) Notice {
 	if fail {
-		n.Severity, n.Attribute = Error, attrFailOnAdmin
-		n.Detail += "\n\nfail_on_admin_override is true, so nothing was written. Ask the network manager's owners to change those " +
-			"rules, or set fail_on_admin_override = false."
+		n.Severity, n.Attribute = Error, attr
+		n.Detail += fmt.Sprintf("\n\n%s is true, so nothing was written. %s, or set %s = false.", attr, remedy, attr)
 	}
-	return n, true
+	return n
 }
 
 // ruleEntries lists a rule's address or port entries for a message.
