@@ -26,7 +26,7 @@ func queueRule(i int) *armnetwork.SecurityRule {
 // accepted and waits its turn, as on today's ARM; each queued write then
 // takes the write latency, and reads show every accepted change at once.
 func TestBusyQueueRunsWritesInTurn(t *testing.T) {
-	clock := newFakeClock()
+	clock := simtest.NewClock(time.Now())
 	srv := simtest.Start(t, azuresim.Options{Now: clock.Now})
 	c := newClients(t, srv, nil, -1) // no retries: a refusal would show
 	ctx := context.Background()
@@ -111,7 +111,7 @@ func TestBusyQueueOverflow(t *testing.T) {
 		code   string
 	}{{http.StatusTooManyRequests, "RetryableErrorDueToAnotherOperation"}, {http.StatusConflict, "AnotherOperationInProgress"}} {
 		t.Run(tc.code, func(t *testing.T) {
-			clock := newFakeClock()
+			clock := simtest.NewClock(time.Now())
 			srv := simtest.Start(t, azuresim.Options{Now: clock.Now, WriteQueue: 2, BusyStatus: tc.status})
 			c := newClients(t, srv, nil, -1)
 			ctx := context.Background()
@@ -143,7 +143,7 @@ func TestBusyQueueOverflow(t *testing.T) {
 // while rule writes are queued and writes it back with If-Match builds on
 // them: nothing queued is lost, and a stale ETag still fails.
 func TestBusyQueueWholeNSGWriteKeepsQueuedChanges(t *testing.T) {
-	clock := newFakeClock()
+	clock := simtest.NewClock(time.Now())
 	srv := simtest.Start(t, azuresim.Options{Now: clock.Now})
 	c := newClients(t, srv, nil, -1)
 	ctx := context.Background()
@@ -186,7 +186,7 @@ func TestBusyQueueWholeNSGWriteKeepsQueuedChanges(t *testing.T) {
 // TestBusyModeControl: /_sim/config shows the busy mode (queue by default)
 // and switches it; a write to a busy NSG is then refused.
 func TestBusyModeControl(t *testing.T) {
-	clock := newFakeClock()
+	clock := simtest.NewClock(time.Now())
 	srv := simtest.Start(t, azuresim.Options{Now: clock.Now})
 	raw := newRawClient(t, srv)
 	if _, b := raw.must(http.MethodGet, "/_sim/config", nil); !strings.Contains(string(b), `"busyMode":"queue"`) {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,27 +16,6 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim"
 	"github.com/jitaccess/terraform-provider-jit/internal/azuresim/simtest"
 )
-
-// fakeClock is a server clock the test moves by hand, so a write's
-// operation completes exactly when the test says.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Now()} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // putNSG creates or replaces an NSG with the given flushConnection and
 // rules, and waits for the operation.
@@ -127,7 +105,7 @@ func TestConnectionOutlivesItsRuleWithoutFlush(t *testing.T) {
 // With flushConnection on, deleting the rule cuts the connection, but only
 // when the delete's operation completes, and at that time.
 func TestFlushCutsWhenTheOperationCompletes(t *testing.T) {
-	clock := newFakeClock()
+	clock := simtest.NewClock(time.Now())
 	srv := simtest.Start(t, azuresim.Options{Now: clock.Now})
 	c := newClients(t, srv, nil, 3)
 	ctx := context.Background()
@@ -275,7 +253,7 @@ func wantCutBy(t *testing.T, srv *azuresim.Server, id, nsgID, rule string) {
 // looked at first: a flush-on commit sees the other NSGs on the path as
 // they were at its completion time, not as later operations left them.
 func TestCommitsApplyInTheOrderTheyCameDue(t *testing.T) {
-	clock := newFakeClock()
+	clock := simtest.NewClock(time.Now())
 	srv := simtest.Start(t, azuresim.Options{Now: clock.Now})
 	c := newClients(t, srv, nil, 3)
 	ctx := context.Background()
@@ -447,7 +425,7 @@ func TestConnectionLimit(t *testing.T) {
 func TestWholeNSGWriteRemovingSeveralRulesCutsEachOfTheirConnections(t *testing.T) {
 	for _, mode := range []string{azuresim.BusyQueue, azuresim.BusyRefuse} {
 		t.Run(mode, func(t *testing.T) {
-			clock := newFakeClock()
+			clock := simtest.NewClock(time.Now())
 			srv := simtest.Start(t, azuresim.Options{Now: clock.Now, BusyMode: mode})
 			c := newClients(t, srv, nil, -1)
 			ctx := context.Background()

@@ -78,7 +78,7 @@ func reaches(t *testing.T, srv *azuresim.Server, nic, src string, port int) azur
 // for its source only until its end, initiate opens another, and the SDK's
 // client reads it all back in the documented shapes.
 func TestDefenderJITPolicies(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}
+	clock := simtest.NewClock(time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC))
 	seed, ids := defenderSeed(clock.Now().Add(30 * time.Minute))
 	path := t.TempDir() + "/seed.json"
 	if err := writeFile(path, seed); err != nil {

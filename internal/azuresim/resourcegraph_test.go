@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,24 +13,6 @@ import (
 )
 
 const graphPath = "/providers/Microsoft.ResourceGraph/resources?api-version=2024-04-01"
-
-// stoppedClock is a clock that moves only when told to.
-type stoppedClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *stoppedClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *stoppedClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func graphBody(query string, subs []string, top int, skipToken string) map[string]any {
 	opts := map[string]any{"$top": top, "resultFormat": "objectArray"}
@@ -134,8 +115,8 @@ func TestResourceGraphAnswersTheJITQuery(t *testing.T) {
 // 15 queries per 5 seconds per caller; the 16th gets 429 with Retry-After
 // and the quota headers; a new window answers again.
 func TestResourceGraphQuota(t *testing.T) {
-	clock := &stoppedClock{t: time.Now()}
-	srv := simtest.Start(t, azuresim.Options{Now: clock.now})
+	clock := simtest.NewClock(time.Now())
+	srv := simtest.Start(t, azuresim.Options{Now: clock.Now})
 	c := newRawClient(t, srv)
 	body := graphBody(azuresim.ResourceGraphJITQuery, []string{srv.SubscriptionID()}, 10, "")
 	for i := range azuresim.ResourceGraphQuota {
@@ -144,7 +125,7 @@ func TestResourceGraphQuota(t *testing.T) {
 			t.Fatalf("query %d: %d %v %s", i+1, resp.StatusCode, resp.Header, b)
 		}
 	}
-	clock.advance(2 * time.Second)
+	clock.Advance(2 * time.Second)
 	resp, b := c.must(http.MethodPost, graphPath, body)
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "3" ||
 		resp.Header.Get("x-ms-user-quota-remaining") != "0" || resp.Header.Get("x-ms-user-quota-resets-after") != "00:00:03" {
@@ -153,7 +134,7 @@ func TestResourceGraphQuota(t *testing.T) {
 	if e := decodeGraph(t, b).Error; e == nil || e.Code != "RateLimiting" {
 		t.Errorf("over quota body %s, want RateLimiting", b)
 	}
-	clock.advance(3 * time.Second)
+	clock.Advance(3 * time.Second)
 	if resp, b := c.must(http.MethodPost, graphPath, body); resp.StatusCode != http.StatusOK || resp.Header.Get("x-ms-user-quota-remaining") != "14" {
 		t.Errorf("new window: %d %v %s", resp.StatusCode, resp.Header, b)
 	}
@@ -166,8 +147,8 @@ func TestResourceGraphQuota(t *testing.T) {
 // over it gets 429 SubscriptionRequestsThrottled with Retry-After, and
 // is counted.
 func TestReadLimit(t *testing.T) {
-	clock := &stoppedClock{t: time.Now()}
-	srv := simtest.Start(t, azuresim.Options{Now: clock.now, ReadRate: azuresim.DefaultReadRate, ReadBurst: 3})
+	clock := simtest.NewClock(time.Now())
+	srv := simtest.Start(t, azuresim.Options{Now: clock.Now, ReadRate: azuresim.DefaultReadRate, ReadBurst: 3})
 	c := newRawClient(t, srv)
 	path := "/subscriptions/" + srv.SubscriptionID() + "/providers/Microsoft.Network/networkSecurityGroups?api-version=2025-05-01"
 	for i := range 3 {
@@ -180,7 +161,7 @@ func TestReadLimit(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(b), "SubscriptionRequestsThrottled") {
 		t.Fatalf("read over the limit: %d %v %s", resp.StatusCode, resp.Header, b)
 	}
-	clock.advance(time.Second / azuresim.DefaultReadRate)
+	clock.Advance(time.Second / azuresim.DefaultReadRate)
 	if resp, b := c.must(http.MethodGet, path, nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("read after a refill: %d %s", resp.StatusCode, b)
 	}
@@ -209,9 +190,9 @@ func TestReadLimitOffByDefault(t *testing.T) {
 // that saw it, and not before; an NSG created later appears, and one whose
 // JIT rules go disappears, each a lag later.
 func TestResourceGraphLag(t *testing.T) {
-	clock := &stoppedClock{t: time.Now()}
+	clock := simtest.NewClock(time.Now())
 	const lag = 30 * time.Second
-	srv := simtest.Start(t, azuresim.Options{Now: clock.now, GraphLag: lag})
+	srv := simtest.Start(t, azuresim.Options{Now: clock.Now, GraphLag: lag})
 	c := newRawClient(t, srv)
 	nets := newClients(t, srv, secretCredential(t, srv), 0)
 	createNSG(t, nets, "nsg-a", tcpRule("jit-p-deny-all", 200, "Deny", "*", "22"), tcpRule("jit-p-guard", 199, "Deny", "*", "22"))
@@ -246,11 +227,11 @@ func TestResourceGraphLag(t *testing.T) {
 	if got := answer(); got["nsg-a"] != 2 || len(got) != 1 {
 		t.Fatalf("right after the changes %v, want the old answer (nsg-a with 2 rules, no nsg-b)", got)
 	}
-	clock.advance(lag - time.Second)
+	clock.Advance(lag - time.Second)
 	if got := answer(); got["nsg-a"] != 2 || len(got) != 1 {
 		t.Fatalf("a second short of the lag %v, want the old answer", got)
 	}
-	clock.advance(time.Second)
+	clock.Advance(time.Second)
 	if got := answer(); got["nsg-a"] != 1 || got["nsg-b"] != 1 || len(got) != 2 {
 		t.Fatalf("a lag after the changes %v, want nsg-a with 1 rule and nsg-b", got)
 	}
@@ -261,7 +242,7 @@ func TestResourceGraphLag(t *testing.T) {
 	if got := answer(); got["nsg-b"] != 1 {
 		t.Fatalf("right after nsg-b lost its JIT rule %v, want nsg-b still there", got)
 	}
-	clock.advance(lag)
+	clock.Advance(lag)
 	if got := answer(); len(got) != 1 || got["nsg-a"] != 1 {
 		t.Fatalf("a lag after nsg-b lost its JIT rule %v, want nsg-a only", got)
 	}

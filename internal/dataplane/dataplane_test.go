@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -423,31 +422,13 @@ func (e *env) vmKeepalive(t *testing.T) {
 	}
 }
 
-// clock is a local Azure clock the test moves by hand.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // TestFlushWhenARuleDeleteCompletes: while a rule's DELETE runs, the rule
 // is still in force (Azure shows it Deleting, under the NSG's new ETag),
 // so a flush then leaves its session alive and conntrack admits it again.
 // The DELETE's completion changes the rules but not the ETag; the session
 // must be cut then.
 func TestFlushWhenARuleDeleteCompletes(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := simtest.NewClock(time.Now())
 	e := startWith(t, -1, azuresim.Options{Now: clk.Now})
 	e.put(t, e.subnetNSG, rule{name: "allow-internet", access: "Allow", prio: 4000, src: []string{"Internet"}, dports: []string{"*"}})
 	grant := rule{name: "jit-ssh", access: "Allow", prio: 100, src: []string{"203.0.113.10/32"}, dports: []string{"22"}}
