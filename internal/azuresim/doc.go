@@ -121,7 +121,8 @@
 //	defender.go       Defender for Cloud JIT network access policies
 //	connections.go    established connections and their re-evaluation (flushConnection)
 //	seed.go           the seed file
-//	throttle.go       the subscription write token bucket
+//	resourcegraph.go  Azure Resource Graph: the query jitd sends, paging, the user quota, lag
+//	throttle.go       the subscription write token bucket and ARM's read limit
 //	model.go          a security rule's wire format
 //	observe.go        Counters, Events and VerifyFlow's judgement
 //	sim.go            the /_sim/ control endpoints

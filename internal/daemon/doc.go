@@ -6,8 +6,9 @@
 // each NSG (bounded concurrency; the Azure client honours 429 and
 // Retry-After). Planning is PlanNSG, a pure function of one NSG's rules,
 // the time and the policies last seen intact there, so every decision is
-// unit-testable without Azure or a clock. Applying deletes the rules the
-// plan closes (a 404 is success, so two replicas do no harm), restores
+// unit-testable without Azure or a clock. Applying closes the rules the
+// plan closes (a rule already gone is left to whoever closed it, so two
+// replicas do no harm), restores
 // partial policies and reports everything else. After every step the
 // NSG is re-armed for the close of its next grants to expire and for the
 // watch interval; a timer on the earliest of those re-reconciles just the
@@ -23,13 +24,21 @@
 // (closing.go). No rule is gone more than the lead before its expiry
 // (jit.CloseDue).
 //
+// The scope's NSGs come from a Scope: listed through ARM, or, when the
+// Scope is an Inventory (Azure Resource Graph, discovery.go), only those
+// holding JIT rules, read through ARM when new, changed, missing from the
+// answer, or holding grants at a full resync. Expiry closes never wait on
+// the inventory: they run on the timers set from jitd's own ARM reads.
+//
 // Closing means deleting an Allow rule in the jit- namespace, which can only
 // take access away. Deny rules (a policy's guards and deny-all) are never
 // deleted, even when they are tampered with, because deleting them would
 // open the ports they protect: they are reported instead. Rules outside
 // the jit- namespace are never modified or deleted.
 //
-// The one write jitd makes is a restore. The provider writes a policy's
+// A close is a whole-NSG write (If-Match) that deletes the grant's rule
+// and keeps its ended-grant record (jit.EndGrant). The only other write
+// jitd makes is a restore. The provider writes a policy's
 // guard and deny-all rules in one NSG write, so a policy with some of them
 // missing was changed by someone else and its ports may be open: jitd writes
 // the missing rules back (jit.PlanRestore: from the policy as last seen
